@@ -1,0 +1,66 @@
+"""Shared fixtures: generated tiny images, an isolated cache, a seed, the shared photos."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+# Distinct colours make the classes learnable even from a random-weight backbone.
+CLASS_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220)}
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own feature/zip cache and log folder."""
+    cache = tmp_path_factory.mktemp("tlcore-cache")
+    monkeypatch.setenv("TLCORE_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture
+def seed():
+    """A fixed seed for NumPy and Keras."""
+    import keras
+
+    keras.utils.set_random_seed(1234)
+    return 1234
+
+
+def write_image(path: Path, colour, size=32, rng=None, fmt=None):
+    """A noisy solid-colour image: unique content, clear class signal."""
+    rng = rng or np.random.default_rng(0)
+    arr = np.clip(np.array(colour)[None, None, :] + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format=fmt)
+    return path
+
+
+def make_image_folder(root: Path, n_per_class=8, classes=("red", "blue"), size=32, splits=None, seed=0):
+    """Write ``root/[split/]class/i.png``; returns ``root``."""
+    rng = np.random.default_rng(seed)
+    for split in splits or [None]:
+        for name in classes:
+            for i in range(n_per_class):
+                folder = root / split / name if split else root / name
+                write_image(folder / f"{name}_{i}.png", CLASS_COLOURS[name], size, rng)
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A folder of two class folders (red, blue) with 8 tiny PNGs each."""
+    return make_image_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def hymenoptera():
+    """The shared ants/bees photos, or a skip when they are absent."""
+    path = SHARED_DATASETS / "hymenoptera"
+    if not path.is_dir():
+        pytest.skip(f"shared photos not found at {path} (see ../shared/datasets/README.md)")
+    return path

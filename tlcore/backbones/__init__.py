@@ -1,0 +1,1 @@
+"""Backbone builders; importing a module registers its backbones."""

@@ -1,0 +1,35 @@
+"""Pieces shared by the backbone builders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from ..errors import TLError
+
+__all__ = ["finish_backbone", "load_weights_file"]
+
+
+def finish_backbone(model: keras.Model, feature_layer: str, pooling) -> keras.Model:
+    """Cut ``model`` after ``feature_layer`` and add the requested pooling."""
+    x = model.get_layer(feature_layer).output
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return keras.Model(model.inputs, x, name=model.name)
+
+
+def load_weights_file(model: keras.Model, path, backbone: str) -> None:
+    """Load a Keras weights file (weights only, never code) into ``model``."""
+    path = Path(path)
+    if not path.is_file():
+        raise TLError(f"weights file {str(path)!r} does not exist; pass imagenet, none or a file path")
+    if not path.name.endswith((".weights.h5", ".h5")):
+        raise TLError(
+            f"weights file {path.name!r} is not a Keras weights file (.weights.h5 or .h5)"
+        )
+    try:
+        model.load_weights(str(path))
+    except Exception as exc:  # Keras raises ValueError, OSError or KeyError depending on the mismatch
+        raise TLError(f"weights file {path.name!r} does not fit the {backbone} architecture: {exc}") from exc

@@ -1,0 +1,248 @@
+"""Command line: ``python -m tlcore backbones|train|evaluate|predict``.
+
+With ``--json`` the last line of stdout is one JSON object (or list). Errors
+a user can cause exit with status 2 and one line on stderr; anything else
+exits with status 1, one line on stderr, and the traceback in the log file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import TLError
+from .paths import default_cache_dir
+
+__all__ = ["main", "route_native_stderr", "log_path"]
+
+log = logging.getLogger("tlcore")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise TLError(f"{message} (see python -m tlcore {self.prog.split()[-1] if ' ' in self.prog else ''} --help)".replace("  ", " "))
+
+
+def _split(text: str):
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"split {text!r} must be three numbers like 0.8,0.1,0.1") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"split {text!r} must be three numbers like 0.8,0.1,0.1")
+    return parts
+
+
+def _weights(text: str):
+    return None if text.lower() in ("none", "random", "scratch") else text
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m tlcore", description="Transfer Lab: transfer learning for image classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("backbones", help="list the available backbones")
+    p.add_argument("--json", action="store_true")
+
+    from .registry import DEFAULT_BACKBONE
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a classifier on a folder or zip of class folders")
+    p.add_argument("data", help="folder of class folders, folder with train/ val/ [test/], or a .zip of either")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    p.add_argument("--weights", type=_weights, default="imagenet", help="imagenet, none (random) or a weights file")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--split", type=_split, default=d.split, help="train,val,test fractions when the data has no splits")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--class-weights", choices=("auto", "balanced", "none"), default=d.class_weights)
+    p.add_argument("--fine-tune-layers", type=int, default=d.fine_tune_layers)
+    p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs)
+    p.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_lr)
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("evaluate", help="evaluate a run on labelled data")
+    p.add_argument("run_dir")
+    p.add_argument("data")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="classify images with a run")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _cmd_backbones(args):
+    from dataclasses import asdict
+
+    from .registry import get_spec, list_backbones
+
+    rows = [asdict(get_spec(name)) for name in list_backbones()]
+    if not args.json:
+        print(f"{'name':<20} {'input':>5} {'features':>8} {'params':>12} {'top-1':>6}  weights")
+        for r in rows:
+            print(f"{r['name']:<20} {r['input_size']:>5} {r['feature_dim']:>8} {r['params']:>12,} "
+                  f"{r['imagenet_top1']:>6.1%}  {'offline' if r['offline'] else 'download'}")
+    return rows
+
+
+def _cmd_train(args):
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        backbone=args.backbone, weights=args.weights, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, dropout=args.dropout, split=args.split, seed=args.seed, class_weights=args.class_weights,
+        fine_tune_layers=args.fine_tune_layers, fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_lr=args.fine_tune_lr, patience=args.patience,
+    )
+
+    def on_extract(done, total):
+        print(f"\rfeatures {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    def on_epoch(epoch, logs):
+        extra = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "phase"))
+        print(f"{logs['phase']:<9} epoch {epoch:>3}  {extra}", file=sys.stderr, flush=True)
+
+    quiet = args.json
+    result = train(args.data, config, out=args.out, on_epoch=None if quiet else on_epoch,
+                   on_extract=None if quiet else on_extract)
+    if not quiet:
+        for w in result["warnings"]:
+            print(f"warning: {w['message']}", file=sys.stderr)
+        for s in result["skipped"]:
+            print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+        test = "n/a" if result["test_accuracy"] is None else f"{result['test_accuracy']:.3f}"
+        val = "n/a" if result["val_accuracy"] is None else f"{result['val_accuracy']:.3f}"
+        print(f"classes {', '.join(result['classes'])}; train {result['n_train']}, val {result['n_val']}, "
+              f"test {result['n_test']}; val accuracy {val}, test accuracy {test}; "
+              f"{result['seconds']['total']:.1f} s; saved to {args.out}")
+    return result
+
+
+def _labelled_probs(run, data):
+    from .data import load_dataset
+
+    dataset = load_dataset(data)
+    unknown = sorted(set(dataset.classes) - set(run.classes))
+    if unknown:
+        raise TLError(f"class {unknown[0]!r} in {data!r} is not one the model knows ({', '.join(run.classes)})")
+    probs, kept, skipped = run.predict_files([s.path for s in dataset.samples])
+    y = [run.classes.index(dataset.samples[i].label) for i in kept]
+    return y, probs, dataset.skipped + skipped
+
+
+def _cmd_evaluate(args):
+    from .evaluate import classification_metrics
+    from .run import load_run
+
+    run = load_run(args.run_dir)
+    y, probs, skipped = _labelled_probs(run, args.data)
+    if not y:
+        raise TLError(f"no readable images in {args.data!r}")
+    result = {"classes": run.classes, **classification_metrics(y, probs, run.classes), "skipped": skipped}
+    if not args.json:
+        print(f"accuracy {result['accuracy']:.3f} on {result['n']} images")
+        for name, m in result["per_class"].items():
+            print(f"  {name:<20} precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  n {m['support']}")
+    return result
+
+
+def _cmd_predict(args):
+    import numpy as np
+
+    from .run import load_run
+
+    if args.top_k < 1:
+        raise TLError(f"--top-k must be at least 1, got {args.top_k}")
+    run = load_run(args.run_dir)
+    probs, kept, skipped = run.predict_files(args.images)
+    predictions = []
+    for row, i in zip(probs, kept):
+        order = np.argsort(row)[::-1][: args.top_k]
+        predictions.append({
+            "path": args.images[i],
+            "label": run.classes[int(order[0])],
+            "confidence": float(row[order[0]]),
+            "top_k": [{"label": run.classes[int(j)], "probability": float(row[j])} for j in order],
+        })
+    if not predictions and skipped:
+        raise TLError(f"no readable image among the inputs ({skipped[0]['path']}: {skipped[0]['reason']})")
+    if not args.json:
+        for p in predictions:
+            print(f"{p['path']}: {p['label']} ({p['confidence']:.1%})")
+        for s in skipped:
+            print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    return {"classes": run.classes, "predictions": predictions, "skipped": skipped}
+
+
+_COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+
+
+def log_path() -> Path:
+    """The CLI's log file: tracebacks and TensorFlow's native messages go there."""
+    return default_cache_dir() / "logs" / "tlcore.log"
+
+
+def route_native_stderr() -> None:
+    """Send file descriptor 2 (TensorFlow's C++ start-up noise) to the log file.
+
+    Python's ``sys.stderr`` keeps writing to the terminal, so users see only
+    this CLI's own lines. Called by ``python -m tlcore`` only, never by tests
+    that run :func:`main` in-process.
+    """
+    try:
+        path = log_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        terminal = os.dup(2)
+        log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.stderr = open(terminal, "w", buffering=1, encoding="utf-8", errors="replace")
+
+
+def _setup_log() -> Path:
+    path = log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return path
+
+
+def main(argv=None) -> int:
+    """Run the CLI; returns the exit status."""
+    log_path = _setup_log()
+    try:
+        args = _build_parser().parse_args(argv)
+        log.info("command %s", sys.argv[1:] if argv is None else argv)
+        result = _COMMANDS[args.command](args)
+        if args.json:
+            print(json.dumps(result))
+        return 0
+    except TLError as exc:
+        log.info("user error: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the promise is one line, never a traceback
+        log.exception("internal error")
+        print(f"error: internal error ({type(exc).__name__}: {exc}); details in {log_path}", file=sys.stderr)
+        return 1

@@ -1,0 +1,219 @@
+"""Datasets as lists of labelled files, and the stratified split.
+
+Accepted sources: a folder of class folders; a folder holding ``train/``,
+``val/`` and optionally ``test/`` (each of class folders, splits respected);
+a ``.zip`` of either; or a list of ``(file, label)`` pairs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import TLError
+from .paths import default_cache_dir
+
+__all__ = ["Sample", "Dataset", "SPLITS", "load_dataset", "stratified_split", "class_counts"]
+
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                  "validation": "val", "test": "test", "testing": "test"}
+_IGNORED_DIRS = {"__MACOSX"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled file; ``split`` is set when the source defined it."""
+
+    path: str
+    label: str
+    split: str | None = None
+
+
+@dataclass
+class Dataset:
+    """Labelled files with their classes (sorted) and the files left out, with reasons."""
+
+    samples: list[Sample]
+    classes: list[str]
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def has_splits(self) -> bool:
+        return any(s.split is not None for s in self.samples)
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".") and p.name not in _IGNORED_DIRS
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+
+
+def _files_in(class_dir: Path) -> list[Path]:
+    # Nested folders inside a class folder count for that class (phones export by date).
+    return sorted(
+        p for p in class_dir.rglob("*")
+        if p.is_file() and all(_visible(Path(part)) for part in p.relative_to(class_dir).parts)
+    )
+
+
+def _split_dirs(folder: Path) -> dict[str, Path]:
+    found = {}
+    for p in _class_dirs(folder):
+        split = _SPLIT_ALIASES.get(p.name.lower())
+        if split:
+            found[split] = p
+    return found
+
+
+def _from_folder(folder: Path) -> Dataset:
+    splits = _split_dirs(folder)
+    samples: list[Sample] = []
+    if "train" in splits:
+        for split, split_dir in splits.items():
+            for class_dir in _class_dirs(split_dir):
+                samples += [Sample(str(f), class_dir.name, split) for f in _files_in(class_dir)]
+        classes = sorted({d.name for s in splits.values() for d in _class_dirs(s)})
+    else:
+        if splits:
+            raise TLError(f"{str(folder)!r} has {', '.join(sorted(splits))}/ but no train/ folder")
+        class_dirs = _class_dirs(folder)
+        for class_dir in class_dirs:
+            samples += [Sample(str(f), class_dir.name) for f in _files_in(class_dir)]
+        classes = [d.name for d in class_dirs]
+    return Dataset(samples, classes)
+
+
+def _extract_zip(path: Path) -> Path:
+    """Extract a zip once into the cache (keyed by content); refuse entries escaping it."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    target = default_cache_dir() / "zips" / digest
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                name = info.filename.replace("\\", "/")
+                dest = (tmp / name).resolve()
+                if not dest.is_relative_to(tmp.resolve()) or name.startswith("/"):
+                    raise TLError(f"{path.name!r} holds an entry that escapes its folder ({info.filename!r})")
+                if info.is_dir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(dest, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        out.write(chunk)
+        os.replace(tmp, target)
+    except zipfile.BadZipFile:
+        raise TLError(f"{path.name!r} is not a valid zip file") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _unwrap_single_folder(folder: Path) -> Path:
+    # Zips usually hold one top folder ("photos/cats/..."); descend while that is all there is.
+    while True:
+        entries = [p for p in folder.iterdir() if _visible(p)]
+        if len(entries) == 1 and entries[0].is_dir() and not _split_dirs(folder) and any(
+            p.is_dir() for p in entries[0].iterdir()
+        ):
+            folder = entries[0]
+        else:
+            return folder
+
+
+def load_dataset(source) -> Dataset:
+    """Load a dataset description (no pixels) from any accepted source.
+
+    Raises :class:`TLError` when the source does not exist, is not one of the
+    accepted layouts, or has fewer than two classes or an empty class.
+    """
+    if isinstance(source, (list, tuple)):
+        samples = []
+        for item in source:
+            try:
+                path, label = item
+            except (TypeError, ValueError):
+                raise TLError(f"expected (file, label) pairs, got {item!r}") from None
+            samples.append(Sample(str(path), str(label)))
+        dataset = Dataset(samples, sorted({s.label for s in samples}))
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise TLError(f"data source {str(path)!r} does not exist")
+        if path.is_file():
+            if not zipfile.is_zipfile(path):
+                raise TLError(f"{str(path)!r} is neither a folder nor a zip file")
+            dataset = _from_folder(_unwrap_single_folder(_extract_zip(path)))
+        else:
+            dataset = _from_folder(path)
+    check_classes(dataset.samples, dataset.classes, str(source) if not isinstance(source, (list, tuple)) else "the data")
+    return dataset
+
+
+def check_classes(samples: Sequence[Sample], classes: Sequence[str], where: str) -> None:
+    """Raise :class:`TLError` unless there are two classes or more and none is empty."""
+    if len(classes) < 2:
+        found = f"only {classes[0]!r}" if classes else "none"
+        raise TLError(f"{where} needs at least two class folders with images; found {found}")
+    counts = Counter(s.label for s in samples)
+    empty = [c for c in classes if counts[c] == 0]
+    if empty:
+        raise TLError(f"class {empty[0]!r} has no usable images; add some or remove the class")
+
+
+def class_counts(samples: Iterable[Sample], classes: Sequence[str]) -> dict[str, int]:
+    """Number of samples per class, in class order."""
+    counts = Counter(s.label for s in samples)
+    return {c: counts[c] for c in classes}
+
+
+def stratified_split(labels: Sequence[str], fractions=(0.8, 0.1, 0.1), seed: int = 0) -> list[str]:
+    """Assign ``"train"``, ``"val"`` or ``"test"`` to each label, stratified by class.
+
+    Each class is shuffled with ``seed`` and cut by ``fractions``; a class with
+    three images or more gets at least one in every split whose fraction is
+    positive, and at least one image always stays in train.
+    """
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise TLError(f"split {fractions!r} must be three non-negative fractions adding up to 1")
+    if fractions[0] <= 0:
+        raise TLError(f"split {fractions!r} leaves nothing to train on")
+    rng = np.random.default_rng(seed)
+    out = [""] * len(labels)
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    for label in sorted(by_class):
+        idx = by_class[label]
+        rng.shuffle(idx)
+        n = len(idx)
+        n_val = int(round(n * fractions[1]))
+        n_test = int(round(n * fractions[2]))
+        if n >= 3:
+            n_val = max(n_val, 1 if fractions[1] > 0 else 0)
+            n_test = max(n_test, 1 if fractions[2] > 0 else 0)
+        while n_val + n_test > n - 1:  # keep one for training
+            if n_test >= n_val and n_test > 0:
+                n_test -= 1
+            else:
+                n_val -= 1
+        for j, i in enumerate(idx):
+            out[i] = "test" if j < n_test else "val" if j < n_test + n_val else "train"
+    return out

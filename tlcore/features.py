@@ -1,0 +1,138 @@
+"""Phase 1's expensive part: backbone embeddings, cached on disk.
+
+An embedding is keyed by the backbone's identity (name, weights, input size)
+and the image file's content, so a second run, or a second head on the same
+photos, never calls the backbone again.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .images import ImageDecodeError, decode_image
+from .paths import default_cache_dir
+
+__all__ = ["FeatureCache", "FeatureResult", "extract_features"]
+
+# Bump when decoding or resizing changes, so stale embeddings are never reused.
+DECODE_VERSION = "1"
+
+
+class FeatureCache:
+    """Embeddings stored as one ``.npy`` file per (backbone, image content)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir() / "features"
+
+    def _path(self, backbone_key: str, content_sha: str) -> Path:
+        folder = hashlib.sha256(f"{backbone_key}|{DECODE_VERSION}".encode()).hexdigest()[:16]
+        return self.root / folder / content_sha[:2] / f"{content_sha}.npy"
+
+    def get(self, backbone_key: str, content_sha: str) -> np.ndarray | None:
+        try:
+            return np.load(self._path(backbone_key, content_sha), allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+
+    def put(self, backbone_key: str, content_sha: str, vector: np.ndarray) -> None:
+        path = self._path(backbone_key, content_sha)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write-then-rename: a crash or a concurrent run never leaves a half file.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, np.asarray(vector, np.float32), allow_pickle=False)
+        os.replace(tmp, path)
+
+
+@dataclass
+class FeatureResult:
+    """Embeddings of the usable files; ``kept`` indexes into the input paths."""
+
+    features: np.ndarray
+    kept: list[int]
+    skipped: list[dict]
+    cache_hits: int
+    computed: int
+
+
+def _read(path: str) -> tuple[bytes | None, str | None]:
+    try:
+        return Path(path).read_bytes(), None
+    except OSError as exc:
+        return None, f"cannot read file ({exc.strerror or exc})"
+
+
+def extract_features(
+    paths: Sequence[str],
+    backbone_key: str | None,
+    get_encoder: Callable[[], Callable[[np.ndarray], np.ndarray]],
+    input_size: int,
+    cache: FeatureCache | None = None,
+    batch_size: int = 32,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FeatureResult:
+    """Embed every decodable file in ``paths``.
+
+    ``get_encoder()`` returns a function from a uint8 batch ``(n, H, W, 3)``
+    to features ``(n, D)``; it is called only if some image is not cached
+    (``backbone_key=None`` disables the cache, e.g. for random weights).
+    ``on_progress(done, total)`` is called after each batch. Files that
+    cannot be decoded are skipped and reported as ``{"path", "reason"}``.
+    """
+    total = len(paths)
+    vectors: dict[int, np.ndarray] = {}
+    skipped: list[dict] = []
+    todo: list[tuple[int, str, bytes]] = []
+    for i, path in enumerate(paths):
+        data, error = _read(path)
+        if error:
+            skipped.append({"path": str(path), "reason": error})
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        hit = cache.get(backbone_key, sha) if cache is not None and backbone_key else None
+        if hit is not None:
+            vectors[i] = hit
+        else:
+            todo.append((i, sha, data))
+    hits = len(vectors)
+    done = hits + len(skipped)
+    if on_progress:
+        on_progress(done, total)
+    encoder = get_encoder() if todo else None
+
+    def decode(item):
+        i, sha, data = item
+        try:
+            return i, sha, decode_image(data, input_size), None
+        except ImageDecodeError as exc:
+            return i, sha, None, str(exc)
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(todo), batch_size):
+            decoded = list(pool.map(decode, todo[start:start + batch_size]))
+            good = [(i, sha, img) for i, sha, img, err in decoded if err is None]
+            for i, _sha, _img, err in decoded:
+                if err is not None:
+                    skipped.append({"path": str(paths[i]), "reason": err})
+            if good:
+                batch = np.stack([img for _, _, img in good])
+                feats = np.asarray(encoder(batch), np.float32)
+                for (i, sha, _), vec in zip(good, feats):
+                    vectors[i] = vec
+                    if cache is not None and backbone_key:
+                        cache.put(backbone_key, sha, vec)
+            done += len(decoded)
+            if on_progress:
+                on_progress(done, total)
+    kept = sorted(vectors)
+    dim = next(iter(vectors.values())).shape[-1] if vectors else 0
+    features = np.stack([vectors[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
+    skipped.sort(key=lambda s: s["path"])
+    return FeatureResult(features, kept, skipped, cache_hits=hits, computed=len(kept) - hits)

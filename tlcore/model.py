@@ -1,0 +1,49 @@
+"""The classifier: a frozen backbone, then dropout and a dense softmax head."""
+from __future__ import annotations
+
+import keras
+
+__all__ = ["build_head", "build_classifier", "unfreeze_top_layers", "trainable_layer_names"]
+
+
+def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:
+    """Dropout then dense softmax, on pooled backbone features."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(feature_dim,), name="features"),
+            keras.layers.Dropout(dropout, name="head_dropout"),
+            keras.layers.Dense(n_classes, activation="softmax", name="head_dense"),
+        ],
+        name="head",
+    )
+
+
+def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:
+    """Pixels 0..255 in, class probabilities out.
+
+    The backbone is called with ``training=False`` so its BatchNorm layers
+    stay in inference mode even while its top layers are fine-tuned.
+    """
+    inputs = keras.Input(shape=backbone.input_shape[1:], name="pixels")
+    features = backbone(inputs, training=False)
+    return keras.Model(inputs, head(features), name="classifier")
+
+
+def unfreeze_top_layers(backbone: keras.Model, k: int) -> list[str]:
+    """Make the top ``k`` layers of ``backbone`` trainable, all others frozen.
+
+    BatchNorm layers stay frozen whatever ``k`` is (their statistics must
+    not drift on a small dataset). Returns the names of the layers with
+    weights that became trainable.
+    """
+    backbone.trainable = True
+    layers = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
+    cut = max(len(layers) - max(int(k), 0), 0)
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+    return trainable_layer_names(backbone)
+
+
+def trainable_layer_names(backbone: keras.Model) -> list[str]:
+    """Names of the layers whose weights training would change."""
+    return [layer.name for layer in backbone.layers if layer.trainable and layer.trainable_weights]

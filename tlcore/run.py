@@ -1,0 +1,105 @@
+"""A run directory: everything needed to reload a trained classifier.
+
+Layout: ``config.json`` (backbone, classes, training settings),
+``model.weights.h5`` (backbone and head weights, so reloading never needs
+the network), ``labels.txt`` (one class per line, output order) and
+``metrics.json``. The directory is written beside its target and renamed
+into place, so a crash never leaves a half-written run.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from . import __version__
+from .errors import TLError
+from .images import ImageDecodeError, load_image
+from .model import build_classifier, build_head
+from .registry import BackboneSpec, create_backbone, get_spec
+
+__all__ = ["RunModel", "save_run", "load_run"]
+
+_WEIGHTS = "model.weights.h5"
+
+
+@dataclass
+class RunModel:
+    """A reloaded classifier with its labels and configuration."""
+
+    model: keras.Model
+    classes: list[str]
+    spec: BackboneSpec
+    config: dict
+
+    def predict_files(self, paths: Sequence[str], batch_size: int = 16):
+        """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``."""
+        probs, kept, skipped = [], [], []
+        for start in range(0, len(paths), batch_size):
+            batch, idx = [], []
+            for i in range(start, min(start + batch_size, len(paths))):
+                try:
+                    batch.append(load_image(paths[i], self.spec.input_size))
+                    idx.append(i)
+                except ImageDecodeError as exc:
+                    skipped.append({"path": str(paths[i]), "reason": str(exc)})
+            if batch:
+                probs.append(self.model.predict_on_batch(np.stack(batch)))
+                kept += idx
+        out = np.concatenate(probs) if probs else np.zeros((0, len(self.classes)), np.float32)
+        return np.asarray(out), kept, skipped
+
+
+def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], config: dict, metrics: dict) -> Path:
+    """Write a run directory atomically (replacing an existing one)."""
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    try:
+        model.save_weights(str(tmp / _WEIGHTS))
+        (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
+        (tmp / "config.json").write_text(
+            json.dumps({**config, "classes": list(classes), "tlcore_version": __version__}, indent=2),
+            encoding="utf-8",
+        )
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        old = None
+        if run_dir.exists():
+            old = run_dir.parent / f".{run_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
+            run_dir.rename(old)
+        tmp.rename(run_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return run_dir
+
+
+def load_run(run_dir: str | Path) -> RunModel:
+    """Rebuild the classifier saved in ``run_dir`` (no network needed)."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file() or not (run_dir / _WEIGHTS).is_file():
+        raise TLError(f"{str(run_dir)!r} is not a run directory (no config.json or {_WEIGHTS})")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        classes = list(config["classes"])
+        spec = get_spec(config["backbone"])
+        size = int(config.get("input_size", spec.input_size))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TLError(f"{str(config_path)!r} is damaged ({exc})") from exc
+    backbone = create_backbone(spec.name, weights=None, input_shape=(size, size, 3))
+    head = build_head(spec.feature_dim, len(classes), float(config.get("train", {}).get("dropout", 0.2)))
+    model = build_classifier(backbone, head)
+    try:
+        model.load_weights(str(run_dir / _WEIGHTS))
+    except Exception as exc:  # Keras raises several types for a mismatched file
+        raise TLError(f"the weights in {str(run_dir)!r} do not match its config ({exc})") from exc
+    return RunModel(model, classes, spec, config)

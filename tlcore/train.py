@@ -1,0 +1,300 @@
+"""Transfer learning in two phases: a head on cached features, then optional fine-tuning."""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+
+from .data import Dataset, Sample, check_classes, class_counts, load_dataset, stratified_split
+from .errors import TLError
+from .evaluate import classification_metrics
+from .features import FeatureCache, extract_features
+from .images import ImageDecodeError, load_image
+from .model import build_classifier, build_head, unfreeze_top_layers
+from .registry import DEFAULT_BACKBONE, create_backbone, get_spec
+from .run import save_run
+
+__all__ = ["TrainConfig", "train", "ImageBatches"]
+
+EpochCallback = Callable[[int, dict], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; the defaults follow the usual transfer-learning practice."""
+
+    backbone: str = DEFAULT_BACKBONE
+    weights: str | None = "imagenet"  # "imagenet", None (random) or a weights file
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    dropout: float = 0.2
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    class_weights: str = "auto"  # "auto" (when imbalanced), "balanced" or "none"
+    fine_tune_layers: int = 0  # 0 = feature extraction only
+    fine_tune_epochs: int = 5
+    fine_tune_lr: float = 1e-5
+    patience: int = 3  # early stopping on validation loss while fine-tuning
+
+
+def _validate(config: TrainConfig) -> None:
+    checks = [
+        (isinstance(config.epochs, int) and config.epochs >= 1, f"epochs must be a whole number >= 1, got {config.epochs!r}"),
+        (isinstance(config.batch_size, int) and config.batch_size >= 1, f"batch size must be a whole number >= 1, got {config.batch_size!r}"),
+        (config.lr > 0 and math.isfinite(config.lr), f"learning rate must be positive, got {config.lr!r}"),
+        (0 <= config.dropout < 1, f"dropout must be in [0, 1), got {config.dropout!r}"),
+        (config.class_weights in ("auto", "balanced", "none"), f"class weights {config.class_weights!r} must be auto, balanced or none"),
+        (isinstance(config.fine_tune_layers, int) and config.fine_tune_layers >= 0, f"fine-tune layers must be a whole number >= 0, got {config.fine_tune_layers!r}"),
+        (isinstance(config.fine_tune_epochs, int) and config.fine_tune_epochs >= 1, f"fine-tune epochs must be a whole number >= 1, got {config.fine_tune_epochs!r}"),
+        (config.fine_tune_lr > 0 and math.isfinite(config.fine_tune_lr), f"fine-tune learning rate must be positive, got {config.fine_tune_lr!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise TLError(message)
+
+
+def _advice(config: TrainConfig) -> list[dict]:
+    """Warnings when settings stray from the usual practice (they are allowed)."""
+    out = []
+    if config.lr > 1e-2:
+        out.append({"code": "high_lr", "message": f"head learning rate {config.lr:g} is high; about 1e-3 is usual"})
+    if config.fine_tune_layers and config.fine_tune_lr > 1e-4:
+        out.append({"code": "high_fine_tune_lr", "message": f"fine-tuning learning rate {config.fine_tune_lr:g} may wreck the pretrained features; about 1e-5 is usual"})
+    if config.weights is None:
+        out.append({"code": "random_weights", "message": "the backbone starts from random weights, so this is not transfer learning; expect much lower accuracy"})
+    return out
+
+
+def _weights_key(name: str, weights) -> str | None:
+    """Identity of the backbone's weights for the feature cache; None = do not cache."""
+    if weights is None:
+        return None  # random weights differ on every build
+    if weights == "imagenet":
+        return f"{name}|imagenet"
+    path = Path(weights)
+    if not path.is_file():
+        raise TLError(f"weights file {str(path)!r} does not exist; pass imagenet, none or a file path")
+    return f"{name}|file:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+
+class _Progress(keras.callbacks.Callback):
+    """Forwards each epoch's logs to a plain ``(epoch, logs)`` callable and records history."""
+
+    def __init__(self, phase: str, history: list, on_epoch: EpochCallback | None, should_stop):
+        super().__init__()
+        self.phase, self.history, self.on_epoch, self.should_stop = phase, history, on_epoch, should_stop
+
+    def on_epoch_end(self, epoch, logs=None):
+        entry = {"epoch": len(self.history) + 1, "phase": self.phase,
+                 **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
+        self.history.append(entry)
+        if self.on_epoch:
+            self.on_epoch(entry["epoch"], dict(entry))
+        if self.should_stop and self.should_stop():
+            self.model.stop_training = True
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """Decoded image batches from files (for fine-tuning, which needs pixels, not features)."""
+
+    def __init__(self, paths, labels, size, batch_size, shuffle_seed=None, sample_weights=None):
+        super().__init__()
+        self.paths, self.labels, self.size, self.batch_size = list(paths), np.asarray(labels), size, batch_size
+        self.sample_weights = sample_weights
+        self.order = np.arange(len(self.paths))
+        self.rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+        if self.rng is not None:
+            self.rng.shuffle(self.order)
+
+    def __len__(self):
+        return math.ceil(len(self.paths) / self.batch_size)
+
+    def __getitem__(self, index):
+        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        x = np.stack([load_image(self.paths[i], self.size) for i in idx]).astype(np.float32)
+        if self.sample_weights is None:
+            return x, self.labels[idx]
+        return x, self.labels[idx], self.sample_weights[idx]
+
+    def on_epoch_end(self):
+        if self.rng is not None:
+            self.rng.shuffle(self.order)
+
+
+def _assign_splits(samples: list[Sample], has_splits: bool, config: TrainConfig) -> list[str]:
+    labels = [s.label for s in samples]
+    if not has_splits:
+        return stratified_split(labels, config.split, config.seed)
+    splits = [s.split or "train" for s in samples]
+    if "val" not in splits:
+        # Source gave train (and maybe test) only: carve validation out of train, never out of test.
+        train_idx = [i for i, sp in enumerate(splits) if sp == "train"]
+        carved = stratified_split([labels[i] for i in train_idx], (0.9, 0.1, 0.0), config.seed)
+        for i, sp in zip(train_idx, carved):
+            splits[i] = sp
+    return splits
+
+
+def _class_weights(y: np.ndarray, n_classes: int, mode: str, classes, warnings: list) -> dict | None:
+    counts = np.bincount(y, minlength=n_classes)
+    present = counts[counts > 0]
+    imbalanced = len(present) and present.max() / present.min() > 1.5
+    if imbalanced:
+        largest, smallest = classes[int(counts.argmax())], classes[int(np.where(counts > 0, counts, counts.max() + 1).argmin())]
+        note = "class weights balance them" if mode != "none" else "consider class weights"
+        warnings.append({"code": "class_imbalance", "message": f"training classes are imbalanced ({largest!r} has {counts.max()}, {smallest!r} has {present.min()} images); {note}"})
+    if mode == "balanced" or (mode == "auto" and imbalanced):
+        # The sklearn "balanced" formula: n / (k * count).
+        return {i: float(len(y) / (len(present) * c)) for i, c in enumerate(counts) if c > 0}
+    return None
+
+
+def train(
+    source,
+    config: TrainConfig = TrainConfig(),
+    out: str | Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_extract: Callable[[int, int], None] | None = None,
+    cache: FeatureCache | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
+    """Train a classifier on ``source`` (any input :func:`load_dataset` accepts).
+
+    Phase 1 embeds every image once with the frozen backbone (cached on disk)
+    and trains the head on the embeddings; phase 2, when
+    ``config.fine_tune_layers > 0``, unfreezes the backbone's top layers and
+    trains at ``config.fine_tune_lr`` with early stopping on validation loss.
+    ``on_epoch(epoch, logs)`` receives each epoch's losses and accuracies.
+    When ``out`` is given the run is saved there. Returns the summary dict
+    that the CLI prints (classes, counts, accuracies, history, timings,
+    skipped files and warnings).
+    """
+    t_start = time.perf_counter()
+    _validate(config)
+    spec = get_spec(config.backbone)
+    warnings = _advice(config)
+    dataset = source if isinstance(source, Dataset) else load_dataset(source)
+    classes = dataset.classes
+    weights_key = _weights_key(spec.name, config.weights)
+
+    backbone_holder: list[keras.Model] = []
+
+    def get_backbone() -> keras.Model:
+        if not backbone_holder:
+            keras.utils.set_random_seed(config.seed)  # random-init backbones are reproducible too
+            backbone_holder.append(create_backbone(spec.name, weights=config.weights))
+        return backbone_holder[0]
+
+    def get_encoder():
+        backbone = get_backbone()
+        return lambda batch: backbone.predict_on_batch(batch.astype(np.float32))
+
+    t0 = time.perf_counter()
+    paths = [s.path for s in dataset.samples]
+    feats = extract_features(paths, weights_key, get_encoder, spec.input_size,
+                             cache if cache is not None else FeatureCache(), on_progress=on_extract)
+    t_extract = time.perf_counter() - t0
+    samples = [dataset.samples[i] for i in feats.kept]
+    skipped = dataset.skipped + feats.skipped
+    check_classes(samples, classes, "the data")
+    splits = _assign_splits(samples, dataset.has_splits, config)
+    class_index = {c: i for i, c in enumerate(classes)}
+    y = np.array([class_index[s.label] for s in samples], dtype=int)
+    idx = {sp: np.array([i for i, s in enumerate(splits) if s == sp], dtype=int) for sp in ("train", "val", "test")}
+    train_counts = np.bincount(y[idx["train"]], minlength=len(classes))
+    missing = [classes[i] for i in np.where(train_counts == 0)[0]]
+    if missing:
+        raise TLError(f"class {missing[0]!r} has no training images; add some or remove the class")
+    if skipped:
+        warnings.append({"code": "skipped_files", "message": f"{len(skipped)} file(s) could not be read and were left out"})
+    if len(idx["val"]) == 0:
+        warnings.append({"code": "no_validation", "message": "no validation images; add more images per class to get a validation score"})
+    if len(idx["test"]) == 0:
+        warnings.append({"code": "no_test_split", "message": "no test images, so test accuracy is not measured"})
+    if train_counts.min() < 10:
+        warnings.append({"code": "few_images", "message": f"class {classes[int(train_counts.argmin())]!r} has only {int(train_counts.min())} training images; 10 or more per class are advised"})
+    class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings)
+
+    # Phase 1: head on cached features.
+    t0 = time.perf_counter()
+    history: list[dict] = []
+    x = feats.features
+    # Seed here, not earlier: whether the backbone was built (cache miss) must not change the head.
+    keras.utils.set_random_seed(config.seed)
+    head = build_head(x.shape[1], len(classes), config.dropout)
+    head.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    val_data = (x[idx["val"]], y[idx["val"]]) if len(idx["val"]) else None
+    head.fit(x[idx["train"]], y[idx["train"]], validation_data=val_data, epochs=config.epochs,
+             batch_size=config.batch_size, class_weight=class_weight, shuffle=True, verbose=0,
+             callbacks=[_Progress("head", history, on_epoch, should_stop)])
+    t_train = time.perf_counter() - t0
+
+    # Phase 2: fine-tune the top of the backbone, continuing from the phase-1 head.
+    t_fine = 0.0
+    fine_tuned_layers: list[str] = []
+    classifier = None
+    if config.fine_tune_layers > 0 and not (should_stop and should_stop()):
+        t0 = time.perf_counter()
+        backbone = get_backbone()
+        fine_tuned_layers = unfreeze_top_layers(backbone, config.fine_tune_layers)
+        classifier = build_classifier(backbone, head)
+        classifier.compile(optimizer=keras.optimizers.Adam(config.fine_tune_lr),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        tr_paths = [samples[i].path for i in idx["train"]]
+        sw = None
+        if class_weight:
+            sw = np.array([class_weight[int(c)] for c in y[idx["train"]]], np.float32)
+        train_batches = ImageBatches(tr_paths, y[idx["train"]], spec.input_size, config.batch_size, config.seed, sw)
+        val_batches = None
+        callbacks = [_Progress("fine_tune", history, on_epoch, should_stop)]
+        if len(idx["val"]):
+            val_batches = ImageBatches([samples[i].path for i in idx["val"]], y[idx["val"]], spec.input_size, config.batch_size)
+            callbacks.insert(0, keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
+        classifier.fit(train_batches, validation_data=val_batches, epochs=config.fine_tune_epochs, verbose=0, callbacks=callbacks)
+        t_fine = time.perf_counter() - t0
+
+    # Evaluation on the held-out splits.
+    def probs_for(split: str) -> np.ndarray:
+        ids = idx[split]
+        if len(ids) == 0:
+            return np.zeros((0, len(classes)), np.float32)
+        if classifier is None:
+            return head.predict(x[ids], verbose=0)
+        batches = ImageBatches([samples[i].path for i in ids], y[ids], spec.input_size, config.batch_size)
+        return classifier.predict(batches, verbose=0)
+
+    metrics = {sp: classification_metrics(y[idx[sp]], probs_for(sp), classes) for sp in ("val", "test")}
+    summary = {
+        "classes": classes,
+        "backbone": spec.name,
+        "n_train": int(len(idx["train"])),
+        "n_val": int(len(idx["val"])),
+        "n_test": int(len(idx["test"])),
+        "counts": {sp: class_counts([samples[i] for i in idx[sp]], classes) for sp in ("train", "val", "test")},
+        "val_accuracy": metrics["val"]["accuracy"],
+        "test_accuracy": metrics["test"]["accuracy"],
+        "val": metrics["val"],
+        "test": metrics["test"],
+        "history": history,
+        "fine_tuned_layers": fine_tuned_layers,
+        "features": {"cache_hits": feats.cache_hits, "computed": feats.computed},
+        "seconds": {},
+        "skipped": skipped,
+        "warnings": warnings,
+    }
+    if out is not None:
+        model = classifier or build_classifier(get_backbone(), head)
+        run_config = {"backbone": spec.name, "weights": str(config.weights), "input_size": spec.input_size,
+                      "train": asdict(config), "fine_tuned": classifier is not None}
+        save_run(out, model, classes, run_config, summary)
+        summary["run_dir"] = str(out)
+    summary["seconds"] = {"extract": round(t_extract, 3), "train": round(t_train, 3),
+                          "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)}
+    return summary
