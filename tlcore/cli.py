@@ -21,9 +21,18 @@ __all__ = ["main", "route_native_stderr", "log_path"]
 log = logging.getLogger("tlcore")
 
 
+_PROG = "python -m tlcore"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
-        raise TLError(f"{message} (see python -m tlcore {self.prog.split()[-1] if ' ' in self.prog else ''} --help)".replace("  ", " "))
+        command = self.prog[len(_PROG):].strip() if self.prog.startswith(_PROG) else ""
+        raise TLError(f"{message} (see {_PROG} {command} --help)".replace("  ", " "))
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (Keras and OS messages can span several)."""
+    return " ".join(str(exc).split())
 
 
 def _split(text: str):
@@ -41,7 +50,7 @@ def _weights(text: str):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m tlcore", description="Transfer Lab: transfer learning for image classifiers.")
+    parser = _Parser(prog=_PROG, description="Transfer Lab: transfer learning for image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("backbones", help="list the available backbones")
@@ -96,6 +105,15 @@ def _cmd_backbones(args):
     return rows
 
 
+_open_progress_line = [False]  # a \r progress line is on the terminal, without its newline
+
+
+def _clear_progress_line() -> None:
+    if _open_progress_line[0]:
+        print("\r\033[K", end="", file=sys.stderr)
+        _open_progress_line[0] = False
+
+
 def _cmd_train(args):
     from .train import TrainConfig, train
 
@@ -107,7 +125,13 @@ def _cmd_train(args):
     )
 
     def on_extract(done, total):
-        print(f"\rfeatures {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        # A line redrawn with \r only on a terminal; elsewhere one line at the end. Either way an
+        # error that interrupts extraction is not glued to an unfinished progress line.
+        if sys.stderr.isatty():
+            print(f"\rfeatures {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+            _open_progress_line[0] = done != total
+        elif done == total:
+            print(f"features {done}/{total}", file=sys.stderr, flush=True)
 
     def on_epoch(epoch, logs):
         extra = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "phase"))
@@ -212,7 +236,7 @@ def route_native_stderr() -> None:
     sys.stderr = open(terminal, "w", buffering=1, encoding="utf-8", errors="replace")
 
 
-def _setup_log() -> Path:
+def _setup_log() -> tuple[Path, logging.Handler]:
     path = log_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,12 +246,22 @@ def _setup_log() -> Path:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    return path
+    return path, handler
 
 
 def main(argv=None) -> int:
     """Run the CLI; returns the exit status."""
-    log_path = _setup_log()
+    log_path, handler = _setup_log()
+    try:
+        return _main(argv, log_path)
+    finally:
+        # Each call adds its own handler; remove it so repeated in-process calls neither
+        # duplicate log lines nor leak open files.
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _main(argv, log_path: Path) -> int:
     try:
         args = _build_parser().parse_args(argv)
         log.info("command %s", sys.argv[1:] if argv is None else argv)
@@ -237,12 +271,15 @@ def main(argv=None) -> int:
         return 0
     except TLError as exc:
         log.info("user error: %s", exc)
-        print(f"error: {exc}", file=sys.stderr)
+        _clear_progress_line()
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _clear_progress_line()
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the promise is one line, never a traceback
         log.exception("internal error")
-        print(f"error: internal error ({type(exc).__name__}: {exc}); details in {log_path}", file=sys.stderr)
+        _clear_progress_line()
+        print(f"error: internal error ({type(exc).__name__}: {_one_line(exc)}); details in {log_path}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,9 +117,16 @@ def _extract_zip(path: Path) -> Path:
                 with zf.open(info) as src, open(dest, "wb") as out:
                     while chunk := src.read(1 << 20):
                         out.write(chunk)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not target.is_dir():  # else another process extracted the same zip meanwhile
+                raise
     except zipfile.BadZipFile:
         raise TLError(f"{path.name!r} is not a valid zip file") from None
+    except (zlib.error, NotImplementedError, EOFError, ValueError, OSError) as exc:
+        # damaged data, or a compression method Python cannot read (e.g. Deflate64)
+        raise TLError(f"{path.name!r} cannot be extracted ({exc})") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -190,8 +198,12 @@ def stratified_split(labels: Sequence[str], fractions=(0.8, 0.1, 0.1), seed: int
     three images or more gets at least one in every split whose fraction is
     positive, and at least one image always stays in train.
     """
-    fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+    try:
+        fractions = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise TLError(f"split {fractions!r} must be three non-negative fractions adding up to 1") from None
+    # written so that NaN fails too
+    if len(fractions) != 3 or not all(f >= 0 for f in fractions) or not abs(sum(fractions) - 1) <= 1e-6:
         raise TLError(f"split {fractions!r} must be three non-negative fractions adding up to 1")
     if fractions[0] <= 0:
         raise TLError(f"split {fractions!r} leaves nothing to train on")

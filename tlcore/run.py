@@ -41,11 +41,12 @@ class RunModel:
     def predict_files(self, paths: Sequence[str], batch_size: int = 16):
         """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``."""
         probs, kept, skipped = [], [], []
+        size = int(self.config.get("input_size", self.spec.input_size))  # the size the model was built at
         for start in range(0, len(paths), batch_size):
             batch, idx = [], []
             for i in range(start, min(start + batch_size, len(paths))):
                 try:
-                    batch.append(load_image(paths[i], self.spec.input_size))
+                    batch.append(load_image(paths[i], size))
                     idx.append(i)
                 except ImageDecodeError as exc:
                     skipped.append({"path": str(paths[i]), "reason": str(exc)})
@@ -101,5 +102,7 @@ def load_run(run_dir: str | Path) -> RunModel:
     try:
         model.load_weights(str(run_dir / _WEIGHTS))
     except Exception as exc:  # Keras raises several types for a mismatched file
-        raise TLError(f"the weights in {str(run_dir)!r} do not match its config ({exc})") from exc
+        # Keras's message spans many lines (it dumps the tensors); the cause stays chained.
+        raise TLError(f"the weights in {str(run_dir)!r} cannot be read or do not match its config.json "
+                      f"(backbone {spec.name!r}, {len(classes)} classes, input size {size})") from exc
     return RunModel(model, classes, spec, config)

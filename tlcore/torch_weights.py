@@ -42,6 +42,10 @@ class _StorageType:
         self.name = name
         self.dtype = np.dtype(_STORAGE_DTYPES[name])
 
+    def __setstate__(self, state):
+        # A BUILD opcode on this shared stand-in would change it for every later load.
+        raise pickle.UnpicklingError(f"refusing to modify torch.{self.name}")
+
 
 class _TensorRef:
     """A tensor awaiting its storage bytes (they come after the main pickle)."""
@@ -144,7 +148,11 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     for name, ref in state.items():
         if not isinstance(ref, _TensorRef):
             continue
-        arr = ref.storage.array
+        arr = getattr(ref.storage, "array", None)
+        if arr is None:
+            raise TLError(f"{str(path)!r}: tensor {name!r} has no storage data")
+        if len(ref.shape) != len(ref.stride):
+            raise TLError(f"{str(path)!r}: tensor {name!r} has {len(ref.shape)} sizes but {len(ref.stride)} strides")
         itemsize = arr.itemsize
         # as_strided reads exactly the elements the stride describes; bounds are checked first
         # so a hostile file cannot make it read outside the storage.
@@ -152,7 +160,7 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         if ref.shape and min(ref.shape) == 0:
             out[name] = np.zeros(ref.shape, arr.dtype)
             continue
-        if ref.offset < 0 or last >= arr.size or any(st < 0 for st in ref.stride):
+        if ref.offset < 0 or last >= arr.size or any(v < 0 for v in ref.stride + ref.shape):
             raise TLError(f"{str(path)!r}: tensor {name!r} lies outside its storage")
         view = np.lib.stride_tricks.as_strided(
             arr[ref.offset:],
@@ -160,5 +168,5 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             strides=tuple(st * itemsize for st in ref.stride),
             writeable=False,
         )
-        out[name] = np.ascontiguousarray(view)
+        out[name] = view.copy()  # C order; unlike ascontiguousarray, keeps 0-d tensors 0-d
     return out

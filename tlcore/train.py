@@ -58,6 +58,8 @@ def _validate(config: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise TLError(message)
+    # Fail before the expensive feature extraction, and also for data that brings its own splits.
+    stratified_split([], config.split, config.seed)
 
 
 def _advice(config: TrainConfig) -> list[dict]:
@@ -285,16 +287,16 @@ def train(
         "history": history,
         "fine_tuned_layers": fine_tuned_layers,
         "features": {"cache_hits": feats.cache_hits, "computed": feats.computed},
-        "seconds": {},
+        "seconds": {"extract": round(t_extract, 3), "train": round(t_train, 3),
+                    "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)},
         "skipped": skipped,
         "warnings": warnings,
     }
-    if out is not None:
+    if out is not None:  # metrics.json gets the timings so far; the returned total includes saving
         model = classifier or build_classifier(get_backbone(), head)
         run_config = {"backbone": spec.name, "weights": str(config.weights), "input_size": spec.input_size,
                       "train": asdict(config), "fine_tuned": classifier is not None}
         save_run(out, model, classes, run_config, summary)
         summary["run_dir"] = str(out)
-    summary["seconds"] = {"extract": round(t_extract, 3), "train": round(t_train, 3),
-                          "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)}
+    summary["seconds"] = {**summary["seconds"], "total": round(time.perf_counter() - t_start, 3)}
     return summary

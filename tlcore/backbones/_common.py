@@ -17,7 +17,8 @@ def finish_backbone(model: keras.Model, feature_layer: str, pooling) -> keras.Mo
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return keras.Model(model.inputs, x, name=model.name)
+    # model.input, not model.inputs: a one-input model called on a bare tensor must not warn.
+    return keras.Model(model.input, x, name=model.name)
 
 
 def load_weights_file(model: keras.Model, path, backbone: str) -> None:
@@ -32,4 +33,5 @@ def load_weights_file(model: keras.Model, path, backbone: str) -> None:
     try:
         model.load_weights(str(path))
     except Exception as exc:  # Keras raises ValueError, OSError or KeyError depending on the mismatch
-        raise TLError(f"weights file {path.name!r} does not fit the {backbone} architecture: {exc}") from exc
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")  # Keras's are many lines
+        raise TLError(f"weights file {path.name!r} does not fit the {backbone} architecture ({detail})") from exc

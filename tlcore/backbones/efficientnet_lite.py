@@ -148,7 +148,10 @@ def load_lite_torch_weights(model: keras.Model, path: str | Path, check_sha256: 
         raise TLError(f"the EfficientNet-Lite0 weights file {str(path)!r} is corrupt (SHA-256 mismatch); reinstall it")
     state = load_torch_state_dict(path)
     names = {layer.name for layer in model.layers}
-    n_blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("_blocks."))
+    blocks = [k.split(".")[1] for k in state if k.startswith("_blocks.")]
+    if not blocks or not all(b.isdigit() for b in blocks):
+        raise TLError(f"{str(path)!r} does not hold EfficientNet-Lite weights (no _blocks.N layers)")
+    n_blocks = 1 + max(int(b) for b in blocks)
     for layer_name, prefix, kind in _torch_to_keras_names(n_blocks):
         if layer_name not in names:
             if f"{prefix}.weight" in state and kind != "dense":

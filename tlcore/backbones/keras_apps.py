@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import keras
+import numpy as np
 
 from ..errors import TLError
 from ..preprocessing import Preprocess
@@ -65,11 +66,33 @@ def _make_builder(constructor_name: str):
                 raise _download_error(spec.name, exc) from exc
             raise
         model = keras.Model(inputs, model.output, name=spec.name)
+        if keras_weights and constructor_name.startswith("EfficientNetB"):
+            model = _fold_imagenet_rescaling(model, build(spec, None, input_shape, pooling))
         if weights not in (None, "imagenet"):
             load_weights_file(model, weights, spec.name)
         return model
 
     return build
+
+
+def _fold_imagenet_rescaling(imagenet: keras.Model, plain: keras.Model) -> keras.Model:
+    """Give ``plain`` (built with weights=None) the function of ``imagenet``.
+
+    Keras's EfficientNetB* add a per-channel Rescaling after their input
+    Normalization only when they load ImageNet weights, so a model rebuilt
+    with weights=None and its saved weights (as runs are reloaded) would
+    compute something else. The scale is folded into the Normalization variance.
+    """
+    scale = next(
+        np.asarray(layer.scale, np.float32)
+        for layer in imagenet.layers
+        if isinstance(layer, keras.layers.Rescaling) and isinstance(layer.scale, (list, tuple))
+    )
+    plain.set_weights(imagenet.get_weights())
+    norm = next(layer for layer in plain.layers if isinstance(layer, keras.layers.Normalization))
+    norm.adapt_variance.assign(np.asarray(norm.adapt_variance) / scale**2)  # (x - m) / sqrt(v / s^2) = s (x - m) / sqrt(v)
+    norm.finalize_state()
+    return plain
 
 
 for _name, (_ctor, _size, _prep, _dim, _params, _mb, _top1) in KERAS_APPLICATIONS.items():
