@@ -2,20 +2,45 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
-__all__ = ["build_head", "build_classifier", "unfreeze_top_layers", "trainable_layer_names"]
+__all__ = ["Standardize", "build_head", "build_classifier", "unfreeze_top_layers", "trainable_layer_names"]
 
 
-def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:
-    """Dropout then dense softmax, on pooled backbone features."""
-    return keras.Sequential(
-        [
-            keras.Input(shape=(feature_dim,), name="features"),
-            keras.layers.Dropout(dropout, name="head_dropout"),
-            keras.layers.Dense(n_classes, activation="softmax", name="head_dense"),
-        ],
-        name="head",
-    )
+@keras.saving.register_keras_serializable(package="tlcore")
+class Standardize(keras.layers.Layer):
+    """Per-feature ``(x - mean) / std`` with statistics set from training features.
+
+    Random-weight backbones give features of arbitrary scale (1e-12 for some),
+    which no head can learn from; pretrained ones do not need this.
+    """
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.mean = self.add_weight(shape=(dim,), initializer="zeros", trainable=False, name="mean")
+        self.inv_std = self.add_weight(shape=(dim,), initializer="ones", trainable=False, name="inv_std")
+
+    def call(self, inputs):
+        return (inputs - self.mean) * self.inv_std
+
+    def set_statistics(self, features: np.ndarray) -> None:
+        """Take mean and standard deviation from ``features`` (n, dim); constant features get weight 0."""
+        f = np.asarray(features, np.float64)
+        std = f.std(axis=0)
+        self.mean.assign(f.mean(axis=0).astype(np.float32))
+        self.inv_std.assign(np.divide(1.0, std, out=np.zeros_like(std), where=std > 0).astype(np.float32))
+
+
+def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2, standardize: bool = False) -> keras.Model:
+    """Dropout then dense softmax, on pooled backbone features (standardised first if asked)."""
+    layers = [keras.Input(shape=(feature_dim,), name="features")]
+    if standardize:
+        layers.append(Standardize(name="head_standardize"))
+    layers += [
+        keras.layers.Dropout(dropout, name="head_dropout"),
+        keras.layers.Dense(n_classes, activation="softmax", name="head_dense"),
+    ]
+    return keras.Sequential(layers, name="head")
 
 
 def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:

@@ -97,7 +97,9 @@ def load_run(run_dir: str | Path) -> RunModel:
     except (ValueError, KeyError, TypeError) as exc:
         raise TLError(f"{str(config_path)!r} is damaged ({exc})") from exc
     backbone = create_backbone(spec.name, weights=None, input_shape=(size, size, 3))
-    head = build_head(spec.feature_dim, len(classes), float(config.get("train", {}).get("dropout", 0.2)))
+    train_config = config.get("train", {})
+    head = build_head(spec.feature_dim, len(classes), float(train_config.get("dropout", 0.2)),
+                      standardize=train_config.get("weights", "imagenet") is None)
     model = build_classifier(backbone, head)
     try:
         model.load_weights(str(run_dir / _WEIGHTS))

@@ -230,7 +230,9 @@ def train(
     x = feats.features
     # Seed here, not earlier: whether the backbone was built (cache miss) must not change the head.
     keras.utils.set_random_seed(config.seed)
-    head = build_head(x.shape[1], len(classes), config.dropout)
+    head = build_head(x.shape[1], len(classes), config.dropout, standardize=config.weights is None)
+    if config.weights is None:
+        head.get_layer("head_standardize").set_statistics(x[idx["train"]])
     head.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     val_data = (x[idx["val"]], y[idx["val"]]) if len(idx["val"]) else None
     head.fit(x[idx["train"]], y[idx["train"]], validation_data=val_data, epochs=config.epochs,
@@ -294,7 +296,7 @@ def train(
     }
     if out is not None:  # metrics.json gets the timings so far; the returned total includes saving
         model = classifier or build_classifier(get_backbone(), head)
-        run_config = {"backbone": spec.name, "weights": str(config.weights), "input_size": spec.input_size,
+        run_config = {"backbone": spec.name, "weights": config.weights, "input_size": spec.input_size,
                       "train": asdict(config), "fine_tuned": classifier is not None}
         save_run(out, model, classes, run_config, summary)
         summary["run_dir"] = str(out)

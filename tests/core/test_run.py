@@ -33,10 +33,17 @@ def make_model(seed: int, n_classes: int = len(CLASSES), dropout: float = 0.3) -
         if "variance" in var.path:
             new = rng.uniform(0.5, 1.5, value.shape)
         elif "head_dense" in var.path:
-            new = rng.normal(0, 0.02, value.shape)  # logits of order 1: probabilities not saturated
+            new = np.zeros(value.shape)  # set from the feature scale below
         else:
             new = value + rng.normal(0, 0.2, value.shape)
         var.assign(new.astype(np.float32))
+    # Scale the head to the features so that logits are of order 1 (probabilities not saturated),
+    # whatever scale the perturbed random backbone produces.
+    x = rng.uniform(0, 255, (4, SIZE, SIZE, 3)).astype(np.float32)
+    features = np.asarray(model.get_layer(BACKBONE)(x, training=False))
+    kernel = model.get_layer("head").get_layer("head_dense").kernel
+    scale = 1.0 / (features.std() * np.sqrt(features.shape[1]) + 1e-12)
+    kernel.assign(rng.normal(0, scale, kernel.shape).astype(np.float32))
     return model
 
 

@@ -24,6 +24,8 @@ __all__ = ["EfficientNetLite", "EfficientNetLite0", "lite0_weights_path", "LITE0
 
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 _BN_EPS = 1e-3
+# He initialisation, as the reference EfficientNet: keeps random-weight activations from vanishing.
+_KERNEL_INIT = {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}
 
 # (kernel, stride, expand ratio, filters in, filters out, repeats), as EfficientNet-B0.
 _BLOCKS = (
@@ -46,7 +48,8 @@ def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
 
 
 def _conv_bn(x, filters, kernel, stride, name, act=True):
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+                            kernel_initializer=_KERNEL_INIT, name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_bn")(x)
     return keras.layers.ReLU(6.0, name=f"{name}_relu6")(x) if act else x
 
@@ -55,7 +58,8 @@ def _mbconv(x, k, stride, expand, f_in, f_out, name):
     inputs = x
     if expand != 1:
         x = _conv_bn(x, f_in * expand, 1, 1, f"{name}_expand")
-    x = keras.layers.DepthwiseConv2D(k, strides=stride, padding="same", use_bias=False, name=f"{name}_dw_conv")(x)
+    x = keras.layers.DepthwiseConv2D(k, strides=stride, padding="same", use_bias=False,
+                                     depthwise_initializer=_KERNEL_INIT, name=f"{name}_dw_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=_BN_EPS, name=f"{name}_dw_bn")(x)
     x = keras.layers.ReLU(6.0, name=f"{name}_dw_relu6")(x)
     x = _conv_bn(x, f_out, 1, 1, f"{name}_project", act=False)
