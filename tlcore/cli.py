@@ -76,7 +76,20 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs)
     p.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_lr)
     p.add_argument("--patience", type=int, default=d.patience)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--augment", action="store_true", help="flip and brightness/contrast/saturation ±0.2")
+    p.add_argument("--augment-copies", type=int, default=d.augment_copies)
+    _job_options(p)
+
+    p = sub.add_parser("finetune", help="fine-tune a trained run: unfreeze the backbone's top layers")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="run directory to write (default: replace RUN_DIR)")
+    p.add_argument("--layers", type=int, default=20, help="how many top backbone layers to unfreeze")
+    p.add_argument("--lr", type=float, default=d.fine_tune_lr)
+    p.add_argument("--epochs", type=int, default=d.fine_tune_epochs)
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--augment", action="store_true")
+    _job_options(p)
 
     p = sub.add_parser("evaluate", help="evaluate a run on labelled data")
     p.add_argument("run_dir")
@@ -89,6 +102,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
     return parser
+
+
+def _job_options(p) -> None:
+    p.add_argument("--progress", metavar="FILE", help="append progress events (JSON lines) to FILE")
+    p.add_argument("--stop-file", metavar="FILE", help="stop after the current epoch once FILE exists")
+    p.add_argument("--json", action="store_true")
 
 
 def _cmd_backbones(args):
@@ -114,17 +133,18 @@ def _clear_progress_line() -> None:
         _open_progress_line[0] = False
 
 
-def _cmd_train(args):
-    from .train import TrainConfig, train
+def _callbacks(args):
+    """Progress for the terminal (unless --json) and for --progress; the stop test for --stop-file."""
+    from .jobs import EventWriter
 
-    config = TrainConfig(
-        backbone=args.backbone, weights=args.weights, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, dropout=args.dropout, split=args.split, seed=args.seed, class_weights=args.class_weights,
-        fine_tune_layers=args.fine_tune_layers, fine_tune_epochs=args.fine_tune_epochs,
-        fine_tune_lr=args.fine_tune_lr, patience=args.patience,
-    )
+    events = EventWriter(args.progress) if args.progress else None
+    quiet = args.json
 
     def on_extract(done, total):
+        if events:
+            events({"type": "extract", "done": done, "total": total})
+        if quiet:
+            return
         # A line redrawn with \r only on a terminal; elsewhere one line at the end. Either way an
         # error that interrupts extraction is not glued to an unfinished progress line.
         if sys.stderr.isatty():
@@ -134,23 +154,71 @@ def _cmd_train(args):
             print(f"features {done}/{total}", file=sys.stderr, flush=True)
 
     def on_epoch(epoch, logs):
-        extra = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "phase"))
-        print(f"{logs['phase']:<9} epoch {epoch:>3}  {extra}", file=sys.stderr, flush=True)
+        if events:
+            events({"type": "epoch", **logs})
+        if not quiet:
+            extra = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "phase"))
+            print(f"{logs['phase']:<9} epoch {epoch:>3}  {extra}", file=sys.stderr, flush=True)
 
-    quiet = args.json
-    result = train(args.data, config, out=args.out, on_epoch=None if quiet else on_epoch,
-                   on_extract=None if quiet else on_extract)
-    if not quiet:
-        for w in result["warnings"]:
-            print(f"warning: {w['message']}", file=sys.stderr)
-        for s in result["skipped"]:
-            print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
-        test = "n/a" if result["test_accuracy"] is None else f"{result['test_accuracy']:.3f}"
-        val = "n/a" if result["val_accuracy"] is None else f"{result['val_accuracy']:.3f}"
-        print(f"classes {', '.join(result['classes'])}; train {result['n_train']}, val {result['n_val']}, "
-              f"test {result['n_test']}; val accuracy {val}, test accuracy {test}; "
-              f"{result['seconds']['total']:.1f} s; saved to {args.out}")
+    should_stop = (lambda: Path(args.stop_file).exists()) if args.stop_file else None
+    return events, on_extract, on_epoch, should_stop
+
+
+def _report_run(result, out) -> None:
+    for w in result["warnings"]:
+        print(f"warning: {w['message']}", file=sys.stderr)
+    for s in result["skipped"]:
+        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    test = "n/a" if result["test_accuracy"] is None else f"{result['test_accuracy']:.3f}"
+    val = "n/a" if result["val_accuracy"] is None else f"{result['val_accuracy']:.3f}"
+    print(f"classes {', '.join(result['classes'])}; train {result['n_train']}, val {result['n_val']}, "
+          f"test {result['n_test']}; val accuracy {val}, test accuracy {test}; "
+          f"{result['seconds']['total']:.1f} s; saved to {out}")
+
+
+def _run_with_events(args, events, start: dict, work):
+    """Run ``work()`` bracketed by start and done/error events (what a following page reads)."""
+    if events:
+        events({"type": "start", **start})
+    try:
+        result = work()
+    except Exception as exc:
+        if events:
+            events({"type": "error", "message": _one_line(exc) if isinstance(exc, TLError) else "internal error"})
+        raise
+    if events:
+        events({"type": "done", "result": result})
+    if not args.json:
+        _report_run(result, result.get("run_dir"))
     return result
+
+
+def _cmd_train(args):
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        backbone=args.backbone, weights=args.weights, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, dropout=args.dropout, split=args.split, seed=args.seed, class_weights=args.class_weights,
+        fine_tune_layers=args.fine_tune_layers, fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_lr=args.fine_tune_lr, patience=args.patience, augment=args.augment,
+        augment_copies=args.augment_copies,
+    )
+    events, on_extract, on_epoch, should_stop = _callbacks(args)
+    start = {"command": "train", "epochs": config.epochs,
+             "fine_tune_epochs": config.fine_tune_epochs if config.fine_tune_layers else 0}
+    return _run_with_events(args, events, start, lambda: train(
+        args.data, config, out=args.out, on_epoch=on_epoch, on_extract=on_extract, should_stop=should_stop))
+
+
+def _cmd_finetune(args):
+    from .train import TrainConfig, fine_tune
+
+    config = TrainConfig(fine_tune_layers=args.layers, fine_tune_lr=args.lr, fine_tune_epochs=args.epochs,
+                         patience=args.patience, batch_size=args.batch_size, augment=args.augment)
+    events, _, on_epoch, should_stop = _callbacks(args)
+    start = {"command": "finetune", "epochs": 0, "fine_tune_epochs": config.fine_tune_epochs}
+    return _run_with_events(args, events, start, lambda: fine_tune(
+        args.run_dir, config, out=args.out, on_epoch=on_epoch, should_stop=should_stop))
 
 
 def _labelled_probs(run, data):
@@ -209,7 +277,8 @@ def _cmd_predict(args):
     return {"classes": run.classes, "predictions": predictions, "skipped": skipped}
 
 
-_COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+_COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
+             "evaluate": _cmd_evaluate, "predict": _cmd_predict}
 
 
 def log_path() -> Path:

@@ -77,6 +77,7 @@ def extract_features(
     cache: FeatureCache | None = None,
     batch_size: int = 32,
     on_progress: Callable[[int, int], None] | None = None,
+    transform: Callable[[np.ndarray, str], np.ndarray] | None = None,
 ) -> FeatureResult:
     """Embed every decodable file in ``paths``.
 
@@ -85,6 +86,9 @@ def extract_features(
     (``backbone_key=None`` disables the cache, e.g. for random weights).
     ``on_progress(done, total)`` is called after each batch. Files that
     cannot be decoded are skipped and reported as ``{"path", "reason"}``.
+    ``transform(image, content_sha)``, if given, changes each decoded image
+    before embedding (augmentation); it must be deterministic for a given
+    sha and be part of ``backbone_key``, since the cache trusts the key.
     """
     total = len(paths)
     vectors: dict[int, np.ndarray] = {}
@@ -110,7 +114,8 @@ def extract_features(
     def decode(item):
         i, sha, data = item
         try:
-            return i, sha, decode_image(data, input_size), None
+            image = decode_image(data, input_size)
+            return i, sha, transform(image, sha) if transform else image, None
         except ImageDecodeError as exc:
             return i, sha, None, str(exc)
 

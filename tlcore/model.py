@@ -4,7 +4,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-__all__ = ["Standardize", "build_head", "build_classifier", "unfreeze_top_layers", "trainable_layer_names"]
+__all__ = ["Standardize", "build_head", "build_classifier", "unfreeze_top_layers", "layers_to_unfreeze",
+           "trainable_layer_names"]
 
 
 @keras.saving.register_keras_serializable(package="tlcore")
@@ -62,11 +63,17 @@ def unfreeze_top_layers(backbone: keras.Model, k: int) -> list[str]:
     weights that became trainable.
     """
     backbone.trainable = True
+    chosen = set(layers_to_unfreeze(backbone, k))
+    for layer in backbone.layers:
+        layer.trainable = layer.name in chosen
+    return trainable_layer_names(backbone)
+
+
+def layers_to_unfreeze(backbone: keras.Model, k: int) -> list[str]:
+    """Names of the layers :func:`unfreeze_top_layers` would make trainable (BatchNorm excluded)."""
     layers = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
     cut = max(len(layers) - max(int(k), 0), 0)
-    for i, layer in enumerate(layers):
-        layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
-    return trainable_layer_names(backbone)
+    return [layer.name for layer in layers[cut:] if not isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def trainable_layer_names(backbone: keras.Model) -> list[str]:

@@ -24,7 +24,7 @@ from .images import ImageDecodeError, load_image
 from .model import build_classifier, build_head
 from .registry import BackboneSpec, create_backbone, get_spec
 
-__all__ = ["RunModel", "save_run", "load_run"]
+__all__ = ["RunModel", "save_run", "load_run", "read_run_json"]
 
 _WEIGHTS = "model.weights.h5"
 
@@ -57,8 +57,13 @@ class RunModel:
         return np.asarray(out), kept, skipped
 
 
-def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], config: dict, metrics: dict) -> Path:
-    """Write a run directory atomically (replacing an existing one)."""
+def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], config: dict, metrics: dict,
+             extra: dict | None = None) -> Path:
+    """Write a run directory atomically (replacing an existing one).
+
+    ``extra`` maps further JSON file names to their content (e.g. the
+    train/val/test assignment in ``samples.json``).
+    """
     run_dir = Path(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
@@ -70,6 +75,8 @@ def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], co
             encoding="utf-8",
         )
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        for name, content in (extra or {}).items():
+            (tmp / name).write_text(json.dumps(content), encoding="utf-8")
         old = None
         if run_dir.exists():
             old = run_dir.parent / f".{run_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
@@ -108,3 +115,14 @@ def load_run(run_dir: str | Path) -> RunModel:
         raise TLError(f"the weights in {str(run_dir)!r} cannot be read or do not match its config.json "
                       f"(backbone {spec.name!r}, {len(classes)} classes, input size {size})") from exc
     return RunModel(model, classes, spec, config)
+
+
+def read_run_json(run_dir: str | Path, name: str):
+    """The parsed JSON file ``name`` of a run, or a :class:`TLError` saying what is missing."""
+    path = Path(run_dir) / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TLError(f"{str(run_dir)!r} has no {name}; train it again with this version") from None
+    except (OSError, ValueError) as exc:
+        raise TLError(f"{str(path)!r} is damaged ({exc})") from None

@@ -3,24 +3,26 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
 import keras
 import numpy as np
 
-from .data import Dataset, Sample, check_classes, class_counts, load_dataset, stratified_split
+from .augment import AugmentConfig, augment_image
+from .data import Dataset, Sample, check_classes, load_dataset, stratified_split
 from .errors import TLError
 from .evaluate import classification_metrics
 from .features import FeatureCache, extract_features
-from .images import ImageDecodeError, load_image
+from .images import load_image
 from .model import build_classifier, build_head, unfreeze_top_layers
 from .registry import DEFAULT_BACKBONE, create_backbone, get_spec
-from .run import save_run
+from .run import load_run, read_run_json, save_run
 
-__all__ = ["TrainConfig", "train", "ImageBatches"]
+__all__ = ["TrainConfig", "train", "fine_tune", "ImageBatches"]
 
 EpochCallback = Callable[[int, dict], None]
 
@@ -42,6 +44,12 @@ class TrainConfig:
     fine_tune_epochs: int = 5
     fine_tune_lr: float = 1e-5
     patience: int = 3  # early stopping on validation loss while fine-tuning
+    augment: bool = False  # flip and brightness/contrast/saturation ±0.2 on training images
+    augment_copies: int = 2  # augmented variants per training image (their features are cached too)
+
+
+# What fine_tune() takes from its config; everything else comes from the saved run.
+_FINE_TUNE_SETTINGS = ("fine_tune_layers", "fine_tune_epochs", "fine_tune_lr", "patience", "batch_size", "augment")
 
 
 def _validate(config: TrainConfig) -> None:
@@ -54,6 +62,8 @@ def _validate(config: TrainConfig) -> None:
         (isinstance(config.fine_tune_layers, int) and config.fine_tune_layers >= 0, f"fine-tune layers must be a whole number >= 0, got {config.fine_tune_layers!r}"),
         (isinstance(config.fine_tune_epochs, int) and config.fine_tune_epochs >= 1, f"fine-tune epochs must be a whole number >= 1, got {config.fine_tune_epochs!r}"),
         (config.fine_tune_lr > 0 and math.isfinite(config.fine_tune_lr), f"fine-tune learning rate must be positive, got {config.fine_tune_lr!r}"),
+        (isinstance(config.patience, int) and config.patience >= 1, f"patience must be a whole number >= 1, got {config.patience!r}"),
+        (isinstance(config.augment_copies, int) and 1 <= config.augment_copies <= 10, f"augmented copies must be a whole number from 1 to 10, got {config.augment_copies!r}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -106,8 +116,9 @@ class _Progress(keras.callbacks.Callback):
 class ImageBatches(keras.utils.PyDataset):
     """Decoded image batches from files (for fine-tuning, which needs pixels, not features)."""
 
-    def __init__(self, paths, labels, size, batch_size, shuffle_seed=None, sample_weights=None):
+    def __init__(self, paths, labels, size, batch_size, shuffle_seed=None, sample_weights=None, augment=False):
         super().__init__()
+        self.augment = augment
         self.paths, self.labels, self.size, self.batch_size = list(paths), np.asarray(labels), size, batch_size
         self.sample_weights = sample_weights
         self.order = np.arange(len(self.paths))
@@ -120,7 +131,10 @@ class ImageBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        x = np.stack([load_image(self.paths[i], self.size) for i in idx]).astype(np.float32)
+        images = [load_image(self.paths[i], self.size) for i in idx]
+        if self.augment:
+            images = [augment_image(img, self.rng or np.random.default_rng()) for img in images]
+        x = np.stack(images).astype(np.float32)
         if self.sample_weights is None:
             return x, self.labels[idx]
         return x, self.labels[idx], self.sample_weights[idx]
@@ -158,6 +172,71 @@ def _class_weights(y: np.ndarray, n_classes: int, mode: str, classes, warnings: 
     return None
 
 
+def _augmenter(seed: int, copy: int):
+    """A deterministic augmentation per (seed, copy, image content), so its features can be cached."""
+
+    def transform(image: np.ndarray, sha: str) -> np.ndarray:
+        return augment_image(image, np.random.default_rng([seed, copy, int(sha[:15], 16)]))
+
+    return transform
+
+
+def _augment_key(config: TrainConfig, copy: int) -> str:
+    a = AugmentConfig()
+    return f"aug(flip={a.flip},b={a.brightness},c={a.contrast},s={a.saturation},seed={config.seed},copy={copy})"
+
+
+def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history, on_epoch, should_stop):
+    """Unfreeze the backbone's top layers and train the whole classifier at a low rate."""
+    layers = unfreeze_top_layers(backbone, config.fine_tune_layers)
+    classifier = build_classifier(backbone, head)
+    classifier.compile(optimizer=keras.optimizers.Adam(config.fine_tune_lr),
+                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    sw = None
+    if class_weight:
+        sw = np.array([class_weight[int(c)] for c in y[idx["train"]]], np.float32)
+    train_batches = ImageBatches([paths[i] for i in idx["train"]], y[idx["train"]], size, config.batch_size,
+                                 config.seed, sw, augment=config.augment)
+    val_batches = None
+    callbacks = [_Progress("fine_tune", history, on_epoch, should_stop)]
+    if len(idx["val"]):
+        val_batches = ImageBatches([paths[i] for i in idx["val"]], y[idx["val"]], size, config.batch_size)
+        callbacks.insert(0, keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
+    classifier.fit(train_batches, validation_data=val_batches, epochs=config.fine_tune_epochs, verbose=0,
+                   callbacks=callbacks)
+    return classifier, layers
+
+
+def _held_out_results(predict, paths, labels, y, idx, classes) -> tuple[dict, list[dict]]:
+    """Metrics per held-out split, and every held-out image's probabilities (for galleries)."""
+    metrics, predictions = {}, []
+    for split in ("val", "test"):
+        ids = idx[split]
+        probs = predict(ids) if len(ids) else np.zeros((0, len(classes)), np.float32)
+        metrics[split] = classification_metrics(y[ids], probs, classes)
+        predictions += [{"path": paths[i], "label": labels[i], "split": split,
+                         "probs": [round(float(p), 6) for p in row]} for i, row in zip(ids, probs)]
+    return metrics, predictions
+
+
+def _summary(classes, spec_name, idx, y, metrics, history, **extra) -> dict:
+    counts = {sp: {c: int(np.sum(y[idx[sp]] == k)) for k, c in enumerate(classes)} for sp in ("train", "val", "test")}
+    return {
+        "classes": classes,
+        "backbone": spec_name,
+        "n_train": int(len(idx["train"])),
+        "n_val": int(len(idx["val"])),
+        "n_test": int(len(idx["test"])),
+        "counts": counts,
+        "val_accuracy": metrics["val"]["accuracy"],
+        "test_accuracy": metrics["test"]["accuracy"],
+        "val": metrics["val"],
+        "test": metrics["test"],
+        "history": history,
+        **extra,
+    }
+
+
 def train(
     source,
     config: TrainConfig = TrainConfig(),
@@ -170,13 +249,15 @@ def train(
     """Train a classifier on ``source`` (any input :func:`load_dataset` accepts).
 
     Phase 1 embeds every image once with the frozen backbone (cached on disk)
-    and trains the head on the embeddings; phase 2, when
-    ``config.fine_tune_layers > 0``, unfreezes the backbone's top layers and
-    trains at ``config.fine_tune_lr`` with early stopping on validation loss.
-    ``on_epoch(epoch, logs)`` receives each epoch's losses and accuracies.
-    When ``out`` is given the run is saved there. Returns the summary dict
-    that the CLI prints (classes, counts, accuracies, history, timings,
-    skipped files and warnings).
+    and trains the head on the embeddings; with ``config.augment``, augmented
+    copies of the training images are embedded (and cached) too. Phase 2,
+    when ``config.fine_tune_layers > 0``, unfreezes the backbone's top layers
+    and trains at ``config.fine_tune_lr`` with early stopping on validation
+    loss. ``on_epoch(epoch, logs)`` receives each epoch's losses and
+    accuracies; ``on_extract(done, total)`` the embedding progress;
+    ``should_stop()`` is polled after each epoch. When ``out`` is given the
+    run is saved there. Returns the summary dict that the CLI prints
+    (classes, counts, accuracies, history, timings, skipped files, warnings).
     """
     t_start = time.perf_counter()
     _validate(config)
@@ -185,6 +266,7 @@ def train(
     dataset = source if isinstance(source, Dataset) else load_dataset(source)
     classes = dataset.classes
     weights_key = _weights_key(spec.name, config.weights)
+    cache = cache if cache is not None else FeatureCache()
 
     backbone_holder: list[keras.Model] = []
 
@@ -200,9 +282,7 @@ def train(
 
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]
-    feats = extract_features(paths, weights_key, get_encoder, spec.input_size,
-                             cache if cache is not None else FeatureCache(), on_progress=on_extract)
-    t_extract = time.perf_counter() - t0
+    feats = extract_features(paths, weights_key, get_encoder, spec.input_size, cache, on_progress=on_extract)
     samples = [dataset.samples[i] for i in feats.kept]
     skipped = dataset.skipped + feats.skipped
     check_classes(samples, classes, "the data")
@@ -224,18 +304,29 @@ def train(
         warnings.append({"code": "few_images", "message": f"class {classes[int(train_counts.argmin())]!r} has only {int(train_counts.min())} training images; 10 or more per class are advised"})
     class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings)
 
+    x = feats.features
+    x_train, y_train = x[idx["train"]], y[idx["train"]]
+    if config.augment:
+        train_paths = [samples[i].path for i in idx["train"]]
+        for copy in range(1, config.augment_copies + 1):
+            key = f"{weights_key}|{_augment_key(config, copy)}" if weights_key else None
+            aug = extract_features(train_paths, key, get_encoder, spec.input_size, cache,
+                                   transform=_augmenter(config.seed, copy))
+            x_train = np.concatenate([x_train, aug.features])
+            y_train = np.concatenate([y_train, y[idx["train"]][aug.kept]])
+    t_extract = time.perf_counter() - t0
+
     # Phase 1: head on cached features.
     t0 = time.perf_counter()
     history: list[dict] = []
-    x = feats.features
     # Seed here, not earlier: whether the backbone was built (cache miss) must not change the head.
     keras.utils.set_random_seed(config.seed)
     head = build_head(x.shape[1], len(classes), config.dropout, standardize=config.weights is None)
     if config.weights is None:
-        head.get_layer("head_standardize").set_statistics(x[idx["train"]])
+        head.get_layer("head_standardize").set_statistics(x_train)
     head.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     val_data = (x[idx["val"]], y[idx["val"]]) if len(idx["val"]) else None
-    head.fit(x[idx["train"]], y[idx["train"]], validation_data=val_data, epochs=config.epochs,
+    head.fit(x_train, y_train, validation_data=val_data, epochs=config.epochs,
              batch_size=config.batch_size, class_weight=class_weight, shuffle=True, verbose=0,
              callbacks=[_Progress("head", history, on_epoch, should_stop)])
     t_train = time.perf_counter() - t0
@@ -244,61 +335,112 @@ def train(
     t_fine = 0.0
     fine_tuned_layers: list[str] = []
     classifier = None
+    sample_paths = [s.path for s in samples]
     if config.fine_tune_layers > 0 and not (should_stop and should_stop()):
         t0 = time.perf_counter()
-        backbone = get_backbone()
-        fine_tuned_layers = unfreeze_top_layers(backbone, config.fine_tune_layers)
-        classifier = build_classifier(backbone, head)
-        classifier.compile(optimizer=keras.optimizers.Adam(config.fine_tune_lr),
-                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        tr_paths = [samples[i].path for i in idx["train"]]
-        sw = None
-        if class_weight:
-            sw = np.array([class_weight[int(c)] for c in y[idx["train"]]], np.float32)
-        train_batches = ImageBatches(tr_paths, y[idx["train"]], spec.input_size, config.batch_size, config.seed, sw)
-        val_batches = None
-        callbacks = [_Progress("fine_tune", history, on_epoch, should_stop)]
-        if len(idx["val"]):
-            val_batches = ImageBatches([samples[i].path for i in idx["val"]], y[idx["val"]], spec.input_size, config.batch_size)
-            callbacks.insert(0, keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
-        classifier.fit(train_batches, validation_data=val_batches, epochs=config.fine_tune_epochs, verbose=0, callbacks=callbacks)
+        classifier, fine_tuned_layers = _fine_tune_phase(
+            get_backbone(), head, sample_paths, y, idx, spec.input_size, config, class_weight, history,
+            on_epoch, should_stop)
         t_fine = time.perf_counter() - t0
 
-    # Evaluation on the held-out splits.
-    def probs_for(split: str) -> np.ndarray:
-        ids = idx[split]
-        if len(ids) == 0:
-            return np.zeros((0, len(classes)), np.float32)
+    def predict(ids):
         if classifier is None:
             return head.predict(x[ids], verbose=0)
-        batches = ImageBatches([samples[i].path for i in ids], y[ids], spec.input_size, config.batch_size)
-        return classifier.predict(batches, verbose=0)
+        return classifier.predict(ImageBatches([sample_paths[i] for i in ids], y[ids], spec.input_size,
+                                               config.batch_size), verbose=0)
 
-    metrics = {sp: classification_metrics(y[idx[sp]], probs_for(sp), classes) for sp in ("val", "test")}
-    summary = {
-        "classes": classes,
-        "backbone": spec.name,
-        "n_train": int(len(idx["train"])),
-        "n_val": int(len(idx["val"])),
-        "n_test": int(len(idx["test"])),
-        "counts": {sp: class_counts([samples[i] for i in idx[sp]], classes) for sp in ("train", "val", "test")},
-        "val_accuracy": metrics["val"]["accuracy"],
-        "test_accuracy": metrics["test"]["accuracy"],
-        "val": metrics["val"],
-        "test": metrics["test"],
-        "history": history,
-        "fine_tuned_layers": fine_tuned_layers,
-        "features": {"cache_hits": feats.cache_hits, "computed": feats.computed},
-        "seconds": {"extract": round(t_extract, 3), "train": round(t_train, 3),
-                    "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)},
-        "skipped": skipped,
-        "warnings": warnings,
-    }
+    # Absolute paths in the saved files: a later fine-tune or gallery may run from another directory.
+    saved_paths = [os.path.abspath(p) for p in sample_paths]
+    metrics, predictions = _held_out_results(predict, saved_paths, [s.label for s in samples], y, idx, classes)
+    summary = _summary(
+        classes, spec.name, idx, y, metrics, history,
+        fine_tuned_layers=fine_tuned_layers,
+        features={"cache_hits": feats.cache_hits, "computed": feats.computed},
+        seconds={"extract": round(t_extract, 3), "train": round(t_train, 3),
+                 "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)},
+        skipped=skipped,
+        warnings=warnings,
+    )
     if out is not None:  # metrics.json gets the timings so far; the returned total includes saving
         model = classifier or build_classifier(get_backbone(), head)
         run_config = {"backbone": spec.name, "weights": config.weights, "input_size": spec.input_size,
                       "train": asdict(config), "fine_tuned": classifier is not None}
-        save_run(out, model, classes, run_config, summary)
+        split_list = [{"path": p, "label": s.label, "split": sp} for p, s, sp in zip(saved_paths, samples, splits)]
+        save_run(out, model, classes, run_config, summary,
+                 extra={"samples.json": split_list, "predictions.json": predictions})
         summary["run_dir"] = str(out)
     summary["seconds"] = {**summary["seconds"], "total": round(time.perf_counter() - t_start, 3)}
+    return summary
+
+
+def fine_tune(
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
+    """Phase 2 on a saved run: unfreeze the top layers and continue from its head.
+
+    Uses the run's own train/val/test assignment (``samples.json``), so the
+    test split is never used for tuning. ``config`` supplies the fine-tuning
+    settings (``fine_tune_layers`` >= 1, ``fine_tune_lr``,
+    ``fine_tune_epochs``, ``patience``, ``batch_size``, ``augment``); the
+    history continues from the run's. Saves to ``out`` (default: replace
+    ``run_dir``) and returns the same summary as :func:`train`.
+    """
+    t_start = time.perf_counter()
+    config = config or TrainConfig(fine_tune_layers=20)
+    _validate(config)  # before loading the model, which takes seconds
+    if config.fine_tune_layers < 1:
+        raise TLError(f"fine-tuning needs at least one layer to unfreeze, got {config.fine_tune_layers}")
+    run = load_run(run_dir)
+    # The run's own settings (head epochs, lr, class weights, ...), with this call's fine-tuning settings on top.
+    known = {f.name for f in fields(TrainConfig)}
+    saved = {k: tuple(v) if k == "split" else v for k, v in run.config.get("train", {}).items() if k in known}
+    tuning = {k: getattr(config, k) for k in _FINE_TUNE_SETTINGS}
+    config = TrainConfig(**{**asdict(config), **saved, **tuning, "backbone": run.spec.name,
+                            "weights": saved.get("weights", "imagenet")})
+    _validate(config)
+    samples = read_run_json(run_dir, "samples.json")
+    previous = read_run_json(run_dir, "metrics.json")
+    missing = [s["path"] for s in samples if not Path(s["path"]).is_file()]
+    if missing:
+        raise TLError(f"the run's image {missing[0]!r} no longer exists; train again on the current data")
+    warnings = _advice(config)
+    classes = run.classes
+    paths = [s["path"] for s in samples]
+    labels = [s["label"] for s in samples]
+    y = np.array([classes.index(label) for label in labels], dtype=int)
+    idx = {sp: np.array([i for i, s in enumerate(samples) if s["split"] == sp], dtype=int) for sp in ("train", "val", "test")}
+    class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings)
+    history = [dict(h) for h in previous.get("history", [])]
+    backbone = run.model.get_layer(run.spec.name)
+    head = run.model.get_layer("head")
+    size = int(run.config.get("input_size", run.spec.input_size))
+    keras.utils.set_random_seed(config.seed)
+    t0 = time.perf_counter()
+    classifier, layers = _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history,
+                                          on_epoch, should_stop)
+    t_fine = time.perf_counter() - t0
+
+    def predict(ids):
+        return classifier.predict(ImageBatches([paths[i] for i in ids], y[ids], size, config.batch_size), verbose=0)
+
+    metrics, predictions = _held_out_results(predict, paths, labels, y, idx, classes)
+    summary = _summary(
+        classes, run.spec.name, idx, y, metrics, history,
+        fine_tuned_layers=layers,
+        seconds={"extract": 0.0, "train": 0.0, "fine_tune": round(t_fine, 3),
+                 "total": round(time.perf_counter() - t_start, 3)},
+        skipped=previous.get("skipped", []),
+        warnings=warnings,
+    )
+    out = Path(out) if out is not None else Path(run_dir)
+    run_config = {**run.config, "train": asdict(config), "fine_tuned": True}
+    run_config.pop("classes", None)
+    run_config.pop("tlcore_version", None)
+    save_run(out, classifier, classes, run_config, summary,
+             extra={"samples.json": samples, "predictions.json": predictions})
+    summary["run_dir"] = str(out)
     return summary

@@ -1,0 +1,98 @@
+"""Data: classes and photos (upload, ZIP, webcam, sample), counts and split settings."""
+import streamlit as st
+
+from ui import state
+from ui.charts import counts_figure
+from ui.layout import guard, setup, t
+
+setup("data.title")
+ws = state.workspace()
+st.write(t("data.intro"))
+
+with guard():
+    if st.button(t("data.sample"), icon="🧪"):
+        ws.load_sample()
+        counts = ws.counts()
+        st.success(t("data.sample_done", n=sum(counts.values()), k=len(counts)))
+
+left, right = st.columns([1, 1])
+with left, guard():
+    with st.form("new_class", clear_on_submit=True, border=False):
+        name = st.text_input(t("data.new_class"))
+        if st.form_submit_button(t("data.add_class")) and name.strip():
+            ws.add_class(name)
+with right, guard():
+    zip_file = st.file_uploader(t("data.upload_zip"), type=["zip"], key="zip_upload")
+    if zip_file is not None and st.session_state.get("zip_done") != zip_file.file_id:
+        added, rejected = ws.add_zip(zip_file.getvalue())
+        st.session_state["zip_done"] = zip_file.file_id  # a rerun must not add the same ZIP twice
+        st.success(t("data.added", n=len(added)))
+        if rejected:
+            st.warning(t("data.rejected", n=len(rejected)))
+            st.dataframe(rejected, hide_index=True)
+
+classes = ws.classes()
+if classes:
+    with guard():
+        target = st.selectbox(t("data.target_class"), classes, key="target_class")
+        up, cam = st.columns([1, 1])
+        with up:
+            files = st.file_uploader(t("data.upload"), accept_multiple_files=True,
+                                     key=f"files_{st.session_state.get('upload_round', 0)}")
+            if files and st.button(t("data.add_files")):
+                added, rejected = ws.add_files(target, [(f.name, f.getvalue()) for f in files])
+                st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
+                st.session_state["last_upload"] = (len(added), rejected)
+                st.rerun()
+        with cam:
+            shot = st.camera_input(t("data.camera"), key=f"cam_{st.session_state.get('cam_round', 0)}")
+            if shot is not None:
+                ws.add_files(target, [(f"webcam_{st.session_state.get('cam_round', 0)}.jpg", shot.getvalue())])
+                st.session_state["cam_round"] = st.session_state.get("cam_round", 0) + 1
+                st.rerun()
+        if "last_upload" in st.session_state:
+            n, rejected = st.session_state.pop("last_upload")
+            st.success(t("data.added", n=n))
+            if rejected:
+                st.warning(t("data.rejected", n=len(rejected)))
+                st.dataframe(rejected, hide_index=True)
+
+st.subheader(t("data.classes"))
+counts = ws.counts()
+if not counts:
+    st.info(t("data.empty"))
+else:
+    st.plotly_chart(counts_figure(counts, {"class": t("chart.class"), "count": t("chart.count")}))
+    nonzero = {c: n for c, n in counts.items() if n}
+    if len(nonzero) >= 2 and max(nonzero.values()) > 1.5 * min(nonzero.values()):
+        big, small = max(nonzero, key=nonzero.get), min(nonzero, key=nonzero.get)
+        st.warning(t("data.imbalance", big=big, nbig=nonzero[big], small=small, nsmall=nonzero[small]))
+    for name in counts:
+        with st.expander(f"{name} ({counts[name]})"), guard():
+            images = ws.images(name)
+            shown = images[:24]
+            cols = st.columns(6)
+            for i, path in enumerate(shown):
+                with cols[i % 6]:
+                    st.image(str(path), width="stretch")
+                    if st.button(t("data.remove_image"), key=f"rm_{name}_{path.name}"):
+                        ws.remove_image(name, path.name)
+                        st.rerun()
+            if len(images) > len(shown):
+                st.caption(t("data.more_shown", n=len(images) - len(shown)))
+            if st.button(t("data.remove_class", name=name), key=f"rmc_{name}", type="secondary"):
+                ws.remove_class(name)
+                st.rerun()
+
+st.subheader(t("data.split"))
+train_pct, val_pct, test_pct, seed = state.split()
+c1, c2, c3, c4 = st.columns(4)
+train_pct = c1.number_input(t("data.train_pct"), 1, 98, train_pct)
+val_pct = c2.number_input(t("data.val_pct"), 0, 98, val_pct)
+test_pct = c3.number_input(t("data.test_pct"), 0, 98, test_pct)
+seed = c4.number_input(t("data.seed"), 0, 10**6, seed)
+st.caption(t("data.split_help"))
+if train_pct + val_pct + test_pct != 100:
+    st.error(t("data.split_bad", total=train_pct + val_pct + test_pct))
+elif (train_pct, val_pct, test_pct, seed) != state.split():
+    state.set_split(int(train_pct), int(val_pct), int(test_pct), int(seed))

@@ -1,0 +1,41 @@
+"""Backbone: compare the pretrained networks and choose one."""
+import streamlit as st
+
+from tlcore.registry import get_spec, list_backbones
+from tlcore.speed import measure_speed, measured_speeds
+from ui import state
+from ui.layout import guard, setup, t
+
+setup("backbone.title")
+st.markdown(t("backbone.intro"))
+
+speeds = measured_speeds()
+names = list_backbones()
+rows = []
+for name in names:
+    spec = get_spec(name)
+    rows.append({
+        t("backbone.col.name"): name,
+        t("backbone.col.params"): round(spec.params / 1e6, 1),
+        t("backbone.col.size"): spec.size_mb,
+        t("backbone.col.top1"): f"{spec.imagenet_top1:.1%}",
+        t("backbone.col.input"): spec.input_size,
+        t("backbone.col.speed"): speeds.get(name),
+        t("backbone.col.weights"): t("backbone.offline") if spec.offline else t("backbone.download"),
+    })
+st.dataframe(rows, hide_index=True)
+
+current = state.backbone()
+choice = st.selectbox(t("backbone.choose"), names, index=names.index(current) if current in names else 0,
+                      key="backbone_select")
+if choice != current:
+    state.set_backbone(choice)
+spec = get_spec(choice)
+st.success(t("backbone.chosen", name=choice))
+if not spec.offline:
+    st.warning(t("backbone.needs_download", name=choice, mb=spec.size_mb))
+with guard():
+    if st.button(t("backbone.measure")):
+        with st.spinner(t("backbone.measuring", name=choice)):
+            measure_speed(choice)
+        st.rerun()

@@ -1,0 +1,66 @@
+"""Evaluate: accuracy, per-class scores, confusion matrix and mistakes on a held-out split."""
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from tlcore.evaluate import classification_metrics
+from tlcore.run import read_run_json
+from ui import state
+from ui.charts import confusion_figure
+from ui.layout import guard, run_label, setup, t
+
+setup("eval.title")
+runs = state.finished_runs()
+if not runs:
+    st.warning(t("no_run"))
+    st.stop()
+
+labels = {str(run): run_label(run, status) for run, status in runs}
+run_dir = Path(st.selectbox(t("choose_run"), list(labels), format_func=labels.get, key="run_select"))
+split = st.radio(t("eval.split"), ["test", "val"], format_func=lambda s: t(f"eval.split.{s}"), horizontal=True)
+
+with guard():
+    classes = (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
+    rows = [p for p in read_run_json(run_dir, "predictions.json") if p["split"] == split]
+    if not rows:
+        st.info(t("eval.empty_split"))
+        st.stop()
+    y_true = [classes.index(r["label"]) for r in rows]
+    probs = np.array([r["probs"] for r in rows])
+    metrics = classification_metrics(y_true, probs, classes)
+    predicted = probs.argmax(axis=1)
+
+    c1, c2, c3 = st.columns(3)
+    c1.metric(t("eval.accuracy"), f"{metrics['accuracy']:.1%}")
+    c2.metric(t("eval.images"), metrics["n"])
+    c3.metric(t("eval.mistakes_n"), int(np.sum(predicted != np.array(y_true))))
+
+    left, right = st.columns([1, 1])
+    with left:
+        st.subheader(t("eval.per_class"))
+        st.dataframe([{t("chart.class"): name, "precision": f"{m['precision']:.2f}", "recall": f"{m['recall']:.2f}",
+                       "F1": f"{m['f1']:.2f}", "n": m["support"]} for name, m in metrics["per_class"].items()],
+                     hide_index=True)
+    with right:
+        st.subheader(t("eval.confusion"))
+        chart_labels = {"true": t("chart.true"), "predicted": t("chart.predicted")}
+        event = st.plotly_chart(confusion_figure(metrics["confusion"], classes, chart_labels),
+                                on_select="rerun", selection_mode="points", key=f"cm_{run_dir.parent.name}_{split}")
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    if points:
+        true_name, pred_name = points[0]["y"], points[0]["x"]
+        cell = [r for r, p in zip(rows, predicted) if r["label"] == true_name and classes[p] == pred_name]
+        st.subheader(t("eval.cell", true=true_name, pred=pred_name, n=len(cell)))
+        if cell:
+            st.image([r["path"] for r in cell[:30]], width=110,
+                     caption=[f"{max(r['probs']):.0%}" for r in cell[:30]])
+
+    st.subheader(t("eval.mistakes"))
+    mistakes = [(r, p) for r, p in zip(rows, predicted) if classes[p] != r["label"]]
+    if not mistakes:
+        st.success(t("eval.no_mistakes"))
+    else:
+        mistakes.sort(key=lambda rp: -rp[0]["probs"][rp[1]])  # the most confident mistakes first
+        st.image([r["path"] for r, _ in mistakes[:30]], width=140,
+                 caption=[t("eval.caption", true=r["label"], pred=classes[p], conf=r["probs"][p]) for r, p in mistakes[:30]])

@@ -1,0 +1,64 @@
+"""Fixtures for the dashboard tests: sessions set up directly, and one real finished training job."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import make_image_folder
+from tlcore.jobs import job_status, start_job
+from tlcore.workspace import Workspace, new_session_id
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def ui_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("ui-cache")
+
+
+@pytest.fixture(autouse=True)
+def shared_ui_cache(ui_cache, monkeypatch):
+    # Sessions are isolated by their ids (as in production); one cache lets tests share a trained job.
+    monkeypatch.setenv("TLCORE_CACHE_DIR", str(ui_cache))
+    return ui_cache
+
+
+def open_page(page: str, sid: str, timeout: float = 60) -> AppTest:
+    """Run ``page`` (``app.py`` or ``pages/N_Name.py``) as the browser session ``sid``."""
+    at = AppTest.from_file(str(ROOT / page), default_timeout=timeout)
+    at.query_params["s"] = sid
+    return at.run()
+
+
+@pytest.fixture
+def sid() -> str:
+    return new_session_id()
+
+
+@pytest.fixture
+def workspace(sid) -> Workspace:
+    return Workspace.for_session(sid)
+
+
+@pytest.fixture(scope="session")
+def trained(ui_cache) -> tuple[str, Path]:
+    """A session with two colour classes and one finished training job (a real worker process)."""
+    import os
+
+    os.environ["TLCORE_CACHE_DIR"] = str(ui_cache)
+    sid = new_session_id()
+    ws = Workspace.for_session(sid)
+    make_image_folder(ws.data_dir, n_per_class=8)
+    job = ws.jobs_dir / "run-test"
+    start_job(job, ["train", str(ws.snapshot(job / "data")), "--out", str(job / "run"), "--weights", "none",
+                    "--epochs", "3", "--split", "0.5,0.25,0.25"])
+    deadline = time.time() + 300
+    while job_status(job)["status"] in ("running", "stopping") and time.time() < deadline:
+        time.sleep(0.5)
+    status = job_status(job)
+    assert status["status"] == "done", status
+    ws.update_settings(current_job=str(job))
+    return sid, job

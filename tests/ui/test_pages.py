@@ -1,0 +1,134 @@
+"""Every page under AppTest: state set up directly, no exception, key widgets present."""
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.conftest import open_page
+from tlcore.workspace import Workspace
+
+
+def texts(at) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "success", "warning", "error", "title", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_home_page_introduces_the_steps_and_keeps_the_session_in_the_address(sid):
+    at = open_page("app.py", sid)
+    assert not at.exception
+    assert at.title[0].value == "Transfer Lab"
+    assert at.query_params["s"] == sid
+
+
+def test_language_switch_translates_the_page(sid):
+    at = open_page("app.py", sid)
+    at.selectbox(key="language_select").select("fr").run()
+    assert not at.exception
+    assert "Commencez par la page Données" in texts(at)
+    assert Workspace.for_session(sid).settings()["language"] == "fr"
+
+
+def test_data_page_loads_the_sample_and_draws_counts(sid, workspace):
+    at = open_page("pages/1_Data.py", sid)
+    assert not at.exception
+    assert "No classes yet" in texts(at)
+    sample = next(b for b in at.button if "sample" in b.label)
+    sample.click().run()
+    assert not at.exception
+    assert workspace.counts() == {"circle": 40, "square": 40, "triangle": 40}
+    assert "Sample loaded: 120 images in 3 classes" in texts(at)
+    assert at.selectbox(key="target_class").options == ["circle", "square", "triangle"]  # target class for uploads
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_data_page_adds_a_class_and_rejects_a_bad_class_name(sid, workspace):
+    at = open_page("pages/1_Data.py", sid)
+    at.text_input[0].input("cats")
+    next(b for b in at.button if b.label == "Add class").click().run()
+    assert workspace.classes() == ["cats"]
+    at.text_input[0].input("../evil")
+    next(b for b in at.button if b.label == "Add class").click().run()
+    assert not at.exception
+    assert any("not allowed" in e.value for e in at.error)
+    assert workspace.classes() == ["cats"]
+
+
+def test_data_page_split_must_add_up_to_100(sid, workspace):
+    at = open_page("pages/1_Data.py", sid)
+    at.number_input[0].set_value(90).run()
+    assert any("add up to 100" in e.value for e in at.error)
+    assert workspace.settings().get("split") in (None, [80, 10, 10])
+    at.number_input[1].set_value(5).run()
+    at.number_input[2].set_value(5).run()
+    assert not at.error
+    assert workspace.settings()["split"] == [90, 5, 5]
+
+
+def test_backbone_page_compares_and_remembers_the_choice(sid, workspace):
+    at = open_page("pages/2_Backbone.py", sid)
+    assert not at.exception
+    assert len(at.dataframe) == 1
+    assert at.selectbox(key="backbone_select").value == "efficientnet_lite0"
+    at.selectbox(key="backbone_select").select("mobilenet_v2").run()
+    assert workspace.settings()["backbone"] == "mobilenet_v2"
+    assert any("downloads its ImageNet weights" in w.value for w in at.warning)
+
+
+def test_train_page_asks_for_data_first(sid):
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    assert "at least two classes" in texts(at)
+
+
+def test_train_page_shows_settings_and_the_finished_run(trained):
+    sid, job = trained
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    assert at.slider[0].value == 20  # epochs default
+    assert at.select_slider[0].value == 1e-3
+    assert any(b.label == "Train" for b in at.button)
+    assert any("Done: validation accuracy" in s.value for s in at.success)
+    assert len(at.get("plotly_chart")) == 1  # the curves
+    assert job.name in at.radio[0].options[0] or job.name in at.radio[0].value
+
+
+def test_fine_tune_page_lists_trainable_layers(trained):
+    sid, _ = trained
+    at = open_page("pages/4_Fine-tune.py", sid)
+    assert not at.exception
+    assert at.slider[0].value == 20
+    assert "layers with weights become trainable" in texts(at)
+    assert at.select_slider[0].value == 1e-5
+    assert any(b.label == "Fine-tune" for b in at.button)
+
+
+@pytest.mark.parametrize("page", ["pages/4_Fine-tune.py", "pages/5_Evaluate.py", "pages/6_Predict.py"])
+def test_pages_needing_a_run_say_so(sid, page):
+    at = open_page(page, sid)
+    assert not at.exception
+    assert "No finished training yet" in texts(at)
+
+
+def test_evaluate_page_shows_metrics_and_confusion(trained):
+    sid, _ = trained
+    at = open_page("pages/5_Evaluate.py", sid)
+    assert not at.exception
+    assert [m.label for m in at.metric] == ["Accuracy", "Images", "Mistakes"]
+    assert len(at.dataframe) == 1
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_predict_page_offers_upload_and_webcam(trained):
+    sid, _ = trained
+    at = open_page("pages/6_Predict.py", sid)
+    assert not at.exception
+    assert at.selectbox(key="run_select").value.endswith("/run")
+
+
+def test_two_sessions_see_only_their_own_data_and_runs(trained, sid):
+    owner, _ = trained
+    other = open_page("pages/1_Data.py", sid)
+    assert "No classes yet" in texts(other)
+    assert "No finished training yet" in texts(open_page("pages/5_Evaluate.py", sid))
+    mine = open_page("pages/1_Data.py", owner)
+    assert "No classes yet" not in texts(mine)

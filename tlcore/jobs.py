@@ -1,0 +1,156 @@
+"""Long work in a separate process that a front end can follow through files.
+
+A job directory holds ``job.json`` (command, pid, start time),
+``events.jsonl`` (one JSON object per line, appended by the worker as it
+goes), ``result.json`` (the command's JSON result), ``stderr.log`` and, when
+a stop was asked for, ``STOP``. The worker is ``python -m tlcore`` itself, so
+the dashboard trains exactly as the CLI does, and a browser refresh or a
+widget click never touches it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["start_job", "read_events", "job_status", "request_stop", "list_jobs", "EventWriter"]
+
+_EVENTS, _RESULT, _STOP, _META = "events.jsonl", "result.json", "STOP", "job.json"
+
+
+class EventWriter:
+    """Appends events to a job's ``events.jsonl`` (used by the worker process)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, event: dict) -> None:
+        line = json.dumps({"time": time.time(), **event}) + "\n"
+        # One write per line in append mode: a reader sees whole lines or nothing of a new one.
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+
+
+def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: dict | None = None) -> Path:
+    """Start ``python -m tlcore ARGS --json --progress ... --stop-file ...`` for ``job_dir``."""
+    job_dir = Path(job_dir).absolute()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "tlcore", *args, "--json",
+            "--progress", str(job_dir / _EVENTS), "--stop-file", str(job_dir / _STOP)]
+    result = open(job_dir / "stdout.log", "wb")
+    errors = open(job_dir / "stderr.log", "wb")
+    # The caller's working directory, so relative paths in ARGS mean what they mean to the caller;
+    # tlcore is found through PYTHONPATH.
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen(argv, stdout=result, stderr=errors, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    result.close()
+    errors.close()
+    (job_dir / _META).write_text(json.dumps({"kind": kind, "argv": argv, "pid": proc.pid,
+                                             "started": time.time(), **(meta or {})}), encoding="utf-8")
+    # Reap the child when it ends (no zombie), then record its result.
+    threading.Thread(target=_wait_and_record, args=(proc, job_dir), daemon=True).start()
+    return job_dir
+
+
+def _wait_and_record(proc: subprocess.Popen, job_dir: Path) -> None:
+    code = proc.wait()
+    stdout = (job_dir / "stdout.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    record = {"exit_code": code}
+    if code == 0 and stdout:
+        try:
+            record["result"] = json.loads(stdout[-1])
+        except ValueError:
+            pass
+    else:
+        lines = (job_dir / "stderr.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        record["error"] = lines[-1].removeprefix("error: ") if lines else f"the worker ended with status {code}"
+    tmp = job_dir / (_RESULT + ".tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(tmp, job_dir / _RESULT)
+
+
+def read_events(job_dir: str | Path) -> list[dict]:
+    """All complete events written so far (a half-written last line is ignored)."""
+    path = Path(job_dir) / _EVENTS
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    events = []
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # a zombie is finished work whose parent has not reaped it yet
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def job_status(job_dir: str | Path) -> dict:
+    """``{"status": running|done|stopped|failed, "result"?, "error"?, ...}`` of a job."""
+    job_dir = Path(job_dir)
+    try:
+        meta = json.loads((job_dir / _META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"status": "missing"}
+    stopped = (job_dir / _STOP).exists()
+    try:
+        record = json.loads((job_dir / _RESULT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    if record is None:
+        if _alive(int(meta.get("pid", -1))):
+            return {**meta, "status": "stopping" if stopped else "running"}
+        # The worker is gone without a result (killed, or the server restarted).
+        events = read_events(job_dir)
+        last = events[-1] if events else {}
+        if last.get("type") == "done":
+            return {**meta, "status": "stopped" if stopped else "done", "result": last.get("result")}
+        return {**meta, "status": "failed", "error": "the training process ended unexpectedly"}
+    if record.get("exit_code") == 0:
+        return {**meta, "status": "stopped" if stopped else "done", "result": record.get("result")}
+    return {**meta, "status": "failed", "error": record.get("error", "unknown error")}
+
+
+def request_stop(job_dir: str | Path) -> None:
+    """Ask the worker to stop after the current epoch (it keeps what it has trained)."""
+    (Path(job_dir) / _STOP).touch()
+
+
+def list_jobs(root: str | Path) -> list[Path]:
+    """Job directories under ``root``, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    jobs = [p for p in root.iterdir() if (p / _META).is_file()]
+    # By start time: a folder's mtime changes whenever its job writes a file.
+    return sorted(jobs, key=_started, reverse=True)
+
+
+def _started(job_dir: Path) -> float:
+    try:
+        return float(json.loads((job_dir / _META).read_text(encoding="utf-8"))["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return (job_dir / _META).stat().st_mtime
+        except OSError:
+            return 0.0

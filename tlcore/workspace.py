@@ -1,0 +1,171 @@
+"""A user's photos on disk, one folder per class: what the dashboard edits.
+
+Each browser session gets its own workspace folder (named by an unguessable
+id), so two sessions never see each other's data, and a page refresh finds
+everything again. Files are checked as images before they are kept.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from .data import load_dataset
+from .errors import TLError
+from .images import ImageDecodeError, decode_image
+from .paths import default_cache_dir
+from .sample_data import write_sample_dataset
+
+__all__ = ["Workspace", "new_session_id", "valid_session_id"]
+
+_SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+_CLASS_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,60}$")
+_SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def new_session_id() -> str:
+    """A fresh random session id."""
+    return uuid.uuid4().hex
+
+
+def valid_session_id(value) -> bool:
+    """True when ``value`` looks like an id made by :func:`new_session_id`."""
+    return isinstance(value, str) and bool(_SESSION_ID.match(value))
+
+
+class Workspace:
+    """Classes and photos of one session, plus its settings and training jobs."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.data_dir = self.root / "data"
+        self.jobs_dir = self.root / "jobs"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def for_session(cls, session_id: str, base: str | Path | None = None) -> "Workspace":
+        """The workspace of ``session_id`` under ``base`` (default: the tlcore cache)."""
+        if not valid_session_id(session_id):
+            raise TLError(f"invalid session id {session_id!r}")
+        base = Path(base) if base is not None else default_cache_dir() / "sessions"
+        return cls(base / session_id)
+
+    # Classes -------------------------------------------------------------------------------
+    def classes(self) -> list[str]:
+        return sorted(p.name for p in self.data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def _class_dir(self, name: str) -> Path:
+        name = (name or "").strip()
+        if not _CLASS_NAME.match(name) or name in (".", "..") or name.startswith("."):
+            raise TLError(f"class name {name!r} is not allowed; use 1-60 characters without / or \\ and not starting with a dot")
+        return self.data_dir / name
+
+    def add_class(self, name: str) -> str:
+        """Create class ``name`` (no error if it exists); returns the cleaned name."""
+        folder = self._class_dir(name)
+        folder.mkdir(exist_ok=True)
+        return folder.name
+
+    def remove_class(self, name: str) -> None:
+        shutil.rmtree(self._class_dir(name), ignore_errors=True)
+
+    def images(self, name: str) -> list[Path]:
+        folder = self._class_dir(name)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def counts(self) -> dict[str, int]:
+        return {c: len(self.images(c)) for c in self.classes()}
+
+    # Images --------------------------------------------------------------------------------
+    def add_image(self, class_name: str, filename: str, data: bytes) -> Path:
+        """Keep ``data`` in class ``class_name`` if it is a readable image, else raise with the reason."""
+        folder = self._class_dir(class_name)
+        try:
+            decode_image(data, (8, 8))
+        except ImageDecodeError as exc:
+            raise TLError(f"{filename}: {exc}") from None
+        folder.mkdir(exist_ok=True)
+        stem, dot, ext = Path(filename).name.rpartition(".")
+        stem = _SAFE_FILE.sub("_", stem or ext)[:80] or "image"
+        ext = _SAFE_FILE.sub("", ext)[:8].lower() if dot else "img"
+        path = folder / f"{stem}.{ext}"
+        n = 1
+        while path.exists():
+            path = folder / f"{stem}_{n}.{ext}"
+            n += 1
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return path
+
+    def add_files(self, class_name: str, files) -> tuple[list[Path], list[dict]]:
+        """Add ``(filename, bytes)`` pairs; returns (kept paths, rejected ``{name, reason}``)."""
+        added, rejected = [], []
+        for filename, data in files:
+            try:
+                added.append(self.add_image(class_name, filename, data))
+            except TLError as exc:
+                rejected.append({"name": filename, "reason": str(exc).split(": ", 1)[-1]})
+        return added, rejected
+
+    def add_zip(self, data: bytes) -> tuple[list[Path], list[dict]]:
+        """Add every image of a zip of class folders (splits inside are merged)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "upload.zip"
+            archive.write_bytes(data)
+            dataset = load_dataset(archive)
+            added, rejected = [], []
+            for sample in dataset.samples:
+                path = Path(sample.path)
+                try:
+                    added.append(self.add_image(sample.label, path.name, path.read_bytes()))
+                except (TLError, OSError) as exc:
+                    rejected.append({"name": f"{sample.label}/{path.name}", "reason": str(exc).split(": ", 1)[-1]})
+        return added, rejected
+
+    def remove_image(self, class_name: str, filename: str) -> None:
+        path = self._class_dir(class_name) / Path(filename).name
+        path.unlink(missing_ok=True)
+
+    def load_sample(self, per_class: int = 40) -> None:
+        """Replace the data with the built-in shapes sample."""
+        self.clear_data()
+        write_sample_dataset(self.data_dir, per_class=per_class)
+
+    def clear_data(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.data_dir.mkdir(parents=True)
+
+    def snapshot(self, dest: str | Path) -> Path:
+        """A frozen copy of the data (hard links where possible) for a training job."""
+        dest = Path(dest)
+
+        def link(src, dst):
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(self.data_dir, dest, copy_function=link)
+        return dest
+
+    # Settings ------------------------------------------------------------------------------
+    def settings(self) -> dict:
+        try:
+            return json.loads((self.root / "settings.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def update_settings(self, **values) -> dict:
+        settings = {**self.settings(), **values}
+        tmp = self.root / ".settings.json.tmp"
+        tmp.write_text(json.dumps(settings), encoding="utf-8")
+        os.replace(tmp, self.root / "settings.json")
+        return settings

@@ -1,0 +1,1 @@
+"""Streamlit-side helpers of the dashboard (state, text catalog, layout, charts)."""

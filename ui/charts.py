@@ -1,0 +1,63 @@
+"""Plotly figures for the dashboard (pure functions of plain data)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = ["curves_figure", "counts_figure", "confusion_figure", "probabilities_figure"]
+
+
+def curves_figure(history: Sequence[dict], labels: dict) -> go.Figure:
+    """Loss and accuracy per epoch, train and validation, with the fine-tuning start marked."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(labels["loss"], labels["accuracy"]))
+    epochs = [h["epoch"] for h in history]
+    for col, metric in ((1, "loss"), (2, "accuracy")):
+        for prefix, name, dash in (("", labels["train"], "solid"), ("val_", labels["val"], "dot")):
+            values = [h.get(prefix + metric) for h in history]
+            if any(v is not None for v in values):
+                fig.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers", name=f"{name}",
+                                         legendgroup=name, showlegend=col == 1,
+                                         line={"dash": dash, "color": "#1f77b4" if not prefix else "#ff7f0e"}),
+                              row=1, col=col)
+    boundary = next((h["epoch"] for h in history if h.get("phase") == "fine_tune"), None)
+    if boundary is not None:
+        for col in (1, 2):
+            fig.add_vline(x=boundary - 0.5, line_dash="dash", line_color="grey", row=1, col=col)
+        fig.add_annotation(x=boundary - 0.5, y=1.08, xref="x2", yref="paper", text=labels["fine_tune_start"],
+                           showarrow=False, font={"color": "grey"})
+    fig.update_xaxes(title_text=labels["epoch"], dtick=max(1, len(epochs) // 10 or 1))
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=340, margin={"t": 40, "b": 40, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def counts_figure(counts: dict[str, int], labels: dict) -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), text=list(counts.values()), textposition="auto"))
+    fig.update_layout(height=260, margin={"t": 10, "b": 40, "l": 40, "r": 10},
+                      xaxis_title=labels["class"], yaxis_title=labels["count"])
+    return fig
+
+
+def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str], labels: dict) -> go.Figure:
+    """Heatmap, rows true and columns predicted; selectable cells (one marker per cell)."""
+    n = len(classes)
+    fig = go.Figure(go.Heatmap(z=confusion, x=list(classes), y=list(classes), colorscale="Blues",
+                               text=confusion, texttemplate="%{text}", showscale=False, hoverinfo="skip"))
+    # Invisible markers make every cell clickable for st.plotly_chart(on_select=...).
+    fig.add_trace(go.Scatter(x=[c for _ in range(n) for c in classes], y=[r for r in classes for _ in range(n)],
+                             mode="markers", marker={"size": 40, "opacity": 0}, showlegend=False,
+                             hovertemplate=f"{labels['true']}: %{{y}}<br>{labels['predicted']}: %{{x}}<extra></extra>"))
+    fig.update_layout(height=120 + 60 * n, margin={"t": 10, "b": 40, "l": 40, "r": 10},
+                      xaxis_title=labels["predicted"], yaxis_title=labels["true"], yaxis_autorange="reversed")
+    return fig
+
+
+def probabilities_figure(classes: Sequence[str], probs: Sequence[float], labels: dict, k: int = 5) -> go.Figure:
+    order = sorted(range(len(classes)), key=lambda i: -probs[i])[:k]
+    fig = go.Figure(go.Bar(x=[probs[i] for i in order][::-1], y=[classes[i] for i in order][::-1], orientation="h",
+                           text=[f"{probs[i]:.1%}" for i in order][::-1], textposition="auto"))
+    fig.update_layout(height=80 + 40 * len(order), margin={"t": 10, "b": 30, "l": 10, "r": 10},
+                      xaxis={"range": [0, 1], "title": labels["probability"]})
+    return fig

@@ -1,0 +1,79 @@
+"""Follow a background job: progress bar, live curves, Stop, final message."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore.jobs import job_status, read_events, request_stop
+
+from .charts import curves_figure
+from .layout import t
+
+__all__ = ["job_history", "show_job", "curve_labels"]
+
+
+def curve_labels() -> dict:
+    return {k: t(f"chart.{k}") for k in ("loss", "accuracy", "train", "val", "epoch", "fine_tune_start")}
+
+
+def job_history(job_dir: Path) -> list[dict]:
+    """Per-epoch logs: the parent run's history (for a fine-tuning job), then this job's epochs."""
+    meta = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
+    history = []
+    parent = meta.get("parent")
+    if parent:
+        try:
+            history = json.loads((Path(parent) / "metrics.json").read_text(encoding="utf-8")).get("history", [])
+        except (OSError, ValueError):
+            history = []
+    epochs = [e for e in read_events(job_dir) if e.get("type") == "epoch"]
+    return history + [{k: v for k, v in e.items() if k not in ("type", "time")} for e in epochs]
+
+
+def _draw(job_dir: Path) -> str:
+    status = job_status(job_dir)
+    events = read_events(job_dir)
+    start = next((e for e in events if e.get("type") == "start"), {})
+    total_epochs = int(start.get("epochs", 0)) + int(start.get("fine_tune_epochs", 0))
+    last = events[-1] if events else {}
+    key = status["status"]
+    if key in ("running", "stopping"):
+        st.info(t("train.running"))
+        epochs_done = sum(1 for e in events if e.get("type") == "epoch")
+        if last.get("type") == "extract":
+            st.progress(last["done"] / max(last["total"], 1), text=t("train.extracting", done=last["done"], total=last["total"]))
+        elif epochs_done:
+            st.progress(min(epochs_done / max(total_epochs, 1), 1.0), text=t("train.epoch", epoch=epochs_done, total=total_epochs))
+        else:
+            st.progress(0.0, text=t("train.starting"))
+        if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon="⏹️"):
+            request_stop(job_dir)
+    elif key in ("done", "stopped"):
+        result = status.get("result") or {}
+        fmt = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
+        if key == "stopped":
+            st.warning(t("train.stopped"))
+        st.success(t("train.done", val=fmt(result.get("val_accuracy")), test=fmt(result.get("test_accuracy")),
+                     seconds=(result.get("seconds") or {}).get("total", 0)))
+        for w in result.get("warnings", []):
+            st.caption(t("train.warning", message=w["message"]))
+    elif key == "failed":
+        st.error(t("train.failed", error=status.get("error", "")))
+    history = job_history(job_dir)
+    if history:
+        st.plotly_chart(curves_figure(history, curve_labels()), key=f"curves_{job_dir.name}_{len(history)}")
+    return key
+
+
+def show_job(job_dir: Path) -> None:
+    """Draw the job; while it runs, redraw every second without rerunning the page."""
+    if job_status(job_dir)["status"] in ("running", "stopping"):
+        @st.fragment(run_every=1.0)
+        def live():
+            if _draw(job_dir) not in ("running", "stopping"):
+                st.rerun()  # the whole page: run lists and results change
+        live()
+    else:
+        _draw(job_dir)

@@ -1,0 +1,173 @@
+"""Every piece of UI text, in English and French, in one catalog."""
+from __future__ import annotations
+
+__all__ = ["LANGUAGES", "CATALOG", "translate"]
+
+LANGUAGES = {"en": "English", "fr": "Français"}
+
+CATALOG: dict[str, tuple[str, str]] = {
+    # Shared
+    "app.title": ("Transfer Lab", "Transfer Lab"),
+    "app.tagline": ("Train an image classifier on your own photos by transfer learning, offline.",
+                    "Entraînez un classifieur d'images sur vos propres photos par apprentissage par transfert, hors ligne."),
+    "app.steps": ("**1. Data** add photos per class, or load the sample · **2. Backbone** choose a pretrained network · "
+                  "**3. Train** train a new head · **4. Fine-tune** unfreeze top layers · **5. Evaluate** · **6. Predict**",
+                  "**1. Données** ajoutez des photos par classe, ou chargez l'exemple · **2. Backbone** choisissez un réseau pré-entraîné · "
+                  "**3. Entraîner** une nouvelle tête · **4. Affiner** dégeler les couches hautes · **5. Évaluer** · **6. Prédire**"),
+    "app.start": ("Start with the Data page in the sidebar.", "Commencez par la page Données dans la barre latérale."),
+    "sidebar.language": ("Language", "Langue"),
+    "sidebar.session": ("Your session: bookmark this page's address to come back to your data and runs.",
+                        "Votre session : ajoutez l'adresse de cette page à vos favoris pour retrouver données et entraînements."),
+    "error.internal": ("Something went wrong ({detail}); details are in {log}.",
+                       "Une erreur est survenue ({detail}) ; détails dans {log}."),
+    "no_data": ("Add at least two classes with photos on the Data page first.",
+                "Ajoutez d'abord au moins deux classes avec des photos sur la page Données."),
+    "no_run": ("No finished training yet: train a model on the Train page first.",
+               "Aucun entraînement terminé : entraînez d'abord un modèle sur la page Entraîner."),
+    "choose_run": ("Model (training run)", "Modèle (entraînement)"),
+    # Data
+    "data.title": ("1 · Data", "1 · Données"),
+    "data.intro": ("Each class is a folder of example photos. Add at least two classes; 20 or more photos per class work best.",
+                   "Chaque classe est un dossier de photos d'exemple. Ajoutez au moins deux classes ; 20 photos ou plus par classe, c'est mieux."),
+    "data.sample": ("Load the sample dataset (shapes: circle, square, triangle)",
+                    "Charger le jeu d'exemple (formes : cercle, carré, triangle)"),
+    "data.sample_done": ("Sample loaded: {n} images in {k} classes.", "Exemple chargé : {n} images dans {k} classes."),
+    "data.new_class": ("New class name", "Nom de la nouvelle classe"),
+    "data.add_class": ("Add class", "Ajouter la classe"),
+    "data.target_class": ("Add photos to class", "Ajouter des photos à la classe"),
+    "data.upload": ("Upload photos", "Téléverser des photos"),
+    "data.upload_zip": ("Or upload a ZIP of class folders", "Ou téléversez un ZIP de dossiers de classes"),
+    "data.camera": ("Or take a photo with the webcam", "Ou prenez une photo avec la webcam"),
+    "data.add_files": ("Add these photos", "Ajouter ces photos"),
+    "data.added": ("Added {n} photo(s).", "{n} photo(s) ajoutée(s)."),
+    "data.rejected": ("{n} file(s) could not be used:", "{n} fichier(s) inutilisable(s) :"),
+    "data.classes": ("Your classes", "Vos classes"),
+    "data.empty": ("No classes yet: load the sample or add a class.", "Aucune classe : chargez l'exemple ou ajoutez une classe."),
+    "data.remove_class": ("Delete class {name}", "Supprimer la classe {name}"),
+    "data.remove_image": ("Remove", "Retirer"),
+    "data.counts": ("Photos per class", "Photos par classe"),
+    "data.split": ("Split (train / validation / test)", "Répartition (entraînement / validation / test)"),
+    "data.split_help": ("The test share is never used for tuning: it gives the honest final score.",
+                        "La part de test ne sert jamais aux réglages : elle donne le score final honnête."),
+    "data.train_pct": ("Train %", "Entraînement %"),
+    "data.val_pct": ("Validation %", "Validation %"),
+    "data.test_pct": ("Test %", "Test %"),
+    "data.seed": ("Random seed", "Graine aléatoire"),
+    "data.split_bad": ("The three shares must add up to 100 (now {total}).", "Les trois parts doivent faire 100 (actuellement {total})."),
+    "data.imbalance": ("Classes are imbalanced ({big}: {nbig}, {small}: {nsmall}); training will weight them.",
+                       "Classes déséquilibrées ({big} : {nbig}, {small} : {nsmall}) ; l'entraînement les pondérera."),
+    "data.more_shown": ("{n} more not shown.", "{n} de plus non affichées."),
+    # Backbone
+    "backbone.title": ("2 · Backbone", "2 · Backbone"),
+    "backbone.intro": (
+        "A backbone is a network already trained on ImageNet (1.2 million photos). **Feature extraction**: it stays frozen and turns "
+        "each photo into a vector; only a small new head learns your classes (fast, works with few photos). **Fine-tuning**: "
+        "afterwards, its top layers are unfrozen and trained a little, at a very low learning rate, to adapt them to your photos.",
+        "Un backbone est un réseau déjà entraîné sur ImageNet (1,2 million de photos). **Extraction de caractéristiques** : il reste "
+        "gelé et transforme chaque photo en vecteur ; seule une petite tête nouvelle apprend vos classes (rapide, peu de photos "
+        "suffisent). **Affinage** : ensuite, ses couches hautes sont dégelées et ré-entraînées un peu, avec un taux "
+        "d'apprentissage très faible, pour s'adapter à vos photos."),
+    "backbone.choose": ("Backbone", "Backbone"),
+    "backbone.offline": ("offline", "hors ligne"),
+    "backbone.download": ("download on first use", "téléchargé à la première utilisation"),
+    "backbone.needs_download": ("{name} downloads its ImageNet weights (about {mb} MB) on first use; without network access, choose efficientnet_lite0.",
+                                "{name} télécharge ses poids ImageNet (environ {mb} Mo) à la première utilisation ; sans réseau, choisissez efficientnet_lite0."),
+    "backbone.measure": ("Measure speed on this machine", "Mesurer la vitesse sur cette machine"),
+    "backbone.measuring": ("Measuring {name}…", "Mesure de {name}…"),
+    "backbone.col.name": ("backbone", "backbone"),
+    "backbone.col.params": ("parameters (M)", "paramètres (M)"),
+    "backbone.col.size": ("weights (MB)", "poids (Mo)"),
+    "backbone.col.top1": ("ImageNet top-1", "top-1 ImageNet"),
+    "backbone.col.input": ("input (px)", "entrée (px)"),
+    "backbone.col.speed": ("images/s here", "images/s ici"),
+    "backbone.col.weights": ("weights", "poids"),
+    "backbone.chosen": ("Chosen: {name}", "Choisi : {name}"),
+    # Train
+    "train.title": ("3 · Train", "3 · Entraîner"),
+    "train.intro": ("Phase 1: the backbone stays frozen; a new head (dropout + dense layer) learns your classes.",
+                    "Phase 1 : le backbone reste gelé ; une nouvelle tête (dropout + couche dense) apprend vos classes."),
+    "train.epochs": ("Epochs", "Époques"),
+    "train.batch": ("Batch size", "Taille de lot"),
+    "train.lr": ("Learning rate", "Taux d'apprentissage"),
+    "train.dropout": ("Dropout", "Dropout"),
+    "train.augment": ("Augment training photos (flip, brightness/contrast/saturation ±0.2)",
+                      "Augmenter les photos d'entraînement (miroir, luminosité/contraste/saturation ±0,2)"),
+    "train.preview": ("Augmented samples", "Exemples augmentés"),
+    "train.lr_high": ("A head learning rate above 0.01 often diverges; about 0.001 is usual.",
+                      "Un taux au-dessus de 0,01 diverge souvent ; environ 0,001 est l'usage."),
+    "train.start": ("Train", "Entraîner"),
+    "train.stop": ("Stop", "Arrêter"),
+    "train.running": ("Training runs in the background: you can use other pages meanwhile.",
+                      "L'entraînement tourne en arrière-plan : vous pouvez utiliser les autres pages pendant ce temps."),
+    "train.extracting": ("Computing features: {done}/{total} photos", "Calcul des caractéristiques : {done}/{total} photos"),
+    "train.epoch": ("Epoch {epoch}/{total}", "Époque {epoch}/{total}"),
+    "train.starting": ("Starting…", "Démarrage…"),
+    "train.done": ("Done: validation accuracy {val}, test accuracy {test} ({seconds:.0f} s).",
+                   "Terminé : précision validation {val}, précision test {test} ({seconds:.0f} s)."),
+    "train.stopped": ("Stopped; the model trained so far is kept.", "Arrêté ; le modèle entraîné jusque-là est conservé."),
+    "train.failed": ("Training failed: {error}", "L'entraînement a échoué : {error}"),
+    "train.runs": ("Runs", "Entraînements"),
+    "train.status.running": ("running", "en cours"),
+    "train.status.stopping": ("stopping", "arrêt en cours"),
+    "train.status.done": ("done", "terminé"),
+    "train.status.stopped": ("stopped", "arrêté"),
+    "train.status.failed": ("failed", "échoué"),
+    "train.status.missing": ("missing", "introuvable"),
+    "train.warning": ("Note: {message}", "Remarque : {message}"),
+    "train.busy": ("A run is already in progress; wait for it or stop it.", "Un entraînement est déjà en cours ; attendez-le ou arrêtez-le."),
+    "chart.loss": ("Loss", "Perte"),
+    "chart.accuracy": ("Accuracy", "Précision"),
+    "chart.train": ("train", "entraînement"),
+    "chart.val": ("validation", "validation"),
+    "chart.epoch": ("epoch", "époque"),
+    "chart.fine_tune_start": ("fine-tuning starts", "début de l'affinage"),
+    "chart.count": ("photos", "photos"),
+    "chart.class": ("class", "classe"),
+    "chart.true": ("true class", "vraie classe"),
+    "chart.predicted": ("predicted class", "classe prédite"),
+    "chart.probability": ("probability", "probabilité"),
+    # Fine-tune
+    "ft.title": ("4 · Fine-tune", "4 · Affiner"),
+    "ft.intro": ("Phase 2: unfreeze the backbone's top layers and train them with the head at a very low learning rate. "
+                 "BatchNorm layers stay frozen, in inference mode.",
+                 "Phase 2 : dégeler les couches hautes du backbone et les entraîner avec la tête, à un taux très faible. "
+                 "Les couches BatchNorm restent gelées, en mode inférence."),
+    "ft.layers": ("Top layers to unfreeze", "Couches hautes à dégeler"),
+    "ft.trainable": ("{n} layers with weights become trainable:", "{n} couches avec poids deviennent entraînables :"),
+    "ft.lr": ("Learning rate", "Taux d'apprentissage"),
+    "ft.lr_high": ("Above 1e-4 fine-tuning may wreck the pretrained features; 1e-5 is usual.",
+                   "Au-dessus de 1e-4, l'affinage peut détruire les caractéristiques pré-entraînées ; 1e-5 est l'usage."),
+    "ft.epochs": ("Epochs", "Époques"),
+    "ft.patience": ("Early-stopping patience (epochs without validation improvement)",
+                    "Patience de l'arrêt précoce (époques sans amélioration en validation)"),
+    "ft.start": ("Fine-tune", "Affiner"),
+    "ft.base": ("Continue from", "Continuer à partir de"),
+    # Evaluate
+    "eval.title": ("5 · Evaluate", "5 · Évaluer"),
+    "eval.split": ("Held-out split", "Partie réservée"),
+    "eval.split.test": ("test (honest final score)", "test (score final honnête)"),
+    "eval.split.val": ("validation", "validation"),
+    "eval.empty_split": ("This split has no images.", "Cette partie ne contient aucune image."),
+    "eval.accuracy": ("Accuracy", "Précision"),
+    "eval.images": ("Images", "Images"),
+    "eval.mistakes_n": ("Mistakes", "Erreurs"),
+    "eval.per_class": ("Per class", "Par classe"),
+    "eval.confusion": ("Confusion matrix: choose a cell to see its images", "Matrice de confusion : choisissez une case pour voir ses images"),
+    "eval.cell": ("True {true}, predicted {pred}: {n} image(s)", "Vraie {true}, prédite {pred} : {n} image(s)"),
+    "eval.mistakes": ("Mistakes", "Erreurs"),
+    "eval.no_mistakes": ("No mistakes on this split.", "Aucune erreur sur cette partie."),
+    "eval.caption": ("true {true} → {pred} ({conf:.0%})", "vraie {true} → {pred} ({conf:.0%})"),
+    # Predict
+    "predict.title": ("6 · Predict", "6 · Prédire"),
+    "predict.upload": ("Upload a photo", "Téléverser une photo"),
+    "predict.camera": ("Or take one with the webcam", "Ou prenez-en une avec la webcam"),
+    "predict.result": ("Prediction: **{label}** ({conf:.1%})", "Prédiction : **{label}** ({conf:.1%})"),
+    "predict.topk": ("Top classes", "Classes les plus probables"),
+}
+
+
+def translate(key: str, lang: str = "en", **values) -> str:
+    """The text for ``key`` in ``lang`` (English if missing), formatted with ``values``."""
+    en, fr = CATALOG.get(key, (key, key))
+    text = fr if lang == "fr" else en
+    return text.format(**values) if values else text

@@ -1,0 +1,58 @@
+"""Page set-up shared by every page: title, sidebar language switch, error guard."""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import streamlit as st
+
+from tlcore.cli import log_path
+from tlcore.errors import TLError
+
+from . import state
+from .i18n import LANGUAGES, translate
+
+__all__ = ["setup", "t", "guard", "run_label"]
+
+log = logging.getLogger("tlcore.ui")
+
+
+def t(key: str, **values) -> str:
+    """Text ``key`` in the session's language."""
+    return translate(key, state.language(), **values)
+
+
+def setup(title_key: str) -> None:
+    """Page config, sidebar (language, session note) and the page title."""
+    st.set_page_config(page_title=f"Transfer Lab · {translate(title_key)}", page_icon="🔬", layout="wide")
+    state.session_id()
+    with st.sidebar:
+        current = state.language()
+        choice = st.selectbox(translate("sidebar.language", current), list(LANGUAGES), format_func=LANGUAGES.get,
+                              index=list(LANGUAGES).index(current), key="language_select")
+        if choice != current:
+            state.set_language(choice)
+            st.rerun()
+        st.caption(t("sidebar.session"))
+    st.title(t(title_key))
+
+
+@contextlib.contextmanager
+def guard():
+    """Show a user error as one ``st.error`` sentence; log anything unexpected."""
+    try:
+        yield
+    except TLError as exc:
+        st.error(" ".join(str(exc).split()))
+    except Exception as exc:  # noqa: BLE001 - never a traceback in the page
+        log.exception("dashboard error")
+        st.error(t("error.internal", detail=f"{type(exc).__name__}: {exc}", log=log_path()))
+
+
+def run_label(run_dir, status: dict) -> str:
+    """A short human label for a run: its job name, backbone, status and validation accuracy."""
+    result = status.get("result") or {}
+    val = result.get("val_accuracy")
+    acc = f"{val:.0%}" if isinstance(val, (int, float)) else "–"
+    kind = status.get("kind", "train")
+    return f"{run_dir.parent.name} · {kind} · {result.get('backbone', '?')} · val {acc}"

@@ -1,0 +1,34 @@
+"""Models the dashboard caches: backbone structures (shared, read-only) and per-session run models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore.model import layers_to_unfreeze
+from tlcore.registry import create_backbone
+from tlcore.run import RunModel, load_run
+
+__all__ = ["backbone_structure", "unfrozen_layers", "run_model"]
+
+
+@st.cache_resource(show_spinner=False)
+def backbone_structure(name: str):
+    """A random-weight backbone, only ever read for its layer list (never trained: shared by all sessions)."""
+    return create_backbone(name, weights=None)
+
+
+def unfrozen_layers(name: str, k: int) -> list[str]:
+    """Layers with weights that unfreezing the top ``k`` layers of backbone ``name`` makes trainable."""
+    model = backbone_structure(name)
+    return [n for n in layers_to_unfreeze(model, k) if model.get_layer(n).weights]
+
+
+def run_model(run_dir: Path) -> RunModel:
+    """The session's own copy of a trained run (user data: never in a shared cache)."""
+    key = f"run_model::{run_dir}::{(run_dir / 'model.weights.h5').stat().st_mtime_ns}"
+    models = st.session_state.setdefault("run_models", {})
+    if key not in models:
+        models.clear()  # one model at a time per session keeps memory bounded
+        models[key] = load_run(run_dir)
+    return models[key]

@@ -1,0 +1,81 @@
+"""The one home of session state, with typed accessors.
+
+Only small values live in ``st.session_state``; a session's photos, settings
+and runs live in its own workspace folder, found again after a refresh
+through the ``?s=`` id in the address.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore.jobs import job_status, list_jobs
+from tlcore.registry import DEFAULT_BACKBONE
+from tlcore.workspace import Workspace, new_session_id, valid_session_id
+
+__all__ = ["session_id", "workspace", "language", "set_language", "backbone", "set_backbone", "split", "set_split",
+           "finished_runs", "current_job", "set_current_job"]
+
+_SID = "tl_session_id"
+
+
+def session_id() -> str:
+    """This browser session's id, kept in the address so a refresh finds the same workspace."""
+    sid = st.session_state.get(_SID)
+    if sid is None:
+        candidate = st.query_params.get("s")
+        sid = candidate if valid_session_id(candidate) else new_session_id()
+        st.session_state[_SID] = sid
+    if st.query_params.get("s") != sid:  # page switches clear the address's parameters
+        st.query_params["s"] = sid
+    return sid
+
+
+def workspace() -> Workspace:
+    return Workspace.for_session(session_id())
+
+
+def language() -> str:
+    return workspace().settings().get("language", "en")
+
+
+def set_language(lang: str) -> None:
+    workspace().update_settings(language=lang)
+
+
+def backbone() -> str:
+    return workspace().settings().get("backbone", DEFAULT_BACKBONE)
+
+
+def set_backbone(name: str) -> None:
+    workspace().update_settings(backbone=name)
+
+
+def split() -> tuple[int, int, int, int]:
+    """(train %, val %, test %, seed)."""
+    s = workspace().settings()
+    return tuple(s.get("split", (80, 10, 10))) + (int(s.get("seed", 0)),)
+
+
+def set_split(train: int, val: int, test: int, seed: int) -> None:
+    workspace().update_settings(split=[train, val, test], seed=seed)
+
+
+def current_job() -> Path | None:
+    job = workspace().settings().get("current_job")
+    return Path(job) if job and Path(job).is_dir() else None
+
+
+def set_current_job(job_dir: Path) -> None:
+    workspace().update_settings(current_job=str(job_dir))
+
+
+def finished_runs() -> list[tuple[Path, dict]]:
+    """(run directory, job status) of every finished or stopped job, newest first."""
+    runs = []
+    for job in list_jobs(workspace().jobs_dir):
+        status = job_status(job)
+        if status["status"] in ("done", "stopped") and (job / "run" / "config.json").is_file():
+            runs.append((job / "run", status))
+    return runs
