@@ -1,0 +1,157 @@
+"""Drive the real dashboard in headless Chromium (Debian's package) with Playwright.
+
+Used by the end-to-end test and by ``scripts/screenshots.py``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium, or None."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def missing_browser_reason() -> str | None:
+    """Why the browser test cannot run here, or None when it can."""
+    if chromium_path() is None:
+        return "Chromium is not installed (apt-get install chromium; .ci/run does it)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -r requirements-dev.txt)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dashboard(cache_dir: Path, timeout: float = 120):
+    """Start ``streamlit run app.py`` on a free port; yields its base URL."""
+    port = _free_port()
+    env = {**os.environ, "TLCORE_CACHE_DIR": str(cache_dir)}
+    log = open(Path(cache_dir) / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"the dashboard did not start; see {log.name}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1300, height: int = 1000):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(120_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_idle(page, settle_ms: int = 800) -> None:
+    """Wait until Streamlit has finished running the script (its status widget is gone)."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=120_000)
+    page.wait_for_timeout(settle_ms)
+
+
+def sample_train_evaluate(page, base: str, shots: Path, train_timeout_ms: int = 300_000) -> dict:
+    """The newcomer's path: sample data, train (leaving and refreshing meanwhile), evaluate.
+
+    Saves a screenshot per step in ``shots``; returns facts the caller can check.
+    """
+    shots.mkdir(parents=True, exist_ok=True)
+    facts = {}
+    page.goto(base)
+    page.wait_for_selector("text=Start with the Data page")
+    wait_idle(page)
+    sid = page.url.split("s=")[-1]
+    facts["session"] = sid
+    page.screenshot(path=str(shots / "0_home.png"), full_page=True)
+
+    page.goto(f"{base}/Data?s={sid}")
+    page.get_by_role("button", name="Load the sample dataset").click()
+    page.wait_for_selector("text=Sample loaded")
+    wait_idle(page)
+    page.screenshot(path=str(shots / "1_data.png"), full_page=True)
+
+    page.goto(f"{base}/Backbone?s={sid}")
+    page.wait_for_selector("text=Chosen: efficientnet_lite0")
+    wait_idle(page)
+    page.screenshot(path=str(shots / "2_backbone.png"), full_page=True)
+
+    page.goto(f"{base}/Train?s={sid}")
+    page.get_by_role("button", name="Train", exact=True).click()
+    clicked = time.time()
+    page.wait_for_selector("text=Training runs in the background")
+    # Leave for another page and come back with a refresh: the run must go on and be found again.
+    page.goto(f"{base}/Data?s={sid}")
+    page.wait_for_selector("text=Your classes")
+    page.goto(f"{base}/Train?s={sid}")
+    page.reload()
+    page.wait_for_selector("text=Done: validation accuracy", timeout=train_timeout_ms)
+    facts["train_seconds"] = time.time() - clicked
+    wait_idle(page)
+    facts["train_text"] = page.inner_text("[data-testid=stAlertContentSuccess]")
+    page.screenshot(path=str(shots / "3_train.png"), full_page=True)
+
+    page.goto(f"{base}/Fine-tune?s={sid}")
+    page.wait_for_selector("text=layers with weights become trainable")
+    wait_idle(page)
+    page.screenshot(path=str(shots / "4_fine_tune.png"), full_page=True)
+
+    page.goto(f"{base}/Evaluate?s={sid}")
+    page.wait_for_selector("text=Per class")
+    page.wait_for_selector(".js-plotly-plot")
+    wait_idle(page, 1500)
+    facts["evaluate_text"] = page.inner_text("section.main") if page.query_selector("section.main") else page.inner_text("body")
+    page.screenshot(path=str(shots / "5_evaluate.png"), full_page=True)
+
+    page.goto(f"{base}/Predict?s={sid}")
+    page.wait_for_selector("text=Upload a photo")
+    wait_idle(page)
+    page.screenshot(path=str(shots / "6_predict.png"), full_page=True)
+    return facts
