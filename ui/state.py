@@ -37,11 +37,15 @@ def workspace() -> Workspace:
 
 
 def language() -> str:
-    return workspace().settings().get("language", "en")
+    # Read once per session: every piece of text asks for it.
+    if "tl_language" not in st.session_state:
+        st.session_state["tl_language"] = workspace().settings().get("language", "en")
+    return st.session_state["tl_language"]
 
 
 def set_language(lang: str) -> None:
     workspace().update_settings(language=lang)
+    st.session_state["tl_language"] = lang
 
 
 def backbone() -> str:
