@@ -95,6 +95,8 @@ def read_events(job_dir: str | Path) -> list[dict]:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill(0 or -1, 0) would probe a whole group of processes, not one
+        return False
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
@@ -125,6 +127,8 @@ def job_status(job_dir: str | Path) -> dict:
         last = events[-1] if events else {}
         if last.get("type") == "done":
             return {**meta, "status": "stopped" if stopped else "done", "result": last.get("result")}
+        if last.get("type") == "error" and last.get("message"):  # its result is not recorded (yet)
+            return {**meta, "status": "failed", "error": last["message"]}
         return {**meta, "status": "failed", "error": "the training process ended unexpectedly"}
     if record.get("exit_code") == 0:
         return {**meta, "status": "stopped" if stopped else "done", "result": record.get("result")}

@@ -186,9 +186,14 @@ def _augment_key(config: TrainConfig, copy: int) -> str:
     return f"aug(flip={a.flip},b={a.brightness},c={a.contrast},s={a.saturation},seed={config.seed},copy={copy})"
 
 
-def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history, on_epoch, should_stop):
+def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history, on_epoch, should_stop,
+                     warnings):
     """Unfreeze the backbone's top layers and train the whole classifier at a low rate."""
     layers = unfreeze_top_layers(backbone, config.fine_tune_layers)
+    if not layers:
+        warnings.append({"code": "nothing_unfrozen", "message": f"the top {config.fine_tune_layers} backbone layers "
+                         "have no trainable weights (pooling, activation or BatchNorm), so only the head is trained; "
+                         "unfreeze more layers"})
     classifier = build_classifier(backbone, head)
     classifier.compile(optimizer=keras.optimizers.Adam(config.fine_tune_lr),
                        loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -340,7 +345,7 @@ def train(
         t0 = time.perf_counter()
         classifier, fine_tuned_layers = _fine_tune_phase(
             get_backbone(), head, sample_paths, y, idx, spec.input_size, config, class_weight, history,
-            on_epoch, should_stop)
+            on_epoch, should_stop, warnings)
         t_fine = time.perf_counter() - t0
 
     def predict(ids):
@@ -421,7 +426,7 @@ def fine_tune(
     keras.utils.set_random_seed(config.seed)
     t0 = time.perf_counter()
     classifier, layers = _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history,
-                                          on_epoch, should_stop)
+                                          on_epoch, should_stop, warnings)
     t_fine = time.perf_counter() - t0
 
     def predict(ids):

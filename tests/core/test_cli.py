@@ -339,3 +339,167 @@ def test_subprocess_error_is_one_line(tmp_path):
     assert proc.stderr.splitlines() == ["error: data source '/nonexistent' does not exist"]
     assert proc.stdout == ""
     assert (tmp_path / "cache" / "logs" / "tlcore.log").is_file()  # where TensorFlow's noise went
+
+
+# --progress, --stop-file and finetune ----------------------------------------------------------------
+
+def read_progress(path):
+    """The JSON-lines events of a --progress file."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """A small, fast backbone named and sized like Lite0, for training and for reloading runs."""
+    import tlcore.run as run_mod
+    import tlcore.train as train_mod
+    from tests.core.test_finetune import lite0_standin
+
+    monkeypatch.setattr(train_mod, "create_backbone", lite0_standin)
+    monkeypatch.setattr(run_mod, "create_backbone", lite0_standin)
+
+
+def test_train_progress_file_gets_start_extract_epoch_done(image_folder, tmp_path, standin):
+    events_file = tmp_path / "job" / "events.jsonl"
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+                                    "--epochs", "2", "--progress", events_file, "--json"])
+    assert code == 0, stderr
+    assert stderr == ""  # the events go to the file, not the terminal
+    summary = last_json(stdout)
+    events = read_progress(events_file)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert set(kinds) == {"start", "extract", "epoch", "done"}
+    assert events[0]["command"] == "train" and events[0]["epochs"] == 2 and events[0]["fine_tune_epochs"] == 0
+    extract = [e for e in events if e["type"] == "extract"]
+    assert [e["done"] for e in extract] == sorted(e["done"] for e in extract)
+    assert extract[-1]["done"] == extract[-1]["total"] == 16
+    epochs = [e for e in events if e["type"] == "epoch"]
+    assert [(e["epoch"], e["phase"]) for e in epochs] == [(1, "head"), (2, "head")]
+    assert all(np.isfinite(e["loss"]) and 0 <= e["accuracy"] <= 1 for e in epochs)
+    assert kinds.index("epoch") > max(i for i, k in enumerate(kinds) if k == "extract")
+    assert events[-1]["result"] == summary
+    assert all(isinstance(e["time"], float) for e in events)
+
+
+def test_train_with_an_existing_stop_file_stops_after_the_first_epoch(image_folder, tmp_path, standin):
+    stop = tmp_path / "STOP"
+    stop.touch()
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+                                    "--epochs", "5", "--fine-tune-layers", "2", "--stop-file", stop, "--json"])
+    assert code == 0, stderr
+    summary = last_json(stdout)
+    assert len(summary["history"]) == 1 and summary["history"][0]["phase"] == "head"
+    assert summary["fine_tuned_layers"] == []
+    assert (tmp_path / "run" / "config.json").is_file()  # the epoch trained is saved
+
+
+def test_train_stop_file_that_does_not_exist_changes_nothing(image_folder, tmp_path, standin):
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+                                    "--epochs", "3", "--stop-file", tmp_path / "STOP", "--json"])
+    assert code == 0, stderr
+    assert len(last_json(stdout)["history"]) == 3
+
+
+def test_train_user_error_is_an_error_event(tmp_path):
+    events_file = tmp_path / "events.jsonl"
+    line = assert_user_error(*run_cli(["train", tmp_path / "nowhere", "--out", tmp_path / "run",
+                                       "--progress", events_file, "--json"]), str(tmp_path / "nowhere"))
+    events = read_progress(events_file)
+    assert [e["type"] for e in events] == ["start", "error"]
+    assert events[-1]["message"] == line.removeprefix("error: ")
+
+
+def test_train_augment_options(image_folder, tmp_path, standin):
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+                                    "--epochs", "1", "--augment", "--augment-copies", "1", "--json"])
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["augment"] is True
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["augment_copies"] == 1
+    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run2", "--weights", "none",
+                                "--augment", "--augment-copies", "0"]), "augmented copies", "0")
+
+
+@pytest.fixture
+def cli_run(image_folder, tmp_path, standin):
+    """A run trained in-process through the CLI (stand-in backbone, random weights, 2 epochs)."""
+    code, _, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+                               "--epochs", "2", "--json"])
+    assert code == 0, stderr
+    return tmp_path / "run"
+
+
+def test_finetune_json_replaces_the_run(cli_run, tmp_path):
+    import keras
+
+    from tlcore.run import load_run
+
+    backbone = load_run(cli_run).model.get_layer("efficientnet_lite0")
+    top3 = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)][-3:]
+    expected = [layer.name for layer in top3
+                if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+    events_file = tmp_path / "events.jsonl"
+
+    code, stdout, stderr = run_cli(["finetune", cli_run, "--layers", "3", "--epochs", "1", "--json",
+                                    "--progress", events_file])
+    assert code == 0, stderr
+    assert stderr == ""
+    summary = last_json(stdout)
+    assert summary["fine_tuned_layers"] == expected
+    assert [(h["epoch"], h["phase"]) for h in summary["history"]] == [(1, "head"), (2, "head"), (3, "fine_tune")]
+    assert summary["run_dir"] == str(cli_run)
+    assert summary["n_train"] + summary["n_val"] + summary["n_test"] == 16
+    config = json.loads((cli_run / "config.json").read_text())
+    assert config["fine_tuned"] is True and config["train"]["fine_tune_layers"] == 3
+
+    events = read_progress(events_file)
+    assert [e["type"] for e in events] == ["start", "epoch", "done"]
+    assert events[0]["command"] == "finetune" and events[0]["fine_tune_epochs"] == 1
+    assert (events[1]["epoch"], events[1]["phase"]) == (3, "fine_tune")
+    assert events[-1]["result"] == summary
+
+
+def test_finetune_human_readable_with_out(cli_run, tmp_path):
+    code, stdout, stderr = run_cli(["finetune", cli_run, "--out", tmp_path / "tuned", "--layers", "5",
+                                    "--epochs", "2", "--lr", "1e-4"])
+    assert code == 0, stderr
+    assert [line.split()[:3] for line in stderr.splitlines() if line.startswith("fine_tune")] == [
+        ["fine_tune", "epoch", "3"], ["fine_tune", "epoch", "4"]]
+    (summary_line,) = stdout.strip().splitlines()
+    assert summary_line.startswith("classes blue, red;") and str(tmp_path / "tuned") in summary_line
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["train"]["fine_tune_lr"] == 1e-4
+    assert json.loads((cli_run / "config.json").read_text())["fine_tuned"] is False  # the original is kept
+
+
+def test_finetune_missing_run_dir(tmp_path):
+    missing = tmp_path / "nowhere"
+    assert_user_error(*run_cli(["finetune", missing, "--layers", "3", "--json"]), str(missing))
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--layers", "0", "at least one layer"),
+    ("--layers", "-2", "-2"),
+    ("--epochs", "0", "epochs"),
+    ("--lr", "0", "learning rate"),
+    ("--patience", "0", "patience"),
+])
+def test_finetune_bad_settings(trained, option, value, fragment):
+    before = (trained.run / "config.json").read_text()
+    line = assert_user_error(*run_cli(["finetune", trained.run, option, value, "--json"]), fragment)
+    assert value in line
+    assert (trained.run / "config.json").read_text() == before
+
+
+def test_finetune_run_without_samples_json(trained, tmp_path):
+    import shutil
+
+    old = tmp_path / "old-run"
+    shutil.copytree(trained.run, old)
+    (old / "samples.json").unlink()
+    assert_user_error(*run_cli(["finetune", old, "--layers", "3", "--json"]), "samples.json", str(old))
+
+
+def test_finetune_run_with_deleted_images(cli_run, tmp_path):
+    gone = json.loads((cli_run / "samples.json").read_text())[0]["path"]
+    Path(gone).unlink()
+    assert_user_error(*run_cli(["finetune", cli_run, "--layers", "3"]), gone)
