@@ -1,27 +1,20 @@
 """Fine-tune: phase 2, unfreeze the backbone's top layers at a low learning rate."""
 import json
 import time
-from pathlib import Path
 
 import streamlit as st
 
 from tlcore.jobs import job_status, list_jobs, start_job
 from ui import state
 from ui.follow import show_job
-from ui.layout import guard, run_label, setup, t
+from ui.layout import choose_run, guard, setup, t
 from ui.models import backbone_structure, unfrozen_layers
 
 setup("ft.title")
 st.write(t("ft.intro"))
 ws = state.workspace()
-runs = state.finished_runs()
-if not runs:
-    st.warning(t("no_run"))
-    st.stop()
-
-labels = {str(run): run_label(run, status) for run, status in runs}
-base = st.selectbox(t("ft.base"), list(labels), format_func=labels.get, key="run_select")
-config = json.loads((Path(base) / "config.json").read_text(encoding="utf-8"))
+base = choose_run("ft.base")
+config = json.loads((base / "config.json").read_text(encoding="utf-8"))
 backbone = config["backbone"]
 with guard():
     n_layers = len(backbone_structure(backbone).layers) - 1
@@ -39,9 +32,9 @@ running = [j for j in list_jobs(ws.jobs_dir) if job_status(j)["status"] in ("run
 if st.button(t("ft.start"), type="primary", icon="🔓", disabled=bool(running)):
     with guard():
         job_dir = ws.jobs_dir / time.strftime("finetune-%Y%m%d-%H%M%S")
-        start_job(job_dir, ["finetune", base, "--out", str(job_dir / "run"), "--layers", str(k), "--lr", str(lr),
+        start_job(job_dir, ["finetune", str(base), "--out", str(job_dir / "run"), "--layers", str(k), "--lr", str(lr),
                             "--epochs", str(epochs), "--patience", str(patience)],
-                  kind="finetune", meta={"parent": base})
+                  kind="finetune", meta={"parent": str(base)})
         state.set_current_job(job_dir)
         st.rerun()
 if running:

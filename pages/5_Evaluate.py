@@ -1,23 +1,14 @@
 """Evaluate: accuracy, per-class scores, confusion matrix and mistakes on a held-out split."""
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
 from tlcore.evaluate import classification_metrics
 from tlcore.run import read_run_json
-from ui import state
 from ui.charts import confusion_figure
-from ui.layout import guard, run_label, setup, t
+from ui.layout import choose_run, guard, setup, t
 
 setup("eval.title")
-runs = state.finished_runs()
-if not runs:
-    st.warning(t("no_run"))
-    st.stop()
-
-labels = {str(run): run_label(run, status) for run, status in runs}
-run_dir = Path(st.selectbox(t("choose_run"), list(labels), format_func=labels.get, key="run_select"))
+run_dir = choose_run()
 split = st.radio(t("eval.split"), ["test", "val"], format_func=lambda s: t(f"eval.split.{s}"), horizontal=True)
 
 with guard():

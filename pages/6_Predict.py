@@ -1,24 +1,15 @@
 """Predict: classify a new photo (upload or webcam) with a trained run."""
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
 from tlcore.errors import TLError
 from tlcore.images import ImageDecodeError, decode_image
-from ui import state
 from ui.charts import probabilities_figure
-from ui.layout import guard, run_label, setup, t
+from ui.layout import choose_run, guard, setup, t
 from ui.models import run_model
 
 setup("predict.title")
-runs = state.finished_runs()
-if not runs:
-    st.warning(t("no_run"))
-    st.stop()
-
-labels = {str(run): run_label(run, status) for run, status in runs}
-run_dir = Path(st.selectbox(t("choose_run"), list(labels), format_func=labels.get, key="run_select"))
+run_dir = choose_run()
 left, right = st.columns([1, 1])
 upload = left.file_uploader(t("predict.upload"), type=None)
 shot = right.camera_input(t("predict.camera"))

@@ -65,12 +65,16 @@ def dashboard_timing() -> str:
     if reason:
         return f"Not measured: {reason}."
     with tempfile.TemporaryDirectory() as tmp:
-        with dashboard(Path(tmp)) as base, browser_page() as page:
-            facts = sample_train_evaluate(page, base, ROOT / "docs" / "screenshots")
+        try:
+            with dashboard(Path(tmp)) as base, browser_page() as page:
+                facts = sample_train_evaluate(page, base, ROOT / "docs" / "screenshots", leave_during_training=False)
+        except Exception as exc:  # the core figures above are still worth writing
+            return f"Not measured: the browser flow failed ({type(exc).__name__}: {str(exc).splitlines()[0]})."
     return (f"{facts['train_seconds']:.1f} s from the click on Train to the 'Done' message (target: under 30 s), "
             f"with a cold feature cache, 120 generated images (3 classes, 96/12/12 split), EfficientNet-Lite0, "
-            f"20 epochs; measured in headless Chromium by `scripts/bench_core.py`, including leaving the page and "
-            f"a refresh during training. Result: {facts['train_text'].strip()}")
+            f"20 epochs, staying on the Train page; measured in headless Chromium by `scripts/bench_core.py`. "
+            f"It includes starting the worker process (Python and TensorFlow imports, about 8 s here). "
+            f"Result: {facts['train_text'].strip()}")
 
 
 def main() -> None:

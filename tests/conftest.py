@@ -1,7 +1,6 @@
 """Shared fixtures: generated tiny images, an isolated cache, a seed, the shared photos."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
 import streamlit as st
 
@@ -12,7 +13,7 @@ from tlcore.errors import TLError
 from . import state
 from .i18n import LANGUAGES, translate
 
-__all__ = ["setup", "t", "guard", "run_label"]
+__all__ = ["setup", "t", "guard", "run_label", "choose_run"]
 
 log = logging.getLogger("tlcore.ui")
 
@@ -56,3 +57,13 @@ def run_label(run_dir, status: dict) -> str:
     acc = f"{val:.0%}" if isinstance(val, (int, float)) else "–"
     kind = status.get("kind", "train")
     return f"{run_dir.parent.name} · {kind} · {result.get('backbone', '?')} · val {acc}"
+
+
+def choose_run(label_key: str = "choose_run") -> Path:
+    """Pick one of the session's finished runs; stops the page with a hint when there is none."""
+    runs = state.finished_runs()
+    if not runs:
+        st.warning(t("no_run"))
+        st.stop()
+    labels = {str(run): run_label(run, status) for run, status in runs}
+    return Path(st.selectbox(t(label_key), list(labels), format_func=labels.get, key="run_select"))

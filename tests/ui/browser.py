@@ -98,60 +98,62 @@ def wait_idle(page, settle_ms: int = 800) -> None:
     page.wait_for_timeout(settle_ms)
 
 
-def sample_train_evaluate(page, base: str, shots: Path, train_timeout_ms: int = 300_000) -> dict:
+def _visit(page, url: str, wait_text: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(f"text={wait_text}")
+
+
+def _snap(page, shots: Path, name: str, settle_ms: int = 800) -> None:
+    wait_idle(page, settle_ms)
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def sample_train_evaluate(page, base: str, shots: Path, train_timeout_ms: int = 300_000,
+                          leave_during_training: bool = True) -> dict:
     """The newcomer's path: sample data, train (leaving and refreshing meanwhile), evaluate.
 
-    Saves a screenshot per step in ``shots``; returns facts the caller can check.
+    Saves a screenshot per page in ``shots``; returns facts the caller can check.
+    ``leave_during_training=False`` stays on the Train page (for timing the run itself).
     """
     shots.mkdir(parents=True, exist_ok=True)
     facts = {}
-    page.goto(base)
-    page.wait_for_selector("text=Start with the Data page")
+    _visit(page, base, "Start with the Data page")
     wait_idle(page)
-    sid = page.url.split("s=")[-1]
-    facts["session"] = sid
-    page.screenshot(path=str(shots / "0_home.png"), full_page=True)
+    sid = facts["session"] = page.url.split("s=")[-1]
+    _snap(page, shots, "0_home")
 
     page.goto(f"{base}/Data?s={sid}")
     page.get_by_role("button", name="Load the sample dataset").click()
     page.wait_for_selector("text=Sample loaded")
-    wait_idle(page)
-    page.screenshot(path=str(shots / "1_data.png"), full_page=True)
+    _snap(page, shots, "1_data")
 
-    page.goto(f"{base}/Backbone?s={sid}")
-    page.wait_for_selector("text=Chosen: efficientnet_lite0")
-    wait_idle(page)
-    page.screenshot(path=str(shots / "2_backbone.png"), full_page=True)
+    _visit(page, f"{base}/Backbone?s={sid}", "Chosen: efficientnet_lite0")
+    _snap(page, shots, "2_backbone")
 
     page.goto(f"{base}/Train?s={sid}")
     page.get_by_role("button", name="Train", exact=True).click()
     clicked = time.time()
     page.wait_for_selector("text=Training runs in the background")
-    # Leave for another page and come back with a refresh: the run must go on and be found again.
-    page.goto(f"{base}/Data?s={sid}")
-    page.wait_for_selector("text=Your classes")
-    page.goto(f"{base}/Train?s={sid}")
-    page.reload()
+    if leave_during_training:
+        # Leave for another page and come back with a refresh: the run must go on and be found again.
+        _visit(page, f"{base}/Data?s={sid}", "Your classes")
+        page.goto(f"{base}/Train?s={sid}")
+        page.reload()
     page.wait_for_selector("text=Done: validation accuracy", timeout=train_timeout_ms)
     facts["train_seconds"] = time.time() - clicked
     wait_idle(page)
     facts["train_text"] = page.inner_text("[data-testid=stAlertContentSuccess]")
-    page.screenshot(path=str(shots / "3_train.png"), full_page=True)
+    _snap(page, shots, "3_train")
 
-    page.goto(f"{base}/Fine-tune?s={sid}")
-    page.wait_for_selector("text=layers with weights become trainable")
-    wait_idle(page)
-    page.screenshot(path=str(shots / "4_fine_tune.png"), full_page=True)
+    _visit(page, f"{base}/Fine-tune?s={sid}", "layers with weights become trainable")
+    _snap(page, shots, "4_fine_tune")
 
-    page.goto(f"{base}/Evaluate?s={sid}")
-    page.wait_for_selector("text=Per class")
+    _visit(page, f"{base}/Evaluate?s={sid}", "Per class")
     page.wait_for_selector(".js-plotly-plot")
     wait_idle(page, 1500)
-    facts["evaluate_text"] = page.inner_text("section.main") if page.query_selector("section.main") else page.inner_text("body")
-    page.screenshot(path=str(shots / "5_evaluate.png"), full_page=True)
+    facts["evaluate_text"] = page.inner_text("body")
+    _snap(page, shots, "5_evaluate", 0)
 
-    page.goto(f"{base}/Predict?s={sid}")
-    page.wait_for_selector("text=Upload a photo")
-    wait_idle(page)
-    page.screenshot(path=str(shots / "6_predict.png"), full_page=True)
+    _visit(page, f"{base}/Predict?s={sid}", "Upload a photo")
+    _snap(page, shots, "6_predict")
     return facts
