@@ -15,14 +15,14 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .errors import TLError
 from .paths import default_cache_dir
 
-__all__ = ["Sample", "Dataset", "SPLITS", "load_dataset", "stratified_split", "class_counts"]
+__all__ = ["Sample", "Dataset", "SPLITS", "load_dataset", "check_classes", "stratified_split"]
 
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -183,12 +183,6 @@ def check_classes(samples: Sequence[Sample], classes: Sequence[str], where: str)
     empty = [c for c in classes if counts[c] == 0]
     if empty:
         raise TLError(f"class {empty[0]!r} has no usable images; add some or remove the class")
-
-
-def class_counts(samples: Iterable[Sample], classes: Sequence[str]) -> dict[str, int]:
-    """Number of samples per class, in class order."""
-    counts = Counter(s.label for s in samples)
-    return {c: counts[c] for c in classes}
 
 
 def stratified_split(labels: Sequence[str], fractions=(0.8, 0.1, 0.1), seed: int = 0) -> list[str]:
