@@ -8,6 +8,7 @@ LANGUAGES = {"en": "English", "fr": "Français"}
 CATALOG: dict[str, tuple[str, str]] = {
     # Shared
     "app.title": ("Transfer Lab", "Transfer Lab"),
+    "nav.home": ("Home", "Accueil"),
     "app.tagline": ("Train an image classifier on your own photos by transfer learning, offline.",
                     "Entraînez un classifieur d'images sur vos propres photos par apprentissage par transfert, hors ligne."),
     "app.steps": ("**1. Data** add photos per class, or load the sample · **2. Backbone** choose a pretrained network · "
