@@ -10,7 +10,7 @@ ws = state.workspace()
 st.write(t("data.intro"))
 
 with guard():
-    if st.button(t("data.sample"), icon="🧪"):
+    if st.button(t("data.sample"), icon=":material/science:"):
         ws.load_sample()
         counts = ws.counts()
         st.success(t("data.sample_done", n=sum(counts.values()), k=len(counts)))

@@ -29,7 +29,7 @@ with guard():
     patience = c2.slider(t("ft.patience"), 1, 10, 3)
 
 running = [j for j in list_jobs(ws.jobs_dir) if job_status(j)["status"] in ("running", "stopping")]
-if st.button(t("ft.start"), type="primary", icon="🔓", disabled=bool(running)):
+if st.button(t("ft.start"), type="primary", icon=":material/lock_open:", disabled=bool(running)):
     with guard():
         job_dir = ws.jobs_dir / time.strftime("finetune-%Y%m%d-%H%M%S")
         start_job(job_dir, ["finetune", str(base), "--out", str(job_dir / "run"), "--layers", str(k), "--lr", str(lr),

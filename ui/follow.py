@@ -48,7 +48,7 @@ def _draw(job_dir: Path) -> str:
             st.progress(min(epochs_done / max(total_epochs, 1), 1.0), text=t("train.epoch", epoch=epochs_done, total=total_epochs))
         else:
             st.progress(0.0, text=t("train.starting"))
-        if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon="⏹️"):
+        if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon=":material/stop:"):
             request_stop(job_dir)
     elif key in ("done", "stopped"):
         result = status.get("result") or {}

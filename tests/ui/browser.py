@@ -125,7 +125,8 @@ def sample_train_evaluate(page, base: str, shots: Path, train_timeout_ms: int = 
     page.goto(f"{base}/Data?s={sid}")
     page.get_by_role("button", name="Load the sample dataset").click()
     page.wait_for_selector("text=Sample loaded")
-    _snap(page, shots, "1_data")
+    page.wait_for_selector(".js-plotly-plot")  # the counts chart comes last
+    _snap(page, shots, "1_data", 1500)
 
     _visit(page, f"{base}/Backbone?s={sid}", "Chosen: efficientnet_lite0")
     _snap(page, shots, "2_backbone")
