@@ -132,3 +132,37 @@ def test_two_sessions_see_only_their_own_data_and_runs(trained, sid):
     assert "No finished training yet" in texts(open_page("pages/5_Evaluate.py", sid))
     mine = open_page("pages/1_Data.py", owner)
     assert "No classes yet" not in texts(mine)
+
+
+def png(colour=(220, 30, 30)) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((24, 24, 3), colour, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_data_page_upload_keeps_images_and_lists_bad_files_with_reasons(sid, workspace):
+    workspace.add_class("cats")
+    at = open_page("pages/1_Data.py", sid)
+    at.file_uploader[1].set_value([("a.png", png(), "image/png"), ("notes.jpg", b"not an image", "image/jpeg")]).run()
+    next(b for b in at.button if b.label == "Add these photos").click().run()
+    assert not at.exception
+    assert [p.name for p in workspace.images("cats")] == ["a.png"]
+    assert any("Added 1 photo" in s.value for s in at.success)
+    assert any("1 file(s) could not be used" in w.value for w in at.warning)
+
+
+def test_predict_page_classifies_an_upload_and_rejects_a_non_image(trained):
+    sid, _ = trained
+    at = open_page("pages/6_Predict.py", sid)
+    at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
+    assert not at.exception
+    assert any(m.value.startswith("Prediction: **") for m in at.markdown)
+    assert len(at.get("plotly_chart")) == 1
+    at.file_uploader[0].set_value(("notes.png", b"hello", "image/png")).run()
+    assert not at.exception
+    assert any("notes.png" in e.value and "not an image" in e.value for e in at.error)
