@@ -40,8 +40,8 @@ else:
             st.caption(t("train.preview"))
             st.image([image] + [augment_image(image, rng) for _ in range(5)], width=120)
 
-    running = [j for j in list_jobs(ws.jobs_dir) if job_status(j)["status"] in ("running", "stopping")]
-    if st.button(t("train.start"), type="primary", icon=":material/play_arrow:", disabled=bool(running)):
+    running = state.job_running()
+    if st.button(t("train.start"), type="primary", icon=":material/play_arrow:", disabled=running):
         with guard():
             train_pct, val_pct, test_pct, seed = state.split()
             job_dir = ws.jobs_dir / time.strftime("run-%Y%m%d-%H%M%S")

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from tlcore.jobs import job_status, list_jobs, start_job
+from tlcore.jobs import start_job
 from ui import state
 from ui.follow import show_job
 from ui.layout import choose_run, guard, setup, t
@@ -28,8 +28,8 @@ with guard():
     epochs = c2.slider(t("ft.epochs"), 1, 20, 5)
     patience = c2.slider(t("ft.patience"), 1, 10, 3)
 
-running = [j for j in list_jobs(ws.jobs_dir) if job_status(j)["status"] in ("running", "stopping")]
-if st.button(t("ft.start"), type="primary", icon=":material/lock_open:", disabled=bool(running)):
+running = state.job_running()
+if st.button(t("ft.start"), type="primary", icon=":material/lock_open:", disabled=running):
     with guard():
         job_dir = ws.jobs_dir / time.strftime("finetune-%Y%m%d-%H%M%S")
         start_job(job_dir, ["finetune", str(base), "--out", str(job_dir / "run"), "--layers", str(k), "--lr", str(lr),

@@ -15,7 +15,7 @@ from tlcore.registry import DEFAULT_BACKBONE
 from tlcore.workspace import Workspace, new_session_id, valid_session_id
 
 __all__ = ["session_id", "workspace", "language", "set_language", "backbone", "set_backbone", "split", "set_split",
-           "finished_runs", "current_job", "set_current_job"]
+           "finished_runs", "job_running", "current_job", "set_current_job"]
 
 _SID = "tl_session_id"
 
@@ -83,3 +83,8 @@ def finished_runs() -> list[tuple[Path, dict]]:
         if status["status"] in ("done", "stopped") and (job / "run" / "config.json").is_file():
             runs.append((job / "run", status))
     return runs
+
+
+def job_running() -> bool:
+    """Whether one of this session's jobs is still running (one at a time per session)."""
+    return any(job_status(job)["status"] in ("running", "stopping") for job in list_jobs(workspace().jobs_dir))
