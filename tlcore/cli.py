@@ -1,4 +1,4 @@
-"""Command line: ``python -m tlcore backbones|train|evaluate|predict``.
+"""Command line: ``python -m tlcore backbones|train|finetune|evaluate|predict|export``.
 
 With ``--json`` the last line of stdout is one JSON object (or list). Errors
 a user can cause exit with status 2 and one line on stderr; anything else
@@ -91,17 +91,46 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", action="store_true")
     _job_options(p)
 
-    p = sub.add_parser("evaluate", help="evaluate a run on labelled data")
-    p.add_argument("run_dir")
+    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .tflite) on labelled data")
+    p.add_argument("run_dir", help="run directory, or a .tflite file with labels.txt beside it")
     p.add_argument("data")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("predict", help="classify images with a run")
-    p.add_argument("run_dir")
+    p = sub.add_parser("predict", help="classify images with a run or an exported .tflite")
+    p.add_argument("run_dir", help="run directory, or a .tflite file with labels.txt beside it")
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
+
+    from .export import FORMATS, ExportConfig
+
+    e = ExportConfig()
+    p = sub.add_parser("export", help="export a run to TFLite, .keras or SavedModel, checked against Keras")
+    p.add_argument("run_dir")
+    p.add_argument("--format", required=True, type=_formats,
+                   help=f"{'|'.join(FORMATS)}; several separated by commas write into the folder --out")
+    p.add_argument("--out", required=True, help="file to write (a folder for saved-model or several formats)")
+    p.add_argument("--calibration", metavar="DATA", help="INT8 calibration images (default: the run's training split)")
+    p.add_argument("--calibration-samples", type=int, default=e.calibration_samples, metavar="N",
+                   help="how many calibration images (100-500 recommended)")
+    p.add_argument("--int8-io", action="store_true", help="INT8 model with uint8 input and output")
+    p.add_argument("--verify", metavar="DATA", help="labelled data to compare the TFLite model with Keras on")
+    p.add_argument("--verify-held-out", action="store_true",
+                   help="compare on the run's own test split (validation split if it has no test split)")
+    p.add_argument("--bundle", metavar="ZIP", help="also write a ZIP with the TFLite files, labels, model card and example")
+    p.add_argument("--seed", type=int, default=e.seed)
+    _job_options(p)
     return parser
+
+
+def _formats(text: str) -> list[str]:
+    from .export import FORMATS
+
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(FORMATS)}")
+    return names
 
 
 def _job_options(p) -> None:
@@ -176,8 +205,11 @@ def _report_run(result, out) -> None:
           f"{result['seconds']['total']:.1f} s; saved to {out}")
 
 
-def _run_with_events(args, events, start: dict, work):
-    """Run ``work()`` bracketed by start and done/error events (what a following page reads)."""
+def _run_with_events(args, events, start: dict, work, report=None):
+    """Run ``work()`` bracketed by start and done/error events (what a following page reads).
+
+    Unless ``--json``, ``report(result)`` prints the human summary (default: a training run's).
+    """
     if events:
         events({"type": "start", **start})
     try:
@@ -189,7 +221,7 @@ def _run_with_events(args, events, start: dict, work):
     if events:
         events({"type": "done", "result": result})
     if not args.json:
-        _report_run(result, result.get("run_dir"))
+        (report or (lambda r: _report_run(r, r.get("run_dir"))))(result)
     return result
 
 
@@ -221,23 +253,29 @@ def _cmd_finetune(args):
         args.run_dir, config, out=args.out, on_epoch=on_epoch, should_stop=should_stop))
 
 
-def _labelled_probs(run, data):
-    from .data import load_dataset
+def _load_model(path: str):
+    """A run directory's Keras model, or an exported ``.tflite`` file (same prediction API)."""
+    if Path(path).suffix.lower() == ".tflite":
+        from .tflite_model import load_tflite
 
-    dataset = load_dataset(data)
-    unknown = sorted(set(dataset.classes) - set(run.classes))
-    if unknown:
-        raise TLError(f"class {unknown[0]!r} in {data!r} is not one the model knows ({', '.join(run.classes)})")
-    probs, kept, skipped = run.predict_files([s.path for s in dataset.samples])
-    y = [run.classes.index(dataset.samples[i].label) for i in kept]
-    return y, probs, dataset.skipped + skipped
+        return load_tflite(path)
+    from .run import load_run
+
+    return load_run(path)
+
+
+def _labelled_probs(run, data):
+    from .export import labelled_files
+
+    paths, labels, skipped = labelled_files(run.classes, data)
+    probs, kept, unreadable = run.predict_files(paths)
+    return [labels[i] for i in kept], probs, skipped + unreadable
 
 
 def _cmd_evaluate(args):
     from .evaluate import classification_metrics
-    from .run import load_run
 
-    run = load_run(args.run_dir)
+    run = _load_model(args.run_dir)
     y, probs, skipped = _labelled_probs(run, args.data)
     if not y:
         raise TLError(f"no readable images in {args.data!r}")
@@ -252,11 +290,9 @@ def _cmd_evaluate(args):
 def _cmd_predict(args):
     import numpy as np
 
-    from .run import load_run
-
     if args.top_k < 1:
         raise TLError(f"--top-k must be at least 1, got {args.top_k}")
-    run = load_run(args.run_dir)
+    run = _load_model(args.run_dir)
     probs, kept, skipped = run.predict_files(args.images)
     predictions = []
     for row, i in zip(probs, kept):
@@ -277,8 +313,57 @@ def _cmd_predict(args):
     return {"classes": run.classes, "predictions": predictions, "skipped": skipped}
 
 
+def _cmd_export(args):
+    from .export import ExportConfig, export_formats
+
+    config = ExportConfig(calibration_samples=args.calibration_samples, int8_io=args.int8_io, seed=args.seed,
+                          verify=args.verify_held_out)
+    events, _, _, should_stop = _callbacks(args)
+
+    def on_progress(step, logs):
+        if events:
+            events({"type": "export", "step": step, **logs})
+        if not args.json:
+            print(f"{logs['stage']:<11} {logs['format']}", file=sys.stderr, flush=True)
+
+    def work():
+        result = export_formats(args.run_dir, args.format, args.out, config, calibration=args.calibration,
+                                verify=args.verify, on_progress=on_progress, should_stop=should_stop)
+        if args.bundle:
+            from .bundle import write_bundle
+
+            result["bundle"] = str(write_bundle(result, args.run_dir, args.bundle))
+        return result
+
+    result = _run_with_events(args, events, {"command": "export", "formats": args.format}, work, _report_exports)
+    if len(args.format) == 1 and result["exports"]:
+        # One format: the export itself, with its verification figures at the top level.
+        entry = result["exports"][0]
+        v = entry.get("verification") or {}
+        flat = {k: v.get(k) for k in ("keras_accuracy", "tflite_accuracy", "agreement", "latency_ms") if k in v}
+        return {**entry, **flat, "warnings": result["warnings"], "verification_data": result["verification_data"],
+                **({"bundle": result["bundle"]} if "bundle" in result else {})}
+    return result
+
+
+def _report_exports(result) -> None:
+    for e in result["exports"]:
+        v = e.get("verification")
+        check = ""
+        if v:
+            check = (f"; Keras {v['keras_accuracy']:.1%}, TFLite {v['tflite_accuracy']:.1%}, "
+                     f"agreement {v['agreement']:.1%}, {v['latency_ms']:.1f} ms per image")
+        print(f"{e['format']}: {e['path']} ({e['size_bytes'] / 1e6:.2f} MB){check}")
+    for w in result["warnings"]:
+        print(f"warning: {w['message']}", file=sys.stderr)
+    if result.get("stopped"):
+        print("stopped before all formats were exported", file=sys.stderr)
+    if result.get("bundle"):
+        print(f"bundle: {result['bundle']}")
+
+
 _COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
-             "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+             "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export}
 
 
 def log_path() -> Path:

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -24,7 +24,7 @@ from .images import ImageDecodeError, load_image
 from .model import build_classifier, build_head
 from .registry import BackboneSpec, create_backbone, get_spec
 
-__all__ = ["RunModel", "save_run", "load_run", "read_run_json"]
+__all__ = ["RunModel", "predict_image_files", "save_run", "load_run", "read_run_json", "held_out_samples"]
 
 _WEIGHTS = "model.weights.h5"
 
@@ -38,23 +38,41 @@ class RunModel:
     spec: BackboneSpec
     config: dict
 
+    @property
+    def input_size(self) -> int:
+        """The square image size the model was built at."""
+        return int(self.config.get("input_size", self.spec.input_size))
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities for a float32 batch of RGB pixels 0..255, shape ``(n, size, size, 3)``."""
+        return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)))
+
     def predict_files(self, paths: Sequence[str], batch_size: int = 16):
         """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``."""
-        probs, kept, skipped = [], [], []
-        size = int(self.config.get("input_size", self.spec.input_size))  # the size the model was built at
-        for start in range(0, len(paths), batch_size):
-            batch, idx = [], []
-            for i in range(start, min(start + batch_size, len(paths))):
-                try:
-                    batch.append(load_image(paths[i], size))
-                    idx.append(i)
-                except ImageDecodeError as exc:
-                    skipped.append({"path": str(paths[i]), "reason": str(exc)})
-            if batch:
-                probs.append(self.model.predict_on_batch(np.stack(batch)))
-                kept += idx
-        out = np.concatenate(probs) if probs else np.zeros((0, len(self.classes)), np.float32)
-        return np.asarray(out), kept, skipped
+        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size)
+
+
+def predict_image_files(predict_batch: Callable[[np.ndarray], np.ndarray], size: int, n_classes: int,
+                        paths: Sequence[str], batch_size: int = 16):
+    """Decode ``paths`` with the one image path and run ``predict_batch`` on them in batches.
+
+    Returns ``(probs, kept indices, skipped)``; undecodable files are skipped
+    with their reason, never fatal.
+    """
+    probs, kept, skipped = [], [], []
+    for start in range(0, len(paths), batch_size):
+        batch, idx = [], []
+        for i in range(start, min(start + batch_size, len(paths))):
+            try:
+                batch.append(load_image(paths[i], size))
+                idx.append(i)
+            except ImageDecodeError as exc:
+                skipped.append({"path": str(paths[i]), "reason": str(exc)})
+        if batch:
+            probs.append(predict_batch(np.stack(batch).astype(np.float32)))
+            kept += idx
+    out = np.concatenate(probs) if probs else np.zeros((0, n_classes), np.float32)
+    return np.asarray(out), kept, skipped
 
 
 def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], config: dict, metrics: dict,
@@ -126,3 +144,18 @@ def read_run_json(run_dir: str | Path, name: str):
         raise TLError(f"{str(run_dir)!r} has no {name}; train it again with this version") from None
     except (OSError, ValueError) as exc:
         raise TLError(f"{str(path)!r} is damaged ({exc})") from None
+
+
+def held_out_samples(run_dir: str | Path) -> tuple[str, list[dict]]:
+    """The run's test split, or its validation split when it has no test split: ``(split, samples)``.
+
+    These images never trained the weights, so they are where an exported
+    model is checked against the Keras one. Returns ``("", [])`` when the
+    run kept neither.
+    """
+    samples = read_run_json(run_dir, "samples.json")
+    for split in ("test", "val"):
+        chosen = [s for s in samples if s.get("split") == split]
+        if chosen:
+            return split, chosen
+    return "", []
