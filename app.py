@@ -23,6 +23,7 @@ pages = [st.Page(home, title=translate("nav.home", lang), url_path="home", defau
         ("4_Fine-tune", "ft.title", "Fine-tune"),
         ("5_Evaluate", "eval.title", "Evaluate"),
         ("6_Predict", "predict.title", "Predict"),
+        ("7_Export", "export.title", "Export"),
     )
 ]
 st.navigation(pages).run()

@@ -7,7 +7,7 @@ import streamlit as st
 
 from tlcore.augment import augment_image
 from tlcore.images import load_image
-from tlcore.jobs import job_status, list_jobs, start_job
+from tlcore.jobs import job_status, start_job
 from tlcore.registry import get_spec
 from ui import state
 from ui.follow import show_job
@@ -61,7 +61,7 @@ job = state.current_job()
 if job is not None:
     show_job(job)
 
-jobs = list_jobs(ws.jobs_dir)
+jobs = state.training_jobs()
 if jobs:
     st.subheader(t("train.runs"))
     labels = {str(j): f"{j.name} · {t('train.status.' + job_status(j)['status'])}" for j in jobs}

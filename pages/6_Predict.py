@@ -1,15 +1,23 @@
-"""Predict: classify a new photo (upload or webcam) with a trained run."""
-import numpy as np
+"""Predict: classify a new photo (upload or webcam) with a trained run or one of its TFLite exports."""
+from pathlib import Path
+
 import streamlit as st
 
 from tlcore.errors import TLError
 from tlcore.images import ImageDecodeError, decode_image
+from ui import state
 from ui.charts import probabilities_figure
 from ui.layout import choose_run, guard, setup, t
-from ui.models import run_model
+from ui.models import run_model, tflite_model
 
 setup("predict.title")
 run_dir = choose_run()
+exported = state.exported_tflite(run_dir)
+choices = ["keras"] + [str(p) for p in exported]
+choice = st.radio(t("predict.model"), choices, horizontal=True,
+                  format_func=lambda c: t("predict.keras") if c == "keras" else t("predict.tflite", name=Path(c).name))
+if not exported:
+    st.caption(t("predict.tflite_hint"))
 left, right = st.columns([1, 1])
 upload = left.file_uploader(t("predict.upload"), type=None)
 shot = right.camera_input(t("predict.camera"))
@@ -17,13 +25,12 @@ source = shot or upload
 
 if source is not None:
     with guard():
-        model = run_model(run_dir)
-        size = int(model.config.get("input_size", model.spec.input_size))
+        model = run_model(run_dir) if choice == "keras" else tflite_model(Path(choice))
         try:
-            image = decode_image(source.getvalue(), size)
+            image = decode_image(source.getvalue(), model.input_size)
         except ImageDecodeError as exc:
             raise TLError(f"{source.name}: {exc}") from None
-        probs = np.asarray(model.model.predict_on_batch(image[None].astype(np.float32)))[0]
+        probs = model.predict_batch(image[None])[0]
         best = int(probs.argmax())
         c1, c2 = st.columns([1, 2])
         c1.image(source.getvalue(), width="stretch")

@@ -314,7 +314,10 @@ def _cmd_predict(args):
 
 
 def _cmd_export(args):
-    from .export import ExportConfig, export_formats
+    from .export import TFLITE_FORMATS, ExportConfig, export_formats
+
+    if args.bundle and not any(f in TFLITE_FORMATS for f in args.format):
+        raise TLError(f"--bundle needs at least one TFLite format ({', '.join(TFLITE_FORMATS)})")
 
     config = ExportConfig(calibration_samples=args.calibration_samples, int8_io=args.int8_io, seed=args.seed,
                           verify=args.verify_held_out)
@@ -341,8 +344,7 @@ def _cmd_export(args):
         entry = result["exports"][0]
         v = entry.get("verification") or {}
         flat = {k: v.get(k) for k in ("keras_accuracy", "tflite_accuracy", "agreement", "latency_ms") if k in v}
-        return {**entry, **flat, "warnings": result["warnings"], "verification_data": result["verification_data"],
-                **({"bundle": result["bundle"]} if "bundle" in result else {})}
+        return {**entry, **flat, **{k: v for k, v in result.items() if k != "run_dir"}}
     return result
 
 

@@ -6,7 +6,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["curves_figure", "counts_figure", "confusion_figure", "probabilities_figure"]
+__all__ = ["curves_figure", "counts_figure", "confusion_figure", "probabilities_figure", "export_figure"]
 
 
 def curves_figure(history: Sequence[dict], labels: dict) -> go.Figure:
@@ -60,4 +60,21 @@ def probabilities_figure(classes: Sequence[str], probs: Sequence[float], labels:
                            text=[f"{probs[i]:.1%}" for i in order][::-1], textposition="auto"))
     fig.update_layout(height=80 + 40 * len(order), margin={"t": 10, "b": 30, "l": 10, "r": 10},
                       xaxis={"range": [0, 1], "title": labels["probability"]})
+    return fig
+
+
+def export_figure(names: Sequence[str], sizes_mb: Sequence[float], latencies_ms: Sequence[float | None],
+                  labels: dict) -> go.Figure:
+    """File size and latency per exported model, side by side (Keras last as the reference)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(labels["size"], labels["latency"]))
+    colors = ["#7f7f7f" if n == "Keras" else "#1f77b4" for n in names]
+    fig.add_trace(go.Bar(x=list(names), y=list(sizes_mb), marker_color=colors, showlegend=False,
+                         text=[f"{v:.1f}" for v in sizes_mb], textposition="auto"), row=1, col=1)
+    lat = [v if v is not None else 0.0 for v in latencies_ms]
+    fig.add_trace(go.Bar(x=list(names), y=lat, marker_color=colors, showlegend=False,
+                         text=[f"{v:.1f}" if v is not None else "–" for v in latencies_ms], textposition="auto"),
+                  row=1, col=2)
+    fig.update_yaxes(title_text="MB", row=1, col=1)
+    fig.update_yaxes(title_text="ms", row=1, col=2)
+    fig.update_layout(height=300, margin={"t": 40, "b": 40, "l": 40, "r": 10})
     return fig

@@ -11,7 +11,7 @@ from tlcore.jobs import job_status, read_events, request_stop
 from .charts import curves_figure
 from .layout import t
 
-__all__ = ["job_history", "show_job", "curve_labels"]
+__all__ = ["job_history", "show_job", "curve_labels", "follow"]
 
 
 def curve_labels() -> dict:
@@ -67,13 +67,19 @@ def _draw(job_dir: Path) -> str:
     return key
 
 
-def show_job(job_dir: Path) -> None:
-    """Draw the job; while it runs, redraw every second without rerunning the page."""
+def follow(job_dir: Path, draw) -> None:
+    """Call ``draw(job_dir)`` (which returns the job's status); while the job runs, redraw every second
+    without rerunning the page, and rerun the whole page once it ends (lists and results change)."""
     if job_status(job_dir)["status"] in ("running", "stopping"):
         @st.fragment(run_every=1.0)
         def live():
-            if _draw(job_dir) not in ("running", "stopping"):
-                st.rerun()  # the whole page: run lists and results change
+            if draw(job_dir) not in ("running", "stopping"):
+                st.rerun()
         live()
     else:
-        _draw(job_dir)
+        draw(job_dir)
+
+
+def show_job(job_dir: Path) -> None:
+    """Draw a training job with its live curves."""
+    follow(job_dir, _draw)

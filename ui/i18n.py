@@ -12,9 +12,9 @@ CATALOG: dict[str, tuple[str, str]] = {
     "app.tagline": ("Train an image classifier on your own photos by transfer learning, offline.",
                     "Entraînez un classifieur d'images sur vos propres photos par apprentissage par transfert, hors ligne."),
     "app.steps": ("**1. Data** add photos per class, or load the sample · **2. Backbone** choose a pretrained network · "
-                  "**3. Train** train a new head · **4. Fine-tune** unfreeze top layers · **5. Evaluate** · **6. Predict**",
+                  "**3. Train** train a new head · **4. Fine-tune** unfreeze top layers · **5. Evaluate** · **6. Predict** · **7. Export** a verified TFLite model",
                   "**1. Données** ajoutez des photos par classe, ou chargez l'exemple · **2. Backbone** choisissez un réseau pré-entraîné · "
-                  "**3. Entraîner** une nouvelle tête · **4. Affiner** dégeler les couches hautes · **5. Évaluer** · **6. Prédire**"),
+                  "**3. Entraîner** une nouvelle tête · **4. Affiner** dégeler les couches hautes · **5. Évaluer** · **6. Prédire** · **7. Exporter** un modèle TFLite vérifié"),
     "app.start": ("Start with the Data page in the sidebar.", "Commencez par la page Données dans la barre latérale."),
     "sidebar.language": ("Language", "Langue"),
     "sidebar.session": ("Your session: bookmark this page's address to come back to your data and runs.",
@@ -164,6 +164,74 @@ CATALOG: dict[str, tuple[str, str]] = {
     "predict.camera": ("Or take one with the webcam", "Ou prenez-en une avec la webcam"),
     "predict.result": ("Prediction: **{label}** ({conf:.1%})", "Prédiction : **{label}** ({conf:.1%})"),
     "predict.topk": ("Top classes", "Classes les plus probables"),
+    "predict.model": ("Model to run", "Modèle à exécuter"),
+    "predict.keras": ("Keras model (the run itself)", "Modèle Keras (l'entraînement lui-même)"),
+    "predict.tflite": ("Exported {name}", "Exporté {name}"),
+    "predict.tflite_hint": ("Export the run on the Export page to try its TFLite versions here.",
+                            "Exportez l'entraînement sur la page Exporter pour essayer ici ses versions TFLite."),
+    # Export
+    "export.title": ("7 · Export", "7 · Exporter"),
+    "export.intro": ("Download the model for a phone, a Raspberry Pi or a web service. Every TFLite file takes RGB "
+                     "pixels 0..255 at the backbone's size (normalisation is inside the model), gives one probability "
+                     "per class in the order of labels.txt, and is checked against the Keras model on the run's "
+                     "held-out photos before you download it.",
+                     "Téléchargez le modèle pour un téléphone, un Raspberry Pi ou un service web. Chaque fichier TFLite "
+                     "prend des pixels RVB 0..255 à la taille du backbone (la normalisation est dans le modèle), donne "
+                     "une probabilité par classe dans l'ordre de labels.txt, et est comparé au modèle Keras sur les "
+                     "photos réservées de l'entraînement avant téléchargement."),
+    "export.formats": ("Formats", "Formats"),
+    "export.format.tflite-float32": ("TFLite float32 (reference, largest)", "TFLite float32 (référence, le plus gros)"),
+    "export.format.tflite-float16": ("TFLite float16 (half the size, same accuracy)", "TFLite float16 (moitié de la taille, même précision)"),
+    "export.format.tflite-dynamic": ("TFLite dynamic range (int8 weights)", "TFLite plage dynamique (poids int8)"),
+    "export.format.tflite-int8": ("TFLite INT8 (smallest and fastest, calibrated)", "TFLite INT8 (le plus petit et rapide, calibré)"),
+    "export.format.keras": ("Keras .keras (whole model)", "Keras .keras (modèle complet)"),
+    "export.format.saved-model": ("TensorFlow SavedModel (folder, as a zip)", "TensorFlow SavedModel (dossier, en zip)"),
+    "export.calibration": ("INT8 calibration images (from the training split)",
+                           "Images de calibration INT8 (de la partie entraînement)"),
+    "export.calibration_help": ("INT8 needs the range of every activation; it measures them on these photos. "
+                                "100-500 is the usual advice.",
+                                "L'INT8 a besoin de la plage de chaque activation ; il la mesure sur ces photos. "
+                                "100 à 500 est l'usage."),
+    "export.calibration_low": ("Under {low} calibration images the INT8 ranges may be unstable ({low}-{high} recommended).",
+                               "Sous {low} images de calibration, les plages INT8 peuvent être instables ({low} à {high} recommandées)."),
+    "export.int8_io": ("uint8 input and output", "Entrée et sortie uint8"),
+    "export.int8_io_help": ("For microcontroller-style runtimes: the INT8 model takes uint8 pixels and gives uint8 "
+                            "scores (see the README).",
+                            "Pour les environnements de type microcontrôleur : le modèle INT8 prend des pixels uint8 "
+                            "et rend des scores uint8 (voir le README)."),
+    "export.start": ("Export and verify", "Exporter et vérifier"),
+    "export.latest": ("Latest export of this model", "Dernier export de ce modèle"),
+    "export.none": ("This model has not been exported yet.", "Ce modèle n'a pas encore été exporté."),
+    "export.running": ("Exporting in the background: you can leave this page and come back.",
+                       "Export en arrière-plan : vous pouvez quitter cette page et revenir."),
+    "export.starting": ("Starting…", "Démarrage…"),
+    "export.stage.reference": ("Running the Keras model on {n} held-out photos…",
+                               "Exécution du modèle Keras sur {n} photos réservées…"),
+    "export.stage.calibration": ("Loading {n} calibration photos…", "Chargement de {n} photos de calibration…"),
+    "export.stage.convert": ("Converting to {format}…", "Conversion en {format}…"),
+    "export.stage.verify": ("Checking {format} against Keras on {n} photos…",
+                            "Vérification de {format} face à Keras sur {n} photos…"),
+    "export.stage.exported": ("{format} written.", "{format} écrit."),
+    "export.failed": ("Export failed: {error}", "L'export a échoué : {error}"),
+    "export.stopped": ("Export stopped: only the formats listed below were written.",
+                       "Export arrêté : seuls les formats ci-dessous ont été écrits."),
+    "export.verified": ("Checked on {n} held-out photos ({source}); the Keras model scores {keras:.1%} on them.",
+                        "Vérifié sur {n} photos réservées ({source}) ; le modèle Keras y obtient {keras:.1%}."),
+    "export.col.format": ("format", "format"),
+    "export.col.file": ("file", "fichier"),
+    "export.col.size": ("size (MB)", "taille (Mo)"),
+    "export.col.ratio": ("vs float32", "vs float32"),
+    "export.col.keras": ("Keras accuracy", "précision Keras"),
+    "export.col.tflite": ("TFLite accuracy", "précision TFLite"),
+    "export.col.change": ("change (points)", "écart (points)"),
+    "export.col.agreement": ("same top-1 as Keras", "même top-1 que Keras"),
+    "export.col.latency": ("ms per photo", "ms par photo"),
+    "export.chart.size": ("File size (MB)", "Taille du fichier (Mo)"),
+    "export.chart.latency": ("Latency per photo on this server (ms)", "Latence par photo sur ce serveur (ms)"),
+    "export.per_class": ("Accuracy per class, Keras vs TFLite", "Précision par classe, Keras vs TFLite"),
+    "export.downloads": ("Downloads", "Téléchargements"),
+    "export.bundle": ("Download the bundle (TFLite files, labels, model card, example script)",
+                      "Télécharger le paquet (fichiers TFLite, étiquettes, fiche du modèle, script d'exemple)"),
 }
 
 

@@ -8,8 +8,9 @@ import streamlit as st
 from tlcore.model import layers_to_unfreeze
 from tlcore.registry import create_backbone
 from tlcore.run import RunModel, load_run
+from tlcore.tflite_model import TFLiteModel, load_tflite
 
-__all__ = ["backbone_structure", "unfrozen_layers", "run_model"]
+__all__ = ["backbone_structure", "unfrozen_layers", "run_model", "tflite_model"]
 
 
 @st.cache_resource(show_spinner=False)
@@ -31,4 +32,14 @@ def run_model(run_dir: Path) -> RunModel:
     if key not in models:
         models.clear()  # one model at a time per session keeps memory bounded
         models[key] = load_run(run_dir)
+    return models[key]
+
+
+def tflite_model(path: Path) -> TFLiteModel:
+    """The session's own interpreter for an exported ``.tflite`` (interpreters are not shared between threads)."""
+    key = f"tflite::{path}::{path.stat().st_mtime_ns}"
+    models = st.session_state.setdefault("tflite_models", {})
+    if key not in models:
+        models.clear()
+        models[key] = load_tflite(path)
     return models[key]

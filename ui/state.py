@@ -15,7 +15,8 @@ from tlcore.registry import DEFAULT_BACKBONE
 from tlcore.workspace import Workspace, new_session_id, valid_session_id
 
 __all__ = ["session_id", "workspace", "language", "set_language", "backbone", "set_backbone", "split", "set_split",
-           "finished_runs", "job_running", "current_job", "set_current_job"]
+           "finished_runs", "job_running", "current_job", "set_current_job", "training_jobs", "export_jobs",
+           "exported_tflite"]
 
 _SID = "tl_session_id"
 
@@ -73,6 +74,31 @@ def current_job() -> Path | None:
 
 def set_current_job(job_dir: Path) -> None:
     workspace().update_settings(current_job=str(job_dir))
+
+
+def training_jobs() -> list[Path]:
+    """This session's train and fine-tune jobs (export jobs left out), newest first."""
+    return [job for job in list_jobs(workspace().jobs_dir) if not job.name.startswith("export-")]
+
+
+def export_jobs(run_dir: Path) -> list[tuple[Path, dict]]:
+    """(job directory, status) of every export of ``run_dir``, newest first."""
+    jobs = []
+    for job in list_jobs(workspace().jobs_dir):
+        if job.name.startswith("export-"):
+            status = job_status(job)
+            if status.get("parent") == str(run_dir):
+                jobs.append((job, status))
+    return jobs
+
+
+def exported_tflite(run_dir: Path) -> list[Path]:
+    """The TFLite files of the newest finished export of ``run_dir`` that still exist."""
+    for job, status in export_jobs(run_dir):
+        if status["status"] in ("done", "stopped"):
+            exports = (status.get("result") or {}).get("exports", [])
+            return [Path(e["path"]) for e in exports if e["path"].endswith(".tflite") and Path(e["path"]).is_file()]
+    return []
 
 
 def finished_runs() -> list[tuple[Path, dict]]:

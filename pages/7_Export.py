@@ -1,0 +1,50 @@
+"""Export: TFLite (float32, float16, dynamic range, INT8), .keras and SavedModel, each checked against Keras."""
+import time
+
+import streamlit as st
+
+from tlcore.export import FORMATS, RECOMMENDED_CALIBRATION, TFLITE_FORMATS, default_filename
+from tlcore.jobs import start_job
+from ui import state
+from ui.export_view import show_export
+from ui.layout import choose_run, guard, setup, t
+
+setup("export.title")
+st.write(t("export.intro"))
+ws = state.workspace()
+run_dir = choose_run()
+
+formats = st.multiselect(t("export.formats"), list(FORMATS), default=["tflite-float32", "tflite-float16", "tflite-int8"],
+                         format_func=lambda f: t(f"export.format.{f}"))
+int8_io, calibration = False, RECOMMENDED_CALIBRATION[0] * 2
+if "tflite-int8" in formats:
+    c1, c2 = st.columns([2, 1])
+    calibration = c1.slider(t("export.calibration"), 10, 500, calibration, 10, help=t("export.calibration_help"))
+    if calibration < RECOMMENDED_CALIBRATION[0]:
+        c1.warning(t("export.calibration_low", low=RECOMMENDED_CALIBRATION[0], high=RECOMMENDED_CALIBRATION[1]))
+    int8_io = c2.checkbox(t("export.int8_io"), help=t("export.int8_io_help"))
+
+running = state.job_running()
+if st.button(t("export.start"), type="primary", icon=":material/ios_share:", disabled=running or not formats):
+    with guard():
+        job_dir = ws.jobs_dir / time.strftime("export-%Y%m%d-%H%M%S")
+        out = job_dir / "exports"
+        if len(formats) == 1:  # one format: --out names the file itself
+            out = out / default_filename(formats[0], int8_io)
+        args = ["export", str(run_dir), "--format", ",".join(formats), "--out", str(out),
+                "--calibration-samples", str(calibration), "--verify-held-out"]
+        if int8_io:
+            args.append("--int8-io")
+        if any(f in TFLITE_FORMATS for f in formats):
+            args += ["--bundle", str(job_dir / "transfer-lab-model.zip")]
+        start_job(job_dir, args, kind="export", meta={"parent": str(run_dir)})
+        st.rerun()
+if running:
+    st.caption(t("train.busy"))
+
+exports = state.export_jobs(run_dir)
+if exports:
+    st.subheader(t("export.latest"))
+    show_export(exports[0][0])
+else:
+    st.caption(t("export.none"))

@@ -1,0 +1,139 @@
+"""Draw an export job: live progress, then the verification table, charts and downloads."""
+from __future__ import annotations
+
+import functools
+import io
+import zipfile
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore.export import TFLITE_FORMATS
+from tlcore.jobs import job_status, read_events, request_stop
+
+from .charts import export_figure
+from .follow import follow
+from .layout import t
+
+__all__ = ["show_export"]
+
+
+def _zip_folder(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                z.write(path, Path(folder.name) / path.relative_to(folder))
+    return buffer.getvalue()
+
+
+def _progress(job_dir: Path, status: dict) -> None:
+    events = read_events(job_dir)
+    start = next((e for e in events if e.get("type") == "start"), {})
+    formats = start.get("formats") or []
+    done = sum(1 for e in events if e.get("type") == "export" and e.get("stage") == "exported")
+    last = next((e for e in reversed(events) if e.get("type") == "export"), None)
+    text = t("export.starting") if last is None else t(f"export.stage.{last['stage']}", format=last.get("format", ""),
+                                                       n=last.get("n", 0))
+    st.info(t("export.running"))
+    st.progress(min(done / max(len(formats), 1), 1.0), text=text)
+    if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=status["status"] == "stopping",
+                 icon=":material/stop:"):
+        request_stop(job_dir)
+
+
+def _table(result: dict) -> list[dict]:
+    float32 = next((e["size_bytes"] for e in result["exports"] if e["format"] == "tflite-float32"), None)
+    rows = []
+    for e in result["exports"]:
+        v = e.get("verification") or {}
+        pct = lambda x: "–" if x is None else f"{x:.1%}"  # noqa: E731
+        rows.append({
+            t("export.col.format"): e["format"] + (" (uint8 I/O)" if e["input"]["dtype"] == "uint8" else ""),
+            t("export.col.file"): Path(e["path"]).name,
+            t("export.col.size"): round(e["size_bytes"] / 1e6, 2),
+            t("export.col.ratio"): f"{e['size_bytes'] / float32:.2f}x" if float32 else "–",
+            t("export.col.keras"): pct(v.get("keras_accuracy")),
+            t("export.col.tflite"): pct(v.get("tflite_accuracy")),
+            t("export.col.change"): "–" if not v else f"{v['accuracy_change'] * 100:+.1f}",
+            t("export.col.agreement"): pct(v.get("agreement")),
+            t("export.col.latency"): "–" if v.get("latency_ms") is None else round(v["latency_ms"], 1),
+        })
+    return rows
+
+
+def _per_class(result: dict) -> list[dict]:
+    rows = []
+    for e in result["exports"]:
+        for name, c in ((e.get("verification") or {}).get("per_class") or {}).items():
+            rows.append({t("export.col.format"): e["format"], t("chart.class"): name, "n": c["n"],
+                         t("export.col.keras"): f"{c['keras_accuracy']:.1%}",
+                         t("export.col.tflite"): f"{c['tflite_accuracy']:.1%}",
+                         t("export.col.change"): f"{c['change'] * 100:+.1f}"})
+    return rows
+
+
+def _downloads(job_dir: Path, result: dict) -> None:
+    bundle = result.get("bundle")
+    if bundle and Path(bundle).is_file():
+        st.download_button(t("export.bundle"), data=functools.partial(Path(bundle).read_bytes),
+                           file_name=Path(bundle).name, mime="application/zip", type="primary",
+                           icon=":material/folder_zip:", on_click="ignore", key=f"dl_bundle_{job_dir.name}")
+    columns = st.columns(4)
+    files = [Path(e["path"]) for e in result["exports"]]
+    if files:
+        files.append(files[0].parent / "labels.txt")
+    for i, path in enumerate(p for p in files if p.exists()):
+        if path.is_dir():
+            data, name = functools.partial(_zip_folder, path), f"{path.name}.zip"
+        else:
+            data, name = functools.partial(path.read_bytes), path.name
+        columns[i % 4].download_button(name, data=data, file_name=name, icon=":material/download:",
+                                       on_click="ignore", key=f"dl_{job_dir.name}_{name}")
+
+
+def _draw(job_dir: Path) -> str:
+    status = job_status(job_dir)
+    key = status["status"]
+    if key in ("running", "stopping"):
+        _progress(job_dir, status)
+        return key
+    if key == "failed":
+        st.error(t("export.failed", error=status.get("error", "")))
+        return key
+    result = status.get("result") or {}
+    if key == "stopped" or result.get("stopped"):
+        st.warning(t("export.stopped"))
+    if not result.get("exports"):
+        return key
+    data = result.get("verification_data") or {}
+    if data.get("n"):
+        st.success(t("export.verified", n=data["n"], source=data.get("source", ""), keras=data.get("keras_accuracy") or 0))
+    for w in result.get("warnings", []):
+        st.warning(w["message"])
+    st.dataframe(_table(result), hide_index=True)
+    tflite = [e for e in result["exports"] if e["format"] in TFLITE_FORMATS]
+    if tflite:
+        names = [e["format"].removeprefix("tflite-") for e in tflite]
+        sizes = [e["size_bytes"] / 1e6 for e in tflite]
+        latencies = [(e.get("verification") or {}).get("latency_ms") for e in tflite]
+        keras = next((e for e in result["exports"] if e["format"] == "keras"), None)
+        if data.get("keras_latency_ms") is not None:
+            names.append("Keras")
+            sizes.append(keras["size_bytes"] / 1e6 if keras else 0.0)
+            latencies.append(data["keras_latency_ms"])
+        st.plotly_chart(export_figure(names, sizes, latencies, {"size": t("export.chart.size"),
+                                                                "latency": t("export.chart.latency")}),
+                        key=f"export_chart_{job_dir.name}")
+        per_class = _per_class(result)
+        if per_class:
+            with st.expander(t("export.per_class")):
+                st.dataframe(per_class, hide_index=True)
+    st.subheader(t("export.downloads"))
+    _downloads(job_dir, result)
+    return key
+
+
+def show_export(job_dir: Path) -> None:
+    """Draw an export job: progress while it runs, then its verification and downloads."""
+    follow(job_dir, _draw)
