@@ -57,7 +57,8 @@ def _table(result: dict) -> list[dict]:
             t("export.col.tflite"): pct(v.get("tflite_accuracy")),
             t("export.col.change"): "–" if not v else f"{v['accuracy_change'] * 100:+.1f}",
             t("export.col.agreement"): pct(v.get("agreement")),
-            t("export.col.latency"): "–" if v.get("latency_ms") is None else round(v["latency_ms"], 1),
+            # None, not a dash, for a missing number: one type per column (Arrow refuses mixed ones).
+            t("export.col.latency"): None if v.get("latency_ms") is None else round(v["latency_ms"], 1),
         })
     return rows
 

@@ -23,8 +23,27 @@ def t(key: str, **values) -> str:
     return translate(key, state.language(), **values)
 
 
+def _leave_legacy_pages_mode() -> None:
+    """Route through ``app.py`` even when a server's first visitor opens a page's address directly.
+
+    Streamlit decides at its first script run whether the ``pages/`` folder
+    is a legacy multipage app; if that run is a page rather than ``app.py``,
+    every session gets file-name navigation without the home page until
+    someone opens the home page. Clearing the flag and rerunning sends this
+    run through ``app.py``'s ``st.navigation`` (same page, translated titles).
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a future Streamlit without the legacy mode
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def setup(title_key: str) -> None:
     """Page config, sidebar (language, session note) and the page title."""
+    _leave_legacy_pages_mode()
     st.set_page_config(page_title=f"Transfer Lab · {translate(title_key)}", page_icon="🔬", layout="wide")
     state.session_id()
     with st.sidebar:

@@ -130,3 +130,18 @@ def test_export_page_reports_a_failed_export_in_one_sentence(trained, tmp_path):
         import shutil
 
         shutil.rmtree(bad)
+
+
+def test_verification_table_has_one_type_per_column():
+    # Arrow (behind st.dataframe) refuses a column mixing numbers and text; Keras rows have no latency.
+    from ui.export_view import _table
+
+    entry = {"format": "tflite-float32", "path": "/x/model_float32.tflite", "size_bytes": 2_000_000,
+             "input": {"dtype": "float32"},
+             "verification": {"keras_accuracy": 1.0, "tflite_accuracy": 1.0, "accuracy_change": 0.0,
+                              "agreement": 1.0, "latency_ms": 3.2}}
+    keras = {"format": "keras", "path": "/x/model.keras", "size_bytes": 2_100_000, "input": {"dtype": "float32"}}
+    rows = _table({"exports": [entry, keras]})
+    for column in rows[0]:
+        kinds = {type(r[column]) for r in rows if r[column] is not None}
+        assert len(kinds) == 1, (column, kinds)
