@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_core.py
+	$(PY) scripts/bench_export.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

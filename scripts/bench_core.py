@@ -1,4 +1,4 @@
-"""Benchmark the core on the shared ants/bees photos and write docs/BENCHMARKS.md.
+"""Benchmark the core on the shared ants/bees photos and write its section of docs/BENCHMARKS.md.
 
 Runs the README's CLI command exactly as a user would (a fresh process, cold
 feature cache, then warm), plus an optional fine-tuning run, and records
@@ -16,6 +16,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from benchdoc import replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "hymenoptera"
@@ -98,11 +100,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ])
-    text = f"""# Benchmarks
-
-Produced by `make bench` (`scripts/bench_core.py`); do not edit by hand.
-
-## Core: ants vs bees, EfficientNet-Lite0 (offline ImageNet weights)
+    text = f"""## Core: ants vs bees, EfficientNet-Lite0 (offline ImageNet weights)
 
 Command: `python -m tlcore train ../shared/datasets/hymenoptera --backbone efficientnet_lite0 --out runs/hym --json`
 (245 training and 153 validation photos, no test split, no network access).
@@ -122,8 +120,7 @@ validation accuracy with a frozen ResNet-18.
 
 {dashboard}
 """
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
+    replace_section("core", text, OUT)  # only this script's section; the export figures stay
     print(text)
 
 

@@ -1,0 +1,40 @@
+"""docs/BENCHMARKS.md in sections, one per benchmark script.
+
+Each script owns the text between ``<!-- bench:NAME -->`` and
+``<!-- /bench:NAME -->`` and replaces only that, so running one benchmark
+keeps the others' figures. A section not yet in the file is appended.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+
+HEADER = """# Benchmarks
+
+Produced by `make bench`: `scripts/bench_core.py` writes the core and dashboard
+section, `scripts/bench_export.py` the export section. Each script replaces only
+the text between its own `<!-- bench:... -->` markers; do not edit by hand.
+"""
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+
+
+def replace_section(name: str, body: str, doc: Path = DOC) -> str:
+    """Put ``body`` between the markers of section ``name`` in ``doc`` and return the file's new text."""
+    start, end = markers(name)
+    block = f"{start}\n{body.strip()}\n{end}"
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else HEADER
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    text = text.rstrip("\n") + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text, encoding="utf-8")
+    return text
