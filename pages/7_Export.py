@@ -5,6 +5,7 @@ import streamlit as st
 
 from tlcore.export import FORMATS, RECOMMENDED_CALIBRATION, TFLITE_FORMATS, default_filename
 from tlcore.jobs import start_job
+from tlcore.run import read_run_json
 from ui import state
 from ui.export_view import show_export
 from ui.layout import choose_run, guard, setup, t
@@ -16,12 +17,21 @@ run_dir = choose_run()
 
 formats = st.multiselect(t("export.formats"), list(FORMATS), default=["tflite-float32", "tflite-float16", "tflite-int8"],
                          format_func=lambda f: t(f"export.format.{f}"))
-int8_io, calibration = False, RECOMMENDED_CALIBRATION[0] * 2
+low, high = RECOMMENDED_CALIBRATION
+int8_io, calibration = False, 2 * low
 if "tflite-int8" in formats:
+    with guard():
+        n_train = sum(1 for s in read_run_json(run_dir, "samples.json") if s.get("split") == "train")
     c1, c2 = st.columns([2, 1])
-    calibration = c1.slider(t("export.calibration"), 10, 500, calibration, 10, help=t("export.calibration_help"))
-    if calibration < RECOMMENDED_CALIBRATION[0]:
-        c1.warning(t("export.calibration_low", low=RECOMMENDED_CALIBRATION[0], high=RECOMMENDED_CALIBRATION[1]))
+    if n_train and n_train < low:  # nothing to choose: every training image calibrates
+        calibration = n_train
+        c1.warning(t("export.calibration_few", n=n_train, low=low, high=high))
+    else:
+        top = min(high, n_train) if n_train else high
+        calibration = c1.slider(t("export.calibration"), 10, top, min(calibration, top), 10,
+                                help=t("export.calibration_help"))
+        if calibration < low:
+            c1.warning(t("export.calibration_low", low=low, high=high))
     int8_io = c2.checkbox(t("export.int8_io"), help=t("export.int8_io_help"))
 
 running = state.job_running()

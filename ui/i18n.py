@@ -194,6 +194,10 @@ CATALOG: dict[str, tuple[str, str]] = {
                                 "100 à 500 est l'usage."),
     "export.calibration_low": ("Under {low} calibration images the INT8 ranges may be unstable ({low}-{high} recommended).",
                                "Sous {low} images de calibration, les plages INT8 peuvent être instables ({low} à {high} recommandées)."),
+    "export.calibration_few": ("INT8 calibration will use all {n} training images of this run; {low}-{high} are "
+                               "recommended, so check the INT8 row of the verification below (or choose float16).",
+                               "La calibration INT8 utilisera les {n} images d'entraînement de ce modèle ; {low} à {high} "
+                               "sont recommandées : vérifiez la ligne INT8 ci-dessous (ou choisissez float16)."),
     "export.int8_io": ("uint8 input and output", "Entrée et sortie uint8"),
     "export.int8_io_help": ("For microcontroller-style runtimes: the INT8 model takes uint8 pixels and gives uint8 "
                             "scores (see the README).",

@@ -157,4 +157,13 @@ def sample_train_evaluate(page, base: str, shots: Path, train_timeout_ms: int = 
 
     _visit(page, f"{base}/Predict?s={sid}", "Upload a photo")
     _snap(page, shots, "6_predict")
+
+    # Export with the default formats (float32, float16, INT8), checked against Keras in the background.
+    _visit(page, f"{base}/Export?s={sid}", "Export and verify")
+    page.get_by_role("button", name="Export and verify").click()
+    page.wait_for_selector("text=Checked on", timeout=train_timeout_ms)
+    page.wait_for_selector(".js-plotly-plot")
+    wait_idle(page, 1500)
+    facts["export_text"] = page.inner_text("body")
+    _snap(page, shots, "7_export", 0)
     return facts

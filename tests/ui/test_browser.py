@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.mark.skipif(missing_browser_reason() is not None, reason=f"browser test skipped: {missing_browser_reason()}")
-def test_newcomer_trains_on_the_sample_and_reads_the_confusion_matrix(tmp_path):
+def test_newcomer_trains_on_the_sample_reads_the_confusion_matrix_and_exports(tmp_path):
     shots = Path(os.environ.get("TL_SCREENSHOTS", tmp_path / "screenshots"))
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -20,8 +20,9 @@ def test_newcomer_trains_on_the_sample_and_reads_the_confusion_matrix(tmp_path):
         facts = sample_train_evaluate(page, base, shots)
     assert "Done: validation accuracy" in facts["train_text"]
     assert "Accuracy" in facts["evaluate_text"] and "Per class" in facts["evaluate_text"]
-    for name in ("1_data", "3_train", "5_evaluate"):
+    assert "model_int8.tflite" in facts["export_text"] and "Download the bundle" in facts["export_text"]
+    for name in ("1_data", "3_train", "5_evaluate", "7_export"):
         assert (shots / f"{name}.png").stat().st_size > 10_000
     # The run survived leaving the page and a refresh: exactly one run, finished, in this session's workspace.
-    runs = list((cache / "sessions" / facts["session"] / "jobs").iterdir())
+    runs = [j for j in (cache / "sessions" / facts["session"] / "jobs").iterdir() if not j.name.startswith("export-")]
     assert len(runs) == 1 and (runs[0] / "run" / "model.weights.h5").is_file()

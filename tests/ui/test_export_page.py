@@ -25,7 +25,6 @@ def exported(trained):
     at = open_page("pages/7_Export.py", sid)
     assert not at.exception
     at.multiselect[0].set_value(["tflite-float32", "tflite-int8"]).run()
-    at.slider[0].set_value(20).run()
     _button(at, "Export and verify").click().run()
     assert not at.exception
     jobs = [j for j in Workspace.for_session(sid).jobs_dir.iterdir() if j.name.startswith("export-")]
@@ -38,17 +37,37 @@ def exported(trained):
     return sid, job, jobs[0], status["result"]
 
 
-def test_export_page_defaults_and_calibration_advice(trained):
+def test_export_page_defaults_and_calibration_advice_for_a_small_run(trained):
     sid, _ = trained
     at = open_page("pages/7_Export.py", sid)
     assert not at.exception
     assert at.multiselect[0].value == ["tflite-float32", "tflite-float16", "tflite-int8"]
-    assert at.slider[0].value == 200  # calibration images, inside the recommended 100-500
+    # 8 training images: nothing to choose, and the user is told INT8 may suffer.
+    assert not at.slider
+    assert any("will use all 8 training images" in w.value for w in at.warning)
+    at.multiselect[0].set_value(["tflite-float16"]).run()
     assert not at.warning
-    at.slider[0].set_value(50).run()
-    assert any("Under 100 calibration images" in w.value for w in at.warning)
     at.multiselect[0].set_value([]).run()
     assert _button(at, "Export and verify").disabled
+
+
+def test_export_page_calibration_slider_for_a_larger_run(trained, sid, workspace):
+    import json
+    import shutil
+
+    # A copy of the finished run whose training split lists 300 images (the page only counts them).
+    _, job = trained
+    copy = workspace.jobs_dir / job.name
+    shutil.copytree(job, copy, ignore=shutil.ignore_patterns("data"))
+    samples = [{"path": f"/nowhere/{i}.png", "label": "a", "split": "train"} for i in range(300)]
+    (copy / "run" / "samples.json").write_text(json.dumps(samples), encoding="utf-8")
+    at = open_page("pages/7_Export.py", sid)
+    assert not at.exception
+    slider = at.slider[0]
+    assert (slider.value, slider.max) == (200, 300)  # inside the recommended 100-500, at most what exists
+    assert not at.warning
+    slider.set_value(50).run()
+    assert any("Under 100 calibration images" in w.value for w in at.warning)
 
 
 def test_export_job_writes_verified_files_and_a_bundle(exported):
