@@ -203,6 +203,19 @@ def _write_saved_model(model, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _check_target(fmt: str, target: Path, int8_io: bool) -> None:
+    """Refuse, before any work, a target an export would fail on or whose replacement would lose files."""
+    if fmt == "saved-model":
+        if target.exists() and not target.is_dir():
+            raise TLError(f"{str(target)!r} is a file; a SavedModel is written as a folder")
+        if target.is_dir() and any(target.iterdir()) and not (target / "saved_model.pb").is_file():
+            raise TLError(f"{str(target)!r} is a folder that is not a SavedModel and exporting would replace it "
+                          "with everything in it; choose a new folder")
+    elif target.is_dir():
+        raise TLError(f"{str(target)!r} is a folder; give the file to write, such as "
+                      f"{str(target / default_filename(fmt, int8_io))!r}")
+
+
 def _input_contract(run: RunModel, fmt: str, int8_io: bool) -> dict:
     size = run.input_size
     dtype = "uint8" if fmt == "tflite-int8" and int8_io else "float32"
@@ -250,6 +263,8 @@ def export_formats(
         if out.exists() and not out.is_dir():
             raise TLError(f"{str(out)!r} is a file; several formats need an output folder")
         targets = {fmt: out / default_filename(fmt, config.int8_io) for fmt in formats}
+    for fmt, target in targets.items():
+        _check_target(fmt, target, config.int8_io)
 
     progress = on_progress or (lambda step, logs: None)
     step = iter(range(10**6))
@@ -274,10 +289,15 @@ def export_formats(
             progress(next(step), {"stage": "reference", "format": "keras", "n": len(paths)})
             reference = keras_reference(run, paths, y)
             verification_data["skipped"] += reference["skipped"]
+            verification_data["n"] = reference["n"]  # the images checked: the readable ones
+            if not reference["n"]:
+                reference = None
+                why = f"none of the {len(paths)} verification images could be read"
         else:
+            why = "the run kept no held-out images"
+        if reference is None:
             warnings.append({"code": "no_verification_data",
-                             "message": "the exports were not checked: the run kept no held-out images; "
-                                        "give labelled data to verify on"})
+                             "message": f"the exports were not checked: {why}; give labelled data to verify on"})
 
     calib = None
     if "tflite-int8" in formats:
@@ -336,7 +356,8 @@ def export_formats(
 
 def _verification_warnings(fmt: str, v: dict) -> list[dict]:
     out = []
-    drop = v["keras_accuracy"] - v["tflite_accuracy"]
+    # Rounded: 0.90 - 0.89 is 0.010000000000000009 in floats, and exactly one point is allowed.
+    drop = round(v["keras_accuracy"] - v["tflite_accuracy"], 9)
     if fmt == "tflite-int8" and drop > INT8_MAX_DROP:
         out.append({"code": "int8_accuracy_drop",
                     "message": f"the INT8 model loses {drop * 100:.1f} points of accuracy against Keras "

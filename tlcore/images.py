@@ -34,9 +34,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("LA", "La", "PA"):
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "RGBa"):
-        background = Image.new("RGB", img.size, _BACKGROUND)
-        background.paste(img, mask=img.getchannel("A"))
-        return background
+        # alpha_composite, as the documented TFLite example does, so both give the same pixels.
+        background = Image.new("RGBA", img.size, _BACKGROUND + (255,))
+        return Image.alpha_composite(background, img.convert("RGBA")).convert("RGB")
     return img.convert("RGB")
 
 
