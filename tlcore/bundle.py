@@ -48,7 +48,7 @@ def model_card(result: dict, run_dir: str | Path, date: str | None = None) -> st
         "# Model card",
         "",
         f"- Date: {date or time.strftime('%Y-%m-%d')}",
-        f"- Backbone: {config.get('backbone')} (weights: {config.get('weights')}), input {config.get('input_size')}"
+        f"- Backbone: {config.get('backbone')} (weights: {config.get('weights') or 'random initialisation'}), input {config.get('input_size')}"
         f"x{config.get('input_size')} RGB",
         f"- Training: head {train.get('epochs')} epochs at lr {train.get('lr')}"
         + (f", fine-tuned {len(metrics.get('fine_tuned_layers') or [])} layers at lr {train.get('fine_tune_lr')}"

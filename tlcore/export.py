@@ -363,6 +363,10 @@ def _verification_warnings(fmt: str, v: dict) -> list[dict]:
                     "message": f"the INT8 model loses {drop * 100:.1f} points of accuracy against Keras "
                                f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); "
                                "use tflite-float16 instead, or calibrate on more images"})
+    elif fmt == "tflite-dynamic" and drop > INT8_MAX_DROP:
+        out.append({"code": "quantized_accuracy_drop",
+                    "message": f"the dynamic-range model loses {drop * 100:.1f} points of accuracy against Keras "
+                               f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); use tflite-float16 instead"})
     elif fmt in ("tflite-float32", "tflite-float16") and v["agreement"] < 0.99:
         out.append({"code": "low_agreement",
                     "message": f"the {fmt} model agrees with Keras on only {v['agreement']:.1%} of the images"})

@@ -73,7 +73,7 @@ def test_model_card_describes_the_run(bundle):
     (date,) = [line for line in lines if line.startswith("- Date: ")]
     assert date.removeprefix("- Date: ") in bundle[1]
     (backbone,) = [line for line in lines if line.startswith("- Backbone: ")]
-    assert backbone == f"- Backbone: efficientnet_lite0 (weights: None), input {SIZE}x{SIZE} RGB"
+    assert backbone == f"- Backbone: efficientnet_lite0 (weights: random initialisation), input {SIZE}x{SIZE} RGB"
     assert "- Training: head 3 epochs at lr 0.001, backbone frozen (feature extraction)" in lines
     assert "- Validation accuracy: 50.0%; test accuracy: 50.0%" in lines
 

@@ -653,8 +653,10 @@ def test_low_agreement_warning_for_float_formats(fmt):
     assert export_mod._verification_warnings(fmt, verification(0.9, 0.5, 1.0)) == []
 
 
-def test_dynamic_range_gets_no_verification_warning():
-    assert export_mod._verification_warnings("tflite-dynamic", verification(0.9, 0.5, 0.5)) == []
+def test_dynamic_range_losing_more_than_one_point_suggests_float16():
+    (w,) = export_mod._verification_warnings("tflite-dynamic", verification(0.9, 0.5, 0.5))
+    assert w["code"] == "quantized_accuracy_drop" and "40.0 points" in w["message"] and "tflite-float16" in w["message"]
+    assert export_mod._verification_warnings("tflite-dynamic", verification(0.9, 0.89, 0.5)) == []
 
 
 # Atomic writes ------------------------------------------------------------------------------------
