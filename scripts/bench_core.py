@@ -45,7 +45,7 @@ def run_cli(args: list[str], cache: Path) -> tuple[dict, float]:
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"benchmark command failed: {' '.join(args)}: {proc.stderr.strip()}")
+        sys.exit(f"benchmark command failed: python -m tlcore {' '.join(args)}: {proc.stderr.strip()}")
     return json.loads(proc.stdout.strip().splitlines()[-1]), wall
 
 

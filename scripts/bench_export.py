@@ -14,16 +14,13 @@ Skips, with a message and exit status 0, when the photos are absent.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from bench_core import machine
+from bench_core import machine, run_cli
 from benchdoc import DOC, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,17 +37,6 @@ FLOAT32_MIN_AGREEMENT = 0.99
 # sample the result no longer depends on which ones the seed happens to draw.
 CALIBRATION_SAMPLES = 245
 SWEEP = [(100, 0), (100, 1), (100, 2), (200, 0), (200, 1), (200, 2)]
-
-
-def run_cli(args: list[str], cache: Path) -> tuple[dict, float]:
-    env = {**os.environ, "TLCORE_CACHE_DIR": str(cache)}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "tlcore", *args, "--json"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"benchmark command failed: python -m tlcore {' '.join(args)}: {proc.stderr.strip()}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
 
 
 def export(run_dir: Path, formats: list[str], out: Path, cache: Path, samples: int, seed: int = 0,

@@ -2,7 +2,6 @@
 Predict page running the exported TFLite model."""
 from __future__ import annotations
 
-import io
 import time
 import zipfile
 
