@@ -1,4 +1,4 @@
-"""Command line: ``python -m tlcore backbones|train|finetune|evaluate|predict|export``.
+"""Command line: ``python -m tlcore backbones|train|finetune|evaluate|predict|export|attack``.
 
 With ``--json`` the last line of stdout is one JSON object (or list). Errors
 a user can cause exit with status 2 and one line on stderr; anything else
@@ -119,6 +119,22 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="compare on the run's own test split (validation split if it has no test split)")
     p.add_argument("--bundle", metavar="ZIP", help="also write a ZIP with the TFLite files, labels, model card and example")
     p.add_argument("--seed", type=int, default=e.seed)
+    _job_options(p)
+
+    from .attacks import METHODS, AttackConfig
+
+    a = AttackConfig()
+    p = sub.add_parser("attack", help="attack a run's model with adversarial perturbations (FGSM or PGD)")
+    p.add_argument("run_dir")
+    p.add_argument("data", help="folder (or .zip) of class folders")
+    p.add_argument("--method", choices=METHODS, default=a.method)
+    p.add_argument("--epsilon", type=float, default=a.epsilon, help="largest change per pixel, as a fraction of 0..255")
+    p.add_argument("--steps", type=int, default=a.steps, help="PGD steps")
+    p.add_argument("--step-size", type=float, default=None, help="PGD step, fraction of 0..255 (default 2.5*eps/steps)")
+    p.add_argument("--target", metavar="CLASS", help="targeted attack: push every image towards CLASS")
+    p.add_argument("--no-random-start", action="store_true", help="PGD starts from the image itself")
+    p.add_argument("--seed", type=int, default=a.seed)
+    p.add_argument("--out", metavar="DIR", help="save the adversarial images (PNG, per true class)")
     _job_options(p)
     return parser
 
@@ -364,8 +380,46 @@ def _report_exports(result) -> None:
         print(f"bundle: {result['bundle']}")
 
 
+def _cmd_attack(args):
+    from .attacks import AttackConfig, attack_data
+
+    target = None
+    if args.target is not None:
+        classes = _run_classes(args.run_dir)
+        if args.target not in classes:
+            raise TLError(f"target class {args.target!r} is not one of the model's classes ({', '.join(classes)})")
+        target = classes.index(args.target)
+    config = AttackConfig(method=args.method, epsilon=args.epsilon, steps=args.steps, step_size=args.step_size,
+                          target=target, random_start=not args.no_random_start, seed=args.seed)
+    events, _, _, _ = _callbacks(args)
+
+    def on_progress(step, logs):
+        if events:
+            events({"type": "attack", **logs})
+
+    def report(r):
+        what = f"{r['method']} eps {r['epsilon']:g}" + (f" towards {r['target']!r}" if r["target"] else "")
+        print(f"{what}: accuracy {r['clean_accuracy']:.3f} -> {r['adversarial_accuracy']:.3f} on {r['n']} images; "
+              f"success rate {r['success_rate']:.3f}; mean L-inf {r['mean_linf']:.4f}; {r['ms_per_image']:.0f} ms/image"
+              + (f"; images in {r['out']}" if r["out"] else ""))
+        for s in r["skipped"]:
+            print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+
+    return _run_with_events(args, events, {"command": "attack"}, lambda: attack_data(
+        args.run_dir, args.data, config, out=args.out, on_progress=on_progress), report)
+
+
+def _run_classes(run_dir: str) -> list[str]:
+    from .run import read_run_json
+
+    try:
+        return list(read_run_json(run_dir, "config.json")["classes"])
+    except (KeyError, TypeError):
+        raise TLError(f"{run_dir!r} is not a run directory (its config.json names no classes)") from None
+
+
 _COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
-             "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export}
+             "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "attack": _cmd_attack}
 
 
 def log_path() -> Path:
