@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import TLError
 
-__all__ = ["AttackConfig", "METHODS", "logits_function", "fgsm", "pgd", "attack", "attack_data", "robustness_curve",
+__all__ = ["AttackConfig", "METHODS", "logits_function", "fgsm", "pgd", "attack", "attack_data", "attack_image", "robustness_curve",
            "to_uint8_within"]
 
 METHODS = ("fgsm", "pgd")
@@ -267,3 +267,30 @@ def attack_data(run_dir, data, config: AttackConfig, out=None, batch_size: int =
         "success_rate": success, "mean_linf": float(np.mean(linf)), "max_linf": float(np.max(linf)),
         "ms_per_image": seconds / n * 1000.0, "skipped": skipped, "out": str(out) if out is not None else None,
     }
+
+
+def attack_image(model, image: np.ndarray, config: AttackConfig, label: int | None = None) -> dict:
+    """Attack one image (uint8 or float RGB 0..255 at the model's size) with a run's classifier.
+
+    ``label`` is the class to move away from (default: the model's own
+    prediction). Returns ``{"adversarial": uint8 image within epsilon,
+    "perturbation": float (adversarial - original), "before": probabilities,
+    "after": probabilities of the saved 8-bit image, "linf": fraction of the pixel range}``.
+    """
+    import tensorflow as tf
+
+    logits_fn = getattr(model, "_tl_logits", None) or logits_function(model)
+    try:
+        model._tl_logits = logits_fn  # compile the gradient step once per model, not per click
+    except AttributeError:
+        pass
+    x = np.asarray(image, np.float32)[None]
+    before = tf.nn.softmax(logits_fn(tf.convert_to_tensor(x))).numpy()[0]
+    n_classes = len(before)
+    label = int(before.argmax()) if label is None else int(label)
+    adv = attack(logits_fn, x, [label], config, n_classes)
+    adv8 = to_uint8_within(adv[0], np.rint(x[0]), config.epsilon)
+    after = tf.nn.softmax(logits_fn(tf.convert_to_tensor(adv8[None].astype(np.float32)))).numpy()[0]
+    perturbation = adv8.astype(np.float32) - x[0]
+    return {"adversarial": adv8, "perturbation": perturbation, "before": before, "after": after,
+            "linf": float(np.abs(perturbation).max() / PIXEL_RANGE)}

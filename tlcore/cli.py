@@ -136,7 +136,36 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=a.seed)
     p.add_argument("--out", metavar="DIR", help="save the adversarial images (PNG, per true class)")
     _job_options(p)
+
+    from .defence import DEFAULT_EPSILONS, HardenConfig
+
+    h = HardenConfig()
+    epsilons = ",".join(f"{e:g}" for e in DEFAULT_EPSILONS)
+    p = sub.add_parser("robustness", help="accuracy against epsilon (FGSM and PGD) on a run's held-out images")
+    p.add_argument("run_dir")
+    p.add_argument("--epsilons", type=_floats, default=list(DEFAULT_EPSILONS), help=f"default {epsilons}")
+    p.add_argument("--steps", type=int, default=h.curve_steps, help="PGD steps")
+    p.add_argument("--limit", type=int, default=h.curve_images, help="at most this many held-out images")
+    _job_options(p)
+
+    p = sub.add_parser("harden", help="adversarial training of a run's head (FGSM images mixed in), curves before/after")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="run directory to write (default: RUN_DIR-hardened)")
+    p.add_argument("--epsilon", type=float, default=h.epsilon)
+    p.add_argument("--epochs", type=int, default=h.epochs)
+    p.add_argument("--lr", type=float, default=h.lr)
+    p.add_argument("--epsilons", type=_floats, default=list(DEFAULT_EPSILONS), help=f"curve points, default {epsilons}")
+    p.add_argument("--curve-images", type=int, default=h.curve_images)
+    p.add_argument("--curve-steps", type=int, default=h.curve_steps)
+    _job_options(p)
     return parser
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be numbers separated by commas, like 0,0.01,0.03") from None
 
 
 def _formats(text: str) -> list[str]:
@@ -418,8 +447,51 @@ def _run_classes(run_dir: str) -> list[str]:
         raise TLError(f"{run_dir!r} is not a run directory (its config.json names no classes)") from None
 
 
+def _print_curve(curve: dict) -> None:
+    print("epsilon  " + "  ".join(f"{e:>6g}" for e in curve["epsilons"]))
+    for method in ("fgsm", "pgd"):
+        if method in curve:
+            print(f"{method:<8} " + "  ".join(f"{a:>6.3f}" for a in curve[method]))
+
+
+def _cmd_robustness(args):
+    from .defence import run_robustness
+
+    events, _, _, _ = _callbacks(args)
+
+    def on_progress(step, logs):
+        if events:
+            events({"type": "robustness", "step": step, "total": 2 * len(args.epsilons), **logs})
+
+    def report(r):
+        print(f"accuracy on {r['n']} {r['split']} images (PGD {r['steps']} steps):")
+        _print_curve(r)
+
+    return _run_with_events(args, events, {"command": "robustness"}, lambda: run_robustness(
+        args.run_dir, args.epsilons, steps=args.steps, limit=args.limit, on_progress=on_progress), report)
+
+
+def _cmd_harden(args):
+    from .defence import HardenConfig, harden
+
+    config = HardenConfig(epsilon=args.epsilon, epochs=args.epochs, lr=args.lr, curve_images=args.curve_images,
+                          curve_steps=args.curve_steps)
+    events, _, on_epoch, should_stop = _callbacks(args)
+
+    def report(r):
+        for name in ("before", "after"):
+            print(f"{name}:")
+            _print_curve(r[name])
+        print(f"saved to {r['run_dir']}")
+
+    start = {"command": "harden", "epochs": config.epochs, "fine_tune_epochs": 0}
+    return _run_with_events(args, events, start, lambda: harden(
+        args.run_dir, config, out=args.out, epsilons=args.epsilons, on_epoch=on_epoch, should_stop=should_stop), report)
+
+
 _COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
-             "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "attack": _cmd_attack}
+             "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "attack": _cmd_attack,
+             "robustness": _cmd_robustness, "harden": _cmd_harden}
 
 
 def log_path() -> Path:

@@ -22,7 +22,7 @@ from .model import build_classifier, build_head, unfreeze_top_layers
 from .registry import DEFAULT_BACKBONE, create_backbone, get_spec
 from .run import load_run, read_run_json, save_run
 
-__all__ = ["TrainConfig", "train", "fine_tune", "ImageBatches"]
+__all__ = ["TrainConfig", "train", "fine_tune", "ImageBatches", "held_out_results"]
 
 EpochCallback = Callable[[int, dict], None]
 
@@ -212,7 +212,7 @@ def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, 
     return classifier, layers
 
 
-def _held_out_results(predict, paths, labels, y, idx, classes) -> tuple[dict, list[dict]]:
+def held_out_results(predict, paths, labels, y, idx, classes) -> tuple[dict, list[dict]]:
     """Metrics per held-out split, and every held-out image's probabilities (for galleries)."""
     metrics, predictions = {}, []
     for split in ("val", "test"):
@@ -356,7 +356,7 @@ def train(
 
     # Absolute paths in the saved files: a later fine-tune or gallery may run from another directory.
     saved_paths = [os.path.abspath(p) for p in sample_paths]
-    metrics, predictions = _held_out_results(predict, saved_paths, [s.label for s in samples], y, idx, classes)
+    metrics, predictions = held_out_results(predict, saved_paths, [s.label for s in samples], y, idx, classes)
     summary = _summary(
         classes, spec.name, idx, y, metrics, history,
         fine_tuned_layers=fine_tuned_layers,
@@ -432,7 +432,7 @@ def fine_tune(
     def predict(ids):
         return classifier.predict(ImageBatches([paths[i] for i in ids], y[ids], size, config.batch_size), verbose=0)
 
-    metrics, predictions = _held_out_results(predict, paths, labels, y, idx, classes)
+    metrics, predictions = held_out_results(predict, paths, labels, y, idx, classes)
     summary = _summary(
         classes, run.spec.name, idx, y, metrics, history,
         fine_tuned_layers=layers,
