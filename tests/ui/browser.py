@@ -163,6 +163,7 @@ def sample_train_evaluate(page, base: str, shots: Path, train_timeout_ms: int = 
     page.get_by_role("button", name="Export and verify").click()
     page.wait_for_selector("text=Checked on", timeout=train_timeout_ms)
     page.wait_for_selector(".js-plotly-plot")
+    page.wait_for_selector("button:has-text('labels.txt')")  # the last download button: the page is complete
     wait_idle(page, 1500)
     facts["export_text"] = page.inner_text("body")
     _snap(page, shots, "7_export", 0)
