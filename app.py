@@ -24,6 +24,7 @@ pages = [st.Page(home, title=translate("nav.home", lang), url_path="home", defau
         ("5_Evaluate", "eval.title", "Evaluate"),
         ("6_Predict", "predict.title", "Predict"),
         ("7_Export", "export.title", "Export"),
+        ("8_Adversarial", "adv.title", "Adversarial"),
     )
 ]
 st.navigation(pages).run()

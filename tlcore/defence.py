@@ -134,4 +134,5 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
              extra={"samples.json": samples, "predictions.json": predictions})
     return {"run_dir": str(out), "classes": run.classes, "history": history, "split": split, "n": int(len(curve_y)),
             "val_accuracy": summary["val_accuracy"], "test_accuracy": summary["test_accuracy"],
-            "before": before, "after": after, "seconds": round(time.perf_counter() - t_start, 3)}
+            "curve_steps": config.curve_steps, "before": before, "after": after,
+            "seconds": round(time.perf_counter() - t_start, 3)}

@@ -6,7 +6,8 @@ from typing import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["curves_figure", "counts_figure", "confusion_figure", "probabilities_figure", "export_figure"]
+__all__ = ["curves_figure", "counts_figure", "confusion_figure", "probabilities_figure", "export_figure",
+           "robustness_figure"]
 
 
 def curves_figure(history: Sequence[dict], labels: dict) -> go.Figure:
@@ -77,4 +78,21 @@ def export_figure(names: Sequence[str], sizes_mb: Sequence[float], latencies_ms:
     fig.update_yaxes(title_text="MB", row=1, col=1)
     fig.update_yaxes(title_text="ms", row=1, col=2)
     fig.update_layout(height=300, margin={"t": 40, "b": 40, "l": 40, "r": 10})
+    return fig
+
+
+def robustness_figure(curves: dict[str, dict], labels: dict) -> go.Figure:
+    """Accuracy against epsilon, one line per method and curve (e.g. before/after hardening)."""
+    fig = go.Figure()
+    dashes = ["solid", "dot", "dash", "dashdot"]
+    colors = {"fgsm": "#1f77b4", "pgd": "#d62728"}
+    for i, (name, curve) in enumerate(curves.items()):
+        for method in ("fgsm", "pgd"):
+            if method in curve:
+                fig.add_trace(go.Scatter(x=curve["epsilons"], y=curve[method], mode="lines+markers",
+                                         name=f"{method.upper()} {name}".strip(),
+                                         line={"dash": dashes[i % len(dashes)], "color": colors[method]}))
+    fig.update_layout(height=320, margin={"t": 10, "b": 40, "l": 40, "r": 10},
+                      xaxis_title=labels["epsilon"], yaxis_title=labels["accuracy"], yaxis={"range": [0, 1.02]},
+                      legend={"orientation": "h", "y": -0.3})
     return fig

@@ -16,7 +16,7 @@ from tlcore.workspace import Workspace, new_session_id, valid_session_id
 
 __all__ = ["session_id", "workspace", "language", "set_language", "backbone", "set_backbone", "split", "set_split",
            "finished_runs", "job_running", "current_job", "set_current_job", "training_jobs", "export_jobs",
-           "exported_tflite"]
+           "jobs_of", "exported_tflite", "attack_result", "set_attack_result"]
 
 _SID = "tl_session_id"
 
@@ -76,20 +76,36 @@ def set_current_job(job_dir: Path) -> None:
     workspace().update_settings(current_job=str(job_dir))
 
 
+_MODEL_JOBS = ("train", "finetune", "harden")  # the kinds of job that produce a run
+
+
 def training_jobs() -> list[Path]:
-    """This session's train and fine-tune jobs (export jobs left out), newest first."""
-    return [job for job in list_jobs(workspace().jobs_dir) if not job.name.startswith("export-")]
+    """This session's jobs that produce a model (train, fine-tune, harden), newest first."""
+    return [job for job in list_jobs(workspace().jobs_dir) if job_status(job).get("kind", "train") in _MODEL_JOBS]
+
+
+def jobs_of(run_dir: Path, kind: str) -> list[tuple[Path, dict]]:
+    """(job directory, status) of every ``kind`` job (export, robustness, harden) on ``run_dir``, newest first."""
+    jobs = []
+    for job in list_jobs(workspace().jobs_dir):
+        status = job_status(job)
+        if status.get("kind") == kind and status.get("parent") == str(run_dir):
+            jobs.append((job, status))
+    return jobs
 
 
 def export_jobs(run_dir: Path) -> list[tuple[Path, dict]]:
     """(job directory, status) of every export of ``run_dir``, newest first."""
-    jobs = []
-    for job in list_jobs(workspace().jobs_dir):
-        if job.name.startswith("export-"):
-            status = job_status(job)
-            if status.get("parent") == str(run_dir):
-                jobs.append((job, status))
-    return jobs
+    return jobs_of(run_dir, "export")
+
+
+def attack_result() -> dict | None:
+    """The last single-image attack of this session (arrays and settings), if any."""
+    return st.session_state.get("tl_attack")
+
+
+def set_attack_result(result: dict | None) -> None:
+    st.session_state["tl_attack"] = result
 
 
 def exported_tflite(run_dir: Path) -> list[Path]:

@@ -1,0 +1,88 @@
+"""Adversarial: an invisible change that fools the model, and how robust the model is."""
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore.attacks import AttackConfig, attack_image
+from tlcore.errors import TLError
+from tlcore.images import ImageDecodeError, decode_image, load_image
+from tlcore.jobs import start_job
+from tlcore.run import read_run_json
+from ui import state
+from ui.adversarial_view import show_attack, show_harden, show_robustness
+from ui.layout import choose_run, guard, setup, t
+from ui.models import run_model
+
+setup("adv.title")
+st.write(t("adv.intro"))
+ws = state.workspace()
+run_dir = choose_run()
+classes = (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
+
+st.subheader(t("adv.one"))
+left, right = st.columns([1, 1])
+with left:
+    source = st.radio(t("adv.source"), ["data", "upload"], horizontal=True, format_func=lambda s: t(f"adv.source.{s}"))
+    photo = None
+    if source == "data":
+        with guard():
+            held_out = [s for s in read_run_json(run_dir, "samples.json") if s["split"] in ("test", "val")]
+            if held_out:
+                photo = st.selectbox(t("adv.image"), held_out, format_func=lambda s: f"{s['label']} · {Path(s['path']).name}")
+            else:
+                st.info(t("adv.no_held_out"))
+    else:
+        photo = st.file_uploader(t("predict.upload"), type=None, key="adv_upload")
+with right:
+    method = st.radio(t("adv.method"), ["pgd", "fgsm"], horizontal=True, format_func=lambda m: t(f"adv.method.{m}"))
+    epsilon = st.slider(t("adv.epsilon"), 0.0, 0.1, 0.03, 0.001, format="%.3f", help=t("adv.epsilon_help"))
+    steps = st.slider(t("adv.steps"), 1, 50, 10) if method == "pgd" else 1
+    target = st.selectbox(t("adv.target"), [None] + classes, format_func=lambda c: t("adv.untargeted") if c is None else c)
+
+if st.button(t("adv.attack"), type="primary", icon=":material/bolt:", disabled=photo is None):
+    with guard(), st.spinner(t("adv.working")):
+        model = run_model(run_dir)
+        if isinstance(photo, dict):
+            image, name = load_image(photo["path"], model.input_size), Path(photo["path"]).stem
+        else:
+            try:
+                image, name = decode_image(photo.getvalue(), model.input_size), Path(photo.name).stem
+            except ImageDecodeError as exc:
+                raise TLError(f"{photo.name}: {exc}") from None
+        config = AttackConfig(method=method, epsilon=epsilon, steps=steps,
+                              target=None if target is None else classes.index(target))
+        result = attack_image(model.model, image, config)
+        state.set_attack_result({**result, "original": image, "epsilon": epsilon, "run": str(run_dir),
+                                 "file_name": f"{name}_{method}_eps{epsilon:g}.png"})
+
+result = state.attack_result()
+if result is not None and result["run"] == str(run_dir):
+    show_attack(result, classes)
+
+st.subheader(t("adv.robustness"))
+st.write(t("adv.robustness_intro"))
+running = state.job_running()
+c1, c2 = st.columns(2)
+if c1.button(t("adv.measure"), icon=":material/monitoring:", disabled=running):
+    with guard():
+        job_dir = ws.jobs_dir / time.strftime("robustness-%Y%m%d-%H%M%S")
+        start_job(job_dir, ["robustness", str(run_dir)], kind="robustness", meta={"parent": str(run_dir)})
+        st.rerun()
+harden_eps = c2.select_slider(t("adv.harden_eps"), [0.002, 0.005, 0.01, 0.02, 0.03], value=0.01)
+if c2.button(t("adv.harden"), icon=":material/shield:", disabled=running):
+    with guard():
+        job_dir = ws.jobs_dir / time.strftime("harden-%Y%m%d-%H%M%S")
+        start_job(job_dir, ["harden", str(run_dir), "--out", str(job_dir / "run"), "--epsilon", str(harden_eps)],
+                  kind="harden", meta={"parent": str(run_dir)})
+        st.rerun()
+if running:
+    st.caption(t("train.busy"))
+
+curves = state.jobs_of(run_dir, "robustness")
+hardened = state.jobs_of(run_dir, "harden")
+if curves:
+    show_robustness(curves[0][0])
+if hardened:
+    st.caption(t("adv.harden_caption"))
+    show_harden(hardened[0][0])

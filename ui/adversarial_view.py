@@ -1,0 +1,110 @@
+"""Draw the Adversarial page's pieces: one attacked photo, and robustness / hardening jobs."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from tlcore.jobs import job_status, read_events, request_stop
+
+from .charts import probabilities_figure, robustness_figure
+from .follow import follow
+from .layout import t
+
+__all__ = ["show_attack", "show_robustness", "show_harden"]
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def show_attack(result: dict, classes: list[str]) -> None:
+    """Original, amplified perturbation and adversarial image, with the top classes before and after."""
+    eps = max(result["epsilon"], 1e-9)
+    # The change is at most a few levels: stretch +/- epsilon to the full range so it can be seen.
+    amplified = np.clip(result["perturbation"] / (2 * eps * 255.0) + 0.5, 0, 1)
+    before, after = np.asarray(result["before"]), np.asarray(result["after"])
+    c1, c2, c3 = st.columns(3)
+    c1.image(result["original"], caption=t("adv.original", label=classes[int(before.argmax())], conf=float(before.max())),
+             width="stretch")
+    c2.image((amplified * 255).astype(np.uint8), caption=t("adv.perturbation", linf=result["linf"]), width="stretch")
+    c3.image(result["adversarial"], caption=t("adv.adversarial", label=classes[int(after.argmax())], conf=float(after.max())),
+             width="stretch")
+    if before.argmax() != after.argmax():
+        st.error(t("adv.fooled", before=classes[int(before.argmax())], after=classes[int(after.argmax())],
+                   eps=result["epsilon"]))
+    else:
+        st.success(t("adv.resisted", label=classes[int(after.argmax())]))
+    labels = {"probability": t("chart.probability")}
+    b1, b2 = st.columns(2)
+    b1.caption(t("adv.before"))
+    b1.plotly_chart(probabilities_figure(classes, before.tolist(), labels), key="adv_before")
+    b2.caption(t("adv.after"))
+    b2.plotly_chart(probabilities_figure(classes, after.tolist(), labels), key="adv_after")
+    st.download_button(t("adv.download"), data=_png(result["adversarial"]), file_name=result["file_name"],
+                       mime="image/png", icon=":material/download:", on_click="ignore")
+
+
+def _curve_labels() -> dict:
+    return {"epsilon": t("adv.chart.epsilon"), "accuracy": t("chart.accuracy")}
+
+
+def _running(job_dir: Path, status: dict, text: str, fraction: float) -> None:
+    st.progress(min(max(fraction, 0.0), 1.0), text=text)
+    if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=status["status"] == "stopping",
+                 icon=":material/stop:"):
+        request_stop(job_dir)
+
+
+def _draw_robustness(job_dir: Path) -> str:
+    status = job_status(job_dir)
+    key = status["status"]
+    if key in ("running", "stopping"):
+        points = [e for e in read_events(job_dir) if e.get("type") == "robustness"]
+        last = points[-1] if points else {}
+        text = (t("adv.measuring", method=last["method"].upper(), eps=last["epsilon"]) if last
+                else t("export.starting"))
+        _running(job_dir, status, text, len(points) / max(int(last.get("total", 1)), 1))
+    elif key == "failed":
+        st.error(t("adv.job_failed", error=status.get("error", "")))
+    elif status.get("result"):
+        r = status["result"]
+        st.caption(t("adv.curve_caption", n=r["n"], split=r["split"], steps=r["steps"]))
+        st.plotly_chart(robustness_figure({"": r}, _curve_labels()), key=f"curve_{job_dir.name}")
+    return key
+
+
+def _draw_harden(job_dir: Path) -> str:
+    status = job_status(job_dir)
+    key = status["status"]
+    if key in ("running", "stopping"):
+        events = read_events(job_dir)
+        start = next((e for e in events if e.get("type") == "start"), {})
+        epochs = sum(1 for e in events if e.get("type") == "epoch")
+        total = int(start.get("epochs", 1))
+        text = t("adv.hardening", epoch=epochs, total=total) if epochs else t("adv.harden_start")
+        _running(job_dir, status, text, epochs / max(total, 1))
+    elif key == "failed":
+        st.error(t("adv.job_failed", error=status.get("error", "")))
+    elif status.get("result"):
+        r = status["result"]
+        st.success(t("adv.hardened", val="–" if r.get("val_accuracy") is None else f"{r['val_accuracy']:.1%}"))
+        st.caption(t("adv.curve_caption", n=r["n"], split=r["split"], steps=r.get("curve_steps", "?")))
+        curves = {t("adv.curve_before"): r["before"], t("adv.curve_after"): r["after"]}
+        st.plotly_chart(robustness_figure(curves, _curve_labels()), key=f"harden_{job_dir.name}")
+    return key
+
+
+def show_robustness(job_dir: Path) -> None:
+    """A robustness job: progress while it runs, then accuracy against epsilon."""
+    follow(job_dir, _draw_robustness)
+
+
+def show_harden(job_dir: Path) -> None:
+    """An adversarial-training job: progress while it runs, then the curves before and after."""
+    follow(job_dir, _draw_harden)
