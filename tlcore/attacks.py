@@ -9,6 +9,7 @@ cross-entropy on a softmax output near 1.0 does.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -269,6 +270,9 @@ def attack_data(run_dir, data, config: AttackConfig, out=None, batch_size: int =
     }
 
 
+_logits_of: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def attack_image(model, image: np.ndarray, config: AttackConfig, label: int | None = None) -> dict:
     """Attack one image (uint8 or float RGB 0..255 at the model's size) with a run's classifier.
 
@@ -279,11 +283,9 @@ def attack_image(model, image: np.ndarray, config: AttackConfig, label: int | No
     """
     import tensorflow as tf
 
-    logits_fn = getattr(model, "_tl_logits", None) or logits_function(model)
-    try:
-        model._tl_logits = logits_fn  # compile the gradient step once per model, not per click
-    except AttributeError:
-        pass
+    logits_fn = _logits_of.get(model)
+    if logits_fn is None:  # one per model, so its gradient step is compiled once, not per click
+        logits_fn = _logits_of[model] = logits_function(model)
     x = np.asarray(image, np.float32)[None]
     before = tf.nn.softmax(logits_fn(tf.convert_to_tensor(x))).numpy()[0]
     n_classes = len(before)

@@ -302,7 +302,7 @@ def total_variation(image: np.ndarray) -> float:
 
 
 def ideal_class_image(model, class_index: int, steps: int = 100, lr: float = 0.05, tv_weight: float = 2.0,
-                      l2_weight: float = 0.1, size: int | None = None, seed: int = 0, snapshot_every: int = 10,
+                      l2_weight: float = 0.1, jitter: int = 0, size: int | None = None, seed: int = 0, snapshot_every: int = 10,
                       on_step: Callable[[int, dict], None] | None = None) -> dict:
     """An image the model finds typical of ``class_index``, grown from noise by gradient ascent.
 
@@ -349,14 +349,20 @@ def ideal_class_image(model, class_index: int, steps: int = 100, lr: float = 0.0
         hw = (int(size), int(size))
 
     rng = np.random.default_rng(seed)
-    v = keras.Variable(rng.normal(0.0, 1.0, (1, *hw, 3)).astype(np.float32), name="ideal_image_logits")
+    v = keras.Variable(rng.normal(0.0, 0.1, (1, *hw, 3)).astype(np.float32), name="ideal_image_logits")
     optimizer = keras.optimizers.Adam(learning_rate=float(lr))
     optimizer.build([v])
     tv_w, l2_w = tf.constant(float(tv_weight)), tf.constant(float(l2_weight))
 
-    def evaluate(v):
+    jitter = int(jitter)
+    shifts = tf.random.Generator.from_seed(seed)
+
+    def evaluate(v, shift=True):
         x = 255.0 * tf.sigmoid(v)
         model_x = x if hw == model_hw or None in model_hw else tf.image.resize(x, model_hw, method="bilinear")
+        if jitter and shift:
+            dy_dx = shifts.uniform([2], -jitter, jitter + 1, dtype=tf.int32)
+            model_x = tf.roll(model_x, shift=dy_dx, axis=[1, 2])
         logits = logits_fn(model_x)
         score = logits[0, class_index]
         u = x / 255.0
@@ -373,14 +379,11 @@ def ideal_class_image(model, class_index: int, steps: int = 100, lr: float = 0.0
         optimizer.apply_gradients([(tape.gradient(out[0], v.value), v)])
         return out
 
-    @tf.function
-    def measure():
-        return evaluate(v.value)
 
     history, snapshots = [], []
     for s in range(steps + 1):
         # Step s reports on the image after s updates, then (except at the end) makes update s + 1.
-        loss, score, prob, tv, x = step() if s < steps else measure()
+        loss, score, prob, tv, x = step() if s < steps else evaluate(v.value, shift=False)  # the last needs no gradient
         logs = {"loss": float(loss), "class_score": float(score), "probability": float(prob), "tv": float(tv)}
         history.append(dict(logs))
         if s % int(snapshot_every) == 0 or s == steps:

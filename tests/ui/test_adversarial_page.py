@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 from tests.ui.conftest import open_page
 from tests.ui.test_pages import png
