@@ -5,8 +5,10 @@ nested Keras model, then the ``head``), given either as the Keras model
 :func:`tlcore.model.build_classifier` makes or as a :class:`tlcore.run.RunModel`.
 Images are RGB arrays ``(height, width, 3)`` of pixels 0..255 (``uint8`` or
 float), as everywhere in the project; an image of another size than the
-model's input is resized for the model, and heatmaps come back at the
-image's own size.
+model's input is resized for the model (bilinear, antialiased), and
+heatmaps come back at the image's own size. For exactly the app's
+prediction, pass an image decoded by :mod:`tlcore.images` at the model's
+input size.
 
 Gradients are taken on the class *logit* (the softmax's input): the
 probability of a confidently predicted class is flat near 1.0, so its
@@ -22,6 +24,7 @@ import numpy as np
 
 from .attacks import logits_function
 from .errors import TLError
+from .run import RunModel
 
 __all__ = ["conv_layers", "default_cam_layer", "grad_cam", "overlay", "jet_colours", "feature_maps",
            "feature_grid", "ideal_class_image", "total_variation"]
@@ -40,8 +43,6 @@ _CONV_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.
 
 def _classifier(model) -> keras.Model:
     """The Keras classifier of ``model`` (a RunModel's, or ``model`` itself)."""
-    from .run import RunModel  # run imports the model-building code; kept out of import time
-
     return model.model if isinstance(model, RunModel) else model
 
 
@@ -301,26 +302,37 @@ def total_variation(image: np.ndarray) -> float:
     return float(np.abs(np.diff(u, axis=0)).mean() + np.abs(np.diff(u, axis=1)).mean())
 
 
-def ideal_class_image(model, class_index: int, steps: int = 100, lr: float = 0.05, tv_weight: float = 2.0,
-                      l2_weight: float = 0.1, jitter: int = 0, size: int | None = None, seed: int = 0, snapshot_every: int = 10,
-                      on_step: Callable[[int, dict], None] | None = None) -> dict:
-    """An image the model finds typical of ``class_index``, grown from noise by gradient ascent.
+def ideal_class_image(model, class_index: int, steps: int = 100, lr: float = 0.05, tv_weight: float = 1000.0,
+                      l2_weight: float = 100.0, jitter: int | None = None, size: int | None = None, seed: int = 0,
+                      snapshot_every: int = 10, on_step: Callable[[int, dict], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> dict:
+    """An image the model finds typical of ``class_index``, grown from faint noise by gradient ascent.
 
-    Maximises the class logit minus ``tv_weight`` times the image's total
-    variation (mean absolute difference between neighbouring pixels, 0..1
-    scale) minus ``l2_weight`` times its mean squared distance from mid-grey.
-    Without the TV penalty the ascent finds high-frequency noise that moves
-    the logit; with it, smooth recognisable patterns. Pixels are ``255 *
-    sigmoid(v)`` with ``v`` optimised by Adam (learning rate ``lr``) from
-    Gaussian noise (``seed``), so they always stay in 0..255.
+    Minimises ``-logit + tv_weight * TV + l2_weight * L2``: the class logit
+    (not the probability, which saturates), the total variation TV (mean
+    absolute difference between neighbouring pixels on the 0..1 scale, see
+    :func:`total_variation`) and L2, the mean squared distance of pixels
+    from mid-grey (0..1 scale). Without the TV penalty the ascent finds
+    high-frequency noise that moves the logit; with it, smooth patterns
+    the model associates with the class. Both penalties are means over
+    pixels, hence the large weights; the defaults suit ImageNet backbones
+    with a trained head. Each step also shifts the image by up to
+    ``jitter`` pixels (default: 1/28 of its side; 0 for none), so that
+    patterns must work wherever they sit, which gives larger shapes.
 
-    ``size`` is the side of the image optimised (default: the model's input
-    size); another size is resized (bilinear) to the model's input inside
-    the graph, a smaller one giving coarser patterns. ``on_step(step,
-    logs)`` is called for steps 0..``steps`` (step ``s`` describes the image
-    after ``s`` updates) with ``loss``, ``class_score`` (the logit),
+    Pixels are ``255 * sigmoid(v)``, ``v`` optimised by Adam (learning rate
+    ``lr``) from Gaussian noise drawn with ``seed``: they always stay in
+    0..255 and the same arguments give the same image. ``size`` is the side
+    of the image optimised (default: the model's input size); another size
+    is resized (bilinear) to the model's input inside the graph.
+
+    ``on_step(step, logs)`` is called for steps 0, 1, ... ``steps``: step
+    ``s`` describes the image after ``s`` updates (as shifted for the
+    update it made) with ``loss``, ``class_score`` (the logit),
     ``probability`` and ``tv``, plus ``image`` (``uint8``) every
-    ``snapshot_every`` steps and at the last step.
+    ``snapshot_every`` steps and at the last step, which is the result
+    unshifted. ``should_stop()`` returning true ends the ascent early
+    (the image so far is the result).
 
     Returns ``{"image": uint8 (size, size, 3), "history": [logs without
     images], "snapshots": [(step, uint8 image), ...], "class_index": int}``.
@@ -347,31 +359,32 @@ def ideal_class_image(model, class_index: int, steps: int = 100, lr: float = 0.0
         if int(size) < 8:
             raise TLError(f"size must be at least 8 pixels; got {size}")
         hw = (int(size), int(size))
+    jitter = max(1, hw[0] // 28) if jitter is None else int(jitter)
+    if jitter < 0:
+        raise TLError(f"jitter is a shift in pixels, 0 or more; got {jitter}")
 
-    rng = np.random.default_rng(seed)
-    v = keras.Variable(rng.normal(0.0, 0.1, (1, *hw, 3)).astype(np.float32), name="ideal_image_logits")
+    # Faint noise (pixels about 128 +- 6): strong noise would take most of the steps to smooth away.
+    v = keras.Variable(np.random.default_rng(seed).normal(0.0, 0.1, (1, *hw, 3)).astype(np.float32),
+                       name="ideal_image_logits")
     optimizer = keras.optimizers.Adam(learning_rate=float(lr))
     optimizer.build([v])
-    tv_w, l2_w = tf.constant(float(tv_weight)), tf.constant(float(l2_weight))
-
-    jitter = int(jitter)
     shifts = tf.random.Generator.from_seed(seed)
+    tv_w, l2_w = tf.constant(float(tv_weight)), tf.constant(float(l2_weight))
 
     def evaluate(v, shift=True):
         x = 255.0 * tf.sigmoid(v)
         model_x = x if hw == model_hw or None in model_hw else tf.image.resize(x, model_hw, method="bilinear")
         if jitter and shift:
-            dy_dx = shifts.uniform([2], -jitter, jitter + 1, dtype=tf.int32)
-            model_x = tf.roll(model_x, shift=dy_dx, axis=[1, 2])
+            # A roll wraps around; the backbones pool globally, so only the position changes.
+            model_x = tf.roll(model_x, shift=shifts.uniform([2], -jitter, jitter + 1, dtype=tf.int32), axis=[1, 2])
         logits = logits_fn(model_x)
         score = logits[0, class_index]
         u = x / 255.0
-        tv = (tf.reduce_mean(tf.abs(u[:, 1:] - u[:, :-1])) + tf.reduce_mean(tf.abs(u[:, :, 1:] - u[:, :, :-1])))
-        l2 = tf.reduce_mean(tf.square(u - 0.5))
-        loss = -score + tv_w * tv + l2_w * l2
+        tv = tf.reduce_mean(tf.abs(u[:, 1:] - u[:, :-1])) + tf.reduce_mean(tf.abs(u[:, :, 1:] - u[:, :, :-1]))
+        loss = -score + tv_w * tv + l2_w * tf.reduce_mean(tf.square(u - 0.5))
         return loss, score, tf.nn.softmax(logits[0])[class_index], tv, x
 
-    # Compiled once per call: a step is then a single graph run (tens of ms for small models).
+    # Compiled once per call (a second or two of tracing), then each step is one graph run.
     @tf.function
     def step():
         with tf.GradientTape() as tape:
@@ -379,20 +392,23 @@ def ideal_class_image(model, class_index: int, steps: int = 100, lr: float = 0.0
         optimizer.apply_gradients([(tape.gradient(out[0], v.value), v)])
         return out
 
-
     history, snapshots = [], []
-    for s in range(steps + 1):
-        # Step s reports on the image after s updates, then (except at the end) makes update s + 1.
-        loss, score, prob, tv, x = step() if s < steps else evaluate(v.value, shift=False)  # the last needs no gradient
+    s = 0
+    while True:
+        last = s == steps or (s > 0 and should_stop is not None and should_stop())
+        # Step s reports on the image after s updates while making update s + 1; the last makes none.
+        loss, score, prob, tv, x = evaluate(v.value, shift=False) if last else step()
         logs = {"loss": float(loss), "class_score": float(score), "probability": float(prob), "tv": float(tv)}
         history.append(dict(logs))
-        if s % int(snapshot_every) == 0 or s == steps:
-            picture = _to_uint8(x)
-            snapshots.append((s, picture))
-            logs["image"] = picture
+        if s % int(snapshot_every) == 0 or last:
+            snapshots.append((s, _to_uint8(x)))
+            logs["image"] = snapshots[-1][1]
         if on_step:
             on_step(s, logs)
-    return {"image": _to_uint8(x), "history": history, "snapshots": snapshots, "class_index": class_index}
+        if last:
+            break
+        s += 1
+    return {"image": snapshots[-1][1], "history": history, "snapshots": snapshots, "class_index": class_index}
 
 
 def _to_uint8(x) -> np.ndarray:
