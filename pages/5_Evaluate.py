@@ -3,9 +3,14 @@ import numpy as np
 import streamlit as st
 
 from tlcore.evaluate import classification_metrics
+from tlcore.explain import grad_cam, overlay
+from tlcore.images import load_image
 from tlcore.run import read_run_json
 from ui.charts import confusion_figure
 from ui.layout import choose_run, guard, setup, t
+from ui.models import run_model
+
+_CAM_MISTAKES = 8
 
 setup("eval.title")
 run_dir = choose_run()
@@ -53,5 +58,15 @@ with guard():
         st.success(t("eval.no_mistakes"))
     else:
         mistakes.sort(key=lambda rp: -rp[0]["probs"][rp[1]])  # the most confident mistakes first
-        st.image([r["path"] for r, _ in mistakes[:30]], width=140,
-                 caption=[t("eval.caption", true=r["label"], pred=classes[p], conf=r["probs"][p]) for r, p in mistakes[:30]])
+        captions = [t("eval.caption", true=r["label"], pred=classes[p], conf=r["probs"][p]) for r, p in mistakes[:30]]
+        if st.toggle(t("cam.mistakes"), help=t("cam.help")):
+            with st.spinner(t("cam.working")):
+                model = run_model(run_dir)
+                shown = mistakes[:_CAM_MISTAKES]  # about a second each on a CPU
+                images = [load_image(r["path"], model.input_size) for r, _ in shown]
+                st.image([overlay(im, grad_cam(model, im, int(p))["heatmap"]) for im, (_, p) in zip(images, shown)],
+                         width=140, caption=captions[:_CAM_MISTAKES])
+            if len(mistakes) > _CAM_MISTAKES:
+                st.caption(t("cam.first", n=_CAM_MISTAKES))
+        else:
+            st.image([r["path"] for r, _ in mistakes[:30]], width=140, caption=captions)

@@ -4,6 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.errors import TLError
+from tlcore.explain import grad_cam, overlay
 from tlcore.images import ImageDecodeError, decode_image
 from ui import state
 from ui.charts import probabilities_figure
@@ -37,3 +38,7 @@ if source is not None:
         c2.markdown(t("predict.result", label=model.classes[best], conf=float(probs[best])))
         c2.caption(t("predict.topk"))
         c2.plotly_chart(probabilities_figure(model.classes, probs.tolist(), {"probability": t("chart.probability")}))
+        if choice == "keras" and c1.toggle(t("cam.show"), help=t("cam.help")):
+            cam_class = c1.selectbox(t("cam.class"), model.classes, index=best)
+            cam = grad_cam(model, image, model.classes.index(cam_class))
+            c1.image(overlay(image, cam["heatmap"]), caption=t("cam.caption", label=cam_class), width="stretch")

@@ -319,6 +319,21 @@ CATALOG: dict[str, tuple[str, str]] = {
         "epsilon (fraction de la plage des pixels)"),
     "adv.job_failed": ("It failed: {error}",
         "Échec : {error}"),
+    # Grad-CAM
+    "cam.show": ("Show where the model looks (Grad-CAM)",
+        "Montrer où le modèle regarde (Grad-CAM)"),
+    "cam.help": ("Grad-CAM colours the regions whose features raise the chosen class's score: red is strong evidence. A model that looks at the background or a watermark has learned the wrong thing.",
+        "Grad-CAM colore les régions dont les caractéristiques augmentent le score de la classe choisie : le rouge est une preuve forte. Un modèle qui regarde le fond ou un filigrane a appris la mauvaise chose."),
+    "cam.class": ("Evidence for class",
+        "Preuves pour la classe"),
+    "cam.caption": ("Where the model sees {label}",
+        "Là où le modèle voit {label}"),
+    "cam.mistakes": ("Show where the model looked (Grad-CAM, predicted class)",
+        "Montrer où le modèle a regardé (Grad-CAM, classe prédite)"),
+    "cam.working": ("Computing Grad-CAM heatmaps…",
+        "Calcul des cartes Grad-CAM…"),
+    "cam.first": ("Heatmaps for the {n} most confident mistakes.",
+        "Cartes pour les {n} erreurs les plus confiantes."),
 }
 
 

@@ -166,3 +166,39 @@ def test_predict_page_classifies_an_upload_and_rejects_a_non_image(trained):
     at.file_uploader[0].set_value(("notes.png", b"hello", "image/png")).run()
     assert not at.exception
     assert any("notes.png" in e.value and "not an image" in e.value for e in at.error)
+
+
+def test_predict_page_shows_grad_cam_for_the_keras_model(trained):
+    sid, _ = trained
+    at = open_page("pages/6_Predict.py", sid)
+    at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
+    assert not any(img.captions and img.captions[0].startswith("Where the model sees") for img in at.get("image"))
+    at.toggle[0].set_value(True).run()
+    assert not at.exception
+    chosen = at.selectbox[1].value  # the class whose evidence is shown: the predicted one by default
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert f"Where the model sees {chosen}" in captions
+
+
+def test_evaluate_page_shows_grad_cam_on_mistakes(trained, sid, workspace):
+    import json
+    import shutil
+
+    # A copy of the finished run whose saved test predictions are all wrong: a gallery of mistakes.
+    _, job = trained
+    copy = workspace.jobs_dir / job.name
+    shutil.copytree(job, copy, ignore=shutil.ignore_patterns("data"))
+    rows = json.loads((copy / "run" / "predictions.json").read_text())
+    classes = (copy / "run" / "labels.txt").read_text().splitlines()
+    for r in rows:  # 0.9 on the first class that is not the label
+        wrong = next(c for c in classes if c != r["label"])
+        r["probs"] = [0.9 if c == wrong else 0.1 / (len(classes) - 1) for c in classes]
+    (copy / "run" / "predictions.json").write_text(json.dumps(rows))
+    at = open_page("pages/5_Evaluate.py", sid)
+    assert not at.exception
+    n_mistakes = sum(1 for r in rows if r["split"] == "test")
+    assert n_mistakes > 0
+    at.toggle[0].set_value(True).run()
+    assert not at.exception
+    galleries = [img for img in at.get("image") if img.captions and img.captions[0].startswith("true ")]
+    assert len(galleries) == 1 and len(galleries[0].captions) == min(n_mistakes, 8)
