@@ -10,7 +10,7 @@ from tlcore.images import ImageDecodeError, decode_image, load_image
 from tlcore.jobs import start_job
 from tlcore.run import read_run_json
 from ui import state
-from ui.adversarial_view import show_attack, show_harden, show_robustness
+from ui.adversarial_view import show_attack, show_harden, show_ideal, show_robustness
 from ui.layout import choose_run, guard, setup, t
 from ui.models import run_model
 
@@ -86,3 +86,18 @@ if curves:
 if hardened:
     st.caption(t("adv.harden_caption"))
     show_harden(hardened[0][0])
+
+st.subheader(t("adv.ideal"))
+st.write(t("adv.ideal_intro"))
+i1, i2 = st.columns(2)
+ideal_class = i1.selectbox(t("adv.ideal_class"), classes)
+ideal_steps = i2.slider(t("adv.ideal_steps"), 20, 300, 100, 10)
+if st.button(t("adv.ideal_start"), icon=":material/auto_awesome:", disabled=running):
+    with guard():
+        job_dir = ws.jobs_dir / time.strftime("ideal-%Y%m%d-%H%M%S")
+        start_job(job_dir, ["ideal", str(run_dir), "--class", ideal_class, "--steps", str(ideal_steps),
+                            "--out", str(job_dir / "frames")], kind="ideal", meta={"parent": str(run_dir)})
+        st.rerun()
+ideals = state.jobs_of(run_dir, "ideal")
+if ideals:
+    show_ideal(ideals[0][0])

@@ -158,6 +158,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-images", type=int, default=h.curve_images)
     p.add_argument("--curve-steps", type=int, default=h.curve_steps)
     _job_options(p)
+
+    p = sub.add_parser("ideal", help="grow the image a run's model finds most typical of a class")
+    p.add_argument("run_dir")
+    p.add_argument("--class", dest="class_name", required=True, metavar="CLASS")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--tv-weight", type=float, default=1000.0, help="total-variation penalty (smoothness)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the snapshots (PNG) and the final image")
+    _job_options(p)
     return parser
 
 
@@ -441,6 +450,8 @@ def _cmd_attack(args):
 def _run_classes(run_dir: str) -> list[str]:
     from .run import read_run_json
 
+    if not (Path(run_dir) / "config.json").is_file():  # as load_run says it (not "train it again")
+        raise TLError(f"{run_dir!r} is not a run directory (no config.json)")
     try:
         return list(read_run_json(run_dir, "config.json")["classes"])
     except (KeyError, TypeError):
@@ -489,9 +500,50 @@ def _cmd_harden(args):
         args.run_dir, config, out=args.out, epsilons=args.epsilons, on_epoch=on_epoch, should_stop=should_stop), report)
 
 
+def _cmd_ideal(args):
+    from PIL import Image
+
+    from .explain import ideal_class_image
+    from .run import load_run
+
+    classes = _run_classes(args.run_dir)
+    if args.class_name not in classes:
+        raise TLError(f"class {args.class_name!r} is not one of the model's classes ({', '.join(classes)})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    events, _, _, should_stop = _callbacks(args)
+    snapshots = []
+
+    def on_step(step, logs):
+        image = logs.get("image")
+        if image is not None:  # a snapshot: save it first, then say where it is
+            path = out / f"step_{step:04d}.png"
+            Image.fromarray(image).save(path)
+            snapshots.append(str(path))
+        if events and (image is not None or step % 5 == 0):
+            events({"type": "ideal", "step": step, "total": args.steps,
+                    **{k: float(v) for k, v in logs.items() if k != "image"},
+                    **({"image": snapshots[-1]} if image is not None else {})})
+
+    def work():
+        result = ideal_class_image(load_run(args.run_dir), classes.index(args.class_name), steps=args.steps,
+                                   tv_weight=args.tv_weight, seed=args.seed, on_step=on_step,
+                                   should_stop=should_stop)
+        final = out / "ideal.png"
+        Image.fromarray(result["image"]).save(final)
+        last = result["history"][-1] if result["history"] else {}
+        return {"class": args.class_name, "image": str(final), "snapshots": snapshots, "steps": len(result["history"]) - 1,
+                "class_score": last.get("class_score"), "probability": last.get("probability")}
+
+    def report(r):
+        print(f"{r['class']}: probability {r['probability']:.3f} after {r['steps']} steps; image {r['image']}")
+
+    return _run_with_events(args, events, {"command": "ideal"}, work, report)
+
+
 _COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
              "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "attack": _cmd_attack,
-             "robustness": _cmd_robustness, "harden": _cmd_harden}
+             "robustness": _cmd_robustness, "harden": _cmd_harden, "ideal": _cmd_ideal}
 
 
 def log_path() -> Path:

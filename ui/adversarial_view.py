@@ -14,7 +14,7 @@ from .charts import probabilities_figure, robustness_figure
 from .follow import follow
 from .layout import t
 
-__all__ = ["show_attack", "show_robustness", "show_harden"]
+__all__ = ["show_attack", "show_robustness", "show_harden", "show_ideal"]
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -108,3 +108,31 @@ def show_robustness(job_dir: Path) -> None:
 def show_harden(job_dir: Path) -> None:
     """An adversarial-training job: progress while it runs, then the curves before and after."""
     follow(job_dir, _draw_harden)
+
+
+def _draw_ideal(job_dir: Path) -> str:
+    status = job_status(job_dir)
+    key = status["status"]
+    steps = [e for e in read_events(job_dir) if e.get("type") == "ideal"]
+    frames = [e for e in steps if e.get("image") and Path(e["image"]).is_file()]
+    if key in ("running", "stopping"):
+        last = steps[-1] if steps else {}
+        text = (t("adv.ideal_step", step=last["step"], total=last["total"], p=last.get("probability", 0.0)) if last
+                else t("export.starting"))
+        _running(job_dir, status, text, last.get("step", 0) / max(int(last.get("total", 1)), 1))
+        if frames:
+            st.image(frames[-1]["image"], width=280, caption=t("adv.ideal_frame", step=frames[-1]["step"]))
+    elif key == "failed":
+        st.error(t("adv.job_failed", error=status.get("error", "")))
+    elif status.get("result"):
+        r = status["result"]
+        st.image(r["image"], width=280, caption=t("adv.ideal_done", label=r["class"], p=r.get("probability") or 0.0))
+        if frames:
+            st.caption(t("adv.ideal_evolution"))
+            st.image([f["image"] for f in frames], width=110, caption=[str(f["step"]) for f in frames])
+    return key
+
+
+def show_ideal(job_dir: Path) -> None:
+    """An ideal-class job: the image as it evolves, then the result and its history."""
+    follow(job_dir, _draw_ideal)

@@ -71,3 +71,25 @@ def test_robustness_job_draws_accuracy_against_epsilon(trained):
     assert not at.exception
     assert any(c.value.startswith("Accuracy on") for c in at.caption)
     assert len(at.get("plotly_chart")) >= 1
+
+
+def test_ideal_class_job_shows_the_image_and_how_it_grew(trained):
+    sid, _ = trained
+    at = open_page("pages/8_Adversarial.py", sid)
+    chosen = next(s for s in at.selectbox if s.label == "Class").value
+    next(s for s in at.slider if s.label == "Steps").set_value(20).run()
+    _button(at, "Generate the ideal image").click().run()
+    assert not at.exception
+    jobs = [j for j in Workspace.for_session(sid).jobs_dir.iterdir() if j.name.startswith("ideal-")]
+    assert len(jobs) == 1
+    deadline = time.time() + 300
+    while job_status(jobs[0])["status"] in ("running", "stopping") and time.time() < deadline:
+        time.sleep(0.5)
+    status = job_status(jobs[0])
+    assert status["status"] == "done", status
+    assert status["result"]["class"] == chosen and len(status["result"]["snapshots"]) == 3  # steps 0, 10, 20
+    at = open_page("pages/8_Adversarial.py", sid)
+    assert not at.exception
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any(c.startswith(f"Ideal {chosen}: the model gives it") for c in captions)
+    assert ["0", "10", "20"] == [c for c in captions if c.isdigit()]
