@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_core.py
 	$(PY) scripts/bench_export.py
+	$(PY) scripts/bench_attack.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -152,10 +152,18 @@ def attack(logits_fn, images: np.ndarray, labels: Sequence[int], config: AttackC
 
 
 def to_uint8_within(adversarial: np.ndarray, original: np.ndarray, epsilon: float) -> np.ndarray:
-    """Round adversarial pixels to 8 bits without leaving the epsilon ball around the (8-bit) original."""
-    eps_px = np.floor(float(epsilon) * PIXEL_RANGE + 1e-6)
-    original = np.asarray(original, np.float32)
-    rounded = np.clip(np.rint(adversarial), original - eps_px, original + eps_px)
+    """Round adversarial pixels to 8 bits without leaving the epsilon ball around the original.
+
+    Each pixel goes to the nearest 8-bit level inside the ball (for an 8-bit
+    original: within ``floor(epsilon * 255)`` levels of it). A float original
+    works too, as long as the ball holds a level (``epsilon`` of half a
+    level or more always does).
+    """
+    eps_px = float(epsilon) * PIXEL_RANGE + 1e-6  # 3/255 * 255 may come out as 2.9999...
+    original = np.asarray(original, np.float64)
+    # The lowest and highest levels inside the ball (a float original's bounds are not levels).
+    lowest, highest = np.ceil(original - eps_px), np.floor(original + eps_px)
+    rounded = np.clip(np.rint(adversarial), lowest, highest)
     return np.clip(rounded, 0, 255).astype(np.uint8)
 
 
@@ -199,7 +207,8 @@ def attack_data(run_dir, data, config: AttackConfig, out=None, batch_size: int =
 
     With a target class, images already of that class are left out. With
     ``out``, each adversarial image is saved as an 8-bit PNG under
-    ``out/<true class>/`` (rounded without leaving the epsilon ball).
+    ``out/<true class>/<name>.png`` (rounded without leaving the epsilon ball;
+    a name already written gets ``-2``, ``-3``... rather than overwriting it).
     Returns ``n``, ``clean_accuracy``, ``adversarial_accuracy``,
     ``mean_linf`` and ``max_linf`` (fractions of the pixel range),
     ``success_rate`` (untargeted: share of the correctly classified images
@@ -225,6 +234,7 @@ def attack_data(run_dir, data, config: AttackConfig, out=None, batch_size: int =
     clean_ok = adv_ok = hits = attacked_correct = flipped = n = 0
     linf: list[float] = []
     seconds = 0.0
+    saved: set = set()  # PNGs written by this call
     for start in range(0, len(paths), batch_size):
         batch, ys, names = [], [], []
         for path, y in zip(paths[start:start + batch_size], labels[start:start + batch_size]):
@@ -255,7 +265,13 @@ def attack_data(run_dir, data, config: AttackConfig, out=None, batch_size: int =
             for image, original, path, label in zip(adv, batch, names, y):
                 folder = Path(out) / run.classes[int(label)]
                 folder.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(to_uint8_within(image, original, config.epsilon)).save(folder / f"{Path(path).stem}.png")
+                # Names repeat across nested folders (and a.jpg / a.png): number the later ones, never overwrite.
+                name, i = f"{Path(path).stem}.png", 1
+                while folder / name in saved:
+                    i += 1
+                    name = f"{Path(path).stem}-{i}.png"
+                saved.add(folder / name)
+                Image.fromarray(to_uint8_within(image, original, config.epsilon)).save(folder / name)
         if on_progress:
             on_progress(start // batch_size, {"done": n, "total": len(paths)})
     if n == 0:
@@ -291,7 +307,7 @@ def attack_image(model, image: np.ndarray, config: AttackConfig, label: int | No
     n_classes = len(before)
     label = int(before.argmax()) if label is None else int(label)
     adv = attack(logits_fn, x, [label], config, n_classes)
-    adv8 = to_uint8_within(adv[0], np.rint(x[0]), config.epsilon)
+    adv8 = to_uint8_within(adv[0], x[0], config.epsilon)  # within epsilon of the image itself, even a float one
     after = tf.nn.softmax(logits_fn(tf.convert_to_tensor(adv8[None].astype(np.float32)))).numpy()[0]
     perturbation = adv8.astype(np.float32) - x[0]
     return {"adversarial": adv8, "perturbation": perturbation, "before": before, "after": after,
