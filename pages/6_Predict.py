@@ -4,12 +4,12 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.errors import TLError
-from tlcore.explain import grad_cam, overlay
+from tlcore.explain import conv_layers, feature_grid, feature_maps, grad_cam, overlay
 from tlcore.images import ImageDecodeError, decode_image
 from ui import state
 from ui.charts import probabilities_figure
 from ui.layout import choose_run, guard, setup, t
-from ui.models import run_model, tflite_model
+from ui.models import backbone_structure, run_model, tflite_model
 
 setup("predict.title")
 run_dir = choose_run()
@@ -42,3 +42,11 @@ if source is not None:
             cam_class = c1.selectbox(t("cam.class"), model.classes, index=best)
             cam = grad_cam(model, image, model.classes.index(cam_class))
             c1.image(overlay(image, cam["heatmap"]), caption=t("cam.caption", label=cam_class), width="stretch")
+        if choice == "keras" and c2.toggle(t("maps.show"), help=t("maps.help")):
+            layers = conv_layers(backbone_structure(model.spec.name))
+            layer = c2.select_slider(t("maps.layer"), layers, value=layers[len(layers) // 4])
+            maps = feature_maps(model, image, layer, max_maps=16)
+            scale = max(1, 96 // maps.shape[1])  # late layers are a few pixels wide: enlarge them
+            c2.image(feature_grid(maps, columns=4, scale=scale),
+                     caption=t("maps.caption", layer=layer, n=len(maps), depth=layers.index(layer) + 1,
+                               total=len(layers)))

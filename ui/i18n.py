@@ -352,6 +352,14 @@ CATALOG: dict[str, tuple[str, str]] = {
         "{label} idéal : le modèle lui donne {p:.1%}"),
     "adv.ideal_evolution": ("How it grew (steps):",
         "Comment elle est apparue (pas) :"),
+    "maps.show": ("Show feature maps of a backbone layer",
+        "Montrer les cartes de caractéristiques d'une couche"),
+    "maps.help": ("What the backbone's channels respond to in this photo: early layers find edges and textures, later layers larger parts. The 16 most active channels are shown, bright where they respond.",
+        "Ce à quoi réagissent les canaux du backbone sur cette photo : les premières couches trouvent contours et textures, les suivantes des parties plus grandes. Les 16 canaux les plus actifs sont montrés, clairs là où ils réagissent."),
+    "maps.layer": ("Layer (early → late)",
+        "Couche (première → dernière)"),
+    "maps.caption": ("{layer} (layer {depth} of {total}): the {n} most active channels",
+        "{layer} (couche {depth} sur {total}) : les {n} canaux les plus actifs"),
 }
 
 

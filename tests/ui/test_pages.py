@@ -202,3 +202,19 @@ def test_evaluate_page_shows_grad_cam_on_mistakes(trained, sid, workspace):
     assert not at.exception
     galleries = [img for img in at.get("image") if img.captions and img.captions[0].startswith("true ")]
     assert len(galleries) == 1 and len(galleries[0].captions) == min(n_mistakes, 8)
+
+
+def test_predict_page_shows_feature_maps_of_a_chosen_layer(trained):
+    sid, _ = trained
+    at = open_page("pages/6_Predict.py", sid)
+    at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
+    at.toggle[1].set_value(True).run()
+    assert not at.exception
+    layers = at.select_slider[0].options
+    assert len(layers) > 4
+    caption = next(c for img in at.get("image") for c in img.captions if "most active channels" in c)
+    assert caption.startswith(at.select_slider[0].value) and "the 16 most active channels" in caption
+    at.select_slider[0].set_value(layers[-1]).run()
+    assert not at.exception
+    assert any(c.startswith(f"{layers[-1]} (layer {len(layers)} of {len(layers)})")
+               for img in at.get("image") for c in img.captions)
