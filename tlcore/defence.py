@@ -132,7 +132,7 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
     run_config["adversarial_training"] = asdict(config)
     save_run(out, run.model, run.classes, run_config, summary,
              extra={"samples.json": samples, "predictions.json": predictions})
-    return {"run_dir": str(out), "classes": run.classes, "history": history, "split": split, "n": int(len(curve_y)),
+    return {"run_dir": str(out), "classes": run.classes, "backbone": run.spec.name, "history": history, "split": split, "n": int(len(curve_y)),
             "val_accuracy": summary["val_accuracy"], "test_accuracy": summary["test_accuracy"],
             "curve_steps": config.curve_steps, "before": before, "after": after,
             "seconds": round(time.perf_counter() - t_start, 3)}

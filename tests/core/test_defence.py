@@ -55,6 +55,7 @@ def test_harden_trains_the_head_on_adversarial_images_and_saves_a_loadable_run(t
                     out=tmp_path / "hardened", epsilons=EPSILONS, on_epoch=lambda e, logs: epochs.append(logs))
     assert [e["epoch"] for e in epochs] == [1, 2] and all(e["phase"] == "adversarial" for e in epochs)
     assert result["run_dir"] == str(tmp_path / "hardened")
+    assert result["backbone"] == "efficientnet_lite0"  # the run lists label runs by it
     for name in ("before", "after"):
         assert result[name]["epsilons"] == list(EPSILONS) and len(result[name]["pgd"]) == len(EPSILONS)
     hardened = load_run(tmp_path / "hardened")
