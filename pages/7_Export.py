@@ -20,6 +20,7 @@ formats = st.multiselect(t("export.formats"), list(FORMATS), default=["tflite-fl
 low, high = RECOMMENDED_CALIBRATION
 int8_io, calibration = False, 2 * low
 if "tflite-int8" in formats:
+    n_train = 0  # unknown when samples.json cannot be read (guard says why): the full slider then
     with guard():
         n_train = sum(1 for s in read_run_json(run_dir, "samples.json") if s.get("split") == "train")
     c1, c2 = st.columns([2, 1])

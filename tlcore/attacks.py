@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import TLError
 
-__all__ = ["AttackConfig", "METHODS", "logits_function", "fgsm", "pgd", "attack", "attack_data", "attack_image", "robustness_curve",
+__all__ = ["AttackConfig", "METHODS", "classifier_parts", "logits_function", "fgsm", "pgd", "attack", "attack_data", "attack_image", "robustness_curve",
            "to_uint8_within"]
 
 METHODS = ("fgsm", "pgd")
@@ -37,11 +37,12 @@ class AttackConfig:
     seed: int = 0
 
 
-def logits_function(model) -> Callable:
-    """``f(images) -> logits`` for a classifier built by :func:`tlcore.model.build_classifier`.
+def classifier_parts(model) -> tuple:
+    """``(backbone, head_logits)`` of a classifier built by :func:`tlcore.model.build_classifier`.
 
-    The head ends in a softmax Dense layer; its kernel and bias give the
-    logits directly. Dropout is off (inference), as everywhere else here.
+    ``head_logits(features)`` maps backbone features to logits: the head
+    ends in a softmax Dense layer whose kernel and bias give them directly.
+    Dropout is off (inference), as everywhere else here.
     """
     import tensorflow as tf
 
@@ -53,13 +54,18 @@ def logits_function(model) -> Callable:
         raise TLError("this model is not a Transfer Lab classifier (no head_dense layer)") from None
     before = [layer for layer in head.layers if layer is not dense and "dropout" not in layer.name]
 
-    def logits(images):
-        h = backbone(images, training=False)
+    def head_logits(features):
         for layer in before:
-            h = layer(h, training=False)
-        return tf.matmul(h, dense.kernel) + dense.bias
+            features = layer(features, training=False)
+        return tf.matmul(features, dense.kernel) + dense.bias
 
-    return logits
+    return backbone, head_logits
+
+
+def logits_function(model) -> Callable:
+    """``f(images) -> logits`` for a classifier built by :func:`tlcore.model.build_classifier`."""
+    backbone, head_logits = classifier_parts(model)
+    return lambda images: head_logits(backbone(images, training=False))
 
 
 def _validate(config: AttackConfig, n_classes: int) -> None:

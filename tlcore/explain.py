@@ -22,7 +22,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from .attacks import logits_function
+from .attacks import classifier_parts, logits_function
 from .errors import TLError
 from .run import RunModel
 
@@ -49,25 +49,12 @@ def _classifier(model) -> keras.Model:
 def _parts(model):
     """``(classifier, backbone, features -> logits)`` for a Transfer Lab classifier.
 
-    :func:`tlcore.attacks.logits_function` validates the model and is the
-    reference for images -> logits; Grad-CAM needs the head's half alone
-    (features -> logits) because it must see the backbone's intermediate map.
+    Grad-CAM needs the head's half alone (features -> logits) because it must
+    see the backbone's intermediate map; :func:`tlcore.attacks.classifier_parts`
+    gives both halves (and refuses a model that is not a Transfer Lab classifier).
     """
     classifier = _classifier(model)
-    logits_function(classifier)  # raises TLError when this is not a Transfer Lab classifier
-    import tensorflow as tf
-
-    backbone = classifier.layers[1]
-    head = classifier.get_layer("head")
-    dense = head.get_layer("head_dense")
-    # The same layers logits_function applies: Standardize if present, no dropout, dense without softmax.
-    before = [layer for layer in head.layers if layer is not dense and "dropout" not in layer.name]
-
-    def head_logits(features):
-        for layer in before:
-            features = layer(features, training=False)
-        return tf.matmul(features, dense.kernel) + dense.bias
-
+    backbone, head_logits = classifier_parts(classifier)
     return classifier, backbone, head_logits
 
 
