@@ -22,7 +22,7 @@ from .paths import default_cache_dir
 __all__ = ["FeatureCache", "FeatureResult", "extract_features"]
 
 # Bump when decoding or resizing changes, so stale embeddings are never reused.
-DECODE_VERSION = "1"
+DECODE_VERSION = "2"  # 2: transparent colours in L/RGB blended on white, 16-bit rounding
 
 
 class FeatureCache:

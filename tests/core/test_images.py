@@ -279,3 +279,71 @@ def test_load_image_reads_a_written_file(tmp_path):
     check_rgb(out, (8, 8))
     assert is_colour(out.reshape(-1, 3).mean(axis=0), RED, 25)
     assert np.array_equal(load_image(str(path)), np.asarray(Image.open(path).convert("RGB")))
+
+
+# --- more modes (TIFF carries most of them) ------------------------------------------------------
+
+
+def test_ycbcr_tiff():
+    img = Image.new("YCbCr", (6, 4), (81, 90, 240))  # red in YCbCr
+    data = encode(img, "TIFF")
+    assert Image.open(io.BytesIO(data)).mode == "YCbCr"
+    assert is_colour(decode_image(data)[2, 3], (255, 0, 0), 25)
+
+
+def test_lab_tiff():
+    from PIL import ImageCms
+
+    to_lab = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
+    img = ImageCms.applyTransform(Image.new("RGB", (6, 4), RED), to_lab)
+    data = encode(img, "TIFF")
+    assert Image.open(io.BytesIO(data)).mode == "LAB"
+    assert is_colour(decode_image(data)[2, 3], RED, 25)
+
+
+def test_palette_with_alpha_tiff_is_blended_on_white():
+    img = Image.new("PA", (6, 4), (1, 255))
+    img.putpalette([0, 0, 0, 10, 200, 10] + [0] * 762)
+    img.paste((1, 0), (3, 0, 6, 4))  # right half transparent
+    data = encode(img, "TIFF")
+    assert Image.open(io.BytesIO(data)).mode == "PA"
+    out = decode_image(data)
+    assert (out[:, :3] == (10, 200, 10)).all() and (out[:, 3:] == 255).all()
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0, 100, 255], [0, 100, 255]),  # 8-bit data in a 32-bit image: kept as it is
+    ([0, 32768, 65535], [0, 128, 255]),  # 16-bit data: the 16-bit scale, like I;16
+    ([-1000, 0, 1000], [0, 128, 255]),  # anything else: stretched, never clipped
+])
+def test_32_bit_integer_grey_uses_the_range_it_needs(values, expected):
+    img = Image.fromarray(np.array([values], np.int32), "I")
+    out = decode_image(encode(img, "TIFF")).astype(int)
+    assert (np.abs(out[0, :, 0] - expected) <= 1).all(), out[0, :, 0]
+    assert (out[..., 0] == out[..., 2]).all()
+
+
+def test_float_image_with_nan_and_infinity():
+    values = np.array([[0.0, np.nan, 0.5, np.inf, 1.0, -np.inf]], np.float32)
+    out = decode_image(encode(Image.fromarray(values, "F"), "TIFF"))[0, :, 0].astype(int)
+    assert out.tolist()[0] == 0 and abs(out[2] - 128) <= 1 and out[4] == 255
+    assert out[1] == out[3] == out[5] == 0  # not finite: black, and the finite range is kept
+
+
+def test_large_non_jpeg_is_resized_to_the_requested_size():
+    out = decode_image(encode(halves(3000, 1000), "PNG"), (48, 16))
+    check_rgb(out, (16, 48))
+    assert is_colour(out[8, 2], RED) and is_colour(out[8, 45], BLUE)
+
+
+# --- content, not the name -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt, name", [("PNG", "photo.jpg"), ("JPEG", "photo.png"), ("WEBP", "photo.gif"),
+                                       ("TIFF", "photo"), ("BMP", "photo.txt")])
+def test_format_comes_from_the_content_not_the_name(tmp_path, fmt, name):
+    path = tmp_path / name
+    path.write_bytes(encode(halves(), fmt, **({"lossless": True} if fmt == "WEBP" else {})))
+    out = load_image(path)
+    check_rgb(out, (20, 40))
+    assert is_colour(out[10, 5], RED) and is_colour(out[10, 35], BLUE)
