@@ -2,16 +2,17 @@
 
 Accepted sources: a folder of class folders; a folder holding ``train/``,
 ``val/`` and optionally ``test/`` (each of class folders, splits respected);
-a ``.zip`` of either; or a list of ``(file, label)`` pairs.
+a ``.zip`` of either (extracted by :func:`tlcore.archive.safe_extract`, which
+refuses hostile entries); or a list of ``(file, label)`` pairs.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 import zipfile
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .archive import is_junk_name, safe_extract
 from .errors import TLError
 from .paths import default_cache_dir
 
@@ -27,7 +29,9 @@ __all__ = ["Sample", "Dataset", "SPLITS", "load_dataset", "check_classes", "stra
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                   "validation": "val", "test": "test", "testing": "test"}
-_IGNORED_DIRS = {"__MACOSX"}
+# Bumped when extraction rules change, so older cached extractions are not reused.
+_EXTRACTION_VERSION = b"safe-extract-2\0"
+_REFUSED_FILE = ".tlcore-refused.json"  # hidden, so never taken for an image
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,8 @@ class Dataset:
 
 
 def _visible(p: Path) -> bool:
-    return not p.name.startswith(".") and p.name not in _IGNORED_DIRS
+    # hidden files and the clutter operating systems leave (__MACOSX, Thumbs.db, desktop.ini)
+    return not p.name.startswith(".") and not is_junk_name(p.name)
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -95,42 +100,52 @@ def _from_folder(folder: Path) -> Dataset:
     return Dataset(samples, classes)
 
 
-def _extract_zip(path: Path) -> Path:
-    """Extract a zip once into the cache (keyed by content); refuse entries escaping it."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+def _digest(path: Path) -> str:
+    h = hashlib.sha256(_EXTRACTION_VERSION)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):  # archives can be larger than memory should hold
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _extract_zip(path: Path) -> tuple[Path, list[dict]]:
+    """Extract a zip once into the cache (keyed by content) with :func:`safe_extract`.
+
+    Returns the folder and the refused entries (``{name, reason}``), which are
+    kept next to the files so a later load from the cache reports them too.
+    """
+    try:
+        digest = _digest(path)
+    except OSError as exc:
+        raise TLError(f"{path.name!r} cannot be read ({exc.strerror or exc})") from None
     target = default_cache_dir() / "zips" / digest
     if target.is_dir():
-        return target
+        return target, _read_refused(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
     try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                name = info.filename.replace("\\", "/")
-                dest = (tmp / name).resolve()
-                if not dest.is_relative_to(tmp.resolve()) or name.startswith("/"):
-                    raise TLError(f"{path.name!r} holds an entry that escapes its folder ({info.filename!r})")
-                if info.is_dir():
-                    dest.mkdir(parents=True, exist_ok=True)
-                    continue
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(dest, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        out.write(chunk)
+        refused = safe_extract(path, tmp)
         try:
+            (tmp / _REFUSED_FILE).write_text(json.dumps(refused), encoding="utf-8")
             os.replace(tmp, target)
-        except OSError:
+        except OSError as exc:
             if not target.is_dir():  # else another process extracted the same zip meanwhile
-                raise
-    except zipfile.BadZipFile:
-        raise TLError(f"{path.name!r} is not a valid zip file") from None
-    except (zlib.error, NotImplementedError, EOFError, ValueError, OSError) as exc:
-        # damaged data, or a compression method Python cannot read (e.g. Deflate64)
-        raise TLError(f"{path.name!r} cannot be extracted ({exc})") from None
+                raise TLError(f"{path.name!r} cannot be extracted ({exc.strerror or exc})") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return target, refused
+
+
+def _read_refused(folder: Path) -> list[dict]:
+    try:
+        refused = json.loads((folder / _REFUSED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(refused, list):
+        return []
+    return [r for r in refused if isinstance(r, dict) and isinstance(r.get("name"), str)
+            and isinstance(r.get("reason"), str)]
 
 
 def _unwrap_single_folder(folder: Path) -> Path:
@@ -148,8 +163,13 @@ def _unwrap_single_folder(folder: Path) -> Path:
 def load_dataset(source) -> Dataset:
     """Load a dataset description (no pixels) from any accepted source.
 
+    Entries a zip holds but that are refused (paths leading outside the
+    archive, links, encrypted entries, nested archives, ...) are listed in
+    ``skipped`` as ``{"path": "<zip> > <entry>", "entry", "reason"}``.
+
     Raises :class:`TLError` when the source does not exist, is not one of the
-    accepted layouts, or has fewer than two classes or an empty class.
+    accepted layouts, is an unsafe or damaged archive, or has fewer than two
+    classes or an empty class.
     """
     if isinstance(source, (list, tuple)):
         samples = []
@@ -160,18 +180,41 @@ def load_dataset(source) -> Dataset:
                 raise TLError(f"expected (file, label) pairs, got {item!r}") from None
             samples.append(Sample(str(path), str(label)))
         dataset = Dataset(samples, sorted({s.label for s in samples}))
+        check_classes(dataset.samples, dataset.classes, "the data")
+        return dataset
+    path = Path(source)
+    if not path.exists():
+        raise TLError(f"data source {str(path)!r} does not exist")
+    refused: list[dict] = []
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise TLError(f"{str(path)!r} is neither a folder nor a zip file")
+        folder, refused = _extract_zip(path)
+        root = _unwrap_single_folder(folder)
     else:
-        path = Path(source)
-        if not path.exists():
-            raise TLError(f"data source {str(path)!r} does not exist")
-        if path.is_file():
-            if not zipfile.is_zipfile(path):
-                raise TLError(f"{str(path)!r} is neither a folder nor a zip file")
-            dataset = _from_folder(_unwrap_single_folder(_extract_zip(path)))
-        else:
-            dataset = _from_folder(path)
-    check_classes(dataset.samples, dataset.classes, str(source) if not isinstance(source, (list, tuple)) else "the data")
+        root = path
+    dataset = _from_folder(root)
+    dataset.skipped = [{"path": f"{path} > {r['name']}", "entry": r["name"], "reason": r["reason"]}
+                       for r in refused] + dataset.skipped
+    _check_structure(root, dataset, str(source))
+    check_classes(dataset.samples, dataset.classes, str(source))
     return dataset
+
+
+def _check_structure(root: Path, dataset: Dataset, where: str) -> None:
+    """Say what is wrong when there are too few class folders, from what is there instead."""
+    if len(dataset.classes) >= 2 or dataset.has_splits:
+        return
+    loose = sum(1 for p in root.iterdir() if p.is_file() and _visible(p))
+    found = f"only {dataset.classes[0]!r}" if dataset.classes else "none"
+    if loose:
+        raise TLError(f"{where} needs at least two class folders with images; found {found} and {loose} loose "
+                      f"file(s) at the top: put the images in one folder per class (for example cats/ and dogs/)")
+    if not dataset.classes and dataset.skipped:
+        first = dataset.skipped[0]
+        name = first.get("entry", first["path"])
+        raise TLError(f"{where} needs at least two class folders with images; found none, and "
+                      f"{len(dataset.skipped)} entry(ies) were refused (first {name!r}: {first['reason']})")
 
 
 def check_classes(samples: Sequence[Sample], classes: Sequence[str], where: str) -> None:

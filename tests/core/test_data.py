@@ -123,7 +123,17 @@ def test_no_class_folder_is_a_tlerror(tmp_path):
     write_image(root / "a.png", (220, 30, 30))
     with pytest.raises(TLError) as info:
         load_dataset(root)
-    assert_one_sentence(info.value, "two class", "none")
+    assert_one_sentence(info.value, "two class", "none", "1 loose file(s)", "one folder per class")
+
+
+def test_windows_and_mac_clutter_in_folders_is_ignored(tmp_path):
+    root = make_image_folder(tmp_path / "data", n_per_class=2)
+    (root / "red" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (root / "blue" / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    (root / "Thumbs.db").write_bytes(b"x")  # clutter at the top is not a loose image either
+    write_image(root / "blue" / "._blue_0.png", (40, 60, 220))
+    ds = load_dataset(root)
+    assert ds.classes == ["blue", "red"] and len(ds.samples) == 4 and ds.skipped == []
 
 
 def test_empty_class_folder_is_a_tlerror(tmp_path):
@@ -214,20 +224,21 @@ def test_same_zip_loaded_twice_reuses_the_extraction(tmp_path, image_folder):
     assert [s.path for s in first.samples] == [s.path for s in second.samples]
 
 
-@pytest.mark.parametrize("evil", ["../evil.png", "../../evil.png", "red/../../evil.png", "/tmp/tlcore-evil-abs.png"])
-def test_zip_entry_escaping_the_folder_is_refused(tmp_path, image_folder, isolated_cache, evil):
+@pytest.mark.parametrize("evil", ["../evil.png", "../../evil.png", "red/../../evil.png", "/tmp/tlcore-evil-abs.png",
+                                  "C:\\evil.png", "\\\\server\\share\\evil.png"])
+def test_zip_entry_escaping_the_folder_is_refused_and_reported(tmp_path, image_folder, isolated_cache, evil):
     (tmp_path / "inside").mkdir()
     path = zip_folder(image_folder, tmp_path / "inside" / "evil.zip", extra={evil: b"boom"})
-    before = {p for p in tmp_path.rglob("*")} | {p for p in isolated_cache.rglob("*")}
-    with pytest.raises(TLError) as info:
-        load_dataset(path)
-    assert_one_sentence(info.value, "evil.zip", evil)
-    after = {p for p in tmp_path.rglob("*")} | {p for p in isolated_cache.rglob("*")}
-    new_files = [p for p in after - before if p.is_file()]
-    assert new_files == []  # nothing written anywhere, not even the good entries
+    before = set(tmp_path.rglob("*"))
+    ds = load_dataset(path)
+    assert ds.classes == ["blue", "red"] and len(ds.samples) == 16  # the good entries still load
+    assert [(s["path"], s["entry"]) for s in ds.skipped] == [(f"{path} > {evil}", evil)]
+    assert "outside" in ds.skipped[0]["reason"]
+    assert set(tmp_path.rglob("*")) == before  # nothing written next to the zip or above it
     assert not Path("/tmp/tlcore-evil-abs.png").exists()
-    zips = isolated_cache / "zips"
-    assert not zips.exists() or list(zips.iterdir()) == []  # no cached extraction, no temporary folder
+    extracted = [p for p in (isolated_cache / "zips").rglob("*") if p.is_file()]
+    assert all(p.read_bytes() != b"boom" for p in extracted)
+    assert load_dataset(path).skipped == ds.skipped  # a load from the cached extraction reports it too
 
 
 def _patch_member(zip_path: Path, member: str, new_bytes: bytes | None = None, method: int | None = None):
