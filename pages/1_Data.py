@@ -57,6 +57,10 @@ if classes:
                 st.warning(t("data.rejected", n=len(rejected)))
                 st.dataframe(rejected, hide_index=True)
 
+with guard():  # a bad TLCORE_MAX_SESSION_MB is one sentence, like every other setting
+    quota = ws.quota()
+    st.caption(t("data.quota", used=quota["used_mb"], session=quota["session_mb"], file=quota["file_mb"]))
+
 st.subheader(t("data.classes"))
 counts = ws.counts()
 if not counts:

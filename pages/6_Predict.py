@@ -1,4 +1,4 @@
-"""Predict: classify a new photo (upload or webcam) with a trained run or one of its TFLite exports."""
+"""Predict: classify a new photo (upload or webcam) with a trained run, one of its TFLite exports, or a model file."""
 from pathlib import Path
 
 import streamlit as st
@@ -6,27 +6,45 @@ import streamlit as st
 from tlcore.errors import TLError
 from tlcore.explain import conv_layers, feature_grid, feature_maps, grad_cam, overlay
 from tlcore.images import ImageDecodeError, decode_image
+from tlcore.run import RunModel
 from ui import state
 from ui.charts import probabilities_figure
 from ui.layout import choose_run, guard, setup, t
+from ui.model_upload import load_uploaded_model, uploaded_model
 from ui.models import backbone_structure, run_model, tflite_model
 
 setup("predict.title")
 run_dir = choose_run()
 exported = state.exported_tflite(run_dir)
-choices = ["keras"] + [str(p) for p in exported]
-choice = st.radio(t("predict.model"), choices, horizontal=True,
-                  format_func=lambda c: t("predict.keras") if c == "keras" else t("predict.tflite", name=Path(c).name))
+uploaded = uploaded_model()
+if st.session_state.pop("tl_choose_uploaded", False):  # a model file just loaded: select it
+    st.session_state["predict_model"] = "uploaded"
+choices = ["keras"] + [str(p) for p in exported] + (["uploaded"] if uploaded else [])
+labels = {"keras": t("predict.keras"), "uploaded": t("predict.uploaded", name=uploaded["name"]) if uploaded else ""}
+choice = st.radio(t("predict.model"), choices, horizontal=True, key="predict_model",
+                  format_func=lambda c: labels.get(c) or t("predict.tflite", name=Path(c).name))
 if not exported:
     st.caption(t("predict.tflite_hint"))
 left, right = st.columns([1, 1])
 upload = left.file_uploader(t("predict.upload"), type=None)
 shot = right.camera_input(t("predict.camera"))
 source = shot or upload
+with st.expander(t("predict.model_file")):
+    model_file = st.file_uploader(t("predict.model_file_upload"), type=None, key="model_file",
+                                  help=t("predict.model_file_help"))
+    if model_file is not None:
+        # Nothing in the session changes unless the file loads; a refused one leaves the chosen model in use.
+        with guard():
+            if load_uploaded_model(model_file.name, model_file.getvalue()):
+                st.session_state["tl_choose_uploaded"] = True
+                st.rerun()
 
 if source is not None:
     with guard():
-        model = run_model(run_dir) if choice == "keras" else tflite_model(Path(choice))
+        if choice == "uploaded":
+            model = uploaded["model"]
+        else:
+            model = run_model(run_dir) if choice == "keras" else tflite_model(Path(choice))
         try:
             image = decode_image(source.getvalue(), model.input_size)
         except ImageDecodeError as exc:
@@ -38,11 +56,12 @@ if source is not None:
         c2.markdown(t("predict.result", label=model.classes[best], conf=float(probs[best])))
         c2.caption(t("predict.topk"))
         c2.plotly_chart(probabilities_figure(model.classes, probs.tolist(), {"probability": t("chart.probability")}))
-        if choice == "keras" and c1.toggle(t("cam.show"), help=t("cam.help")):
+        keras_run = isinstance(model, RunModel)  # Grad-CAM and feature maps need a backbone Transfer Lab built
+        if keras_run and c1.toggle(t("cam.show"), help=t("cam.help")):
             cam_class = c1.selectbox(t("cam.class"), model.classes, index=best)
             cam = grad_cam(model, image, model.classes.index(cam_class))
             c1.image(overlay(image, cam["heatmap"]), caption=t("cam.caption", label=cam_class), width="stretch")
-        if choice == "keras" and c2.toggle(t("maps.show"), help=t("maps.help")):
+        if keras_run and c2.toggle(t("maps.show"), help=t("maps.help")):
             layers = conv_layers(backbone_structure(model.spec.name))
             layer = c2.select_slider(t("maps.layer"), layers, value=layers[len(layers) // 4])
             maps = feature_maps(model, image, layer, max_maps=16)

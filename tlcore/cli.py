@@ -78,6 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--augment", action="store_true", help="flip and brightness/contrast/saturation ±0.2")
     p.add_argument("--augment-copies", type=int, default=d.augment_copies)
+    _resume_option(p)
     _job_options(p)
 
     p = sub.add_parser("finetune", help="fine-tune a trained run: unfreeze the backbone's top layers")
@@ -89,15 +90,20 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--augment", action="store_true")
+    _resume_option(p)
     _job_options(p)
 
-    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .tflite) on labelled data")
-    p.add_argument("run_dir", help="run directory, or a .tflite file with labels.txt beside it")
+    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras or .tflite) on labelled data")
+    p.add_argument("run_dir", metavar="MODEL",
+                   help="run directory, .keras file, or .tflite file with labels.txt beside it "
+                        "(pickles and full-model .h5 files are refused: they can run code)")
     p.add_argument("data")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("predict", help="classify images with a run or an exported .tflite")
-    p.add_argument("run_dir", help="run directory, or a .tflite file with labels.txt beside it")
+    p = sub.add_parser("predict", help="classify images with a run or an exported .keras or .tflite")
+    p.add_argument("run_dir", metavar="MODEL",
+                   help="run directory, .keras file, or .tflite file with labels.txt beside it "
+                        "(pickles and full-model .h5 files are refused: they can run code)")
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
@@ -187,6 +193,24 @@ def _formats(text: str) -> list[str]:
     return names
 
 
+def _resume_option(p) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last completed epoch (same command and settings)")
+
+
+def _resume_event(events, args, out, kept) -> None:
+    """Tell a following page which epochs the resumed run keeps (its curves restart from them).
+
+    ``kept(checkpoint)`` is how many of them this command itself had completed.
+    """
+    if events and args.resume and out:
+        from .checkpoint import checkpoint_dir, load_checkpoint
+
+        found = load_checkpoint(checkpoint_dir(out))
+        if found is not None:
+            events({"type": "resume", "history": found.history, "done": kept(found)})
+
+
 def _job_options(p) -> None:
     p.add_argument("--progress", metavar="FILE", help="append progress events (JSON lines) to FILE")
     p.add_argument("--stop-file", metavar="FILE", help="stop after the current epoch once FILE exists")
@@ -263,7 +287,33 @@ def _run_with_events(args, events, start: dict, work, report=None):
     """Run ``work()`` bracketed by start and done/error events (what a following page reads).
 
     Unless ``--json``, ``report(result)`` prints the human summary (default: a training run's).
+    As a job (``--progress``), it first takes one of the server's job slots, waiting in line with
+    ``waiting`` events while none is free; a stop while waiting ends the command without work.
     """
+    slot = None
+    if getattr(args, "progress", None):
+        from .slots import acquire
+
+        def on_wait(position, slots):
+            if events:
+                events({"type": "waiting", "position": position, "slots": slots})
+
+        stop = (lambda: Path(args.stop_file).exists()) if getattr(args, "stop_file", None) else None
+        try:
+            slot = acquire(on_wait=on_wait, should_stop=stop)
+        except TLError as exc:  # a bad TLCORE_MAX_JOBS: the page shows why the job failed
+            if events:
+                events({"type": "error", "message": _one_line(exc)})
+            raise
+        if slot is None:
+            # Nothing ran, so no result to report; the job reads as stopped (its STOP file exists).
+            if events:
+                events({"type": "done", "result": {}, "started": False})
+            if args.json:
+                print(json.dumps({}))
+            else:
+                print("stopped while waiting for a free job slot; nothing was run", file=sys.stderr)
+            raise SystemExit(0)  # callers index their command's result, which does not exist
     if events:
         events({"type": "start", **start})
     try:
@@ -272,6 +322,9 @@ def _run_with_events(args, events, start: dict, work, report=None):
         if events:
             events({"type": "error", "message": _one_line(exc) if isinstance(exc, TLError) else "internal error"})
         raise
+    finally:
+        if slot is not None:
+            slot.release()  # the next job in line may start while this one reports
     if events:
         events({"type": "done", "result": result})
     if not args.json:
@@ -292,8 +345,10 @@ def _cmd_train(args):
     events, on_extract, on_epoch, should_stop = _callbacks(args)
     start = {"command": "train", "epochs": config.epochs,
              "fine_tune_epochs": config.fine_tune_epochs if config.fine_tune_layers else 0}
+    _resume_event(events, args, args.out, lambda found: len(found.history))
     return _run_with_events(args, events, start, lambda: train(
-        args.data, config, out=args.out, on_epoch=on_epoch, on_extract=on_extract, should_stop=should_stop))
+        args.data, config, out=args.out, on_epoch=on_epoch, on_extract=on_extract, should_stop=should_stop,
+        resume=args.resume))
 
 
 def _cmd_finetune(args):
@@ -303,19 +358,17 @@ def _cmd_finetune(args):
                          patience=args.patience, batch_size=args.batch_size, augment=args.augment)
     events, _, on_epoch, should_stop = _callbacks(args)
     start = {"command": "finetune", "epochs": 0, "fine_tune_epochs": config.fine_tune_epochs}
+    # Fine-tuning checkpoints count only fine-tuning epochs, which is all this command runs.
+    _resume_event(events, args, args.out or args.run_dir, lambda found: found.epochs_done)
     return _run_with_events(args, events, start, lambda: fine_tune(
-        args.run_dir, config, out=args.out, on_epoch=on_epoch, should_stop=should_stop))
+        args.run_dir, config, out=args.out, on_epoch=on_epoch, should_stop=should_stop, resume=args.resume))
 
 
 def _load_model(path: str):
-    """A run directory's Keras model, or an exported ``.tflite`` file (same prediction API)."""
-    if Path(path).suffix.lower() == ".tflite":
-        from .tflite_model import load_tflite
+    """A run directory, ``.keras`` or ``.tflite`` model (same prediction API); files that can hold code are refused."""
+    from .model_files import load_model_file
 
-        return load_tflite(path)
-    from .run import load_run
-
-    return load_run(path)
+    return load_model_file(path)
 
 
 def _labelled_probs(run, data):

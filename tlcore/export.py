@@ -183,11 +183,23 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _write_keras(model, out: Path) -> None:
+def _write_keras(model, out: Path, run_config: dict | None = None) -> None:
+    """``model.save`` to ``out``, plus the run's config as ``tlcore.json`` inside the archive.
+
+    With that entry Transfer Lab reloads the file by rebuilding the
+    architecture itself and reading only the weights (:mod:`tlcore.model_files`);
+    Keras ignores the extra entry, so ``keras.saving.load_model`` still works.
+    """
+    import json
+    import zipfile
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         model.save(str(tmp / "model.keras"))
+        if run_config is not None:
+            with zipfile.ZipFile(tmp / "model.keras", "a") as archive:
+                archive.writestr("tlcore.json", json.dumps(run_config, indent=2))
         os.replace(tmp / "model.keras", out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -327,7 +339,7 @@ def export_formats(
                 data = convert_tflite(saved_model_dir, fmt, calib if fmt == "tflite-int8" else None, config.int8_io)
                 write_bytes_atomic(target, data)
             elif fmt == "keras":
-                _write_keras(run.model, target)
+                _write_keras(run.model, target, run.config)
             else:
                 _write_saved_model(run.model, target)
             labels = target.parent / "labels.txt"

@@ -5,7 +5,8 @@ A job directory holds ``job.json`` (command, pid, start time),
 goes), ``result.json`` (the command's JSON result), ``stderr.log`` and, when
 a stop was asked for, ``STOP``. The worker is ``python -m tlcore`` itself, so
 the dashboard trains exactly as the CLI does, and a browser refresh or a
-widget click never touches it.
+widget click never touches it. Before working, a worker takes one of the
+server's job slots (:mod:`tlcore.slots`); until it has one, its job is waiting.
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["start_job", "read_events", "job_status", "request_stop", "list_jobs", "EventWriter"]
+__all__ = ["start_job", "read_events", "job_status", "request_stop", "list_jobs", "EventWriter", "LIVE"]
+
+# A job in one of these states still has a worker process (waiting for a slot, working, or ending).
+LIVE = ("waiting", "running", "stopping")
 
 _EVENTS, _RESULT, _STOP, _META = "events.jsonl", "result.json", "STOP", "job.json"
 
@@ -37,7 +41,14 @@ class EventWriter:
 
 
 def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: dict | None = None) -> Path:
-    """Start ``python -m tlcore ARGS --json --progress ... --stop-file ...`` for ``job_dir``."""
+    """Start ``python -m tlcore ARGS --json --progress ... --stop-file ...`` for ``job_dir``.
+
+    The worker waits for a free slot (at most ``$TLCORE_MAX_JOBS`` jobs run at once on the
+    server) before it works; meanwhile its status is ``waiting``.
+    """
+    from .slots import max_jobs
+
+    max_jobs()  # a bad TLCORE_MAX_JOBS is said now, not as a failed job later
     job_dir = Path(job_dir).absolute()
     job_dir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "tlcore", *args, "--json",
@@ -62,7 +73,7 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
 def _wait_and_record(proc: subprocess.Popen, job_dir: Path) -> None:
     code = proc.wait()
     stdout = (job_dir / "stdout.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    record = {"exit_code": code}
+    record = {"exit_code": code, "pid": proc.pid}  # the pid: a resumed job must not read its predecessor's end
     if code == 0 and stdout:
         try:
             record["result"] = json.loads(stdout[-1])
@@ -94,6 +105,24 @@ def read_events(job_dir: str | Path) -> list[dict]:
     return events
 
 
+def _last_event(job_dir: Path, tail: int = 4096) -> dict:
+    """The last complete event, read from the end of the file (pages ask every second; the file grows)."""
+    try:
+        with open(job_dir / _EVENTS, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - tail))
+            lines = f.read().splitlines(keepends=True)
+    except OSError:
+        return {}
+    if size > tail:
+        lines = lines[1:]  # the first line read may be the end of a longer one
+    complete = [line for line in lines if line.endswith(b"\n")]
+    try:
+        return json.loads(complete[-1]) if complete else {}
+    except ValueError:
+        return {}
+
+
 def _alive(pid: int) -> bool:
     if pid <= 0:  # os.kill(0 or -1, 0) would probe a whole group of processes, not one
         return False
@@ -108,7 +137,11 @@ def _alive(pid: int) -> bool:
 
 
 def job_status(job_dir: str | Path) -> dict:
-    """``{"status": running|done|stopped|failed, "result"?, "error"?, ...}`` of a job."""
+    """``{"status": waiting|running|stopping|done|stopped|failed|missing, "result"?, "error"?, ...}`` of a job.
+
+    A waiting job (its worker is in line for a free slot, see :mod:`tlcore.slots`) also has
+    ``position`` (1 = next) and ``slots`` (how many jobs run at once on this server).
+    """
     job_dir = Path(job_dir)
     try:
         meta = json.loads((job_dir / _META).read_text(encoding="utf-8"))
@@ -119,9 +152,16 @@ def job_status(job_dir: str | Path) -> dict:
         record = json.loads((job_dir / _RESULT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         record = None
+    if record is not None and record.get("pid", meta.get("pid")) != meta.get("pid"):
+        record = None  # written late by the reaper of a worker this job has since replaced (resume)
     if record is None:
         if _alive(int(meta.get("pid", -1))):
-            return {**meta, "status": "stopping" if stopped else "running"}
+            if stopped:
+                return {**meta, "status": "stopping"}
+            last = _last_event(job_dir)
+            if last.get("type") == "waiting":
+                return {**meta, "status": "waiting", "position": last.get("position"), "slots": last.get("slots")}
+            return {**meta, "status": "running"}
         # The worker is gone without a result (killed, or the server restarted).
         events = read_events(job_dir)
         last = events[-1] if events else {}

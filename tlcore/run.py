@@ -3,14 +3,15 @@
 Layout: ``config.json`` (backbone, classes, training settings),
 ``model.weights.h5`` (backbone and head weights, so reloading never needs
 the network), ``labels.txt`` (one class per line, output order) and
-``metrics.json``. The directory is written beside its target and renamed
-into place, so a crash never leaves a half-written run.
+``metrics.json``. The directory is written beside its target, flushed to
+disk and renamed into place, so a crash never leaves a half-written run.
 """
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,12 +20,14 @@ import keras
 import numpy as np
 
 from . import __version__
+from .atomic import recover_dir, replace_dir
 from .errors import TLError
 from .images import ImageDecodeError, load_image
 from .model import build_classifier, build_head
 from .registry import BackboneSpec, create_backbone, get_spec
 
-__all__ = ["RunModel", "predict_image_files", "save_run", "load_run", "read_run_json", "held_out_samples"]
+__all__ = ["RunModel", "predict_image_files", "save_run", "load_run", "build_run_model", "read_run_json",
+           "held_out_samples"]
 
 _WEIGHTS = "model.weights.h5"
 
@@ -95,13 +98,7 @@ def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], co
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         for name, content in (extra or {}).items():
             (tmp / name).write_text(json.dumps(content), encoding="utf-8")
-        old = None
-        if run_dir.exists():
-            old = run_dir.parent / f".{run_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
-            run_dir.rename(old)
-        tmp.rename(run_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, run_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -110,29 +107,46 @@ def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], co
 
 def load_run(run_dir: str | Path) -> RunModel:
     """Rebuild the classifier saved in ``run_dir`` (no network needed)."""
-    run_dir = Path(run_dir)
+    run_dir = recover_dir(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.is_file() or not (run_dir / _WEIGHTS).is_file():
         raise TLError(f"{str(run_dir)!r} is not a run directory (no config.json or {_WEIGHTS})")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        classes = list(config["classes"])
-        spec = get_spec(config["backbone"])
-        size = int(config.get("input_size", spec.input_size))
-    except (ValueError, KeyError, TypeError) as exc:
+    except ValueError as exc:
         raise TLError(f"{str(config_path)!r} is damaged ({exc})") from exc
-    backbone = create_backbone(spec.name, weights=None, input_shape=(size, size, 3))
-    train_config = config.get("train", {})
-    head = build_head(spec.feature_dim, len(classes), float(train_config.get("dropout", 0.2)),
-                      standardize=train_config.get("weights", "imagenet") is None)
-    model = build_classifier(backbone, head)
+    run = build_run_model(config, str(config_path))
     try:
-        model.load_weights(str(run_dir / _WEIGHTS))
+        with warnings.catch_warnings():
+            # Keras only warns for a weights group it cannot place, leaving those layers random.
+            warnings.simplefilter("error", UserWarning)
+            run.model.load_weights(str(run_dir / _WEIGHTS))
     except Exception as exc:  # Keras raises several types for a mismatched file
         # Keras's message spans many lines (it dumps the tensors); the cause stays chained.
         raise TLError(f"the weights in {str(run_dir)!r} cannot be read or do not match its config.json "
-                      f"(backbone {spec.name!r}, {len(classes)} classes, input size {size})") from exc
-    return RunModel(model, classes, spec, config)
+                      f"(backbone {run.spec.name!r}, {len(run.classes)} classes, input size {run.input_size})") from exc
+    return run
+
+
+def build_run_model(config: dict, source: str) -> RunModel:
+    """The classifier a run's ``config`` describes, with fresh weights, for the caller to load weights into.
+
+    The architecture always comes from the backbone registry and
+    :mod:`tlcore.model`, never from a file, so loading a model file only
+    ever reads numbers. ``source`` names the config in error messages.
+    """
+    try:
+        classes = list(config["classes"])
+        spec = get_spec(config["backbone"])
+        size = int(config.get("input_size", spec.input_size))
+        train_config = config.get("train", {})
+        dropout = float(train_config.get("dropout", 0.2))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TLError(f"{source!r} is damaged ({exc})") from exc
+    backbone = create_backbone(spec.name, weights=None, input_shape=(size, size, 3))
+    head = build_head(spec.feature_dim, len(classes), dropout,
+                      standardize=train_config.get("weights", "imagenet") is None)
+    return RunModel(build_classifier(backbone, head), classes, spec, config)
 
 
 def read_run_json(run_dir: str | Path, name: str):

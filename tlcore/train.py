@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -13,6 +15,8 @@ import keras
 import numpy as np
 
 from .augment import AugmentConfig, augment_image
+from .checkpoint import (Checkpoint, CheckpointCallback, check_matches, checkpoint_dir, data_fingerprint,
+                         load_checkpoint, restore_training)
 from .data import Dataset, Sample, check_classes, load_dataset, stratified_split
 from .errors import TLError
 from .evaluate import classification_metrics
@@ -186,8 +190,62 @@ def _augment_key(config: TrainConfig, copy: int) -> str:
     return f"aug(flip={a.flip},b={a.brightness},c={a.contrast},s={a.saturation},seed={config.seed},copy={copy})"
 
 
+@dataclass
+class _Checkpoints:
+    """Where this run checkpoints each epoch (``folder`` None: nowhere) and the checkpoint it resumes, if any."""
+
+    folder: Path | None
+    settings: dict
+    data: str
+    resume: Checkpoint | None = None
+
+    def resumes(self, phase: str) -> bool:
+        return self.resume is not None and self.resume.phase == phase
+
+    def callbacks(self, phase: str, history: list, early_stopping=None) -> list:
+        if self.folder is None:
+            return []
+        state = lambda: {"phase": phase, "history": history, "settings": self.settings, "data": self.data}  # noqa: E731
+        return [CheckpointCallback(self.folder, state, early_stopping)]
+
+    def finish(self) -> None:
+        """The run is saved: its checkpoints are no longer needed."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _start_checkpoints(out, resume: bool, settings: dict) -> _Checkpoints:
+    """Checkpoints beside ``out``; with ``resume``, the one to continue from (an error when there is none)."""
+    folder = checkpoint_dir(out) if out is not None else None
+    found = None
+    if resume:
+        if folder is None:
+            raise TLError("resuming needs the run folder (--out) the interrupted training was saving to")
+        found = load_checkpoint(folder)
+        if found is None:
+            raise TLError(f"there is no checkpoint to resume in {str(folder)!r}; train again without --resume")
+    # Through JSON, so tuples and lists compare equal to what the checkpoint stored.
+    return _Checkpoints(folder, json.loads(json.dumps(settings)), "", found)
+
+
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping that can start from a checkpoint's counters and best weights."""
+
+    def __init__(self, *args, resume_state: dict | None = None, best_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resume_state, self.resume_best = resume_state, best_weights
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.resume_state:
+            self.wait = self.resume_state["wait"]
+            self.best = self.resume_state["best"] if self.resume_state["best"] is not None else self.best
+            self.best_epoch = self.resume_state["best_epoch"]
+            self.best_weights = self.resume_best
+
+
 def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history, on_epoch, should_stop,
-                     warnings):
+                     warnings, checkpoints: _Checkpoints):
     """Unfreeze the backbone's top layers and train the whole classifier at a low rate."""
     layers = unfreeze_top_layers(backbone, config.fine_tune_layers)
     if not layers:
@@ -197,18 +255,27 @@ def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, 
     classifier = build_classifier(backbone, head)
     classifier.compile(optimizer=keras.optimizers.Adam(config.fine_tune_lr),
                        loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    initial_epoch, early_state, best_weights = 0, None, None
+    if checkpoints.resumes("fine_tune"):
+        best_weights = restore_training(checkpoints.resume, classifier)
+        initial_epoch = checkpoints.resume.epochs_done
+        early_state = checkpoints.resume.state.get("early_stopping")
     sw = None
     if class_weight:
         sw = np.array([class_weight[int(c)] for c in y[idx["train"]]], np.float32)
     train_batches = ImageBatches([paths[i] for i in idx["train"]], y[idx["train"]], size, config.batch_size,
                                  config.seed, sw, augment=config.augment)
-    val_batches = None
-    callbacks = [_Progress("fine_tune", history, on_epoch, should_stop)]
+    val_batches, early = None, None
     if len(idx["val"]):
         val_batches = ImageBatches([paths[i] for i in idx["val"]], y[idx["val"]], size, config.batch_size)
-        callbacks.insert(0, keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True))
-    classifier.fit(train_batches, validation_data=val_batches, epochs=config.fine_tune_epochs, verbose=0,
-                   callbacks=callbacks)
+        early = _ResumableEarlyStopping("val_loss", patience=config.patience, restore_best_weights=True,
+                                        resume_state=early_state, best_weights=best_weights)
+    # Early stopping first (it may end training), then the history, then the checkpoint that stores both.
+    callbacks = ([early] if early else []) + [_Progress("fine_tune", history, on_epoch, should_stop)]
+    callbacks += checkpoints.callbacks("fine_tune", history, early)
+    if initial_epoch < config.fine_tune_epochs:
+        classifier.fit(train_batches, validation_data=val_batches, epochs=config.fine_tune_epochs, verbose=0,
+                       callbacks=callbacks, initial_epoch=initial_epoch)
     return classifier, layers
 
 
@@ -250,6 +317,7 @@ def train(
     on_extract: Callable[[int, int], None] | None = None,
     cache: FeatureCache | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: bool = False,
 ) -> dict:
     """Train a classifier on ``source`` (any input :func:`load_dataset` accepts).
 
@@ -261,11 +329,15 @@ def train(
     loss. ``on_epoch(epoch, logs)`` receives each epoch's losses and
     accuracies; ``on_extract(done, total)`` the embedding progress;
     ``should_stop()`` is polled after each epoch. When ``out`` is given the
-    run is saved there. Returns the summary dict that the CLI prints
-    (classes, counts, accuracies, history, timings, skipped files, warnings).
+    run is saved there, and a checkpoint is written beside it after every
+    epoch (see :mod:`tlcore.checkpoint`) until the run is saved; with
+    ``resume``, training continues from that checkpoint (same settings and
+    data required). Returns the summary dict that the CLI prints (classes,
+    counts, accuracies, history, timings, skipped files, warnings).
     """
     t_start = time.perf_counter()
     _validate(config)
+    checkpoints = _start_checkpoints(out, resume, asdict(config))
     spec = get_spec(config.backbone)
     warnings = _advice(config)
     dataset = source if isinstance(source, Dataset) else load_dataset(source)
@@ -308,6 +380,9 @@ def train(
     if train_counts.min() < 10:
         warnings.append({"code": "few_images", "message": f"class {classes[int(train_counts.argmin())]!r} has only {int(train_counts.min())} training images; 10 or more per class are advised"})
     class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings)
+    checkpoints.data = data_fingerprint((s.path, s.label, sp) for s, sp in zip(samples, splits))
+    if checkpoints.resume is not None:
+        check_matches(checkpoints.resume, checkpoints.settings, checkpoints.data)
 
     x = feats.features
     x_train, y_train = x[idx["train"]], y[idx["train"]]
@@ -323,7 +398,7 @@ def train(
 
     # Phase 1: head on cached features.
     t0 = time.perf_counter()
-    history: list[dict] = []
+    history: list[dict] = checkpoints.resume.history if checkpoints.resume is not None else []
     # Seed here, not earlier: whether the backbone was built (cache miss) must not change the head.
     keras.utils.set_random_seed(config.seed)
     head = build_head(x.shape[1], len(classes), config.dropout, standardize=config.weights is None)
@@ -331,9 +406,16 @@ def train(
         head.get_layer("head_standardize").set_statistics(x_train)
     head.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     val_data = (x[idx["val"]], y[idx["val"]]) if len(idx["val"]) else None
-    head.fit(x_train, y_train, validation_data=val_data, epochs=config.epochs,
-             batch_size=config.batch_size, class_weight=class_weight, shuffle=True, verbose=0,
-             callbacks=[_Progress("head", history, on_epoch, should_stop)])
+    initial_epoch = 0
+    if checkpoints.resumes("head"):
+        restore_training(checkpoints.resume, head)
+        initial_epoch = checkpoints.resume.epochs_done
+    elif checkpoints.resumes("fine_tune"):
+        initial_epoch = config.epochs  # the head phase had finished; its result is in the checkpoint's weights
+    if initial_epoch < config.epochs:
+        head.fit(x_train, y_train, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                 batch_size=config.batch_size, class_weight=class_weight, shuffle=True, verbose=0,
+                 callbacks=[_Progress("head", history, on_epoch, should_stop), *checkpoints.callbacks("head", history)])
     t_train = time.perf_counter() - t0
 
     # Phase 2: fine-tune the top of the backbone, continuing from the phase-1 head.
@@ -345,7 +427,7 @@ def train(
         t0 = time.perf_counter()
         classifier, fine_tuned_layers = _fine_tune_phase(
             get_backbone(), head, sample_paths, y, idx, spec.input_size, config, class_weight, history,
-            on_epoch, should_stop, warnings)
+            on_epoch, should_stop, warnings, checkpoints)
         t_fine = time.perf_counter() - t0
 
     def predict(ids):
@@ -373,6 +455,7 @@ def train(
         split_list = [{"path": p, "label": s.label, "split": sp} for p, s, sp in zip(saved_paths, samples, splits)]
         save_run(out, model, classes, run_config, summary,
                  extra={"samples.json": split_list, "predictions.json": predictions})
+        checkpoints.finish()
         summary["run_dir"] = str(out)
     summary["seconds"] = {**summary["seconds"], "total": round(time.perf_counter() - t_start, 3)}
     return summary
@@ -384,6 +467,7 @@ def fine_tune(
     out: str | Path | None = None,
     on_epoch: EpochCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: bool = False,
 ) -> dict:
     """Phase 2 on a saved run: unfreeze the top layers and continue from its head.
 
@@ -392,13 +476,16 @@ def fine_tune(
     settings (``fine_tune_layers`` >= 1, ``fine_tune_lr``,
     ``fine_tune_epochs``, ``patience``, ``batch_size``, ``augment``); the
     history continues from the run's. Saves to ``out`` (default: replace
-    ``run_dir``) and returns the same summary as :func:`train`.
+    ``run_dir``), checkpointing each epoch beside it (``resume`` continues
+    from that checkpoint), and returns the same summary as :func:`train`.
     """
     t_start = time.perf_counter()
     config = config or TrainConfig(fine_tune_layers=20)
     _validate(config)  # before loading the model, which takes seconds
     if config.fine_tune_layers < 1:
         raise TLError(f"fine-tuning needs at least one layer to unfreeze, got {config.fine_tune_layers}")
+    out = Path(out) if out is not None else Path(run_dir)
+    checkpoints = _start_checkpoints(out, resume, asdict(config))
     run = load_run(run_dir)
     # The run's own settings (head epochs, lr, class weights, ...), with this call's fine-tuning settings on top.
     known = {f.name for f in fields(TrainConfig)}
@@ -419,14 +506,19 @@ def fine_tune(
     y = np.array([classes.index(label) for label in labels], dtype=int)
     idx = {sp: np.array([i for i, s in enumerate(samples) if s["split"] == sp], dtype=int) for sp in ("train", "val", "test")}
     class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings)
-    history = [dict(h) for h in previous.get("history", [])]
+    checkpoints.data = data_fingerprint((s["path"], s["label"], s["split"]) for s in samples)
+    if checkpoints.resume is not None:
+        check_matches(checkpoints.resume, checkpoints.settings, checkpoints.data)
+        history = checkpoints.resume.history
+    else:
+        history = [dict(h) for h in previous.get("history", [])]
     backbone = run.model.get_layer(run.spec.name)
     head = run.model.get_layer("head")
     size = int(run.config.get("input_size", run.spec.input_size))
     keras.utils.set_random_seed(config.seed)
     t0 = time.perf_counter()
     classifier, layers = _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history,
-                                          on_epoch, should_stop, warnings)
+                                          on_epoch, should_stop, warnings, checkpoints)
     t_fine = time.perf_counter() - t0
 
     def predict(ids):
@@ -441,11 +533,11 @@ def fine_tune(
         skipped=previous.get("skipped", []),
         warnings=warnings,
     )
-    out = Path(out) if out is not None else Path(run_dir)
     run_config = {**run.config, "train": asdict(config), "fine_tuned": True}
     run_config.pop("classes", None)
     run_config.pop("tlcore_version", None)
     save_run(out, classifier, classes, run_config, summary,
              extra={"samples.json": samples, "predictions.json": predictions})
+    checkpoints.finish()
     summary["run_dir"] = str(out)
     return summary

@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from .atomic import write_bytes_atomic
 from .data import load_dataset
 from .errors import TLError
 from .images import ImageDecodeError, decode_image
@@ -25,6 +26,8 @@ __all__ = ["Workspace", "new_session_id", "valid_session_id"]
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _CLASS_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,60}$")
 _SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
+_MB = 1024 * 1024  # as Streamlit counts server.maxUploadSize
+DEFAULT_MAX_SESSION_MB = 1000
 
 
 def new_session_id() -> str:
@@ -83,10 +86,67 @@ class Workspace:
     def counts(self) -> dict[str, int]:
         return {c: len(self.images(c)) for c in self.classes()}
 
+    # Upload caps ---------------------------------------------------------------------------
+    # Instances may override these: the dashboard sets ``max_file_mb`` from Streamlit's
+    # ``server.maxUploadSize`` so one setting caps both the upload and what is kept. None for
+    # ``max_session_mb`` means ``$TLCORE_MAX_SESSION_MB`` (Streamlit warns about unknown config sections).
+    max_file_mb: float = 200
+    max_session_mb: float | None = None
+
+    def quota(self) -> dict:
+        """``{"file_mb", "session_mb", "used_mb"}``: the caps on uploads and what this session holds."""
+        return {"file_mb": self.max_file_mb, "session_mb": self._session_cap_mb(), "used_mb": self._used_bytes() / _MB}
+
+    def _session_cap_mb(self) -> float:
+        if self.max_session_mb is not None:
+            return self.max_session_mb
+        text = os.environ.get("TLCORE_MAX_SESSION_MB", "").strip()
+        if not text:
+            return DEFAULT_MAX_SESSION_MB
+        try:
+            value = float(text)
+        except ValueError:
+            value = 0.0
+        if not value > 0:  # also refuses nan
+            raise TLError(f"TLCORE_MAX_SESSION_MB={text!r} is not allowed; set it to a number of megabytes above 0")
+        return value
+
+    def _data_signature(self) -> tuple:
+        # Adding or removing a file changes its folder's mtime, so an unchanged signature means unchanged sizes.
+        folders = [self.data_dir, *sorted(p for p in self.data_dir.iterdir() if p.is_dir())]
+        return tuple((p.name, p.stat().st_mtime_ns) for p in folders)
+
+    def _used_bytes(self) -> int:
+        """Bytes under the data folder, remembered until a folder changes (a ZIP adds thousands of files)."""
+        signature = self._data_signature()
+        cached = getattr(self, "_usage", None)
+        if cached and cached[0] == signature:
+            return cached[1]
+        total = 0
+        for folder, _, files in os.walk(self.data_dir):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(folder, name)).st_size
+                except OSError:  # removed meanwhile
+                    pass
+        self._usage = (signature, total)
+        return total
+
+    def _check_caps(self, filename: str, size: int) -> None:
+        cap = self.max_file_mb
+        if size > cap * _MB:
+            raise TLError(f"{filename}: {size / _MB:.1f} MB is over the limit of {cap:g} MB per file")
+        cap = self._session_cap_mb()
+        total = self._used_bytes() + size
+        if total > cap * _MB:
+            raise TLError(f"{filename}: it would bring this session's photos to {total / _MB:.1f} MB, over the "
+                          f"limit of {cap:g} MB per session; remove some photos first")
+
     # Images --------------------------------------------------------------------------------
     def add_image(self, class_name: str, filename: str, data: bytes) -> Path:
-        """Keep ``data`` in class ``class_name`` if it is a readable image, else raise with the reason."""
+        """Keep ``data`` in class ``class_name`` if it is a readable image within the caps; else raise why."""
         folder = self._class_dir(class_name)
+        self._check_caps(filename, len(data))  # before decoding: a huge file is refused cheaply
         try:
             decode_image(data, (8, 8))
         except ImageDecodeError as exc:
@@ -100,13 +160,14 @@ class Workspace:
         while path.exists():
             path = folder / f"{stem}_{n}.{ext}"
             n += 1
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        used = self._used_bytes()
+        write_bytes_atomic(path, data)
+        self._usage = (self._data_signature(), used + len(data))  # what a rescan would find, without one
         return path
 
     def add_files(self, class_name: str, files) -> tuple[list[Path], list[dict]]:
         """Add ``(filename, bytes)`` pairs; returns (kept paths, rejected ``{name, reason}``)."""
+        self._session_cap_mb()  # a bad setting is one error, not one rejection per file
         added, rejected = [], []
         for filename, data in files:
             try:
@@ -116,12 +177,24 @@ class Workspace:
         return added, rejected
 
     def add_zip(self, data: bytes) -> tuple[list[Path], list[dict]]:
-        """Add every image of a zip of class folders (splits inside are merged)."""
+        """Add every image of a zip of class folders (splits inside are merged).
+
+        Returns (kept paths, rejected ``{name, reason}``): the entries the safe
+        extractor refused (paths leading outside, links, encrypted entries,
+        nested archives, ...) first, then the files that are not readable images.
+        Raises :class:`TLError` for an unusable zip (damaged, a zip bomb, no class folders).
+        """
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "upload.zip"
             archive.write_bytes(data)
-            dataset = load_dataset(archive)
-            added, rejected = [], []
+            try:
+                dataset = load_dataset(archive)
+            except TLError as exc:
+                # the temporary file's name means nothing to the person who uploaded it
+                message = str(exc).replace(str(archive), "the ZIP").replace(repr(archive.name), "the ZIP")
+                raise TLError(message) from None
+            added = []
+            rejected = [{"name": s.get("entry", s["path"]), "reason": s["reason"]} for s in dataset.skipped]
             for sample in dataset.samples:
                 path = Path(sample.path)
                 try:
@@ -165,7 +238,7 @@ class Workspace:
 
     def update_settings(self, **values) -> dict:
         settings = {**self.settings(), **values}
-        tmp = self.root / ".settings.json.tmp"
-        tmp.write_text(json.dumps(settings), encoding="utf-8")
-        os.replace(tmp, self.root / "settings.json")
+        # A unique temporary name, flushed then renamed: two tabs saving at once, or a crash, never
+        # leave a half-written settings file.
+        write_bytes_atomic(self.root / "settings.json", json.dumps(settings).encode("utf-8"))
         return settings

@@ -64,7 +64,7 @@ def _running(job_dir: Path, status: dict, text: str, fraction: float) -> None:
 def _draw_robustness(job_dir: Path) -> str:
     status = job_status(job_dir)
     key = status["status"]
-    if key in ("running", "stopping"):
+    if key in ("waiting", "running", "stopping"):
         points = [e for e in read_events(job_dir) if e.get("type") == "robustness"]
         last = points[-1] if points else {}
         text = (t("adv.measuring", method=last["method"].upper(), eps=last["epsilon"]) if last
@@ -82,7 +82,7 @@ def _draw_robustness(job_dir: Path) -> str:
 def _draw_harden(job_dir: Path) -> str:
     status = job_status(job_dir)
     key = status["status"]
-    if key in ("running", "stopping"):
+    if key in ("waiting", "running", "stopping"):
         events = read_events(job_dir)
         start = next((e for e in events if e.get("type") == "start"), {})
         epochs = sum(1 for e in events if e.get("type") == "epoch")
@@ -115,7 +115,7 @@ def _draw_ideal(job_dir: Path) -> str:
     key = status["status"]
     steps = [e for e in read_events(job_dir) if e.get("type") == "ideal"]
     frames = [e for e in steps if e.get("image") and Path(e["image"]).is_file()]
-    if key in ("running", "stopping"):
+    if key in ("waiting", "running", "stopping"):
         last = steps[-1] if steps else {}
         text = (t("adv.ideal_step", step=last["step"], total=last["total"], p=last.get("probability", 0.0)) if last
                 else t("export.starting"))

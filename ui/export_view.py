@@ -96,7 +96,7 @@ def _downloads(job_dir: Path, result: dict) -> None:
 def _draw(job_dir: Path) -> str:
     status = job_status(job_dir)
     key = status["status"]
-    if key in ("running", "stopping"):
+    if key in ("waiting", "running", "stopping"):
         _progress(job_dir, status)
         return key
     if key == "failed":

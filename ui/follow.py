@@ -6,12 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.jobs import job_status, read_events, request_stop
+from tlcore.jobs import LIVE, job_status, read_events, request_stop
+from tlcore.resume import resume_job, resume_point
 
 from .charts import curves_figure
 from .layout import t
 
-__all__ = ["job_history", "show_job", "curve_labels", "follow"]
+__all__ = ["job_history", "show_job", "curve_labels", "follow", "show_waiting"]
 
 
 def curve_labels() -> dict:
@@ -28,8 +29,23 @@ def job_history(job_dir: Path) -> list[dict]:
             history = json.loads((Path(parent) / "metrics.json").read_text(encoding="utf-8")).get("history", [])
         except (OSError, ValueError):
             history = []
-    epochs = [e for e in read_events(job_dir) if e.get("type") == "epoch"]
-    return history + [{k: v for k, v in e.items() if k not in ("type", "time")} for e in epochs]
+    for e in read_events(job_dir):
+        if e.get("type") == "resume":  # a resumed worker starts again from its checkpoint's history
+            history = list(e["history"])
+        elif e.get("type") == "epoch":
+            history.append({k: v for k, v in e.items() if k not in ("type", "time")})
+    return history
+
+
+def _epochs_done(events: list[dict]) -> int:
+    """Epochs this job has completed, counting those a resumed worker kept from its checkpoint."""
+    done = 0
+    for e in events:
+        if e.get("type") == "resume":
+            done = int(e.get("done", 0))
+        elif e.get("type") == "epoch":
+            done += 1
+    return done
 
 
 def _draw(job_dir: Path) -> str:
@@ -39,9 +55,9 @@ def _draw(job_dir: Path) -> str:
     total_epochs = int(start.get("epochs", 0)) + int(start.get("fine_tune_epochs", 0))
     last = events[-1] if events else {}
     key = status["status"]
-    if key in ("running", "stopping"):
+    if key in LIVE:
         st.info(t("train.running"))
-        epochs_done = sum(1 for e in events if e.get("type") == "epoch")
+        epochs_done = _epochs_done(events)
         if last.get("type") == "extract":
             st.progress(last["done"] / max(last["total"], 1), text=t("train.extracting", done=last["done"], total=last["total"]))
         elif epochs_done:
@@ -50,6 +66,8 @@ def _draw(job_dir: Path) -> str:
             st.progress(0.0, text=t("train.starting"))
         if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon=":material/stop:"):
             request_stop(job_dir)
+    elif key == "stopped" and not status.get("result"):
+        st.warning(t("job.stopped_waiting"))  # stopped in line: nothing was trained
     elif key in ("done", "stopped"):
         result = status.get("result") or {}
         fmt = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
@@ -61,19 +79,42 @@ def _draw(job_dir: Path) -> str:
             st.caption(t("train.warning", message=w["message"]))
     elif key == "failed":
         st.error(t("train.failed", error=status.get("error", "")))
+        kept = resume_point(job_dir)
+        if kept is not None and st.button(t("train.resume", n=kept), key=f"resume_{job_dir.name}",
+                                          icon=":material/replay:"):
+            resume_job(job_dir)
+            st.rerun()
     history = job_history(job_dir)
     if history:
         st.plotly_chart(curves_figure(history, curve_labels()), key=f"curves_{job_dir.name}_{len(history)}")
     return key
 
 
+def show_waiting(job_dir: Path, status: dict) -> None:
+    """A job in line for a free slot: why it has not started, its place, and Stop (it leaves the line)."""
+    st.info(t("job.waiting", slots=status.get("slots") or "?"))
+    if status.get("position"):
+        st.caption(t("job.position", n=status["position"]))
+    if st.button(t("train.stop"), key=f"stop_{job_dir.name}", icon=":material/stop:"):
+        request_stop(job_dir)
+
+
+def _draw_live(job_dir: Path, draw) -> str:
+    # Waiting looks the same for every kind of job, so each page's ``draw`` only knows about work.
+    status = job_status(job_dir)
+    if status["status"] == "waiting":
+        show_waiting(job_dir, status)
+        return "waiting"
+    return draw(job_dir)
+
+
 def follow(job_dir: Path, draw) -> None:
-    """Call ``draw(job_dir)`` (which returns the job's status); while the job runs, redraw every second
-    without rerunning the page, and rerun the whole page once it ends (lists and results change)."""
-    if job_status(job_dir)["status"] in ("running", "stopping"):
+    """Call ``draw(job_dir)`` (which returns the job's status); while the job waits or runs, redraw every
+    second without rerunning the page, and rerun the whole page once it ends (lists and results change)."""
+    if job_status(job_dir)["status"] in LIVE:
         @st.fragment(run_every=1.0)
         def live():
-            if draw(job_dir) not in ("running", "stopping"):
+            if _draw_live(job_dir, draw) not in LIVE:
                 st.rerun()
         live()
     else:

@@ -42,6 +42,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "data.add_files": ("Add these photos", "Ajouter ces photos"),
     "data.added": ("Added {n} photo(s).", "{n} photo(s) ajoutée(s)."),
     "data.rejected": ("{n} file(s) could not be used:", "{n} fichier(s) inutilisable(s) :"),
+    "data.quota": ("This session holds {used:.1f} MB of photos; limits: {file:g} MB per file, {session:g} MB per session.",
+                   "Cette session contient {used:.1f} Mo de photos ; limites : {file:g} Mo par fichier, {session:g} Mo par session."),
     "data.classes": ("Your classes", "Vos classes"),
     "data.empty": ("No classes yet: load the sample or add a class.", "Aucune classe : chargez l'exemple ou ajoutez une classe."),
     "data.remove_class": ("Delete class {name}", "Supprimer la classe {name}"),
@@ -107,7 +109,15 @@ CATALOG: dict[str, tuple[str, str]] = {
                    "Terminé : précision validation {val}, précision test {test} ({seconds:.0f} s)."),
     "train.stopped": ("Stopped; the model trained so far is kept.", "Arrêté ; le modèle entraîné jusque-là est conservé."),
     "train.failed": ("Training failed: {error}", "L'entraînement a échoué : {error}"),
+    "train.resume": ("Resume after epoch {n}, the last one completed",
+                     "Reprendre après l'époque {n}, la dernière terminée"),
     "train.runs": ("Runs", "Entraînements"),
+    "train.status.waiting": ("waiting", "en attente"),
+    "job.waiting": ("Waiting for a free training slot ({slots} jobs run at once on this server).",
+                    "En attente d'une place libre pour l'entraînement ({slots} tâches tournent à la fois sur ce serveur)."),
+    "job.position": ("Place in line: {n}.", "Place dans la file : {n}."),
+    "job.stopped_waiting": ("Stopped while waiting for a free slot; nothing was run.",
+                            "Arrêté pendant l'attente d'une place libre ; rien n'a été lancé."),
     "train.status.running": ("running", "en cours"),
     "train.status.stopping": ("stopping", "arrêt en cours"),
     "train.status.done": ("done", "terminé"),
@@ -169,6 +179,17 @@ CATALOG: dict[str, tuple[str, str]] = {
     "predict.tflite": ("Exported {name}", "Exporté {name}"),
     "predict.tflite_hint": ("Export the run on the Export page to try its TFLite versions here.",
                             "Exportez l'entraînement sur la page Exporter pour essayer ici ses versions TFLite."),
+    "predict.model_file": ("Use a model file", "Utiliser un fichier de modèle"),
+    "predict.model_file_upload": ("Upload a .keras file exported by Transfer Lab",
+                                  "Téléverser un fichier .keras exporté par Transfer Lab"),
+    "predict.model_file_help": ("Only the weights are read, into an architecture Transfer Lab builds itself. Files "
+                                "that can run code when loaded are refused: pickles (.pkl, .pt, .pth), full-model "
+                                ".h5 files, and .keras files with Lambda layers or custom objects.",
+                                "Seuls les poids sont lus, dans une architecture construite par Transfer Lab. Les "
+                                "fichiers qui peuvent exécuter du code au chargement sont refusés : pickles (.pkl, "
+                                ".pt, .pth), fichiers .h5 de modèle complet, et fichiers .keras avec des couches "
+                                "Lambda ou des objets personnalisés."),
+    "predict.uploaded": ("Uploaded {name}", "Téléversé {name}"),
     # Export
     "export.title": ("7 · Export", "7 · Exporter"),
     "export.intro": ("Download the model for a phone, a Raspberry Pi or a web service. Every TFLite file takes RGB "

@@ -13,9 +13,39 @@ from tlcore.errors import TLError
 from . import state
 from .i18n import LANGUAGES, translate
 
-__all__ = ["setup", "t", "guard", "run_label", "choose_run"]
+__all__ = ["setup", "t", "guard", "run_label", "choose_run", "attach_log_file"]
 
 log = logging.getLogger("tlcore.ui")
+
+# The one log file handler of this server process (not user data: every session writes to the same file).
+_log_file: list[logging.FileHandler] = []
+
+
+def attach_log_file() -> Path:
+    """Send the "tlcore" loggers to the log file, once per process; returns the file.
+
+    The CLI attaches its own handler per call; the dashboard needs one that lasts,
+    so tracebacks that :func:`guard` keeps from users still reach the operator.
+    The handler moves if the file changes (``$TLCORE_CACHE_DIR`` is set per test).
+    """
+    path = log_path()
+    if _log_file and Path(_log_file[0].baseFilename) == path.absolute():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:  # an unwritable cache: the page still works, the log goes to Streamlit's console
+        return path
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("tlcore")
+    for old in _log_file:
+        root.removeHandler(old)
+        old.close()
+    _log_file[:] = [handler]
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    return path
 
 
 def t(key: str, **values) -> str:
@@ -44,6 +74,7 @@ def _leave_legacy_pages_mode() -> None:
 def setup(title_key: str) -> None:
     """Page config, sidebar (language, session note) and the page title."""
     _leave_legacy_pages_mode()
+    attach_log_file()
     st.set_page_config(page_title=f"Transfer Lab · {translate(title_key)}", page_icon="🔬", layout="wide")
     state.session_id()
     with st.sidebar:
@@ -65,8 +96,9 @@ def guard():
     except TLError as exc:
         st.error(" ".join(str(exc).split()))
     except Exception as exc:  # noqa: BLE001 - never a traceback in the page
+        path = attach_log_file()  # also when a page used guard() without setup()
         log.exception("dashboard error")
-        st.error(t("error.internal", detail=f"{type(exc).__name__}: {exc}", log=log_path()))
+        st.error(t("error.internal", detail=f"{type(exc).__name__}: {' '.join(str(exc).split())}", log=path))
 
 
 def run_label(run_dir, status: dict) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.jobs import job_status, list_jobs
+from tlcore.jobs import LIVE, job_status, list_jobs
 from tlcore.registry import DEFAULT_BACKBONE
 from tlcore.workspace import Workspace, new_session_id, valid_session_id
 
@@ -34,7 +34,10 @@ def session_id() -> str:
 
 
 def workspace() -> Workspace:
-    return Workspace.for_session(session_id())
+    ws = Workspace.for_session(session_id())
+    # The per-file cap Streamlit enforces on uploads is also the one the workspace keeps to.
+    ws.max_file_mb = st.get_option("server.maxUploadSize")
+    return ws
 
 
 def language() -> str:
@@ -128,5 +131,5 @@ def finished_runs() -> list[tuple[Path, dict]]:
 
 
 def job_running() -> bool:
-    """Whether one of this session's jobs is still running (one at a time per session)."""
-    return any(job_status(job)["status"] in ("running", "stopping") for job in list_jobs(workspace().jobs_dir))
+    """Whether one of this session's jobs is still live, waiting for a slot included (one at a time per session)."""
+    return any(job_status(job)["status"] in LIVE for job in list_jobs(workspace().jobs_dir))

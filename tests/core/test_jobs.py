@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_image_folder
-from tlcore.jobs import EventWriter, job_status, list_jobs, read_events, request_stop, start_job
+from tlcore import slots
+from tlcore.jobs import LIVE, EventWriter, job_status, list_jobs, read_events, request_stop, start_job
 
 FINISHED = ("done", "stopped", "failed")
 
@@ -55,7 +56,7 @@ def end_leftover_workers(tmp_path):
             pid = int(json.loads(meta.read_text())["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if pid > 0 and job_status(meta.parent)["status"] in ("running", "stopping"):
+        if pid > 0 and job_status(meta.parent)["status"] in LIVE:
             try:
                 os.killpg(pid, signal.SIGTERM)  # start_job gives each worker its own session
             except ProcessLookupError:
@@ -298,3 +299,109 @@ def test_relative_paths_are_relative_to_the_caller(tiny_data, tmp_path, monkeypa
     assert types(read_events(job))[-1] == "done"
     assert (tmp_path / "jobs" / "rel" / "run" / "config.json").is_file()
     assert list_jobs("jobs") == [Path("jobs") / "rel"]
+
+
+# The server-wide cap on concurrent jobs -----------------------------------------------------------
+
+def test_status_of_a_live_worker_in_line_is_waiting(tmp_path):
+    job = fake_job(tmp_path / "job", time.time(), os.getpid())  # a live process stands in for the worker
+    assert job_status(job)["status"] == "running"  # no event yet (TensorFlow still loading)
+    write = EventWriter(job / "events.jsonl")
+    write({"type": "waiting", "position": 2, "slots": 3})
+    status = job_status(job)
+    assert (status["status"], status["position"], status["slots"]) == ("waiting", 2, 3)
+    write({"type": "start", "epochs": 1})  # it got a slot
+    assert job_status(job)["status"] == "running"
+    write({"type": "waiting", "position": 1, "slots": 3})
+    request_stop(job)
+    assert job_status(job)["status"] == "stopping"
+
+
+def test_status_of_a_worker_killed_while_waiting_is_failed(tmp_path):
+    job = fake_job(tmp_path / "job", time.time(), ended_pid())
+    EventWriter(job / "events.jsonl")({"type": "waiting", "position": 1, "slots": 2})
+    assert job_status(job)["status"] == "failed"
+
+
+def test_live_status_reads_only_the_end_of_a_long_event_file(tmp_path):
+    job = fake_job(tmp_path / "job", time.time(), os.getpid())
+    write = EventWriter(job / "events.jsonl")
+    write({"type": "start", "note": "x" * 10000})  # one line longer than the tail that is read
+    write({"type": "waiting", "position": 1, "slots": 1})
+    assert job_status(job)["status"] == "waiting"
+    write({"type": "epoch", "note": "y" * 10000})
+    assert job_status(job)["status"] == "running"
+    with open(job / "events.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"type": "waiting", "posi')  # half-written: the last complete event counts
+    assert job_status(job)["status"] == "running"
+
+
+def wait_for_status(job_dir, wanted, limit=180.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        status = job_status(job_dir)
+        if status["status"] == wanted:
+            return status
+        if status["status"] in FINISHED:
+            pytest.fail(f"job ended as {status} before it was {wanted!r}; stderr: {stderr_of(job_dir)}")
+        time.sleep(0.1)
+    pytest.fail(f"job not {wanted!r} after {limit:.0f} s; stderr: {stderr_of(job_dir)}")
+
+
+@pytest.fixture
+def all_slots_held(monkeypatch):
+    """A cap of one job (the workers inherit it, and the test's cache folder) with its slot held here."""
+    monkeypatch.setenv("TLCORE_MAX_JOBS", "1")
+    slot = slots.try_acquire()
+    assert slot is not None
+    yield slot
+    slot.release()
+
+
+@pytest.mark.slow
+def test_a_job_beyond_the_cap_waits_then_runs_when_a_slot_frees(tiny_data, tmp_path, all_slots_held):
+    job = tmp_path / "job"
+    start_job(job, ["train", str(tiny_data), "--out", str(job / "run"), "--weights", "none", "--epochs", "1"])
+    status = wait_for_status(job, "waiting")
+    assert status["position"] == 1 and status["slots"] == 1
+    for _ in range(10):  # while the slot is held it stays in line and does no work
+        time.sleep(0.1)
+        assert job_status(job)["status"] == "waiting"
+    assert types(read_events(job)) == ["waiting"]
+    assert not (job / "run").exists()
+
+    all_slots_held.release()
+    status, seen = wait_until_finished(job)
+    assert status["status"] == "done", (status, stderr_of(job))
+    assert set(seen) <= {"waiting", "running", "done"}
+    kinds = types(read_events(job))
+    assert kinds[0] == "waiting" and kinds[1] == "start" and kinds[-1] == "done"
+    assert (job / "run" / "config.json").is_file()
+    assert slots.try_acquire() is not None  # the worker gave its slot back when it ended
+
+
+@pytest.mark.slow
+def test_a_stop_while_waiting_ends_the_job_as_stopped_without_work(tiny_data, tmp_path, all_slots_held):
+    job = tmp_path / "job"
+    start_job(job, ["train", str(tiny_data), "--out", str(job / "run"), "--weights", "none", "--epochs", "1"])
+    wait_for_status(job, "waiting")
+    request_stop(job)
+    status, _ = wait_until_finished(job)
+    assert status["status"] == "stopped", (status, stderr_of(job))
+    assert status["result"] == {}
+    events = read_events(job)
+    assert types(events) == ["waiting", "done"] and events[-1]["started"] is False
+    assert result_record(job)["exit_code"] == 0
+    assert not (job / "run").exists()
+    assert not list((slots.slots_dir() / "queue").glob("*.ticket"))  # it left the line
+
+
+def test_a_late_result_of_a_replaced_worker_is_ignored(tmp_path):
+    """A resumed job gets a new worker; the reaper of the killed one may write result.json afterwards."""
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "job.json").write_text(json.dumps({"kind": "train", "pid": os.getpid(), "started": time.time()}))
+    (job / "result.json").write_text(json.dumps({"exit_code": -9, "pid": os.getpid() + 100000, "error": "killed"}))
+    assert job_status(job)["status"] == "running"  # the live worker's state, not its predecessor's end
+    (job / "result.json").write_text(json.dumps({"exit_code": 0, "pid": os.getpid(), "result": {"ok": 1}}))
+    assert job_status(job)["status"] == "done"

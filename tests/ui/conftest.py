@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import make_image_folder
-from tlcore.jobs import job_status, start_job
+from tlcore.jobs import LIVE, job_status, start_job
 from tlcore.workspace import Workspace, new_session_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +43,14 @@ def workspace(sid) -> Workspace:
     return Workspace.for_session(sid)
 
 
+def wait_for_job(job: Path, limit: float = 300) -> dict:
+    """Poll a job until it is no longer waiting, running or stopping (or ``limit`` seconds pass); its status."""
+    deadline = time.time() + limit
+    while job_status(job)["status"] in LIVE and time.time() < deadline:
+        time.sleep(0.5)
+    return job_status(job)
+
+
 @pytest.fixture(scope="session")
 def trained(ui_cache) -> tuple[str, Path]:
     """A session with two colour classes and one finished training job (a real worker process)."""
@@ -55,10 +63,7 @@ def trained(ui_cache) -> tuple[str, Path]:
     job = ws.jobs_dir / "run-test"
     start_job(job, ["train", str(ws.snapshot(job / "data")), "--out", str(job / "run"), "--weights", "none",
                     "--epochs", "3", "--split", "0.5,0.25,0.25"])
-    deadline = time.time() + 300
-    while job_status(job)["status"] in ("running", "stopping") and time.time() < deadline:
-        time.sleep(0.5)
-    status = job_status(job)
+    status = wait_for_job(job)
     assert status["status"] == "done", status
     ws.update_settings(current_job=str(job))
     return sid, job

@@ -1,12 +1,8 @@
 """The Adversarial page: one photo attacked in the page, robustness measured in a background job."""
 from __future__ import annotations
 
-import time
-
-
-from tests.ui.conftest import open_page
+from tests.ui.conftest import open_page, wait_for_job
 from tests.ui.test_pages import png
-from tlcore.jobs import job_status
 from tlcore.workspace import Workspace
 
 
@@ -59,10 +55,7 @@ def test_robustness_job_draws_accuracy_against_epsilon(trained):
     assert not at.exception
     jobs = [j for j in Workspace.for_session(sid).jobs_dir.iterdir() if j.name.startswith("robustness-")]
     assert len(jobs) == 1
-    deadline = time.time() + 300
-    while job_status(jobs[0])["status"] in ("running", "stopping") and time.time() < deadline:
-        time.sleep(0.5)
-    status = job_status(jobs[0])
+    status = wait_for_job(jobs[0])
     assert status["status"] == "done", status
     curve = status["result"]
     assert curve["epsilons"][0] == 0 and len(curve["fgsm"]) == len(curve["pgd"]) == len(curve["epsilons"])
@@ -82,10 +75,7 @@ def test_ideal_class_job_shows_the_image_and_how_it_grew(trained):
     assert not at.exception
     jobs = [j for j in Workspace.for_session(sid).jobs_dir.iterdir() if j.name.startswith("ideal-")]
     assert len(jobs) == 1
-    deadline = time.time() + 300
-    while job_status(jobs[0])["status"] in ("running", "stopping") and time.time() < deadline:
-        time.sleep(0.5)
-    status = job_status(jobs[0])
+    status = wait_for_job(jobs[0])
     assert status["status"] == "done", status
     assert status["result"]["class"] == chosen and len(status["result"]["snapshots"]) == 3  # steps 0, 10, 20
     at = open_page("pages/8_Adversarial.py", sid)

@@ -2,12 +2,11 @@
 Predict page running the exported TFLite model."""
 from __future__ import annotations
 
-import time
 import zipfile
 
 import pytest
 
-from tests.ui.conftest import open_page
+from tests.ui.conftest import open_page, wait_for_job
 from tests.ui.test_pages import png, texts
 from tlcore.jobs import job_status
 from tlcore.workspace import Workspace
@@ -28,10 +27,7 @@ def exported(trained):
     assert not at.exception
     jobs = [j for j in Workspace.for_session(sid).jobs_dir.iterdir() if j.name.startswith("export-")]
     assert len(jobs) == 1
-    deadline = time.time() + 300
-    while job_status(jobs[0])["status"] in ("running", "stopping") and time.time() < deadline:
-        time.sleep(0.5)
-    status = job_status(jobs[0])
+    status = wait_for_job(jobs[0])
     assert status["status"] == "done", status
     return sid, job, jobs[0], status["result"]
 
@@ -132,9 +128,7 @@ def test_export_page_reports_a_failed_export_in_one_sentence(trained, tmp_path):
     empty.mkdir()
     start_job(bad, ["export", str(job / "run"), "--format", "tflite-int8", "--out", str(bad / "m.tflite"),
                     "--calibration", str(empty)], kind="export", meta={"parent": str(job / "run")})
-    deadline = time.time() + 120
-    while job_status(bad)["status"] in ("running", "stopping") and time.time() < deadline:
-        time.sleep(0.5)
+    wait_for_job(bad, 120)
     try:
         assert job_status(bad)["status"] == "failed"
         assert not (bad / "m.tflite").exists()

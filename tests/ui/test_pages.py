@@ -156,6 +156,19 @@ def test_data_page_upload_keeps_images_and_lists_bad_files_with_reasons(sid, wor
     assert any("1 file(s) could not be used" in w.value for w in at.warning)
 
 
+def test_data_page_states_the_upload_caps_and_what_the_session_holds(sid, workspace, monkeypatch):
+    monkeypatch.setenv("TLCORE_MAX_SESSION_MB", "50")
+    workspace.add_class("cats")
+    workspace.add_image("cats", "a.png", png())
+    at = open_page("pages/1_Data.py", sid)
+    caption = next(c.value for c in at.caption if "per session" in c.value)
+    assert "200 MB per file" in caption and "50 MB per session" in caption  # .streamlit/config.toml and the env
+    monkeypatch.setenv("TLCORE_MAX_SESSION_MB", "lots")
+    at = open_page("pages/1_Data.py", sid)
+    assert not at.exception
+    assert any("TLCORE_MAX_SESSION_MB" in e.value for e in at.error)
+
+
 def test_predict_page_classifies_an_upload_and_rejects_a_non_image(trained):
     sid, _ = trained
     at = open_page("pages/6_Predict.py", sid)

@@ -22,10 +22,17 @@ def finish_backbone(model: keras.Model, feature_layer: str, pooling) -> keras.Mo
 
 
 def load_weights_file(model: keras.Model, path, backbone: str) -> None:
-    """Load a Keras weights file (weights only, never code) into ``model``."""
+    """Load a Keras weights file (weights only, never code) into ``model``.
+
+    Pickles (whatever their extension) and legacy full-model ``.h5`` files
+    are refused before Keras opens them: both can carry code.
+    """
+    from ..model_files import check_weights_file
+
     path = Path(path)
     if not path.is_file():
         raise TLError(f"weights file {str(path)!r} does not exist; pass imagenet, none or a file path")
+    check_weights_file(path)
     if not path.name.endswith((".weights.h5", ".h5")):
         raise TLError(
             f"weights file {path.name!r} is not a Keras weights file (.weights.h5 or .h5)"

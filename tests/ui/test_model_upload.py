@@ -1,0 +1,84 @@
+"""The Predict page's model-file upload: a refused file shows one error and changes nothing; a Transfer Lab
+.keras export becomes the model in use. Hostile files are generated here."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import keras
+import pytest
+
+from tests.ui.conftest import open_page
+from tests.ui.test_pages import png
+from tlcore.export import export_formats
+
+
+class Boom:
+    """Unpickling this creates ``marker``: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+@pytest.fixture
+def lambda_keras(tmp_path) -> bytes:
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Lambda(lambda v: v * 2.0, name="doubler")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    return (tmp_path / "lambda.keras").read_bytes()
+
+
+def upload_model(at, name: str, data: bytes):
+    at.file_uploader(key="model_file").set_value((name, data, "application/octet-stream")).run()
+    return at
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def test_a_lambda_keras_upload_shows_one_error_and_keeps_the_run_model(trained, lambda_keras):
+    sid, _ = trained
+    at = open_page("pages/6_Predict.py", sid)
+    upload_model(at, "lambda.keras", lambda_keras)
+    assert not at.exception
+    (message,) = errors(at)
+    assert "'lambda.keras'" in message and "Lambda" in message and "'doubler'" in message
+    assert at.radio[0].options == ["Keras model (the run itself)"]  # nothing was added
+    # The run's own model is still the one in use.
+    at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
+    assert not at.exception
+    assert any(m.value.startswith("Prediction: **") for m in at.markdown)
+
+
+def test_a_pickle_upload_is_refused_without_running_it(trained, tmp_path):
+    sid, _ = trained
+    marker = tmp_path / "pickle-ran"
+    at = open_page("pages/6_Predict.py", sid)
+    upload_model(at, "model.pth", pickle.dumps(Boom(marker)))
+    assert not at.exception
+    (message,) = errors(at)
+    assert "'model.pth'" in message and "pickle" in message
+    assert not marker.exists()
+
+
+def test_an_exported_keras_becomes_the_model_and_survives_a_refused_upload(trained, lambda_keras, tmp_path):
+    sid, job = trained
+    export_formats(job / "run", ["keras"], tmp_path / "mine.keras")
+    at = open_page("pages/6_Predict.py", sid)
+    upload_model(at, "mine.keras", (tmp_path / "mine.keras").read_bytes())
+    assert not at.exception and errors(at) == []
+    assert at.radio[0].value == "uploaded"
+    assert at.radio[0].options[-1] == "Uploaded mine.keras"
+    at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
+    assert any(m.value.startswith("Prediction: **") for m in at.markdown)
+    # A refused file afterwards: one error, the uploaded model stays chosen and still predicts.
+    upload_model(at, "lambda.keras", lambda_keras)
+    assert not at.exception
+    assert len(errors(at)) == 1 and "Lambda" in errors(at)[0]
+    assert at.radio[0].value == "uploaded"
+    assert any(m.value.startswith("Prediction: **") for m in at.markdown)

@@ -1,0 +1,65 @@
+"""A model file uploaded on the Predict page: kept in the session's workspace, loaded only by tlcore's safe loader."""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+
+import streamlit as st
+
+from tlcore.errors import TLError
+from tlcore.model_files import load_model_file
+
+from . import state
+
+__all__ = ["load_uploaded_model", "uploaded_model"]
+
+_KEY = "tl_uploaded_model"
+_FAILED = "tl_uploaded_model_failed"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def uploaded_model() -> dict | None:
+    """The session's uploaded model that loaded: ``{"name", "path", "digest", "model"}``, or None."""
+    return st.session_state.get(_KEY)
+
+
+def _safe_name(name: str) -> str:
+    # Only the last path component, in plain characters: the name comes from the browser.
+    cleaned = _UNSAFE.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip("._")[:100]
+    return cleaned or "model"
+
+
+def load_uploaded_model(name: str, data: bytes) -> bool:
+    """Keep the upload under ``<workspace>/models/`` and load it with :func:`tlcore.model_files.load_model_file`.
+
+    Returns True when a new model became the session's uploaded model, False
+    when ``data`` is the one already loaded. A refused file raises
+    :class:`TLError`, is deleted, and leaves the session's models exactly as
+    they were; the refusal is remembered so reruns do not load it again.
+    """
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    current = uploaded_model()
+    if current is not None and current["digest"] == digest:
+        return False
+    failed = st.session_state.get(_FAILED)
+    if failed is not None and failed[0] == digest:
+        raise TLError(failed[1])
+    # One folder per content: a labels.txt or a model from another upload is never beside this one.
+    folder = state.workspace().root / "models" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _safe_name(name)
+    path.write_bytes(data)
+    try:
+        model = load_model_file(path)
+    except TLError as exc:
+        st.session_state[_FAILED] = (digest, str(exc))
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if current is not None:  # one uploaded model per session keeps the workspace small
+        shutil.rmtree(current["path"].parent, ignore_errors=True)
+    st.session_state[_KEY] = {"name": path.name, "path": path, "digest": digest, "model": model}
+    return True
