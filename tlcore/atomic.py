@@ -6,12 +6,13 @@ under a ``.NAME.old-*`` name, which :func:`recover_dir` puts back.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_bytes_atomic", "fsync_tree", "replace_dir", "recover_dir"]
+__all__ = ["write_bytes_atomic", "fsync_tree", "replace_dir", "recover_dir", "staged_dir"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -85,3 +86,20 @@ def replace_dir(tmp: str | Path, target: str | Path) -> Path:
     for stale in _old_versions(target):  # left by an earlier crash after its new version landed
         shutil.rmtree(stale, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def staged_dir(target: str | Path):
+    """Yield an empty temporary folder beside ``target``; when the block ends normally, it replaces ``target``.
+
+    If the block raises, the temporary folder is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from .atomic import recover_dir, replace_dir
+from .atomic import recover_dir, staged_dir
 from .errors import TLError
 
 __all__ = ["Checkpoint", "checkpoint_dir", "load_checkpoint", "save_checkpoint", "restore_training",
@@ -102,9 +100,7 @@ def check_matches(checkpoint: Checkpoint, settings: dict, data: str) -> None:
 def save_checkpoint(folder: str | Path, model: keras.Model, state: dict, best_weights=None) -> Path:
     """Write ``model``'s weights, its optimizer's variables and ``state`` as the new checkpoint in ``folder``."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    with staged_dir(folder) as tmp:
         _save_arrays(tmp / _WEIGHTS, model.get_weights())
         optimizer = model.optimizer
         if optimizer is not None and optimizer.built:
@@ -112,10 +108,6 @@ def save_checkpoint(folder: str | Path, model: keras.Model, state: dict, best_we
         if best_weights is not None:
             _save_arrays(tmp / _BEST, best_weights)
         (tmp / _STATE).write_text(json.dumps(state), encoding="utf-8")
-        replace_dir(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -106,13 +106,17 @@ def load_model_file(path: str | Path):
 
 def check_weights_file(path: str | Path) -> None:
     """Refuse a weights file that is really a pickle or a legacy full model (both can hold code)."""
-    path = Path(path)
+    _refuse_code(Path(path), "pass a weights-only file (.weights.h5)")
+
+
+def _refuse_code(path: Path, advice: str) -> bytes:
+    """Raise for a pickle or a legacy full-model .h5 (both run code when loaded); returns the file's first bytes."""
     head = _head(path)
     if _is_pickle(path, head):
         raise _pickle_error(path)
     if (head.startswith(_HDF5_MAGIC) or path.suffix.lower() in _H5_SUFFIXES) and _h5_has_model(path):
-        raise TLError(f"{path.name!r} is a legacy full-model .h5 file, which can hold code; "
-                      "pass a weights-only file (.weights.h5)")
+        raise TLError(f"{path.name!r} is a legacy full-model .h5 file, which can hold code; {advice}")
+    return head
 
 
 # Sniffing ------------------------------------------------------------------------------------------
@@ -192,12 +196,7 @@ def _h5_has_model(path: Path) -> bool:
 
 def _refuse_code_formats(path: Path) -> None:
     """Raise for a pickle or any HDF5 file (full model or weights only); return for everything else."""
-    head = _head(path)
-    if _is_pickle(path, head):
-        raise _pickle_error(path)
-    if (head.startswith(_HDF5_MAGIC) or path.suffix.lower() in _H5_SUFFIXES) and _h5_has_model(path):
-        raise TLError(f"{path.name!r} is a legacy full-model .h5 file, which can hold code; "
-                      "export a .keras from Transfer Lab or pass weights only")
+    head = _refuse_code(path, "export a .keras from Transfer Lab or pass weights only")
     if head.startswith(_HDF5_MAGIC):
         raise TLError(f"{path.name!r} holds weights only, with no architecture or class names; "
                       "use it as --weights for training, or give " + ACCEPTED_KINDS)

@@ -9,8 +9,6 @@ disk and renamed into place, so a crash never leaves a half-written run.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ import keras
 import numpy as np
 
 from . import __version__
-from .atomic import recover_dir, replace_dir
+from .atomic import recover_dir, staged_dir
 from .errors import TLError
 from .images import ImageDecodeError, load_image
 from .model import build_classifier, build_head
@@ -86,9 +84,7 @@ def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], co
     train/val/test assignment in ``samples.json``).
     """
     run_dir = Path(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
-    try:
+    with staged_dir(run_dir) as tmp:
         model.save_weights(str(tmp / _WEIGHTS))
         (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
         (tmp / "config.json").write_text(
@@ -98,10 +94,6 @@ def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], co
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         for name, content in (extra or {}).items():
             (tmp / name).write_text(json.dumps(content), encoding="utf-8")
-        replace_dir(tmp, run_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return run_dir
 
 

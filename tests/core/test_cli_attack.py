@@ -13,11 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import tlcore.run as run_mod
 from tests.conftest import make_image_folder
 from tests.core.test_attacks import CLASSES, SIZE, tiny_classifier
 from tests.core.test_cli import assert_user_error, last_json, read_progress, run_cli
-from tests.core.test_finetune import lite0_standin
 from tlcore.attacks import AttackConfig, attack, logits_function
 from tlcore.export import labelled_files
 from tlcore.images import load_image
@@ -29,14 +27,7 @@ FIELDS = {"method", "epsilon", "steps", "target", "n", "clean_accuracy", "advers
 
 
 @pytest.fixture(scope="module")
-def standin():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_mod, "create_backbone", lite0_standin)
-        yield
-
-
-@pytest.fixture(scope="module")
-def built(standin, tmp_path_factory):
+def built(run_standin, tmp_path_factory):
     """A saved tiny run, a labelled folder of 3 x 4 generated images, and the run reloaded in-process."""
     root = tmp_path_factory.mktemp("cli-attack")
     model, _ = tiny_classifier()

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import tlcore.run as run_mod
 from tests.conftest import make_image_folder
 from tests.core.test_cli import assert_user_error, last_json, read_progress, run_cli
 from tests.core.test_export import CLASSES, N_HELD_OUT, SIZE, FailingConverter, make_export_run
@@ -22,14 +21,7 @@ from tests.core.test_finetune import lite0_standin
 
 
 @pytest.fixture(scope="module")
-def standin():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_mod, "create_backbone", lite0_standin)
-        yield
-
-
-@pytest.fixture(scope="module")
-def cli(standin, tmp_path_factory):
+def cli(run_standin, tmp_path_factory):
     """A run, labelled photos to verify on (one unreadable), and `export --json` of it to tflite-float32."""
     root = tmp_path_factory.mktemp("cli-export")
     with pytest.MonkeyPatch.context() as mp:

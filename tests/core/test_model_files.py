@@ -19,7 +19,6 @@ import keras
 import numpy as np
 import pytest
 
-import tlcore.run as run_mod
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_export import CLASSES, SIZE, make_export_run
 from tests.core.test_finetune import lite0_standin
@@ -31,14 +30,7 @@ from tlcore.run import RunModel, load_run
 
 
 @pytest.fixture(scope="module")
-def standin():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_mod, "create_backbone", lite0_standin)
-        yield
-
-
-@pytest.fixture(scope="module")
-def exported(standin, tmp_path_factory):
+def exported(run_standin, tmp_path_factory):
     """A tiny run, its .keras export (with labels.txt beside it) and the run's own predictions."""
     root = tmp_path_factory.mktemp("model-files")
     with pytest.MonkeyPatch.context() as mp:
