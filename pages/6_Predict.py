@@ -14,22 +14,24 @@ from ui.model_upload import load_uploaded_model, uploaded_model
 from ui.models import backbone_structure, run_model, tflite_model
 
 setup("predict.title")
-run_dir = choose_run()
-exported = state.exported_tflite(run_dir)
+run_dir = choose_run(required=False)  # a model file brought by the user works without a run
+exported = state.exported_tflite(run_dir) if run_dir else []
 uploaded = uploaded_model()
 if st.session_state.pop("tl_choose_uploaded", False):  # a model file just loaded: select it
     st.session_state["predict_model"] = "uploaded"
-choices = ["keras"] + [str(p) for p in exported] + (["uploaded"] if uploaded else [])
+choices = (["keras"] if run_dir else []) + [str(p) for p in exported] + (["uploaded"] if uploaded else [])
 labels = {"keras": t("predict.keras"), "uploaded": t("predict.uploaded", name=uploaded["name"]) if uploaded else ""}
-choice = st.radio(t("predict.model"), choices, horizontal=True, key="predict_model",
-                  format_func=lambda c: labels.get(c) or t("predict.tflite", name=Path(c).name))
-if not exported:
+choice = None
+if choices:
+    choice = st.radio(t("predict.model"), choices, horizontal=True, key="predict_model",
+                      format_func=lambda c: labels.get(c) or t("predict.tflite", name=Path(c).name))
+if run_dir and not exported:
     st.caption(t("predict.tflite_hint"))
 left, right = st.columns([1, 1])
 upload = left.file_uploader(t("predict.upload"), type=None)
 shot = right.camera_input(t("predict.camera"))
 source = shot or upload
-with st.expander(t("predict.model_file")):
+with st.expander(t("predict.model_file"), expanded=not choices):
     model_file = st.file_uploader(t("predict.model_file_upload"), type=None, key="model_file",
                                   help=t("predict.model_file_help"))
     if model_file is not None:
@@ -39,7 +41,9 @@ with st.expander(t("predict.model_file")):
                 st.session_state["tl_choose_uploaded"] = True
                 st.rerun()
 
-if source is not None:
+if source is not None and choice is None:
+    st.info(t("predict.no_model"))
+elif source is not None:
     with guard():
         if choice == "uploaded":
             model = uploaded["model"]

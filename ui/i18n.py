@@ -179,6 +179,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "predict.tflite": ("Exported {name}", "Exporté {name}"),
     "predict.tflite_hint": ("Export the run on the Export page to try its TFLite versions here.",
                             "Exportez l'entraînement sur la page Exporter pour essayer ici ses versions TFLite."),
+    "predict.no_model": ("Train a model first, or upload a model file below.",
+                         "Entraînez d'abord un modèle, ou chargez un fichier de modèle ci-dessous."),
     "predict.model_file": ("Use a model file", "Utiliser un fichier de modèle"),
     "predict.model_file_upload": ("Upload a .keras file exported by Transfer Lab",
                                   "Téléverser un fichier .keras exporté par Transfer Lab"),

@@ -110,11 +110,14 @@ def run_label(run_dir, status: dict) -> str:
     return f"{run_dir.parent.name} · {kind} · {result.get('backbone', '?')} · val {acc}"
 
 
-def choose_run(label_key: str = "choose_run") -> Path:
-    """Pick one of the session's finished runs; stops the page with a hint when there is none."""
+def choose_run(label_key: str = "choose_run", required: bool = True) -> Path | None:
+    """Pick one of the session's finished runs; when there is none, stop the page with a hint
+    (or, when not ``required``, show the hint and return None)."""
     runs = state.finished_runs()
     if not runs:
         st.warning(t("no_run"))
+        if not required:
+            return None
         st.stop()
     labels = {str(run): run_label(run, status) for run, status in runs}
     return Path(st.selectbox(t(label_key), list(labels), format_func=labels.get, key="run_select"))

@@ -82,3 +82,18 @@ def test_an_exported_keras_becomes_the_model_and_survives_a_refused_upload(train
     assert len(errors(at)) == 1 and "Lambda" in errors(at)[0]
     assert at.radio[0].value == "uploaded"
     assert any(m.value.startswith("Prediction: **") for m in at.markdown)
+
+
+def test_a_model_file_works_without_any_trained_run(trained, sid, tmp_path):
+    _, job = trained
+    export_formats(job / "run", ["keras"], tmp_path / "brought.keras")  # as if from a colleague
+    at = open_page("pages/6_Predict.py", sid)  # a fresh session: no run of its own
+    assert not at.exception
+    assert any("No finished training yet" in w.value for w in at.warning)
+    assert not at.radio  # nothing to choose yet
+    at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
+    assert any("upload a model file below" in i.value for i in at.info)
+    upload_model(at, "brought.keras", (tmp_path / "brought.keras").read_bytes())
+    assert not at.exception and errors(at) == []
+    assert at.radio[0].options == ["Uploaded brought.keras"] and at.radio[0].value == "uploaded"
+    assert any(m.value.startswith("Prediction: **") for m in at.markdown)
