@@ -97,32 +97,50 @@ def check_matches(checkpoint: Checkpoint, settings: dict, data: str) -> None:
                       f"not {settings.get(k)!r}; resume with the same settings or train again without --resume")
 
 
-def save_checkpoint(folder: str | Path, model: keras.Model, state: dict, best_weights=None) -> Path:
-    """Write ``model``'s weights, its optimizer's variables and ``state`` as the new checkpoint in ``folder``."""
+def _keras_optimizer_arrays(model: keras.Model) -> list | None:
+    optimizer = model.optimizer
+    return list(optimizer.variables) if optimizer is not None and optimizer.built else None
+
+
+def save_checkpoint(folder: str | Path, model: keras.Model, state: dict, best_weights=None,
+                    optimizer_arrays=None) -> Path:
+    """Write ``model``'s weights, its optimizer's state and ``state`` as the new checkpoint in ``folder``.
+
+    ``optimizer_arrays`` defaults to the variables of the model's own Keras optimizer.
+    """
     folder = Path(folder)
+    if optimizer_arrays is None:
+        optimizer_arrays = _keras_optimizer_arrays(model)
     with staged_dir(folder) as tmp:
         _save_arrays(tmp / _WEIGHTS, model.get_weights())
-        optimizer = model.optimizer
-        if optimizer is not None and optimizer.built:
-            _save_arrays(tmp / _OPTIMIZER, optimizer.variables)
+        if optimizer_arrays is not None:
+            _save_arrays(tmp / _OPTIMIZER, optimizer_arrays)
         if best_weights is not None:
             _save_arrays(tmp / _BEST, best_weights)
         (tmp / _STATE).write_text(json.dumps(state), encoding="utf-8")
     return folder
 
 
-def restore_training(checkpoint: Checkpoint, model: keras.Model) -> list | None:
-    """Load the checkpoint's weights and optimizer state into the compiled ``model``; returns the best weights, if kept."""
+def _assign_keras_optimizer(model: keras.Model, values: list) -> None:
+    model.optimizer.build(model.trainable_variables)
+    if len(values) != len(model.optimizer.variables):
+        raise ValueError(f"{len(values)} optimizer variables saved, {len(model.optimizer.variables)} expected")
+    for variable, value in zip(model.optimizer.variables, values):
+        variable.assign(value)
+
+
+def restore_training(checkpoint: Checkpoint, model: keras.Model, load_optimizer=None) -> list | None:
+    """Load the checkpoint's weights into ``model`` and its optimizer state; returns the best weights, if kept.
+
+    ``load_optimizer(arrays)`` receives the optimizer state; by default it goes
+    into the compiled model's own Keras optimizer.
+    """
     try:
         model.set_weights(_load_arrays(checkpoint.folder / _WEIGHTS))
         optimizer_file = checkpoint.folder / _OPTIMIZER
         if optimizer_file.is_file():
             values = _load_arrays(optimizer_file)
-            model.optimizer.build(model.trainable_variables)
-            if len(values) != len(model.optimizer.variables):
-                raise ValueError(f"{len(values)} optimizer variables saved, {len(model.optimizer.variables)} expected")
-            for variable, value in zip(model.optimizer.variables, values):
-                variable.assign(value)
+            (load_optimizer or (lambda v: _assign_keras_optimizer(model, v)))(values)
         best_file = checkpoint.folder / _BEST
         if best_file.is_file():
             return _load_arrays(best_file)
@@ -140,11 +158,15 @@ class CheckpointCallback(keras.callbacks.Callback):
     ``state()`` gives the JSON state to store; ``early_stopping``, when given,
     is the run's :class:`keras.callbacks.EarlyStopping`, whose counters and
     best weights are saved too, so a resumed run stops where the original would.
+    ``optimizer_arrays()``, when given, supplies the optimizer state (for a
+    model trained outside Keras's ``fit``).
     """
 
-    def __init__(self, folder: Path, state, early_stopping: keras.callbacks.EarlyStopping | None = None):
+    def __init__(self, folder: Path, state, early_stopping: keras.callbacks.EarlyStopping | None = None,
+                 optimizer_arrays=None):
         super().__init__()
         self.folder, self.state, self.early_stopping = Path(folder), state, early_stopping
+        self.optimizer_arrays = optimizer_arrays
 
     def on_epoch_end(self, epoch, logs=None):
         state = {**self.state(), "epochs_done": epoch + 1}
@@ -154,4 +176,5 @@ class CheckpointCallback(keras.callbacks.Callback):
             state["early_stopping"] = {"wait": int(es.wait), "best": float(es.best) if es.best is not None else None,
                                        "best_epoch": int(es.best_epoch)}
             best = es.best_weights
-        save_checkpoint(self.folder, self.model, state, best)
+        save_checkpoint(self.folder, self.model, state, best,
+                        self.optimizer_arrays() if self.optimizer_arrays else None)

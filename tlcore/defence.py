@@ -12,6 +12,7 @@ import numpy as np
 from .attacks import fgsm, logits_function, robustness_curve
 from .errors import TLError
 from .images import ImageDecodeError, load_image
+from .head_fit import HeadTrainer
 from .run import RunModel, load_run, read_run_json, save_run
 from .train import held_out_results
 
@@ -94,18 +95,19 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
     backbone = run.model.get_layer(run.spec.name)
     head = run.model.get_layer("head")
     keras.utils.set_random_seed(config.seed)
-    head.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy",
-                 metrics=["accuracy"])
+    trainer = HeadTrainer(head, config.lr, seed=config.seed)
     clean = backbone.predict(train_x.astype(np.float32), batch_size=config.batch_size, verbose=0)
     history = []
     for epoch in range(1, config.epochs + 1):
         adversarial = np.concatenate([fgsm(logits_fn, train_x[i:i + config.batch_size], train_y[i:i + config.batch_size],
                                            config.epsilon) for i in range(0, len(train_x), config.batch_size)])
         features = backbone.predict(adversarial, batch_size=config.batch_size, verbose=0)
-        fit = head.fit(np.concatenate([clean, features]), np.concatenate([train_y, train_y]), epochs=1,
-                       batch_size=config.batch_size, shuffle=True, verbose=0)
-        logs = {"epoch": epoch, "phase": "adversarial", "loss": float(fit.history["loss"][-1]),
-                "accuracy": float(fit.history["accuracy"][-1])}
+        seen = []
+        trainer.fit(np.concatenate([clean, features]), np.concatenate([train_y, train_y]), epochs=epoch,
+                    initial_epoch=epoch - 1, batch_size=config.batch_size,
+                    callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda _, fit_logs: seen.append(fit_logs))])
+        logs = {"epoch": epoch, "phase": "adversarial", "loss": float(seen[-1]["loss"]),
+                "accuracy": float(seen[-1]["accuracy"])}
         history.append(logs)
         if on_epoch:
             on_epoch(epoch, logs)

@@ -21,6 +21,7 @@ from .data import Dataset, Sample, check_classes, load_dataset, stratified_split
 from .errors import TLError
 from .evaluate import classification_metrics
 from .features import FeatureCache, extract_features
+from .head_fit import HeadTrainer
 from .images import load_image
 from .model import build_classifier, build_head, unfreeze_top_layers
 from .registry import DEFAULT_BACKBONE, create_backbone, get_spec
@@ -202,11 +203,11 @@ class _Checkpoints:
     def resumes(self, phase: str) -> bool:
         return self.resume is not None and self.resume.phase == phase
 
-    def callbacks(self, phase: str, history: list, early_stopping=None) -> list:
+    def callbacks(self, phase: str, history: list, early_stopping=None, optimizer_arrays=None) -> list:
         if self.folder is None:
             return []
         state = lambda: {"phase": phase, "history": history, "settings": self.settings, "data": self.data}  # noqa: E731
-        return [CheckpointCallback(self.folder, state, early_stopping)]
+        return [CheckpointCallback(self.folder, state, early_stopping, optimizer_arrays)]
 
     def finish(self) -> None:
         """The run is saved: its checkpoints are no longer needed."""
@@ -404,18 +405,18 @@ def train(
     head = build_head(x.shape[1], len(classes), config.dropout, standardize=config.weights is None)
     if config.weights is None:
         head.get_layer("head_standardize").set_statistics(x_train)
-    head.compile(optimizer=keras.optimizers.Adam(config.lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    trainer = HeadTrainer(head, config.lr, seed=config.seed)
     val_data = (x[idx["val"]], y[idx["val"]]) if len(idx["val"]) else None
     initial_epoch = 0
     if checkpoints.resumes("head"):
-        restore_training(checkpoints.resume, head)
+        restore_training(checkpoints.resume, head, trainer.load_optimizer_arrays)
         initial_epoch = checkpoints.resume.epochs_done
     elif checkpoints.resumes("fine_tune"):
         initial_epoch = config.epochs  # the head phase had finished; its result is in the checkpoint's weights
-    if initial_epoch < config.epochs:
-        head.fit(x_train, y_train, validation_data=val_data, epochs=config.epochs, initial_epoch=initial_epoch,
-                 batch_size=config.batch_size, class_weight=class_weight, shuffle=True, verbose=0,
-                 callbacks=[_Progress("head", history, on_epoch, should_stop), *checkpoints.callbacks("head", history)])
+    trainer.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size, initial_epoch=initial_epoch,
+                class_weight=class_weight, validation_data=val_data,
+                callbacks=[_Progress("head", history, on_epoch, should_stop),
+                           *checkpoints.callbacks("head", history, optimizer_arrays=trainer.optimizer_arrays)])
     t_train = time.perf_counter() - t0
 
     # Phase 2: fine-tune the top of the backbone, continuing from the phase-1 head.

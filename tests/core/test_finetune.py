@@ -259,20 +259,13 @@ def test_fine_tune_invalid_settings_fail_before_loading(tmp_path, standin, chang
 def fit_inputs(monkeypatch):
     """Records the (x, y) each head is fitted on."""
     seen = []
-    real_build_head = train_mod.build_head
+    real_fit = train_mod.HeadTrainer.fit
 
-    def build_head(*args, **kwargs):
-        head = real_build_head(*args, **kwargs)
-        real_fit = head.fit
+    def fit(self, x, y, *args, **kw):
+        seen.append((np.array(x), np.array(y)))
+        return real_fit(self, x, y, *args, **kw)
 
-        def fit(x, y, **kw):
-            seen.append((np.array(x), np.array(y)))
-            return real_fit(x, y, **kw)
-
-        head.fit = fit
-        return head
-
-    monkeypatch.setattr(train_mod, "build_head", build_head)
+    monkeypatch.setattr(train_mod.HeadTrainer, "fit", fit)
     return seen
 
 
