@@ -15,7 +15,7 @@ from tlcore.resume import resumable, resume_job
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 40
+EPOCHS = 300  # head epochs take milliseconds: enough of them that the kill lands mid-run
 
 
 def epochs_seen(job_dir) -> list[int]:
@@ -30,16 +30,18 @@ def test_sigkill_mid_training_then_resume_continues_from_the_last_epoch(image_fo
     while len(epochs_seen(job)) < 3:
         assert job_status(job)["status"] == "running", stderr_of(job)
         assert time.monotonic() < deadline, f"no third epoch after 240 s; stderr: {stderr_of(job)}"
-        time.sleep(0.05)
+        time.sleep(0.01)
     pid = json.loads((job / "job.json").read_text())["pid"]
     os.killpg(pid, signal.SIGKILL)  # no clean-up of any kind can run
+    reported = len(epochs_seen(job))
     status, _ = wait_until_finished(job)
     assert status["status"] == "failed" and not run.exists()
 
     saved = load_checkpoint(checkpoint_dir(run))
     assert saved is not None and saved.phase == "head"
     done_before = saved.epochs_done
-    assert 3 <= done_before < EPOCHS
+    # An epoch is reported, then checkpointed: the kill may fall between the two.
+    assert reported - 1 <= done_before <= reported < EPOCHS
     assert [h["epoch"] for h in saved.history] == list(range(1, done_before + 1))
     assert resumable(job)
 
