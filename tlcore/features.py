@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,10 +20,12 @@ import numpy as np
 from .images import ImageDecodeError, decode_image
 from .paths import default_cache_dir
 
-__all__ = ["FeatureCache", "FeatureResult", "extract_features"]
+__all__ = ["FeatureCache", "FeatureResult", "PREFETCH_BATCHES", "extract_features"]
 
 # Bump when decoding or resizing changes, so stale embeddings are never reused.
 DECODE_VERSION = "2"  # 2: transparent colours in L/RGB blended on white, 16-bit rounding
+# Batches decoded ahead of the encoder: one hides decoding behind inference; more only costs memory.
+PREFETCH_BATCHES = 1
 
 
 class FeatureCache:
@@ -69,6 +72,10 @@ def _read(path: str) -> tuple[bytes | None, str | None]:
         return None, f"cannot read file ({exc.strerror or exc})"
 
 
+def _decode_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
 def extract_features(
     paths: Sequence[str],
     backbone_key: str | None,
@@ -89,22 +96,29 @@ def extract_features(
     ``transform(image, content_sha)``, if given, changes each decoded image
     before embedding (augmentation); it must be deterministic for a given
     sha and be part of ``backbone_key``, since the cache trusts the key.
+
+    Decoding runs in a thread pool, one batch ahead of the encoder, so the
+    two overlap; at most ``1 + PREFETCH_BATCHES`` batches of decoded images
+    exist at once, whatever the number of files.
     """
     total = len(paths)
     vectors: dict[int, np.ndarray] = {}
     skipped: list[dict] = []
-    todo: list[tuple[int, str, bytes]] = []
+    # Only (index, sha) is kept for files to embed: their bytes are read again by the decoder,
+    # so memory does not grow with the dataset.
+    todo: list[tuple[int, str]] = []
     for i, path in enumerate(paths):
         data, error = _read(path)
         if error:
             skipped.append({"path": str(path), "reason": error})
             continue
         sha = hashlib.sha256(data).hexdigest()
+        del data
         hit = cache.get(backbone_key, sha) if cache is not None and backbone_key else None
         if hit is not None:
             vectors[i] = hit
         else:
-            todo.append((i, sha, data))
+            todo.append((i, sha))
     hits = len(vectors)
     done = hits + len(skipped)
     if on_progress:
@@ -112,28 +126,55 @@ def extract_features(
     encoder = get_encoder() if todo else None
 
     def decode(item):
-        i, sha, data = item
+        i, sha = item
+        data, error = _read(paths[i])
+        if error:
+            return i, sha, None, error
+        # The file may have changed since it was hashed: cache under what was really embedded.
+        sha = hashlib.sha256(data).hexdigest()
         try:
             image = decode_image(data, input_size)
             return i, sha, transform(image, sha) if transform else image, None
         except ImageDecodeError as exc:
             return i, sha, None, str(exc)
 
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for start in range(0, len(todo), batch_size):
-            decoded = list(pool.map(decode, todo[start:start + batch_size]))
+    chunks = iter(range(0, len(todo), batch_size))
+    pending: deque[list[Future]] = deque()
+    with ThreadPoolExecutor(max_workers=_decode_workers()) as pool:
+
+        def submit_next() -> bool:
+            start = next(chunks, None)
+            if start is not None:
+                pending.append([pool.submit(decode, item) for item in todo[start:start + batch_size]])
+            return start is not None
+
+        submit_next()
+        while pending:
+            futures = pending.popleft()
+            # Queue the following batch before waiting on this one: it decodes while this one is
+            # encoded, and nothing further is queued until the encoder has taken this batch.
+            while len(pending) < PREFETCH_BATCHES and submit_next():
+                pass
+            decoded = [f.result() for f in futures]
+            del futures
             good = [(i, sha, img) for i, sha, img, err in decoded if err is None]
             for i, _sha, _img, err in decoded:
                 if err is not None:
                     skipped.append({"path": str(paths[i]), "reason": err})
+            n_decoded = len(decoded)
+            del decoded
             if good:
                 batch = np.stack([img for _, _, img in good])
+                good = [(i, sha) for i, sha, _ in good]  # drop the per-image arrays: the batch holds them
                 feats = np.asarray(encoder(batch), np.float32)
-                for (i, sha, _), vec in zip(good, feats):
+                del batch
+                for (i, sha), vec in zip(good, feats):
                     vectors[i] = vec
                     if cache is not None and backbone_key:
                         cache.put(backbone_key, sha, vec)
-            done += len(decoded)
+            if not pending:  # PREFETCH_BATCHES = 0: strictly one batch after another
+                submit_next()
+            done += n_decoded
             if on_progress:
                 on_progress(done, total)
     kept = sorted(vectors)
