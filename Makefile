@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_core.py
 	$(PY) scripts/bench_export.py
 	$(PY) scripts/bench_attack.py
+	$(PY) scripts/bench_perf.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,10 +1,14 @@
-"""Backbone: compare the pretrained networks and choose one."""
+"""Backbone: compare the pretrained networks, score them on the user's photos, and choose one."""
+import time
+
 import streamlit as st
 
+from tlcore.jobs import start_job
 from tlcore.registry import get_spec, list_backbones
 from tlcore.speed import measure_speed, measured_speeds
 from ui import state
 from ui.layout import guard, setup, t
+from ui.leaderboard_view import show_leaderboard
 
 setup("backbone.title")
 st.markdown(t("backbone.intro"))
@@ -39,3 +43,23 @@ with guard():
         with st.spinner(t("backbone.measuring", name=choice)):
             measure_speed(choice)
         st.rerun()
+
+st.subheader(t("backbone.lb_title"))
+st.write(t("backbone.lb_intro"))
+ws = state.workspace()
+has_data = sum(1 for n in ws.counts().values() if n) >= 2
+running = state.job_running()
+if st.button(t("backbone.lb_start"), icon=":material/leaderboard:", disabled=running or not has_data):
+    with guard():
+        job_dir = ws.jobs_dir / time.strftime("leaderboard-%Y%m%d-%H%M%S")
+        data = ws.snapshot(job_dir / "data")
+        start_job(job_dir, ["leaderboard", str(data)], kind="leaderboard", meta={"parent": str(ws.data_dir)})
+        st.rerun()
+if not has_data:
+    st.caption(t("no_data"))
+elif running:
+    st.caption(t("train.busy"))
+
+boards = state.jobs_of(ws.data_dir, "leaderboard")
+if boards:
+    show_leaderboard(boards[0][0], choice)

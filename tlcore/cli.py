@@ -49,6 +49,14 @@ def _weights(text: str):
     return None if text.lower() in ("none", "random", "scratch") else text
 
 
+def _strategy_option(p) -> None:
+    from .distribute import STRATEGIES
+
+    p.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="where fine-tuning runs: this device, mirrored (every GPU of this machine) or multi-worker "
+                        "(the machines in TF_CONFIG); --batch-size is then split across the replicas")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=_PROG, description="Transfer Lab: transfer learning for image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -78,6 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--augment", action="store_true", help="flip and brightness/contrast/saturation ±0.2")
     p.add_argument("--augment-copies", type=int, default=d.augment_copies)
+    _strategy_option(p)
     _resume_option(p)
     _job_options(p)
 
@@ -90,6 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--augment", action="store_true")
+    _strategy_option(p)
     _resume_option(p)
     _job_options(p)
 
@@ -173,7 +183,20 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the snapshots (PNG) and the final image")
     _job_options(p)
+
+    p = sub.add_parser("bench", help="measure extraction speed, head training, TFLite latency and memory on DATA")
+    p.add_argument("data", help="folder (or .zip) of class folders, as for train")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("leaderboard", help="score every backbone available here on DATA: accuracy, size and speed")
+    p.add_argument("data", help="folder (or .zip) of class folders, as for train")
+    p.add_argument("--backbones", type=_names, help="backbones to compare, separated by commas (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and of the heads")
+    _job_options(p)
     return parser
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _floats(text: str) -> list[float]:
@@ -340,7 +363,7 @@ def _cmd_train(args):
         lr=args.lr, dropout=args.dropout, split=args.split, seed=args.seed, class_weights=args.class_weights,
         fine_tune_layers=args.fine_tune_layers, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_lr=args.fine_tune_lr, patience=args.patience, augment=args.augment,
-        augment_copies=args.augment_copies,
+        augment_copies=args.augment_copies, strategy=args.strategy,
     )
     events, on_extract, on_epoch, should_stop = _callbacks(args)
     start = {"command": "train", "epochs": config.epochs,
@@ -355,7 +378,8 @@ def _cmd_finetune(args):
     from .train import TrainConfig, fine_tune
 
     config = TrainConfig(fine_tune_layers=args.layers, fine_tune_lr=args.lr, fine_tune_epochs=args.epochs,
-                         patience=args.patience, batch_size=args.batch_size, augment=args.augment)
+                         patience=args.patience, batch_size=args.batch_size, augment=args.augment,
+                         strategy=args.strategy)
     events, _, on_epoch, should_stop = _callbacks(args)
     start = {"command": "finetune", "epochs": 0, "fine_tune_epochs": config.fine_tune_epochs}
     # Fine-tuning checkpoints count only fine-tuning epochs, which is all this command runs.
@@ -594,9 +618,50 @@ def _cmd_ideal(args):
     return _run_with_events(args, events, {"command": "ideal"}, work, report)
 
 
-_COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
+def _cmd_bench(args):
+    from .bench import run_bench
+
+    def on_progress(stage, logs):
+        if not args.json:
+            print(f"bench: {stage} {json.dumps(logs)}", file=sys.stderr, flush=True)
+
+    result = run_bench(args.data, on_progress)
+    if not args.json:
+        for key, value in result.items():
+            print(f"{key:<40} {value}")
+    return result
+
+
+def _cmd_leaderboard(args):
+    from .leaderboard import leaderboard
+
+    events, _, _, should_stop = _callbacks(args)
+
+    def on_progress(logs):
+        if events:
+            events({"type": "leaderboard", **logs})
+        if not args.json and logs["stage"] == "scored":  # skipped ones are listed with the result
+            print(f"{logs['backbone']}: accuracy {logs['row']['accuracy']:.3f}", file=sys.stderr, flush=True)
+
+    def report(r):
+        print(f"accuracy on {r['n_val']} held-out images ({r['n_train']} to train each head):")
+        print(f"{'backbone':<20} {'accuracy':>8} {'MB':>6} {'params':>12} {'images/s':>9}")
+        for row in r["rows"]:
+            speed = "-" if row["images_per_s"] is None else f"{row['images_per_s']:.1f}"
+            print(f"{row['name']:<20} {row['accuracy']:>8.3f} {row['size_mb']:>6g} {row['params']:>12,} {speed:>9}")
+        for s in r["skipped"]:
+            print(f"skipped {s['name']}: {s['reason']}", file=sys.stderr)
+        if r["stopped"]:
+            print("stopped before every backbone was scored", file=sys.stderr)
+
+    return _run_with_events(args, events, {"command": "leaderboard"}, lambda: leaderboard(
+        args.data, args.backbones, on_progress=on_progress, should_stop=should_stop, seed=args.seed), report)
+
+
+_COMMANDS = {"leaderboard": _cmd_leaderboard,
+             "backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
              "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "attack": _cmd_attack,
-             "robustness": _cmd_robustness, "harden": _cmd_harden, "ideal": _cmd_ideal}
+             "robustness": _cmd_robustness, "harden": _cmd_harden, "ideal": _cmd_ideal, "bench": _cmd_bench}
 
 
 def log_path() -> Path:

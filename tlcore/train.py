@@ -18,12 +18,13 @@ from .augment import AugmentConfig, augment_image
 from .checkpoint import (Checkpoint, CheckpointCallback, check_matches, checkpoint_dir, data_fingerprint,
                          load_checkpoint, restore_training)
 from .data import Dataset, Sample, check_classes, load_dataset, stratified_split
+from .distribute import build_for_fit, check_strategy, fine_tuning_classifier, make_strategy
 from .errors import TLError
 from .evaluate import classification_metrics
 from .features import FeatureCache, extract_features
 from .head_fit import HeadTrainer
 from .images import load_image
-from .model import build_classifier, build_head, unfreeze_top_layers
+from .model import build_classifier, build_head
 from .registry import DEFAULT_BACKBONE, create_backbone, get_spec
 from .run import load_run, read_run_json, save_run
 
@@ -51,10 +52,12 @@ class TrainConfig:
     patience: int = 3  # early stopping on validation loss while fine-tuning
     augment: bool = False  # flip and brightness/contrast/saturation ±0.2 on training images
     augment_copies: int = 2  # augmented variants per training image (their features are cached too)
+    strategy: str = "default"  # where fine-tuning runs: "default", "mirrored" or "multi-worker" (tlcore.distribute)
 
 
 # What fine_tune() takes from its config; everything else comes from the saved run.
-_FINE_TUNE_SETTINGS = ("fine_tune_layers", "fine_tune_epochs", "fine_tune_lr", "patience", "batch_size", "augment")
+_FINE_TUNE_SETTINGS = ("fine_tune_layers", "fine_tune_epochs", "fine_tune_lr", "patience", "batch_size", "augment",
+                       "strategy")
 
 
 def _validate(config: TrainConfig) -> None:
@@ -73,8 +76,14 @@ def _validate(config: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise TLError(message)
+    check_strategy(config.strategy)
     # Fail before the expensive feature extraction, and also for data that brings its own splits.
     stratified_split([], config.split, config.seed)
+
+
+def _checkpoint_settings(config: TrainConfig) -> dict:
+    """The settings a resumed run must share: all but the strategy, so a run may resume on other hardware."""
+    return {k: v for k, v in asdict(config).items() if k != "strategy"}
 
 
 def _advice(config: TrainConfig) -> list[dict]:
@@ -246,19 +255,26 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history, on_epoch, should_stop,
-                     warnings, checkpoints: _Checkpoints):
-    """Unfreeze the backbone's top layers and train the whole classifier at a low rate."""
-    layers = unfreeze_top_layers(backbone, config.fine_tune_layers)
+                     warnings, checkpoints: _Checkpoints, strategy=None):
+    """Unfreeze the backbone's top layers and train the whole classifier at a low rate.
+
+    ``strategy`` (default: made from ``config.strategy``) places the variables
+    and splits each batch of ``config.batch_size`` images across its replicas.
+    """
+    strategy = strategy if strategy is not None else make_strategy(config.strategy)
+    classifier, layers = fine_tuning_classifier(strategy, backbone, head, config.fine_tune_layers,
+                                                config.fine_tune_lr)
     if not layers:
         warnings.append({"code": "nothing_unfrozen", "message": f"the top {config.fine_tune_layers} backbone layers "
                          "have no trainable weights (pooling, activation or BatchNorm), so only the head is trained; "
                          "unfreeze more layers"})
-    classifier = build_classifier(backbone, head)
-    classifier.compile(optimizer=keras.optimizers.Adam(config.fine_tune_lr),
-                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if config.strategy != "default" and strategy.num_replicas_in_sync == 1:
+        warnings.append({"code": "one_replica", "message": f"strategy {config.strategy!r} found only one device, "
+                         "so fine-tuning ran on one replica"})
     initial_epoch, early_state, best_weights = 0, None, None
     if checkpoints.resumes("fine_tune"):
-        best_weights = restore_training(checkpoints.resume, classifier)
+        with strategy.scope():  # the optimizer's restored variables must be placed like the model's
+            best_weights = restore_training(checkpoints.resume, classifier)
         initial_epoch = checkpoints.resume.epochs_done
         early_state = checkpoints.resume.state.get("early_stopping")
     sw = None
@@ -266,6 +282,7 @@ def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, 
         sw = np.array([class_weight[int(c)] for c in y[idx["train"]]], np.float32)
     train_batches = ImageBatches([paths[i] for i in idx["train"]], y[idx["train"]], size, config.batch_size,
                                  config.seed, sw, augment=config.augment)
+    build_for_fit(classifier, strategy, train_batches[0])
     val_batches, early = None, None
     if len(idx["val"]):
         val_batches = ImageBatches([paths[i] for i in idx["val"]], y[idx["val"]], size, config.batch_size)
@@ -275,8 +292,10 @@ def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, 
     callbacks = ([early] if early else []) + [_Progress("fine_tune", history, on_epoch, should_stop)]
     callbacks += checkpoints.callbacks("fine_tune", history, early)
     if initial_epoch < config.fine_tune_epochs:
+        # shuffle=False: ImageBatches shuffles with the run's seed; Keras would also reorder the batches from
+        # Python's global random state, which differs between otherwise identical runs (and strategies).
         classifier.fit(train_batches, validation_data=val_batches, epochs=config.fine_tune_epochs, verbose=0,
-                       callbacks=callbacks, initial_epoch=initial_epoch)
+                       callbacks=callbacks, initial_epoch=initial_epoch, shuffle=False)
     return classifier, layers
 
 
@@ -338,7 +357,9 @@ def train(
     """
     t_start = time.perf_counter()
     _validate(config)
-    checkpoints = _start_checkpoints(out, resume, asdict(config))
+    # Made before any TensorFlow work: TensorFlow refuses a multi-worker strategy made later.
+    strategy = make_strategy(config.strategy) if config.fine_tune_layers > 0 else None
+    checkpoints = _start_checkpoints(out, resume, _checkpoint_settings(config))
     spec = get_spec(config.backbone)
     warnings = _advice(config)
     dataset = source if isinstance(source, Dataset) else load_dataset(source)
@@ -355,8 +376,10 @@ def train(
         return backbone_holder[0]
 
     def get_encoder():
-        backbone = get_backbone()
-        return lambda batch: backbone.predict_on_batch(batch.astype(np.float32))
+        # The frozen backbone runs as a cached TFLite engine (Keras for random weights or on failure).
+        from .engine import fast_encoder
+
+        return fast_encoder(get_backbone, weights_key, spec.input_size)
 
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]
@@ -428,7 +451,7 @@ def train(
         t0 = time.perf_counter()
         classifier, fine_tuned_layers = _fine_tune_phase(
             get_backbone(), head, sample_paths, y, idx, spec.input_size, config, class_weight, history,
-            on_epoch, should_stop, warnings, checkpoints)
+            on_epoch, should_stop, warnings, checkpoints, strategy)
         t_fine = time.perf_counter() - t0
 
     def predict(ids):
@@ -443,6 +466,7 @@ def train(
     summary = _summary(
         classes, spec.name, idx, y, metrics, history,
         fine_tuned_layers=fine_tuned_layers,
+        replicas=classifier.distribute_strategy.num_replicas_in_sync if classifier is not None else 1,
         features={"cache_hits": feats.cache_hits, "computed": feats.computed},
         seconds={"extract": round(t_extract, 3), "train": round(t_train, 3),
                  "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)},
@@ -486,7 +510,9 @@ def fine_tune(
     if config.fine_tune_layers < 1:
         raise TLError(f"fine-tuning needs at least one layer to unfreeze, got {config.fine_tune_layers}")
     out = Path(out) if out is not None else Path(run_dir)
-    checkpoints = _start_checkpoints(out, resume, asdict(config))
+    checkpoints = _start_checkpoints(out, resume, _checkpoint_settings(config))
+    # Before load_run, which is TensorFlow work: TensorFlow refuses a multi-worker strategy made later.
+    strategy = make_strategy(config.strategy)
     run = load_run(run_dir)
     # The run's own settings (head epochs, lr, class weights, ...), with this call's fine-tuning settings on top.
     known = {f.name for f in fields(TrainConfig)}
@@ -519,7 +545,7 @@ def fine_tune(
     keras.utils.set_random_seed(config.seed)
     t0 = time.perf_counter()
     classifier, layers = _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history,
-                                          on_epoch, should_stop, warnings, checkpoints)
+                                          on_epoch, should_stop, warnings, checkpoints, strategy)
     t_fine = time.perf_counter() - t0
 
     def predict(ids):
@@ -529,6 +555,7 @@ def fine_tune(
     summary = _summary(
         classes, run.spec.name, idx, y, metrics, history,
         fine_tuned_layers=layers,
+        replicas=strategy.num_replicas_in_sync,
         seconds={"extract": 0.0, "train": 0.0, "fine_tune": round(t_fine, 3),
                  "total": round(time.perf_counter() - t_start, 3)},
         skipped=previous.get("skipped", []),

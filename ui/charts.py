@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 __all__ = ["curves_figure", "counts_figure", "confusion_figure", "probabilities_figure", "export_figure",
-           "robustness_figure"]
+           "robustness_figure", "leaderboard_figure"]
 
 
 def curves_figure(history: Sequence[dict], labels: dict) -> go.Figure:
@@ -95,4 +95,31 @@ def robustness_figure(curves: dict[str, dict], labels: dict) -> go.Figure:
     fig.update_layout(height=320, margin={"t": 10, "b": 40, "l": 40, "r": 10},
                       xaxis_title=labels["epsilon"], yaxis_title=labels["accuracy"], yaxis={"range": [0, 1.02]},
                       legend={"orientation": "h", "y": -0.3})
+    return fig
+
+
+def leaderboard_figure(rows: Sequence[dict], chosen: str, labels: dict) -> go.Figure:
+    """Accuracy on the user's photos against weights size (log scale) and against images/s, one marker per
+    backbone (named), the chosen one larger and in red; backbones of unknown speed are left out of the second."""
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=(labels["size"], labels["speed"]))
+    for col, key in ((1, "size_mb"), (2, "images_per_s")):
+        for is_chosen in (False, True):
+            points = [r for r in rows if r.get(key) is not None and (r["name"] == chosen) == is_chosen]
+            if not points:
+                continue
+            fig.add_trace(go.Scatter(
+                x=[r[key] for r in points], y=[r["accuracy"] for r in points], mode="markers+text",
+                text=[r["name"] for r in points], textposition="top center",
+                marker={"size": 18 if is_chosen else 11, "color": "#d62728" if is_chosen else "#1f77b4",
+                        "line": {"width": 2 if is_chosen else 0, "color": "black"}},
+                name=labels["chosen"] if is_chosen else labels["others"], legendgroup=str(is_chosen),
+                showlegend=col == 1,
+                customdata=[[r["size_mb"], r.get("images_per_s") or 0.0] for r in points],
+                hovertemplate=(f"%{{text}}<br>{labels['accuracy']} %{{y:.1%}}<br>{labels['mb']} %{{customdata[0]}}"
+                               f"<br>{labels['images_per_s']} %{{customdata[1]:.1f}}<extra></extra>"),
+            ), row=1, col=col)
+    fig.update_xaxes(title_text=labels["mb"], type="log", row=1, col=1)
+    fig.update_xaxes(title_text=labels["images_per_s"], row=1, col=2)
+    fig.update_yaxes(title_text=labels["accuracy"], range=[0, 1.08], tickformat=".0%", row=1, col=1)
+    fig.update_layout(height=380, margin={"t": 40, "b": 40, "l": 50, "r": 10}, legend={"orientation": "h", "y": -0.25})
     return fig

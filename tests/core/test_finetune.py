@@ -312,7 +312,9 @@ def test_augmented_features_are_cached(image_folder, monkeypatch, isolated_cache
     assert fewer["n_train"] == first["n_train"]
 
     train(image_folder, TrainConfig(weights="imagenet", epochs=1, augment=True, augment_copies=3))
-    assert builds.calls == 2  # a third copy had to be computed
+    # A third copy had to be computed, by the backbone's engine converted and cached on the first run
+    # (tlcore.engine): the Keras backbone is not built again.
+    assert builds.calls == 1
     assert len(cached_vectors(isolated_cache)) == 16 + 3 * first["n_train"]
 
 

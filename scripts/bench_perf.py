@@ -1,0 +1,105 @@
+"""Performance benchmark (issue 7): `python -m tlcore bench` on the shared photos, and memory on 10,000 images.
+
+Writes the `bench:perf` section of docs/BENCHMARKS.md. Usage: ``make bench``
+(or ``python scripts/bench_perf.py [--skip-10k]``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bench_core import DATA, ROOT, machine
+from benchdoc import replace_section
+
+N_GENERATED = 10_000
+COMPUTE_LIMIT = 390  # images/s: EfficientNet-Lite0, 0.81 GFLOP per image, on two AVX-512 cores (issue 7)
+
+
+def cli(args: list[str], cache: Path) -> tuple[dict, float, float]:
+    env = {**os.environ, "TLCORE_CACHE_DIR": str(cache)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tlcore", *args, "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"benchmark command failed: python -m tlcore {' '.join(args)}: {proc.stderr.strip()[-500:]}")
+    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall, peak
+
+
+def generated_memory(tmp: Path) -> dict:
+    """Train on 10,000 generated 320x240 JPEGs (two classes) in a fresh process: its peak memory."""
+    rng = np.random.default_rng(0)
+    for i in range(N_GENERATED):
+        label = "warm" if i % 2 else "cool"
+        base = (200, 120, 60) if label == "warm" else (60, 120, 200)
+        folder = tmp / "gen" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        arr = np.clip(np.array(base)[None, None] + rng.normal(0, 40, (240, 320, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"{i}.jpg", quality=85)
+    result, wall, peak = cli(["train", str(tmp / "gen"), "--out", str(tmp / "run"), "--epochs", "5"], tmp / "cache")
+    return {"images": result["n_train"] + result["n_val"] + result["n_test"], "peak_rss_mb": round(peak, 1),
+            "extract_seconds": result["seconds"]["extract"], "wall_seconds": round(wall, 1)}
+
+
+def main() -> None:
+    if not DATA.is_dir():
+        sys.exit(f"shared photos not found at {DATA}; see ../shared/datasets/README.md")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        bench, _, _ = cli(["bench", str(DATA)], tmp / "bench-cache")
+        memory = None if "--skip-10k" in sys.argv else generated_memory(tmp)
+    b = bench
+    ok = lambda cond: "yes" if cond else "**no**"  # noqa: E731
+    rows = [
+        ("extract_images_per_s", b["extract_images_per_s"], ">= 150 and >= 1.5x baseline",
+         ok(b["extract_images_per_s"] >= 150 and b["extract_speedup"] >= 1.5)),
+        ("baseline_keras_predict_images_per_s", b["baseline_keras_predict_images_per_s"], "", ""),
+        ("extract speed-up over the baseline", f"{b['extract_speedup']}x", ">= 1.5x", ok(b["extract_speedup"] >= 1.5)),
+        ("head_train_seconds (50 epochs, 2,000 embeddings)", b["head_train_seconds"], "<= 3",
+         ok(b["head_train_seconds"] <= 3)),
+        ("tflite_float32_latency_ms (one image)", b["tflite_float32_latency_ms"], "", ""),
+        ("tflite_int8_latency_ms (one image)", b["tflite_int8_latency_ms"], "<= 0.7x float32",
+         ok(b["int8_latency_ratio"] <= 0.7)),
+        ("peak_rss_mb (training process)", b["peak_rss_mb"], "", ""),
+        ("time_to_first_model_seconds (CLI train, cold)", b["time_to_first_model_seconds"], "", ""),
+    ]
+    table = "\n".join(f"| {name} | {value} | {target} | {met} |" for name, value, target, met in rows)
+    mem = ("not measured (--skip-10k)" if memory is None else
+           f"{memory['peak_rss_mb']} MB peak for the training process on {memory['images']} generated "
+           f"320x240 JPEGs (target: under 2,500 MB; {ok(memory['peak_rss_mb'] < 2500)}), "
+           f"extraction {memory['extract_seconds']:.0f} s, {memory['wall_seconds']:.0f} s in all")
+    text = f"""## Performance: `python -m tlcore bench` on ants vs bees
+
+Command: `python -m tlcore bench ../shared/datasets/hymenoptera --json` ({b['images']} photos, default
+backbone {b['backbone']}; every figure from the same run, see `tlcore/bench.py`).
+
+- Date: {date.today().isoformat()}
+- Machine: {machine()}
+
+| figure | value | target (issue 7) | met |
+|---|---|---|---|
+{table}
+
+Extraction reaches {b['extract_images_per_s'] / COMPUTE_LIMIT:.0%} of the compute limit of about
+{COMPUTE_LIMIT} images/s (0.81 GFLOP per image on two AVX-512 cores, as the issue puts it).
+
+Memory while embedding many images: {mem}.
+"""
+    replace_section("perf", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

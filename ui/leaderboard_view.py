@@ -1,0 +1,102 @@
+"""Draw the Backbone page's leaderboard job: progress while it runs, then accuracy against size and speed."""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore.jobs import LIVE, job_status, read_events, request_stop
+
+from . import state
+from .charts import leaderboard_figure
+from .follow import follow
+from .layout import t
+
+__all__ = ["show_leaderboard"]
+
+
+def _labels() -> dict:
+    return {"size": t("backbone.chart.size"), "speed": t("backbone.chart.speed"), "accuracy": t("chart.accuracy"),
+            "mb": t("backbone.chart.mb"), "images_per_s": t("backbone.chart.images_per_s"),
+            "chosen": t("backbone.chart.chosen"), "others": t("backbone.chart.others")}
+
+
+def _chart(rows: list[dict], chosen: str, key: str) -> None:
+    st.plotly_chart(leaderboard_figure(rows, chosen, _labels()), key=key)
+
+
+def _table(rows: list[dict], chosen: str) -> None:
+    st.dataframe([{
+        t("backbone.col.rank"): rank,
+        t("backbone.col.name"): r["name"],
+        t("backbone.col.accuracy"): f"{r['accuracy']:.1%}",
+        t("backbone.col.size"): r["size_mb"],
+        t("backbone.col.params"): round(r["params"] / 1e6, 1),
+        t("backbone.col.speed"): r["images_per_s"],
+        t("backbone.col.chosen"): "✓" if r["name"] == chosen else "",
+    } for rank, r in enumerate(rows, start=1)], hide_index=True)
+
+
+def _use(name: str) -> None:
+    # A callback runs before the page: forgetting the selectbox's state makes it start again from the new choice.
+    state.set_backbone(name)
+    st.session_state.pop("backbone_select", None)
+
+
+def _result(job_dir: Path, result: dict, chosen: str) -> None:
+    rows = result.get("rows", [])
+    if result.get("stopped"):
+        st.warning(t("backbone.lb_stopped"))
+    if rows:
+        st.caption(t("backbone.lb_caption", n_val=result["n_val"], n_train=result["n_train"],
+                     where=t(f"backbone.lb_where.{result.get('held_out', 'split')}")))
+        _chart(rows, chosen, f"leaderboard_{job_dir.name}")
+        _table(rows, chosen)
+        unknown = [r["name"] for r in rows if r.get("images_per_s") is None]
+        if unknown:
+            st.caption(t("backbone.lb_no_speed", names=", ".join(unknown)))
+        best = rows[0]["name"]
+        st.success(t("backbone.lb_best", name=best))
+        if best != chosen:
+            st.button(t("backbone.lb_use", name=best), on_click=_use, args=(best,), key=f"use_{job_dir.name}")
+    elif not result.get("stopped"):
+        st.warning(t("backbone.lb_none"))
+    skipped = result.get("skipped", [])
+    if skipped:
+        with st.expander(t("backbone.lb_skipped", n=len(skipped))):
+            for s in skipped:
+                st.caption(f"**{s['name']}**: {s['reason']}")
+
+
+def _draw(job_dir: Path, chosen: str) -> str:
+    status = job_status(job_dir)
+    key = status["status"]
+    if key in LIVE:
+        events = [e for e in read_events(job_dir) if e.get("type") == "leaderboard"]
+        last = events[-1] if events else {}
+        if last:
+            share = last.get("done", 0) / max(last.get("total", 1), 1) if last["stage"] == "embed" else 1.0
+            fraction = (last["index"] + share) / max(last["count"], 1)
+            text = t("backbone.lb_embedding", name=last["backbone"], i=last["index"] + 1, n=last["count"],
+                     done=last.get("done", 0), total=last.get("total", 0)) if last["stage"] == "embed" else last["backbone"]
+        else:
+            fraction, text = 0.0, t("export.starting")
+        st.progress(min(max(fraction, 0.0), 1.0), text=text)
+        if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon=":material/stop:"):
+            request_stop(job_dir)
+        scored = [e["row"] for e in events if e["stage"] == "scored"]
+        if scored:  # the backbones scored so far, best first
+            _chart(sorted(scored, key=lambda r: -r["accuracy"]), chosen, f"leaderboard_{job_dir.name}_{len(scored)}")
+    elif key == "failed":
+        st.error(t("backbone.lb_failed", error=status.get("error", "")))
+    elif key == "stopped" and not status.get("result"):
+        st.warning(t("job.stopped_waiting"))
+    elif status.get("result"):
+        _result(job_dir, status["result"], chosen)
+    return key
+
+
+def show_leaderboard(job_dir: Path, chosen: str) -> None:
+    """A leaderboard job, followed while it runs; ``chosen`` (the session's backbone) is highlighted."""
+    follow(job_dir, partial(_draw, chosen=chosen))
