@@ -5,20 +5,16 @@ Writes the `bench:perf` section of docs/BENCHMARKS.md. Usage: ``make bench``
 """
 from __future__ import annotations
 
-import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bench_core import DATA, ROOT, machine
+from bench_core import DATA, machine, run_cli
 from benchdoc import replace_section
 
 N_GENERATED = 10_000
@@ -26,16 +22,10 @@ COMPUTE_LIMIT = 390  # images/s: EfficientNet-Lite0, 0.81 GFLOP per image, on tw
 
 
 def cli(args: list[str], cache: Path) -> tuple[dict, float, float]:
-    env = {**os.environ, "TLCORE_CACHE_DIR": str(cache)}
+    """``run_cli`` of the core benchmark, plus the command's peak memory in MB."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "tlcore", *args, "--json"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"benchmark command failed: python -m tlcore {' '.join(args)}: {proc.stderr.strip()[-500:]}")
-    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-    return json.loads(proc.stdout.strip().splitlines()[-1]), wall, peak
+    result, wall = run_cli(args, cache)
+    return result, wall, max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
 
 
 def generated_memory(tmp: Path) -> dict:
