@@ -209,7 +209,7 @@ def _floats(text: str) -> list[float]:
 def _formats(text: str) -> list[str]:
     from .export import FORMATS
 
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    names = [name.lower() for name in _names(text)]
     bad = [n for n in names if n not in FORMATS]
     if bad or not names:
         raise argparse.ArgumentTypeError(f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(FORMATS)}")
@@ -658,10 +658,10 @@ def _cmd_leaderboard(args):
         args.data, args.backbones, on_progress=on_progress, should_stop=should_stop, seed=args.seed), report)
 
 
-_COMMANDS = {"leaderboard": _cmd_leaderboard,
-             "backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
+_COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
              "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "attack": _cmd_attack,
-             "robustness": _cmd_robustness, "harden": _cmd_harden, "ideal": _cmd_ideal, "bench": _cmd_bench}
+             "robustness": _cmd_robustness, "harden": _cmd_harden, "ideal": _cmd_ideal,
+             "leaderboard": _cmd_leaderboard, "bench": _cmd_bench}
 
 
 def log_path() -> Path:

@@ -24,7 +24,7 @@ from .archive import is_junk_name, safe_extract
 from .errors import TLError
 from .paths import default_cache_dir
 
-__all__ = ["Sample", "Dataset", "SPLITS", "load_dataset", "check_classes", "stratified_split"]
+__all__ = ["Sample", "Dataset", "SPLITS", "load_dataset", "check_classes", "stratified_split", "assign_splits"]
 
 SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -266,3 +266,22 @@ def stratified_split(labels: Sequence[str], fractions=(0.8, 0.1, 0.1), seed: int
         for j, i in enumerate(idx):
             out[i] = "test" if j < n_test else "val" if j < n_test + n_val else "train"
     return out
+
+
+def assign_splits(samples: Sequence[Sample], has_splits: bool, fractions, seed: int = 0,
+                  carve: float = 0.1) -> list[str]:
+    """The split of each sample: the source's own splits when it has them, else :func:`stratified_split`.
+
+    A source with train (and maybe test) but no validation split gets
+    ``carve`` of each training class as validation, never taken from test.
+    """
+    labels = [s.label for s in samples]
+    if not has_splits:
+        return stratified_split(labels, fractions, seed)
+    splits = [s.split or "train" for s in samples]
+    if "val" not in splits:
+        train_idx = [i for i, sp in enumerate(splits) if sp == "train"]
+        carved = stratified_split([labels[i] for i in train_idx], (1 - carve, carve, 0.0), seed)
+        for i, sp in zip(train_idx, carved):
+            splits[i] = sp
+    return splits

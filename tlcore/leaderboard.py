@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 
-from .data import Dataset, load_dataset, stratified_split
+from .data import Dataset, assign_splits, load_dataset
+from .engine import keras_encoder
 from .errors import TLError
 from .features import FeatureCache, extract_features
 from .head_fit import HeadTrainer
@@ -89,21 +90,6 @@ def _unavailable_reason(name: str) -> str:
     return "its ImageNet weights are not available offline"
 
 
-def _held_out_splits(dataset: Dataset, seed: int) -> tuple[list[str], str]:
-    """``train`` / ``val`` / other per sample, and where ``val`` comes from (``"val"`` or ``"split"``)."""
-    labels = [s.label for s in dataset.samples]
-    if dataset.has_splits:
-        splits = [s.split or "train" for s in dataset.samples]
-        if "val" in splits:
-            return splits, "val"  # a test split stays untouched
-        train_idx = [i for i, sp in enumerate(splits) if sp == "train"]
-        carved = stratified_split([labels[i] for i in train_idx], (1 - HELD_OUT, HELD_OUT, 0.0), seed)
-        for i, sp in zip(train_idx, carved):
-            splits[i] = sp
-        return splits, "split"
-    return stratified_split(labels, (1 - HELD_OUT, HELD_OUT, 0.0), seed), "split"
-
-
 def _score(x_train, y_train, x_val, y_val, n_classes: int, seed: int) -> float:
     """Accuracy on the held-out features of a quick head fitted on the training features."""
     rms = float(np.sqrt(np.mean(np.square(x_train, dtype=np.float64))))
@@ -123,10 +109,7 @@ def _timed_encoder(name: str, input_size: int, timer: dict):
     """``get_encoder`` for :func:`extract_features`: builds the backbone, warms it up, times every batch."""
 
     def get_encoder():
-        backbone = create_backbone(name, weights="imagenet")
-
-        def encode(batch):
-            return np.asarray(backbone.predict_on_batch(np.asarray(batch, np.float32)), np.float32)
+        encode = keras_encoder(create_backbone(name, weights="imagenet"))
 
         # Two warm-up shapes: graph tracing (and the retrace a second batch size causes) is not inference time.
         for n in (1, 2):
@@ -169,7 +152,9 @@ def leaderboard(
     specs = {name: get_spec(name) for name in names}  # an unknown name is the caller's error, said at once
     dataset = source if isinstance(source, Dataset) else load_dataset(source)
     classes = dataset.classes
-    splits, held_out = _held_out_splits(dataset, seed)
+    # The data's own validation split when it has one (a test split stays untouched), else HELD_OUT of each class.
+    held_out = "val" if any(s.split == "val" for s in dataset.samples) else "split"
+    splits = assign_splits(dataset.samples, dataset.has_splits, (1 - HELD_OUT, HELD_OUT, 0.0), seed, carve=HELD_OUT)
     if "val" not in splits:
         raise TLError("too few photos to hold any out for scoring; add at least 3 per class")
     class_index = {c: i for i, c in enumerate(classes)}

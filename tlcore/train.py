@@ -17,7 +17,7 @@ import numpy as np
 from .augment import AugmentConfig, augment_image
 from .checkpoint import (Checkpoint, CheckpointCallback, check_matches, checkpoint_dir, data_fingerprint,
                          load_checkpoint, restore_training)
-from .data import Dataset, Sample, check_classes, load_dataset, stratified_split
+from .data import Dataset, assign_splits, check_classes, load_dataset, stratified_split
 from .distribute import build_for_fit, check_strategy, fine_tuning_classifier, make_strategy
 from .errors import TLError
 from .evaluate import classification_metrics
@@ -158,20 +158,6 @@ class ImageBatches(keras.utils.PyDataset):
             self.rng.shuffle(self.order)
 
 
-def _assign_splits(samples: list[Sample], has_splits: bool, config: TrainConfig) -> list[str]:
-    labels = [s.label for s in samples]
-    if not has_splits:
-        return stratified_split(labels, config.split, config.seed)
-    splits = [s.split or "train" for s in samples]
-    if "val" not in splits:
-        # Source gave train (and maybe test) only: carve validation out of train, never out of test.
-        train_idx = [i for i, sp in enumerate(splits) if sp == "train"]
-        carved = stratified_split([labels[i] for i in train_idx], (0.9, 0.1, 0.0), config.seed)
-        for i, sp in zip(train_idx, carved):
-            splits[i] = sp
-    return splits
-
-
 def _class_weights(y: np.ndarray, n_classes: int, mode: str, classes, warnings: list) -> dict | None:
     counts = np.bincount(y, minlength=n_classes)
     present = counts[counts > 0]
@@ -211,6 +197,12 @@ class _Checkpoints:
 
     def resumes(self, phase: str) -> bool:
         return self.resume is not None and self.resume.phase == phase
+
+    def bind_data(self, items) -> None:
+        """Record the (path, label, split) triples trained on; a resumed checkpoint must have the same."""
+        self.data = data_fingerprint(items)
+        if self.resume is not None:
+            check_matches(self.resume, self.settings, self.data)
 
     def callbacks(self, phase: str, history: list, early_stopping=None, optimizer_arrays=None) -> list:
         if self.folder is None:
@@ -387,7 +379,7 @@ def train(
     samples = [dataset.samples[i] for i in feats.kept]
     skipped = dataset.skipped + feats.skipped
     check_classes(samples, classes, "the data")
-    splits = _assign_splits(samples, dataset.has_splits, config)
+    splits = assign_splits(samples, dataset.has_splits, config.split, config.seed)
     class_index = {c: i for i, c in enumerate(classes)}
     y = np.array([class_index[s.label] for s in samples], dtype=int)
     idx = {sp: np.array([i for i, s in enumerate(splits) if s == sp], dtype=int) for sp in ("train", "val", "test")}
@@ -404,9 +396,7 @@ def train(
     if train_counts.min() < 10:
         warnings.append({"code": "few_images", "message": f"class {classes[int(train_counts.argmin())]!r} has only {int(train_counts.min())} training images; 10 or more per class are advised"})
     class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings)
-    checkpoints.data = data_fingerprint((s.path, s.label, sp) for s, sp in zip(samples, splits))
-    if checkpoints.resume is not None:
-        check_matches(checkpoints.resume, checkpoints.settings, checkpoints.data)
+    checkpoints.bind_data((s.path, s.label, sp) for s, sp in zip(samples, splits))
 
     x = feats.features
     x_train, y_train = x[idx["train"]], y[idx["train"]]
@@ -533,9 +523,8 @@ def fine_tune(
     y = np.array([classes.index(label) for label in labels], dtype=int)
     idx = {sp: np.array([i for i, s in enumerate(samples) if s["split"] == sp], dtype=int) for sp in ("train", "val", "test")}
     class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings)
-    checkpoints.data = data_fingerprint((s["path"], s["label"], s["split"]) for s in samples)
+    checkpoints.bind_data((s["path"], s["label"], s["split"]) for s in samples)
     if checkpoints.resume is not None:
-        check_matches(checkpoints.resume, checkpoints.settings, checkpoints.data)
         history = checkpoints.resume.history
     else:
         history = [dict(h) for h in previous.get("history", [])]
