@@ -208,8 +208,9 @@ CATALOG: dict[str, tuple[str, str]] = {
     "predict.tflite": ("Exported {name}", "Exporté {name}"),
     "predict.tflite_hint": ("Export the run on the Export page to try its TFLite versions here.",
                             "Exportez l'entraînement sur la page Exporter pour essayer ici ses versions TFLite."),
-    "predict.no_model": ("Train a model first, or upload a model file below.",
-                         "Entraînez d'abord un modèle, ou chargez un fichier de modèle ci-dessous."),
+    "predict.no_model": ("Train a model first, or upload one under \u201cUse a model file\u201d above.",
+                         "Entraînez d'abord un modèle, ou chargez-en un dans \u00ab\u00a0Utiliser un fichier de "
+                         "modèle\u00a0\u00bb ci-dessus."),
     "predict.model_file": ("Use a model file", "Utiliser un fichier de modèle"),
     "predict.model_file_upload": ("Upload a .keras file exported by Transfer Lab",
                                   "Téléverser un fichier .keras exporté par Transfer Lab"),

@@ -94,7 +94,7 @@ def test_a_model_file_works_without_any_trained_run(trained, sid, tmp_path):
     assert any("No finished training yet" in w.value for w in at.warning)
     assert not at.radio  # nothing to choose yet
     at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
-    assert any("upload a model file below" in i.value for i in at.info)
+    assert any("upload one under \u201cUse a model file\u201d above" in i.value for i in at.info)
     upload_model(at, "brought.keras", (tmp_path / "brought.keras").read_bytes())
     assert not at.exception and errors(at) == []
     assert at.radio[0].options == ["Uploaded brought.keras"] and at.radio[0].value == "uploaded"
