@@ -413,6 +413,13 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Couche (première → dernière)"),
     "maps.caption": ("{layer} (layer {depth} of {total}): the {n} most active channels",
         "{layer} (couche {depth} sur {total}) : les {n} canaux les plus actifs"),
+    # Dataset health (issue 8)
+    # Alarms (issue 8)
+    # Curve diagnosis (issue 8)
+    # Checklists (issue 8)
+    # Projects and runs (issue 8)
+    # Few-shot loop (issue 8)
+    # Calibration (issue 8)
 }
 
 
