@@ -123,6 +123,7 @@ def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: s
         exported = export_formats(tmp / "run", ["tflite-float32", "tflite-int8"], tmp / "exports",
                                   ExportConfig(calibration_samples=min(200, result["n_train"])))
         latency = {e["format"]: e["verification"]["latency_ms"] for e in exported["exports"]}
+        size_mb = {e["format"]: e["size_bytes"] / 1e6 for e in exported["exports"]}
     extract_rate = computed / extract_s if extract_s > 0 else None
     return {
         "images": len(paths),
@@ -134,6 +135,8 @@ def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: s
         "tflite_float32_latency_ms": round(latency["tflite-float32"], 2),
         "tflite_int8_latency_ms": round(latency["tflite-int8"], 2),
         "int8_latency_ratio": round(latency["tflite-int8"] / latency["tflite-float32"], 2),
+        "tflite_float32_mb": round(size_mb["tflite-float32"], 2),
+        "tflite_int8_mb": round(size_mb["tflite-int8"], 2),
         "peak_rss_mb": round(peak_mb, 1),
         "time_to_first_model_seconds": round(wall, 1),
         "val_accuracy": result["val_accuracy"],

@@ -25,6 +25,7 @@ def test_bench_reports_every_figure(tmp_path):
     assert result["extract_speedup"] == pytest.approx(
         result["extract_images_per_s"] / result["baseline_keras_predict_images_per_s"], rel=0.05, abs=0.01)
     assert result["time_to_first_model_seconds"] > result["head_train_seconds"]
+    assert result["tflite_int8_mb"] < result["tflite_float32_mb"] / 2  # 8-bit weights: the point of INT8
 
 
 def test_bench_on_a_missing_folder_is_one_line(tmp_path):
