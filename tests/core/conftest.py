@@ -1,9 +1,12 @@
 """Fixtures shared by the core tests."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 import tlcore.run as run_mod
+from tests.core.test_export import make_export_run
 from tests.core.test_finetune import lite0_standin
 
 
@@ -13,3 +16,13 @@ def run_standin():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(run_mod, "create_backbone", lite0_standin)
         yield
+
+
+@contextlib.contextmanager
+def standin_export_run(tmp_path_factory, name: str):
+    """``(root, built)``: a tiny stand-in run made by ``make_export_run`` in a fresh folder, with the
+    cache inside it for as long as the block lasts (module fixtures run outside the autouse one)."""
+    root = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))
+        yield root, make_export_run(root, backbone=lite0_standin)

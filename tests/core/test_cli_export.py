@@ -15,18 +15,15 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_image_folder
+from tests.core.conftest import standin_export_run
 from tests.core.test_cli import assert_user_error, last_json, read_progress, run_cli
-from tests.core.test_export import CLASSES, N_HELD_OUT, SIZE, FailingConverter, make_export_run
-from tests.core.test_finetune import lite0_standin
+from tests.core.test_export import CLASSES, N_HELD_OUT, SIZE, FailingConverter
 
 
 @pytest.fixture(scope="module")
 def cli(run_standin, tmp_path_factory):
     """A run, labelled photos to verify on (one unreadable), and `export --json` of it to tflite-float32."""
-    root = tmp_path_factory.mktemp("cli-export")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))  # module scope: outside the autouse fixture
-        built = make_export_run(root, backbone=lite0_standin)
+    with standin_export_run(tmp_path_factory, "cli-export") as (root, built):
         verify = make_image_folder(root / "verify", n_per_class=2, classes=CLASSES, size=40, seed=5)
         (verify / "red" / "notes.txt").write_text("not a photo")
         model = root / "exports" / "model.tflite"

@@ -19,9 +19,9 @@ import keras
 import numpy as np
 import pytest
 
+from tests.core.conftest import standin_export_run
 from tests.core.test_cli import assert_user_error, last_json, run_cli
-from tests.core.test_export import CLASSES, SIZE, make_export_run
-from tests.core.test_finetune import lite0_standin
+from tests.core.test_export import CLASSES, SIZE
 from tlcore.backbones._common import load_weights_file
 from tlcore.errors import TLError
 from tlcore.export import export_formats
@@ -32,10 +32,7 @@ from tlcore.run import RunModel, load_run
 @pytest.fixture(scope="module")
 def exported(run_standin, tmp_path_factory):
     """A tiny run, its .keras export (with labels.txt beside it) and the run's own predictions."""
-    root = tmp_path_factory.mktemp("model-files")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))  # module scope: outside the autouse fixture
-        built = make_export_run(root, backbone=lite0_standin)
+    with standin_export_run(tmp_path_factory, "model-files") as (root, built):
         keras_file = root / "exports" / "model.keras"
         export_formats(built.run, ["keras"], keras_file)
     images = [s["path"] for s in built.held_out]
