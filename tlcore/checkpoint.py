@@ -84,12 +84,16 @@ def load_checkpoint(folder: str | Path) -> Checkpoint | None:
     return Checkpoint(folder, state)
 
 
-def check_matches(checkpoint: Checkpoint, settings: dict, data: str) -> None:
-    """Refuse to resume a checkpoint made with other settings or other data."""
+def check_matches(checkpoint: Checkpoint, settings: dict, data: str, defaults: dict | None = None) -> None:
+    """Refuse to resume a checkpoint made with other settings or other data.
+
+    A setting the checkpoint does not record (it predates the setting) counts
+    as its value in ``defaults``: the run was made with that behaviour.
+    """
     if checkpoint.state["data"] != data:
         raise TLError(f"the checkpoint in {str(checkpoint.folder)!r} was made on other images; "
                       "train again without --resume")
-    saved = checkpoint.state["settings"]
+    saved = {**(defaults or {}), **checkpoint.state["settings"]}
     changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
     if changed:
         k = changed[0]

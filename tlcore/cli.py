@@ -57,6 +57,16 @@ def _strategy_option(p) -> None:
                         "(the machines in TF_CONFIG); --batch-size is then split across the replicas")
 
 
+def _alarm_options(p, d) -> None:
+    # Values are checked by TrainConfig's validation, so the error repeats the bad value in one sentence.
+    p.add_argument("--augment-strength", type=float, default=d.augment_strength,
+                   help=f"brightness/contrast/saturation range of --augment (default {d.augment_strength:g})")
+    p.add_argument("--resample", default=d.resample,
+                   help="rebalance the training images: none, oversample or undersample")
+    p.add_argument("--no-early-stopping", dest="early_stopping", action="store_false",
+                   help="fine-tune for all epochs, without stopping when validation loss stops improving")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=_PROG, description="Transfer Lab: transfer learning for image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -65,7 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     from .registry import DEFAULT_BACKBONE
-    from .train import TrainConfig
+    from .train import LOOPS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a classifier on a folder or zip of class folders")
@@ -84,8 +94,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fine-tune-epochs", type=int, default=d.fine_tune_epochs)
     p.add_argument("--fine-tune-lr", type=float, default=d.fine_tune_lr)
     p.add_argument("--patience", type=int, default=d.patience)
-    p.add_argument("--augment", action="store_true", help="flip and brightness/contrast/saturation ±0.2")
+    p.add_argument("--augment", action="store_true", help="flip and brightness/contrast/saturation ±strength")
     p.add_argument("--augment-copies", type=int, default=d.augment_copies)
+    _alarm_options(p, d)
+    p.add_argument("--loop", choices=LOOPS, default=d.loop,
+                   help="how the head is trained: fit (fast, vectorised) or tape (a tf.GradientTape step loop "
+                        "that can clip gradients)")
+    p.add_argument("--clip-norm", type=float, default=d.clip_norm, metavar="X",
+                   help="with --loop tape: scale each step's gradients down to a global norm of at most X")
     _strategy_option(p)
     _resume_option(p)
     _job_options(p)
@@ -94,11 +110,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--out", help="run directory to write (default: replace RUN_DIR)")
     p.add_argument("--layers", type=int, default=20, help="how many top backbone layers to unfreeze")
-    p.add_argument("--lr", type=float, default=d.fine_tune_lr)
+    p.add_argument("--lr", "--fine-tune-lr", dest="lr", type=float, default=d.fine_tune_lr)
     p.add_argument("--epochs", type=int, default=d.fine_tune_epochs)
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--augment", action="store_true")
+    _alarm_options(p, d)
     _strategy_option(p)
     _resume_option(p)
     _job_options(p)
@@ -116,6 +133,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         "(pickles and full-model .h5 files are refused: they can run code)")
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--threshold", type=_threshold, metavar="P",
+                   help="answer 'unknown' when the top probability is below P (0 to 1; the Predict page suggests "
+                        "one from the run's validation photos)")
     p.add_argument("--json", action="store_true")
 
     from .export import FORMATS, ExportConfig
@@ -187,11 +207,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure extraction speed, head training, TFLite latency and memory on DATA")
     p.add_argument("data", help="folder (or .zip) of class folders, as for train")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("check", help="check a dataset's health: counts, duplicates, leaks across splits, imbalance, bias")
+    p.add_argument("data", help="folder of class folders, folder with train/ val/ [test/], or a .zip of either")
+    p.add_argument("--split", type=_split, default=d.split, help="train,val,test fractions, as given to train")
+    p.add_argument("--seed", type=int, default=d.seed, help="split seed, as given to train")
+    p.add_argument("--json", action="store_true")
     p = sub.add_parser("leaderboard", help="score every backbone available here on DATA: accuracy, size and speed")
     p.add_argument("data", help="folder (or .zip) of class folders, as for train")
     p.add_argument("--backbones", type=_names, help="backbones to compare, separated by commas (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and of the heads")
     _job_options(p)
+    p = sub.add_parser("project", help="save a workspace as a project, open a project into one, or list its runs")
+    p.add_argument("action", choices=("save", "open", "runs"))
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="save WORKSPACE DEST | open PROJECT WORKSPACE (a folder or .zip) | runs WORKSPACE")
+    p.add_argument("--name", help="project name (save; default: the folder's name)")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -204,6 +235,16 @@ def _floats(text: str) -> list[float]:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} must be numbers separated by commas, like 0,0.01,0.03") from None
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"threshold {text!r} must be a number between 0 and 1, like 0.7")
+    return value
 
 
 def _formats(text: str) -> list[str]:
@@ -363,7 +404,8 @@ def _cmd_train(args):
         lr=args.lr, dropout=args.dropout, split=args.split, seed=args.seed, class_weights=args.class_weights,
         fine_tune_layers=args.fine_tune_layers, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_lr=args.fine_tune_lr, patience=args.patience, augment=args.augment,
-        augment_copies=args.augment_copies, strategy=args.strategy,
+        augment_copies=args.augment_copies, strategy=args.strategy, augment_strength=args.augment_strength,
+        resample=args.resample, early_stopping=args.early_stopping, loop=args.loop, clip_norm=args.clip_norm,
     )
     events, on_extract, on_epoch, should_stop = _callbacks(args)
     start = {"command": "train", "epochs": config.epochs,
@@ -379,7 +421,8 @@ def _cmd_finetune(args):
 
     config = TrainConfig(fine_tune_layers=args.layers, fine_tune_lr=args.lr, fine_tune_epochs=args.epochs,
                          patience=args.patience, batch_size=args.batch_size, augment=args.augment,
-                         strategy=args.strategy)
+                         strategy=args.strategy, augment_strength=args.augment_strength, resample=args.resample,
+                         early_stopping=args.early_stopping)
     events, _, on_epoch, should_stop = _callbacks(args)
     start = {"command": "finetune", "epochs": 0, "fine_tune_epochs": config.fine_tune_epochs}
     # Fine-tuning checkpoints count only fine-tuning epochs, which is all this command runs.
@@ -410,16 +453,23 @@ def _cmd_evaluate(args):
     y, probs, skipped = _labelled_probs(run, args.data)
     if not y:
         raise TLError(f"no readable images in {args.data!r}")
-    result = {"classes": run.classes, **classification_metrics(y, probs, run.classes), "skipped": skipped}
+    metrics = classification_metrics(y, probs, run.classes)
+    # The headline calibration figure also at the top level, beside accuracy; the bins stay under "calibration".
+    result = {"classes": run.classes, **metrics, "ece": metrics["calibration"]["ece"], "skipped": skipped}
     if not args.json:
         print(f"accuracy {result['accuracy']:.3f} on {result['n']} images")
         for name, m in result["per_class"].items():
             print(f"  {name:<20} precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  n {m['support']}")
+        c = metrics["calibration"]
+        print(f"expected calibration error {c['ece']:.3f} (mean confidence {c['mean_confidence']:.3f} "
+              f"against accuracy {c['accuracy']:.3f})")
     return result
 
 
 def _cmd_predict(args):
     import numpy as np
+
+    from .calibration import apply_threshold
 
     if args.top_k < 1:
         raise TLError(f"--top-k must be at least 1, got {args.top_k}")
@@ -428,9 +478,13 @@ def _cmd_predict(args):
     predictions = []
     for row, i in zip(probs, kept):
         order = np.argsort(row)[::-1][: args.top_k]
+        label = run.classes[int(order[0])]
+        if args.threshold is not None:
+            label = apply_threshold(row, run.classes, args.threshold)
         predictions.append({
             "path": args.images[i],
-            "label": run.classes[int(order[0])],
+            "label": label,  # None: "unknown", the top probability is below --threshold
+            "unknown": label is None,
             "confidence": float(row[order[0]]),
             "top_k": [{"label": run.classes[int(j)], "probability": float(row[j])} for j in order],
         })
@@ -438,10 +492,14 @@ def _cmd_predict(args):
         raise TLError(f"no readable image among the inputs ({skipped[0]['path']}: {skipped[0]['reason']})")
     if not args.json:
         for p in predictions:
-            print(f"{p['path']}: {p['label']} ({p['confidence']:.1%})")
+            if p["unknown"]:
+                print(f"{p['path']}: unknown (best guess {p['top_k'][0]['label']} at {p['confidence']:.1%}, "
+                      f"below the threshold {args.threshold:.1%})")
+            else:
+                print(f"{p['path']}: {p['label']} ({p['confidence']:.1%})")
         for s in skipped:
             print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
-    return {"classes": run.classes, "predictions": predictions, "skipped": skipped}
+    return {"classes": run.classes, "threshold": args.threshold, "predictions": predictions, "skipped": skipped}
 
 
 def _cmd_export(args):
@@ -632,6 +690,29 @@ def _cmd_bench(args):
     return result
 
 
+def _cmd_check(args):
+    from .health import check_dataset
+
+    def on_progress(done, logs):
+        if not args.json and sys.stderr.isatty():
+            print(f"\rreading {done}/{logs['total']}", end="", file=sys.stderr, flush=True)
+            _open_progress_line[0] = True
+
+    report = check_dataset(args.data, split=args.split, seed=args.seed, on_progress=on_progress)
+    _clear_progress_line()
+    if not args.json:
+        rec = report["recommended"]
+        print(f"{'class':<24} {'train':>7} {'val':>7} {'test':>7} {'total':>7}   recommended: "
+              f"{rec['minimum']:,}-{rec['good']:,} per class")
+        for name, row in report["counts"].items():
+            print(f"{name:<24} {row['train']:>7} {row['val']:>7} {row['test']:>7} {row['total']:>7}")
+        for warning in report["warnings"]:
+            print(f"{warning['level']}: {warning['message']}")
+        if not report["warnings"]:
+            print("no problems found")
+    return report
+
+
 def _cmd_leaderboard(args):
     from .leaderboard import leaderboard
 
@@ -658,10 +739,45 @@ def _cmd_leaderboard(args):
         args.data, args.backbones, on_progress=on_progress, should_stop=should_stop, seed=args.seed), report)
 
 
+def _existing_workspace(path: str):
+    from .workspace import Workspace
+
+    if not (Path(path) / "jobs").is_dir() and not (Path(path) / "data").is_dir():
+        raise TLError(f"{path!r} is not a workspace (it has no data/ or jobs/ folder)")
+    return Workspace(path)
+
+
+def _cmd_project(args):
+    from .project import open_project, run_history, save_project
+
+    wanted = 1 if args.action == "runs" else 2
+    if len(args.paths) != wanted:
+        usage = {"save": "WORKSPACE DEST", "open": "PROJECT WORKSPACE", "runs": "WORKSPACE"}[args.action]
+        raise TLError(f"project {args.action} takes {usage}, got {len(args.paths)} path(s)")
+    if args.action == "save":
+        dest = save_project(_existing_workspace(args.paths[0]), args.paths[1], name=args.name)
+        result = {"project": str(dest), "runs": len(run_history(Path(args.paths[0]) / "jobs"))}
+        message = f"saved {result['runs']} run(s) to {dest}"
+    elif args.action == "open":
+        from .workspace import Workspace
+
+        result = open_project(args.paths[0], Workspace(args.paths[1]))
+        message = f"opened {result['name']!r}: {result['photos']} photos, {result['runs']} run(s)"
+    else:
+        result = {"runs": run_history(_existing_workspace(args.paths[0]).jobs_dir)}
+        message = "\n".join(f"{r['name']}  {r['backbone']}  weights={r['weights']}  epochs={r['epochs']}  "
+                            f"lr={r['lr']}  seed={r['seed']}  val={r['val_accuracy']}  test={r['test_accuracy']}"
+                            for r in result["runs"]) or "no finished runs"
+    if not args.json:
+        print(message)
+    return result
+
+
 _COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
              "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "attack": _cmd_attack,
              "robustness": _cmd_robustness, "harden": _cmd_harden, "ideal": _cmd_ideal,
-             "leaderboard": _cmd_leaderboard, "bench": _cmd_bench}
+             "leaderboard": _cmd_leaderboard, "bench": _cmd_bench, "check": _cmd_check,
+             "project": _cmd_project}
 
 
 def log_path() -> Path:

@@ -14,21 +14,30 @@ from typing import Callable
 import keras
 import numpy as np
 
+from .alarms import IMBALANCE_RATIO, config_alarms, imbalance_alarms
 from .augment import AugmentConfig, augment_image
 from .checkpoint import (Checkpoint, CheckpointCallback, check_matches, checkpoint_dir, data_fingerprint,
                          load_checkpoint, restore_training)
 from .data import Dataset, assign_splits, check_classes, load_dataset, stratified_split
+from .diagnosis import diagnose
 from .distribute import build_for_fit, check_strategy, fine_tuning_classifier, make_strategy
 from .errors import TLError
 from .evaluate import classification_metrics
 from .features import FeatureCache, extract_features
 from .head_fit import HeadTrainer
 from .images import load_image
+from .ledger import fingerprint_test_set, record_test_scoring
 from .model import build_classifier, build_head
 from .registry import DEFAULT_BACKBONE, create_backbone, get_spec
+from .resample import check_resample, resample_indices
 from .run import load_run, read_run_json, save_run
+from .tape_loop import TapeTrainer, check_clip_norm
 
-__all__ = ["TrainConfig", "train", "fine_tune", "ImageBatches", "held_out_results"]
+__all__ = ["TrainConfig", "LOOPS", "train", "fine_tune", "ImageBatches", "held_out_results"]
+
+# Phase 1's training loops: "fit" the vectorised NumPy trainer (tlcore.head_fit), "tape" the GradientTape one
+# (tlcore.tape_loop), which can clip gradients.
+LOOPS = ("fit", "tape")
 
 EpochCallback = Callable[[int, dict], None]
 
@@ -50,14 +59,19 @@ class TrainConfig:
     fine_tune_epochs: int = 5
     fine_tune_lr: float = 1e-5
     patience: int = 3  # early stopping on validation loss while fine-tuning
-    augment: bool = False  # flip and brightness/contrast/saturation ±0.2 on training images
+    augment: bool = False  # flip and brightness/contrast/saturation ±augment_strength on training images
     augment_copies: int = 2  # augmented variants per training image (their features are cached too)
+    augment_strength: float = 0.2  # brightness/contrast/saturation range of the augmentation
+    resample: str = "none"  # rebalance the training set: "none", "oversample" or "undersample" (tlcore.resample)
+    early_stopping: bool = True  # stop fine-tuning when validation loss stops improving (after `patience` epochs)
     strategy: str = "default"  # where fine-tuning runs: "default", "mirrored" or "multi-worker" (tlcore.distribute)
+    loop: str = "fit"  # phase 1's training loop, one of LOOPS
+    clip_norm: float | None = None  # with loop "tape": clip each step's gradients to this global norm
 
 
 # What fine_tune() takes from its config; everything else comes from the saved run.
 _FINE_TUNE_SETTINGS = ("fine_tune_layers", "fine_tune_epochs", "fine_tune_lr", "patience", "batch_size", "augment",
-                       "strategy")
+                       "strategy", "augment_strength", "resample", "early_stopping")
 
 
 def _validate(config: TrainConfig) -> None:
@@ -72,11 +86,19 @@ def _validate(config: TrainConfig) -> None:
         (config.fine_tune_lr > 0 and math.isfinite(config.fine_tune_lr), f"fine-tune learning rate must be positive, got {config.fine_tune_lr!r}"),
         (isinstance(config.patience, int) and config.patience >= 1, f"patience must be a whole number >= 1, got {config.patience!r}"),
         (isinstance(config.augment_copies, int) and 1 <= config.augment_copies <= 10, f"augmented copies must be a whole number from 1 to 10, got {config.augment_copies!r}"),
+        (isinstance(config.augment_strength, (int, float)) and 0 <= config.augment_strength < 1, f"augmentation strength must be in [0, 1), got {config.augment_strength!r}"),
+        (isinstance(config.early_stopping, bool), f"early stopping must be true or false, got {config.early_stopping!r}"),
     ]
     for ok, message in checks:
         if not ok:
             raise TLError(message)
     check_strategy(config.strategy)
+    check_resample(config.resample)
+    if config.loop not in LOOPS:
+        raise TLError(f"unknown training loop {config.loop!r}; choose one of {', '.join(LOOPS)}")
+    check_clip_norm(config.clip_norm)
+    if config.clip_norm is not None and config.loop != "tape":
+        raise TLError(f"gradient clipping (clip norm {config.clip_norm!r}) needs the tape loop, not loop {config.loop!r}")
     # Fail before the expensive feature extraction, and also for data that brings its own splits.
     stratified_split([], config.split, config.seed)
 
@@ -87,15 +109,25 @@ def _checkpoint_settings(config: TrainConfig) -> dict:
 
 
 def _advice(config: TrainConfig) -> list[dict]:
-    """Warnings when settings stray from the usual practice (they are allowed)."""
-    out = []
-    if config.lr > 1e-2:
-        out.append({"code": "high_lr", "message": f"head learning rate {config.lr:g} is high; about 1e-3 is usual"})
-    if config.fine_tune_layers and config.fine_tune_lr > 1e-4:
-        out.append({"code": "high_fine_tune_lr", "message": f"fine-tuning learning rate {config.fine_tune_lr:g} may wreck the pretrained features; about 1e-5 is usual"})
-    if config.weights is None:
-        out.append({"code": "random_weights", "message": "the backbone starts from random weights, so this is not transfer learning; expect much lower accuracy"})
-    return out
+    """Warnings when settings stray from the usual practice (they are allowed); the same as the pages show."""
+    return config_alarms(config)
+
+
+def _augment_config(config: TrainConfig) -> AugmentConfig:
+    s = float(config.augment_strength)
+    return AugmentConfig(brightness=s, contrast=s, saturation=s)
+
+
+def _test_set_alarm(test_paths) -> list[dict]:
+    """Count this run's look at its test set; a warning when earlier runs were scored on the same images."""
+    fingerprint = fingerprint_test_set(test_paths)
+    if fingerprint is None:
+        return []
+    n = record_test_scoring(fingerprint)
+    if n < 2:
+        return []
+    return [{"code": "test_set_reuse", "message": f"this test set has now been scored {n} times; choose between runs "
+             "by validation accuracy and score the test set once at the end"}]
 
 
 def _weights_key(name: str, weights) -> str | None:
@@ -130,9 +162,10 @@ class _Progress(keras.callbacks.Callback):
 class ImageBatches(keras.utils.PyDataset):
     """Decoded image batches from files (for fine-tuning, which needs pixels, not features)."""
 
-    def __init__(self, paths, labels, size, batch_size, shuffle_seed=None, sample_weights=None, augment=False):
+    def __init__(self, paths, labels, size, batch_size, shuffle_seed=None, sample_weights=None, augment=False,
+                 augment_config: AugmentConfig = AugmentConfig()):
         super().__init__()
-        self.augment = augment
+        self.augment, self.augment_config = augment, augment_config
         self.paths, self.labels, self.size, self.batch_size = list(paths), np.asarray(labels), size, batch_size
         self.sample_weights = sample_weights
         self.order = np.arange(len(self.paths))
@@ -147,7 +180,7 @@ class ImageBatches(keras.utils.PyDataset):
         idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         images = [load_image(self.paths[i], self.size) for i in idx]
         if self.augment:
-            images = [augment_image(img, self.rng or np.random.default_rng()) for img in images]
+            images = [augment_image(img, self.rng or np.random.default_rng(), self.augment_config) for img in images]
         x = np.stack(images).astype(np.float32)
         if self.sample_weights is None:
             return x, self.labels[idx]
@@ -158,31 +191,35 @@ class ImageBatches(keras.utils.PyDataset):
             self.rng.shuffle(self.order)
 
 
-def _class_weights(y: np.ndarray, n_classes: int, mode: str, classes, warnings: list) -> dict | None:
+def _class_weights(y: np.ndarray, n_classes: int, mode: str, classes, warnings: list,
+                   resample: str = "none") -> dict | None:
     counts = np.bincount(y, minlength=n_classes)
     present = counts[counts > 0]
-    imbalanced = len(present) and present.max() / present.min() > 1.5
+    imbalanced = len(present) and present.max() / present.min() > IMBALANCE_RATIO
     if imbalanced:
         largest, smallest = classes[int(counts.argmax())], classes[int(np.where(counts > 0, counts, counts.max() + 1).argmin())]
-        note = "class weights balance them" if mode != "none" else "consider class weights"
+        note = ("resampling balances them" if resample != "none" else
+                "class weights balance them" if mode != "none" else "consider class weights")
         warnings.append({"code": "class_imbalance", "message": f"training classes are imbalanced ({largest!r} has {counts.max()}, {smallest!r} has {present.min()} images); {note}"})
+    if resample != "none":
+        return None  # the resampled classes are balanced already; weights on top would over-correct
     if mode == "balanced" or (mode == "auto" and imbalanced):
         # The sklearn "balanced" formula: n / (k * count).
         return {i: float(len(y) / (len(present) * c)) for i, c in enumerate(counts) if c > 0}
     return None
 
 
-def _augmenter(seed: int, copy: int):
+def _augmenter(seed: int, copy: int, augment_config: AugmentConfig = AugmentConfig()):
     """A deterministic augmentation per (seed, copy, image content), so its features can be cached."""
 
     def transform(image: np.ndarray, sha: str) -> np.ndarray:
-        return augment_image(image, np.random.default_rng([seed, copy, int(sha[:15], 16)]))
+        return augment_image(image, np.random.default_rng([seed, copy, int(sha[:15], 16)]), augment_config)
 
     return transform
 
 
 def _augment_key(config: TrainConfig, copy: int) -> str:
-    a = AugmentConfig()
+    a = _augment_config(config)
     return f"aug(flip={a.flip},b={a.brightness},c={a.contrast},s={a.saturation},seed={config.seed},copy={copy})"
 
 
@@ -202,7 +239,8 @@ class _Checkpoints:
         """Record the (path, label, split) triples trained on; a resumed checkpoint must have the same."""
         self.data = data_fingerprint(items)
         if self.resume is not None:
-            check_matches(self.resume, self.settings, self.data)
+            # Settings added since the checkpoint was written count as their defaults.
+            check_matches(self.resume, self.settings, self.data, _checkpoint_settings(TrainConfig()))
 
     def callbacks(self, phase: str, history: list, early_stopping=None, optimizer_arrays=None) -> list:
         if self.folder is None:
@@ -269,15 +307,18 @@ def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, 
             best_weights = restore_training(checkpoints.resume, classifier)
         initial_epoch = checkpoints.resume.epochs_done
         early_state = checkpoints.resume.state.get("early_stopping")
+    # Resampling changes the image list itself (not the weights), on the training split only.
+    train_ids = idx["train"][resample_indices(y[idx["train"]], config.resample, config.seed)]
     sw = None
     if class_weight:
-        sw = np.array([class_weight[int(c)] for c in y[idx["train"]]], np.float32)
-    train_batches = ImageBatches([paths[i] for i in idx["train"]], y[idx["train"]], size, config.batch_size,
-                                 config.seed, sw, augment=config.augment)
+        sw = np.array([class_weight[int(c)] for c in y[train_ids]], np.float32)
+    train_batches = ImageBatches([paths[i] for i in train_ids], y[train_ids], size, config.batch_size,
+                                 config.seed, sw, augment=config.augment, augment_config=_augment_config(config))
     build_for_fit(classifier, strategy, train_batches[0])
     val_batches, early = None, None
     if len(idx["val"]):
         val_batches = ImageBatches([paths[i] for i in idx["val"]], y[idx["val"]], size, config.batch_size)
+    if len(idx["val"]) and config.early_stopping:
         early = _ResumableEarlyStopping("val_loss", patience=config.patience, restore_best_weights=True,
                                         resume_state=early_state, best_weights=best_weights)
     # Early stopping first (it may end training), then the history, then the checkpoint that stores both.
@@ -317,6 +358,7 @@ def _summary(classes, spec_name, idx, y, metrics, history, **extra) -> dict:
         "val": metrics["val"],
         "test": metrics["test"],
         "history": history,
+        "diagnosis": diagnose(history),
         **extra,
     }
 
@@ -335,17 +377,22 @@ def train(
 
     Phase 1 embeds every image once with the frozen backbone (cached on disk)
     and trains the head on the embeddings; with ``config.augment``, augmented
-    copies of the training images are embedded (and cached) too. Phase 2,
-    when ``config.fine_tune_layers > 0``, unfreezes the backbone's top layers
-    and trains at ``config.fine_tune_lr`` with early stopping on validation
-    loss. ``on_epoch(epoch, logs)`` receives each epoch's losses and
-    accuracies; ``on_extract(done, total)`` the embedding progress;
+    copies of the training images are embedded (and cached) too;
+    ``config.resample`` rebalances the training examples (never the held-out
+    ones). Phase 2, when ``config.fine_tune_layers > 0``, unfreezes the
+    backbone's top layers and trains at ``config.fine_tune_lr`` with early
+    stopping on validation loss (unless ``config.early_stopping`` is off).
+    ``on_epoch(epoch, logs)`` receives each epoch's losses and accuracies;
+    ``on_extract(done, total)`` the embedding progress;
     ``should_stop()`` is polled after each epoch. When ``out`` is given the
     run is saved there, and a checkpoint is written beside it after every
     epoch (see :mod:`tlcore.checkpoint`) until the run is saved; with
     ``resume``, training continues from that checkpoint (same settings and
     data required). Returns the summary dict that the CLI prints (classes,
-    counts, accuracies, history, timings, skipped files, warnings).
+    counts, ``head_counts`` (examples per class the head trained on),
+    accuracies, history, timings, skipped files, warnings: the alarms of
+    :mod:`tlcore.alarms`, plus ``test_set_reuse`` when earlier runs were
+    scored on the same test images, see :mod:`tlcore.ledger`).
     """
     t_start = time.perf_counter()
     _validate(config)
@@ -395,7 +442,12 @@ def train(
         warnings.append({"code": "no_test_split", "message": "no test images, so test accuracy is not measured"})
     if train_counts.min() < 10:
         warnings.append({"code": "few_images", "message": f"class {classes[int(train_counts.argmin())]!r} has only {int(train_counts.min())} training images; 10 or more per class are advised"})
-    class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings)
+    held_out = [n for n in (len(idx["val"]), len(idx["test"])) if n]
+    if held_out and min(held_out) < 10:  # few-shot data: the splits exist but their scores move in big steps
+        warnings.append({"code": "few_held_out", "message": f"only {len(idx['val'])} validation and {len(idx['test'])} test images, so one image moves an accuracy by {100 / min(held_out):.0f} points; treat these scores as rough"})
+    class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings,
+                                  config.resample)
+    warnings += imbalance_alarms(config, dict(zip(classes, train_counts.tolist())))
     checkpoints.bind_data((s.path, s.label, sp) for s, sp in zip(samples, splits))
 
     x = feats.features
@@ -405,9 +457,13 @@ def train(
         for copy in range(1, config.augment_copies + 1):
             key = f"{weights_key}|{_augment_key(config, copy)}" if weights_key else None
             aug = extract_features(train_paths, key, get_encoder, spec.input_size, cache,
-                                   transform=_augmenter(config.seed, copy))
+                                   transform=_augmenter(config.seed, copy, _augment_config(config)))
             x_train = np.concatenate([x_train, aug.features])
             y_train = np.concatenate([y_train, y[idx["train"]][aug.kept]])
+    # Resampled after augmentation, so augmented copies are repeated or left out like their originals' class.
+    order = resample_indices(y_train, config.resample, config.seed)
+    x_train, y_train = x_train[order], y_train[order]
+    head_counts = {c: int(n) for c, n in zip(classes, np.bincount(y_train, minlength=len(classes)))}
     t_extract = time.perf_counter() - t0
 
     # Phase 1: head on cached features.
@@ -418,7 +474,8 @@ def train(
     head = build_head(x.shape[1], len(classes), config.dropout, standardize=config.weights is None)
     if config.weights is None:
         head.get_layer("head_standardize").set_statistics(x_train)
-    trainer = HeadTrainer(head, config.lr, seed=config.seed)
+    trainer = (TapeTrainer(head, config.lr, seed=config.seed, clip_norm=config.clip_norm) if config.loop == "tape"
+               else HeadTrainer(head, config.lr, seed=config.seed))
     val_data = (x[idx["val"]], y[idx["val"]]) if len(idx["val"]) else None
     initial_epoch = 0
     if checkpoints.resumes("head"):
@@ -453,8 +510,10 @@ def train(
     # Absolute paths in the saved files: a later fine-tune or gallery may run from another directory.
     saved_paths = [os.path.abspath(p) for p in sample_paths]
     metrics, predictions = held_out_results(predict, saved_paths, [s.label for s in samples], y, idx, classes)
+    warnings += _test_set_alarm([saved_paths[i] for i in idx["test"]])
     summary = _summary(
         classes, spec.name, idx, y, metrics, history,
+        head_counts=head_counts,
         fine_tuned_layers=fine_tuned_layers,
         replicas=classifier.distribute_strategy.num_replicas_in_sync if classifier is not None else 1,
         features={"cache_hits": feats.cache_hits, "computed": feats.computed},
@@ -489,7 +548,8 @@ def fine_tune(
     Uses the run's own train/val/test assignment (``samples.json``), so the
     test split is never used for tuning. ``config`` supplies the fine-tuning
     settings (``fine_tune_layers`` >= 1, ``fine_tune_lr``,
-    ``fine_tune_epochs``, ``patience``, ``batch_size``, ``augment``); the
+    ``fine_tune_epochs``, ``patience``, ``batch_size``, ``augment``,
+    ``augment_strength``, ``resample``, ``early_stopping``); the
     history continues from the run's. Saves to ``out`` (default: replace
     ``run_dir``), checkpointing each epoch beside it (``resume`` continues
     from that checkpoint), and returns the same summary as :func:`train`.
@@ -522,7 +582,9 @@ def fine_tune(
     labels = [s["label"] for s in samples]
     y = np.array([classes.index(label) for label in labels], dtype=int)
     idx = {sp: np.array([i for i, s in enumerate(samples) if s["split"] == sp], dtype=int) for sp in ("train", "val", "test")}
-    class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings)
+    class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings,
+                                  config.resample)
+    warnings += imbalance_alarms(config, dict(zip(classes, np.bincount(y[idx["train"]], minlength=len(classes)).tolist())))
     checkpoints.bind_data((s["path"], s["label"], s["split"]) for s in samples)
     if checkpoints.resume is not None:
         history = checkpoints.resume.history
@@ -541,6 +603,7 @@ def fine_tune(
         return classifier.predict(ImageBatches([paths[i] for i in ids], y[ids], size, config.batch_size), verbose=0)
 
     metrics, predictions = held_out_results(predict, paths, labels, y, idx, classes)
+    warnings += _test_set_alarm([paths[i] for i in idx["test"]])
     summary = _summary(
         classes, run.spec.name, idx, y, metrics, history,
         fine_tuned_layers=layers,

@@ -87,6 +87,21 @@ def test_resume_refuses_other_settings(image_folder, tmp_path, colour_backbone):
         train(image_folder, TrainConfig(weights=None, epochs=9), out=out, resume=True)
 
 
+def test_a_checkpoint_older_than_a_setting_resumes_with_its_default(image_folder, tmp_path, colour_backbone, seed):
+    out = tmp_path / "run"
+    with pytest.raises(Crash):
+        train(image_folder, TrainConfig(weights=None, epochs=5), out=out, on_epoch=crash_after(3, []))
+    state_file = checkpoint_dir(out) / "state.json"
+    state = json.loads(state_file.read_text())
+    for newer in ("loop", "clip_norm", "resample", "early_stopping", "augment_strength"):
+        del state["settings"][newer]  # as written before these settings existed
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(TLError, match=r"resample 'none'.*not 'oversample'"):
+        train(image_folder, TrainConfig(weights=None, epochs=5, resample="oversample"), out=out, resume=True)
+    summary = train(image_folder, TrainConfig(weights=None, epochs=5), out=out, resume=True)
+    assert [h["epoch"] for h in summary["history"]] == [1, 2, 3, 4, 5]
+
+
 def test_resume_refuses_other_images(image_folder, tmp_path, colour_backbone):
     out = tmp_path / "run"
     with pytest.raises(Crash):

@@ -295,6 +295,23 @@ def test_same_seed_gives_same_history(image_folder, recorder):
     assert a["val"]["predictions"] == b["val"]["predictions"]
 
 
+def test_a_fixed_seed_reproduces_a_random_weight_run_and_another_seed_does_not(tmp_path, recorder):
+    # A backbone with weights of its own (unlike the mean-colour one): its random initialisation must follow the seed too.
+    rec = recorder(small_conv_backbone)
+    data = make_image_folder(tmp_path / "data", n_per_class=6)
+
+    def run(seed):
+        summary = train(data, TrainConfig(weights=None, epochs=2, seed=seed, split=(0.5, 0.25, 0.25)))
+        return summary["history"], summary["val"], summary["test"]
+
+    first, again, other = run(7), run(7), run(8)
+    assert first == again  # the same floats, not merely close
+    assert first != other
+    same = [np.array_equal(a, b) for a, b in zip(rec.initial[0]["conv1"], rec.initial[1]["conv1"])]
+    different = [np.array_equal(a, b) for a, b in zip(rec.initial[0]["conv1"], rec.initial[2]["conv1"])]
+    assert all(same) and not all(different)
+
+
 # Fine-tuning -----------------------------------------------------------------------------------
 
 def bn_state(model):

@@ -1,0 +1,258 @@
+"""Anti-pattern alarms: every code before training (config_alarms) and in the train/finetune summaries,
+resampling, the test-set ledger and the CLI flags."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tlcore.run as run_mod
+import tlcore.train as train_mod
+from tests.conftest import make_image_folder, write_image
+from tests.core.test_cli import assert_user_error, last_json, run_cli
+from tests.core.test_finetune import lite0_standin
+from tlcore.alarms import config_alarms, imbalance_alarms
+from tlcore.augment import AugmentConfig
+from tlcore.errors import TLError
+from tlcore.ledger import fingerprint_test_set, record_test_scoring, times_scored
+from tlcore.resample import resample_indices
+from tlcore.train import TrainConfig, fine_tune, train
+
+
+def codes(warnings):
+    return [w["code"] for w in warnings]
+
+
+def only(warnings, code):
+    found = [w for w in warnings if w["code"] == code]
+    assert len(found) == 1, warnings
+    return found[0]
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """A small conv backbone named like Lite0, for training and for reloading runs (fast, fine-tunable)."""
+    monkeypatch.setattr(train_mod, "create_backbone", lite0_standin)
+    monkeypatch.setattr(run_mod, "create_backbone", lite0_standin)
+
+
+@pytest.fixture
+def imbalanced(tmp_path):
+    """15 red and 5 blue photos: 3 to 1."""
+    data = make_image_folder(tmp_path / "data", n_per_class=15, classes=("red",))
+    return make_image_folder(data, n_per_class=5, classes=("blue",), seed=1)
+
+
+# config_alarms: the checks made before training -----------------------------------------------
+
+def test_usual_settings_raise_no_alarm():
+    assert config_alarms(TrainConfig(), {"a": 20, "b": 20}) == []
+    assert config_alarms(TrainConfig(fine_tune_layers=20, augment=True)) == []
+
+
+@pytest.mark.parametrize("changes, code, shown", [
+    ({"lr": 0.05}, "high_lr", "0.05"),
+    ({"fine_tune_layers": 3, "fine_tune_lr": 0.01}, "high_fine_tune_lr", "0.01"),
+    ({"weights": None}, "random_weights", "random"),
+    ({"fine_tune_layers": 3, "fine_tune_epochs": 11, "early_stopping": False},
+     "long_fine_tune_without_early_stopping", "11 epochs"),
+    ({"augment": True, "augment_strength": 0.5}, "strong_augmentation", "0.5"),
+])
+def test_each_setting_alarm_names_its_number(changes, code, shown):
+    warning = only(config_alarms(TrainConfig(**changes)), code)
+    assert shown in warning["message"]
+    assert "\n" not in warning["message"]
+
+
+@pytest.mark.parametrize("changes", [
+    {"fine_tune_lr": 0.01},  # no fine-tuning: the rate is unused
+    {"fine_tune_layers": 3, "fine_tune_lr": 1e-4},
+    {"fine_tune_layers": 3, "fine_tune_epochs": 10, "early_stopping": False},  # the edge: 10 is not long
+    {"fine_tune_layers": 3, "fine_tune_epochs": 30},  # early stopping on
+    {"fine_tune_epochs": 30, "early_stopping": False},  # no fine-tuning at all
+    {"augment": True, "augment_strength": 0.3},  # the edge
+    {"augment": False, "augment_strength": 0.9},  # augmentation off
+])
+def test_settings_at_or_inside_the_limits_raise_no_alarm(changes):
+    assert config_alarms(TrainConfig(**changes)) == []
+
+
+def test_imbalance_is_uncompensated_only_without_weights_and_resampling():
+    counts = {"red": 30, "blue": 10}
+    warning = only(config_alarms(TrainConfig(class_weights="none"), counts), "imbalance_uncompensated")
+    assert "'red' has 30" in warning["message"] and "'blue' has 10" in warning["message"]
+    assert "3.0 to 1" in warning["message"]
+    for compensated in ({"class_weights": "auto"}, {"class_weights": "balanced"},
+                        {"class_weights": "none", "resample": "oversample"},
+                        {"class_weights": "none", "resample": "undersample"}):
+        assert imbalance_alarms(TrainConfig(**compensated), counts) == [], compensated
+    assert imbalance_alarms(TrainConfig(class_weights="none"), {"red": 15, "blue": 10}) == []  # 1.5: the edge
+    assert imbalance_alarms(TrainConfig(class_weights="none"), {"red": 30, "blue": 0}) == []  # one class present
+
+
+# Resampling -----------------------------------------------------------------------------------
+
+def test_oversampling_repeats_small_classes_up_to_the_largest():
+    y = np.array([0] * 12 + [1] * 3 + [2] * 5)
+    order = resample_indices(y, "oversample", seed=0)
+    assert np.bincount(y[order]).tolist() == [12, 12, 12]
+    assert set(order.tolist()) == set(range(len(y)))  # every original example is kept
+    assert np.array_equal(order, resample_indices(y, "oversample", seed=0))  # seeded
+    assert not np.array_equal(order, resample_indices(y, "oversample", seed=1))
+
+
+def test_undersampling_keeps_the_smallest_count_without_repeats():
+    y = np.array([0] * 12 + [1] * 3 + [2] * 5)
+    order = resample_indices(y, "undersample", seed=0)
+    assert np.bincount(y[order]).tolist() == [3, 3, 3]
+    assert len(set(order.tolist())) == len(order)
+    assert resample_indices(y, "none", seed=0).tolist() == list(range(len(y)))
+
+
+@pytest.mark.parametrize("changes, shown", [
+    ({"resample": "smote"}, "'smote'"),
+    ({"augment_strength": 1.5}, "1.5"),
+    ({"augment_strength": -0.1}, "-0.1"),
+    ({"early_stopping": "no"}, "'no'"),
+])
+def test_invalid_new_settings_are_one_sentence_user_errors(image_folder, standin, changes, shown):
+    with pytest.raises(TLError) as info:
+        train(image_folder, TrainConfig(weights=None, **changes))
+    assert shown in str(info.value) and "\n" not in str(info.value)
+
+
+def test_resampling_changes_the_class_counts_the_head_sees(imbalanced, standin):
+    split = (0.6, 0.2, 0.2)  # 9 red and 3 blue training photos
+    plain = train(imbalanced, TrainConfig(weights=None, epochs=1, split=split, class_weights="none"))
+    over = train(imbalanced, TrainConfig(weights=None, epochs=1, split=split, resample="oversample"))
+    under = train(imbalanced, TrainConfig(weights=None, epochs=1, split=split, resample="undersample"))
+    assert plain["head_counts"] == plain["counts"]["train"] == {"blue": 3, "red": 9}
+    assert over["head_counts"] == {"blue": 9, "red": 9}
+    assert under["head_counts"] == {"blue": 3, "red": 3}
+    # Only the training set changes: the held-out splits are scored as they are.
+    assert over["counts"]["val"] == plain["counts"]["val"] and over["n_test"] == plain["n_test"]
+
+
+# Alarms in training summaries -----------------------------------------------------------------
+
+def test_imbalanced_training_without_compensation_warns(imbalanced, standin):
+    summary = train(imbalanced, TrainConfig(weights=None, epochs=1, class_weights="none"))
+    warning = only(summary["warnings"], "imbalance_uncompensated")
+    counts = summary["counts"]["train"]  # the training split's counts, not the folder's
+    assert f"'red' has {counts['red']}" in warning["message"] and f"'blue' has {counts['blue']}" in warning["message"]
+    compensated = train(imbalanced, TrainConfig(weights=None, epochs=1, class_weights="none", resample="oversample"))
+    assert "imbalance_uncompensated" not in codes(compensated["warnings"])
+    assert "resampling balances them" in only(compensated["warnings"], "class_imbalance")["message"]
+
+
+def test_training_without_validation_images_warns(image_folder, standin):
+    summary = train(image_folder, TrainConfig(weights=None, epochs=1, split=(0.8, 0.0, 0.2)))
+    assert summary["n_val"] == 0
+    assert "no_validation" in codes(summary["warnings"])
+    assert "no_validation" not in codes(train(image_folder, TrainConfig(weights=None, epochs=1))["warnings"])
+
+
+def test_strong_augmentation_warns_and_changes_the_augmented_features(image_folder, standin):
+    summary = train(image_folder, TrainConfig(weights=None, epochs=1, augment=True, augment_copies=1,
+                                              augment_strength=0.5))
+    assert "0.5" in only(summary["warnings"], "strong_augmentation")["message"]
+    # The strength is part of the feature cache key, so cached features of another strength are never reused.
+    assert (train_mod._augment_key(TrainConfig(augment_strength=0.2), 1)
+            != train_mod._augment_key(TrainConfig(augment_strength=0.5), 1))
+    image = np.full((16, 16, 3), 128, np.uint8)
+    sha = "ab" * 32
+    mild = train_mod._augmenter(0, 1, AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0))(image, sha)
+    strong = train_mod._augmenter(0, 1, AugmentConfig(brightness=0.9, contrast=0.9, saturation=0.9))(image, sha)
+    assert np.array_equal(mild, image)  # strength 0: only a flip, invisible on a flat image
+    assert not np.array_equal(strong, image)
+
+
+@pytest.mark.slow  # eleven fine-tuning epochs
+def test_long_fine_tuning_without_early_stopping_warns_and_runs_every_epoch(image_folder, standin):
+    summary = train(image_folder, TrainConfig(weights=None, epochs=1, fine_tune_layers=2, fine_tune_epochs=11,
+                                              early_stopping=False, patience=1, split=(0.5, 0.25, 0.25)))
+    assert "11 epochs" in only(summary["warnings"], "long_fine_tune_without_early_stopping")["message"]
+    assert sum(h["phase"] == "fine_tune" for h in summary["history"]) == 11  # patience 1 did not stop it
+
+
+def test_test_set_reuse_warns_from_the_second_run_on_the_same_test_images(image_folder, standin):
+    config = TrainConfig(weights=None, epochs=1, split=(0.5, 0.25, 0.25))
+    first = train(image_folder, config)
+    assert "test_set_reuse" not in codes(first["warnings"])
+    second = train(image_folder, TrainConfig(weights=None, epochs=1, lr=3e-3, split=(0.5, 0.25, 0.25)))
+    assert "scored 2 times" in only(second["warnings"], "test_set_reuse")["message"]
+    other_split = train(image_folder, TrainConfig(weights=None, epochs=1, split=(0.5, 0.25, 0.25), seed=7))
+    assert "test_set_reuse" not in codes(other_split["warnings"])  # other test images: a first look
+
+
+@pytest.mark.slow  # saves, reloads and fine-tunes a run
+def test_fine_tuning_reports_its_alarms(image_folder, standin, tmp_path):
+    train(image_folder, TrainConfig(weights=None, epochs=1, split=(0.5, 0.25, 0.25)), out=tmp_path / "run")
+    summary = fine_tune(tmp_path / "run", TrainConfig(fine_tune_layers=2, fine_tune_lr=0.01, fine_tune_epochs=1),
+                        out=tmp_path / "tuned")
+    assert "0.01" in only(summary["warnings"], "high_fine_tune_lr")["message"]
+    assert "scored 2 times" in only(summary["warnings"], "test_set_reuse")["message"]
+    saved = json.loads((tmp_path / "tuned" / "config.json").read_text())["train"]
+    assert saved["early_stopping"] is True and saved["resample"] == "none"
+
+
+# The ledger -----------------------------------------------------------------------------------
+
+def test_fingerprint_depends_on_contents_not_names_or_order(tmp_path):
+    a = write_image(tmp_path / "a.png", (10, 20, 30))
+    b = write_image(tmp_path / "b.png", (200, 20, 30))
+    copy = tmp_path / "elsewhere" / "renamed.png"
+    copy.parent.mkdir()
+    copy.write_bytes(a.read_bytes())
+    assert fingerprint_test_set([a, b]) == fingerprint_test_set([b, copy])
+    assert fingerprint_test_set([a, b]) != fingerprint_test_set([a])
+    assert fingerprint_test_set([]) is None
+
+
+def test_ledger_counts_each_scoring_and_survives_a_damaged_file(tmp_path, isolated_cache):
+    assert times_scored("f1") == 0
+    assert [record_test_scoring("f1") for _ in range(3)] == [1, 2, 3]
+    assert record_test_scoring("f2") == 1 and times_scored("f1") == 3
+    assert json.loads((isolated_cache / "test_ledger.json").read_text()) == {"f1": 3, "f2": 1}
+    (isolated_cache / "test_ledger.json").write_text("{not json")
+    assert record_test_scoring("f1") == 1  # counting starts again; the run is not failed
+    assert record_test_scoring("f1", cache_dir=tmp_path / "other") == 1
+
+
+# The command line -----------------------------------------------------------------------------
+
+@pytest.mark.slow  # two CLI runs that save and reload a model (about 20 s on a busy machine)
+def test_cli_train_and_finetune_report_a_high_fine_tuning_rate(image_folder, tmp_path, standin):
+    # The stop file ends training after the head's epoch: the alarm is reported from the settings alone.
+    stop = tmp_path / "STOP"
+    stop.touch()
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+                                    "--epochs", "1", "--fine-tune-layers", "2", "--fine-tune-epochs", "1",
+                                    "--fine-tune-lr", "0.01", "--stop-file", stop, "--json"])
+    assert code == 0, stderr
+    assert "0.01" in only(last_json(stdout)["warnings"], "high_fine_tune_lr")["message"]
+    code, stdout, stderr = run_cli(["finetune", tmp_path / "run", "--out", tmp_path / "tuned", "--layers", "2",
+                                    "--epochs", "1", "--fine-tune-lr", "0.01", "--json"])
+    assert code == 0, stderr
+    assert "high_fine_tune_lr" in codes(last_json(stdout)["warnings"])
+
+
+def test_cli_passes_the_new_options(imbalanced, tmp_path, standin):
+    stop = tmp_path / "STOP"
+    stop.touch()  # the head's one epoch only: fine-tuning's settings are checked, not run
+    code, stdout, stderr = run_cli(["train", imbalanced, "--out", tmp_path / "run", "--weights", "none",
+                                    "--epochs", "1", "--resample", "undersample", "--augment",
+                                    "--augment-strength", "0.4", "--augment-copies", "1", "--fine-tune-layers", "1",
+                                    "--fine-tune-epochs", "12", "--no-early-stopping", "--stop-file", stop, "--json"])
+    assert code == 0, stderr
+    summary = last_json(stdout)
+    assert {"strong_augmentation", "long_fine_tune_without_early_stopping"} <= set(codes(summary["warnings"]))
+    assert len(set(summary["head_counts"].values())) == 1  # undersampled to equal counts
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (saved["resample"], saved["augment_strength"], saved["early_stopping"]) == ("undersample", 0.4, False)
+
+
+def test_cli_rejects_an_unknown_resampling_in_one_line(image_folder, tmp_path):
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--resample", "smote"])
+    assert_user_error(code, stdout, stderr, "'smote'", "oversample")

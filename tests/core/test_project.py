@@ -1,0 +1,253 @@
+"""Projects: save a workspace, open it elsewhere, same runs and curves; damaged projects refused; nothing partial."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tlcore.project as project_mod
+from tests.conftest import make_image_folder
+from tlcore.cli import main
+from tlcore.errors import TLError
+from tlcore.experiments import run_curves, run_history
+from tlcore.jobs import job_status
+from tlcore.project import (open_project, open_project_zip, project_path, project_zip, read_project, save_project,
+                            saved_projects)
+from tlcore.run import load_run
+from tlcore.workspace import Workspace
+
+
+def _finished_job(job: Path, kind: str, result: dict, pid: int, started: float, **meta) -> None:
+    """job.json and result.json as start_job and its reaper write them for a job that ended well."""
+    (job / "job.json").write_text(json.dumps({"kind": kind, "argv": ["python", "-m", "tlcore"], "pid": pid,
+                                              "started": started, **meta}), encoding="utf-8")
+    (job / "result.json").write_text(json.dumps({"exit_code": 0, "pid": pid, "result": result}), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A workspace with photos, a finished training job (trained in-process, random weights) and an export job."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TLCORE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        ws = Workspace(tmp_path_factory.mktemp("origin") / "ws")
+        make_image_folder(ws.data_dir, n_per_class=6)
+        ws.update_settings(language="fr", backbone="efficientnet_lite0", seed=3)
+        job = ws.jobs_dir / "run-1"
+        data = ws.snapshot(job / "data")
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            code = main(["train", str(data), "--out", str(job / "run"), "--weights", "none", "--epochs", "2",
+                         "--split", "0.5,0.25,0.25", "--seed", "3", "--json", "--progress", str(job / "events.jsonl")])
+        assert code == 0
+        _finished_job(job, "train", json.loads(out.getvalue().splitlines()[-1]), os.getpid(), time.time())
+        export = ws.jobs_dir / "export-1"
+        export.mkdir()
+        (export / "model.tflite").write_bytes(b"not really a model")
+        _finished_job(export, "export", {"exports": [{"path": str(export / "model.tflite")}]}, 999_999_999,
+                      time.time() + 1, parent=str(job / "run"))
+        ws.update_settings(current_job=str(job))
+        yield ws
+
+
+def _same_rows(rows):
+    return [{k: v for k, v in r.items() if k not in ("run_dir", "started")} for r in rows]
+
+
+def test_save_then_open_elsewhere_gives_the_same_runs_curves_and_model(built, tmp_path):
+    saved = save_project(built, tmp_path / "saved" / "colours", name="Colours")
+    assert read_project(saved)["name"] == "Colours"
+    # Opening must not need the original: move the project away and reopen into a fresh workspace.
+    moved = shutil.move(str(saved), tmp_path / "moved")
+    ws = Workspace(tmp_path / "elsewhere" / "fresh")
+    summary = open_project(moved, ws)
+
+    assert summary == {"name": "Colours", "created": read_project(moved)["created"], "photos": 12, "runs": 1}
+    assert ws.counts() == built.counts() == {"blue": 6, "red": 6}
+    assert _same_rows(run_history(ws.jobs_dir)) == _same_rows(run_history(built.jobs_dir))
+    run = ws.jobs_dir / "run-1" / "run"
+    assert run_curves(run) == run_curves(built.jobs_dir / "run-1" / "run")
+    assert len(run_curves(run)) == 2
+    assert job_status(ws.jobs_dir / "run-1")["status"] == "done"
+    for name in ("samples.json", "predictions.json"):
+        paths = [s["path"] for s in json.loads((run / name).read_text())]
+        assert paths and all(p.startswith(str(ws.root.absolute())) and Path(p).is_file() for p in paths)
+    export = job_status(ws.jobs_dir / "export-1")
+    assert export["parent"] == str(run.absolute())
+    assert Path(export["result"]["exports"][0]["path"]).read_bytes() == b"not really a model"
+    assert ws.settings()["current_job"] == str((ws.jobs_dir / "run-1").absolute())
+    assert ws.settings()["seed"] == 3 and "language" not in ws.settings()  # the receiver's language is theirs
+
+    # The reopened model gives the probabilities saved at training time, on the reopened photos.
+    saved_predictions = json.loads((run / "predictions.json").read_text())
+    reopened = load_run(run)
+    assert reopened.classes == ["blue", "red"]
+    probs, kept, skipped = reopened.predict_files([p["path"] for p in saved_predictions])
+    assert len(kept) == len(saved_predictions) and not skipped
+    np.testing.assert_allclose(probs, [p["probs"] for p in saved_predictions], atol=1e-4)
+
+
+def test_a_zip_download_opens_in_another_session(built, tmp_path):
+    saved = save_project(built, project_path(built, "zipped"))
+    data = project_zip(saved)
+    assert all(n.startswith("zipped/") for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+    ws = Workspace(tmp_path / "other")
+    assert open_project_zip(data, ws)["runs"] == 1
+    assert _same_rows(run_history(ws.jobs_dir)) == _same_rows(run_history(built.jobs_dir))
+    assert [p["name"] for p in saved_projects(built)] == ["zipped"]
+
+
+def test_a_changed_photo_is_refused_by_name_and_the_workspace_is_untouched(built, tmp_path):
+    saved = save_project(built, tmp_path / "p")
+    (saved / "data" / "red" / "red_0.png").write_bytes(b"tampered")
+    ws = Workspace(tmp_path / "target")
+    ws.add_class("mine")
+    with pytest.raises(TLError, match=r"'data/red/red_0\.png' has changed since it was saved"):
+        open_project(saved, ws)
+    assert ws.classes() == ["mine"] and not any(ws.jobs_dir.iterdir())
+    assert not [p for p in ws.root.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_a_missing_model_file_is_named(built, tmp_path):
+    saved = save_project(built, tmp_path / "p")
+    (saved / "jobs" / "run-1" / "run" / "model.weights.h5").unlink()
+    with pytest.raises(TLError, match=r"incomplete: 'jobs/run-1/run/model\.weights\.h5' is missing"):
+        open_project(saved, Workspace(tmp_path / "target"))
+
+
+def test_a_manifest_path_leading_outside_is_refused(built, tmp_path):
+    saved = save_project(built, tmp_path / "p")
+    project = json.loads((saved / "project.json").read_text())
+    project["files"][0]["path"] = "jobs/../../evil.txt"
+    (saved / "project.json").write_text(json.dumps(project))
+    with pytest.raises(TLError, match="not allowed inside a project"):
+        open_project(saved, Workspace(tmp_path / "target"))
+
+
+def _replace_in_project(saved: Path, rel: str, change) -> None:
+    """Rewrite one saved file with ``change(value)`` and update the manifest, as a hand-made project would."""
+    target = saved / rel
+    target.write_text(json.dumps(change(json.loads(target.read_text()))))
+    project = json.loads((saved / "project.json").read_text())
+    entry = next(f for f in project["files"] if f["path"] == rel)
+    entry["sha256"] = hashlib.sha256(target.read_bytes()).hexdigest()
+    entry["bytes"] = target.stat().st_size
+    (saved / "project.json").write_text(json.dumps(project))
+
+
+def test_a_project_naming_files_outside_itself_is_refused(built, tmp_path):
+    saved = save_project(built, tmp_path / "p")
+    outside = tmp_path / "server-photo.png"  # a file of the server the project's author should not see
+    shutil.copy(next((built.data_dir / "red").iterdir()), outside)
+
+    def point_outside(samples):
+        samples[0]["path"] = str(outside)
+        return samples
+
+    _replace_in_project(saved, "jobs/run-1/run/samples.json", point_outside)
+    ws = Workspace(tmp_path / "target")
+    with pytest.raises(TLError, match=r"refers to .*server-photo\.png', outside the project"):
+        open_project(saved, ws)
+    assert not any(ws.jobs_dir.iterdir())
+
+
+def test_a_reopened_job_keeps_no_command_to_run_again(built, tmp_path):
+    saved = save_project(built, tmp_path / "p")
+    _replace_in_project(saved, "jobs/run-1/job.json",
+                        lambda meta: {**meta, "argv": ["python", "-m", "tlcore", "train", "x", "--out", "/anywhere"]})
+    ws = Workspace(tmp_path / "target")
+    open_project(saved, ws)
+    meta = json.loads((ws.jobs_dir / "run-1" / "job.json").read_text())
+    assert "argv" not in meta and meta["kind"] == "train"
+    assert job_status(ws.jobs_dir / "run-1")["status"] == "done"
+
+
+def test_a_folder_without_project_file_is_not_a_project(tmp_path):
+    (tmp_path / "random").mkdir()
+    with pytest.raises(TLError, match="is not a Transfer Lab project"):
+        open_project(tmp_path / "random", Workspace(tmp_path / "ws"))
+
+
+def test_an_unwritable_destination_leaves_no_partial_project(built, tmp_path):
+    (tmp_path / "blocker").write_text("a file where a folder is needed")
+    with pytest.raises(TLError, match="cannot write the project to"):
+        save_project(built, tmp_path / "blocker" / "p")
+    assert (tmp_path / "blocker").read_text() == "a file where a folder is needed"
+
+
+def test_a_failure_while_saving_leaves_nothing_behind(built, tmp_path, monkeypatch):
+    real, calls = project_mod._copy_with_digest, []
+
+    def failing(src, dst):
+        calls.append(src)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(project_mod, "_copy_with_digest", failing)
+    with pytest.raises(TLError, match=r"cannot write the project to .*No space left on device"):
+        save_project(built, tmp_path / "out" / "p")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_saving_over_a_folder_that_is_not_a_project_is_refused(built, tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "thesis.txt").write_text("precious")
+    with pytest.raises(TLError, match="is not a Transfer Lab project; choose another folder"):
+        save_project(built, tmp_path / "docs")
+    assert (tmp_path / "docs" / "thesis.txt").read_text() == "precious"
+
+
+def test_saving_waits_for_running_jobs(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    (ws.jobs_dir / "run-live").mkdir()
+    (ws.jobs_dir / "run-live" / "job.json").write_text(json.dumps({"kind": "train", "pid": os.getpid(), "started": 1}))
+    with pytest.raises(TLError, match="'run-live' is still running"):
+        save_project(ws, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_project_names_are_plain_folder_names(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    assert project_path(ws, " My project 2 ").name == "My project 2"
+    for bad in ("../up", "", ".hidden", "a/b"):
+        with pytest.raises(TLError, match="is not allowed"):
+            project_path(ws, bad)
+
+
+def _zip(entries: dict) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _manifest(data: dict) -> str:
+    return json.dumps({"format": 1, "name": "x", "created": "", "settings": {}, "data": data, "files": []})
+
+
+def test_a_zip_promising_far_more_than_it_holds_is_refused(tmp_path):
+    bomb = _zip({"p/project.json": _manifest({"red": [{"file": "a.png", "sha256": "0" * 64, "bytes": 10**11}]})})
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(TLError, match="promises 100000 MB of files"):
+        open_project_zip(bomb, ws)
+    assert not any(ws.data_dir.iterdir())
+
+
+def test_only_the_files_the_manifest_lists_leave_a_zip(built, tmp_path):
+    photo = (built.data_dir / "red" / "red_0.png").read_bytes()
+    entry = {"file": "red_0.png", "sha256": hashlib.sha256(photo).hexdigest(), "bytes": len(photo)}
+    data = _zip({"p/project.json": _manifest({"red": [entry]}), "p/data/red/red_0.png": photo,
+                 "p/../../evil.txt": "outside", "p/data/red/extra.png": photo})
+    ws = Workspace(tmp_path / "deep" / "ws")
+    assert open_project_zip(data, ws)["photos"] == 1
+    assert [p.name for p in ws.images("red")] == ["red_0.png"]
+    assert not list(tmp_path.rglob("evil.txt"))
