@@ -25,6 +25,7 @@ pages = [st.Page(home, title=translate("nav.home", lang), url_path="home", defau
         ("6_Predict", "predict.title", "Predict"),
         ("7_Export", "export.title", "Export"),
         ("8_Adversarial", "adv.title", "Adversarial"),
+        ("9_Runs", "runs.title", "Runs"),
     )
 ]
 st.navigation(pages).run()

@@ -1,8 +1,7 @@
-"""Data: classes and photos (upload, ZIP, webcam, sample), counts and split settings."""
+"""Data: classes and photos (upload, ZIP, webcam, sample), counts, split settings and the dataset's health."""
 import streamlit as st
 
-from ui import state
-from ui.charts import counts_figure
+from ui import health_view, state
 from ui.layout import guard, setup, t
 
 setup("data.title")
@@ -66,11 +65,6 @@ counts = ws.counts()
 if not counts:
     st.info(t("data.empty"))
 else:
-    st.plotly_chart(counts_figure(counts, {"class": t("chart.class"), "count": t("chart.count")}))
-    nonzero = {c: n for c, n in counts.items() if n}
-    if len(nonzero) >= 2 and max(nonzero.values()) > 1.5 * min(nonzero.values()):
-        big, small = max(nonzero, key=nonzero.get), min(nonzero, key=nonzero.get)
-        st.warning(t("data.imbalance", big=big, nbig=nonzero[big], small=small, nsmall=nonzero[small]))
     for name in counts:
         with st.expander(f"{name} ({counts[name]})"), guard():
             images = ws.images(name)
@@ -100,3 +94,12 @@ if train_pct + val_pct + test_pct != 100:
     st.error(t("data.split_bad", total=train_pct + val_pct + test_pct))
 elif (train_pct, val_pct, test_pct, seed) != state.split():
     state.set_split(int(train_pct), int(val_pct), int(test_pct), int(seed))
+
+st.subheader(t("health.title"))
+st.caption(t("health.intro"))
+with guard():
+    report = health_view.dataset_report(ws, state.split())
+    if report is None:
+        st.info(t("health.need_two"))
+    else:
+        health_view.show_report(report, ws)

@@ -5,11 +5,15 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from tlcore.augment import augment_image
+from tlcore.alarms import config_alarms
+from tlcore.augment import AugmentConfig, augment_image
 from tlcore.images import load_image
 from tlcore.jobs import job_status, start_job
 from tlcore.registry import get_spec
+from tlcore.resample import RESAMPLE_MODES
+from tlcore.train import TrainConfig
 from ui import state
+from ui.advice_view import show_warnings
 from ui.follow import show_job
 from ui.layout import guard, setup, t
 
@@ -29,16 +33,34 @@ else:
     lr = c3.select_slider(t("train.lr"), [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], value=1e-3,
                           format_func=lambda v: f"{v:g}")
     dropout = c4.slider(t("train.dropout"), 0.0, 0.8, 0.2, 0.05)
-    if lr > 1e-2:
-        st.warning(t("train.lr_high"))
+    c1, c2 = st.columns(2)
+    class_weights = c1.selectbox(t("alarm.class_weights"), ["auto", "balanced", "none"], key="class_weights",
+                                 format_func=lambda v: t(f"alarm.class_weights.{v}"))
+    resample = c2.selectbox(t("alarm.resample"), list(RESAMPLE_MODES), key="resample",
+                            format_func=lambda v: t(f"alarm.resample.{v}"))
     augment = st.checkbox(t("train.augment"))
+    strength = TrainConfig.augment_strength
     if augment:
+        strength = round(st.slider(t("alarm.augment_strength"), 0.0, 0.6, TrainConfig.augment_strength, 0.05,
+                                   key="augment_strength"), 2)  # 0.3, not 0.30000000000000004, at the alarm's edge
         first = ws.images(next(iter(counts)))[0]
         with guard():
             image = load_image(first, get_spec(backbone).input_size)
             rng = np.random.default_rng(int(time.time()) // 5)  # new samples every few seconds, stable across quick reruns
+            look = AugmentConfig(brightness=strength, contrast=strength, saturation=strength)
             st.caption(t("train.preview"))
-            st.image([image] + [augment_image(image, rng) for _ in range(5)], width=120)
+            st.image([image] + [augment_image(image, rng, look) for _ in range(5)], width=120)
+    few = min(counts.values()) < 10  # few-shot data: the step-by-step loop with clipping is the safer default
+    with st.expander(t("fewshot.loop"), expanded=few):
+        loop = st.radio(t("fewshot.loop"), ["fit", "tape"], horizontal=True, help=t("fewshot.loop.help"),
+                        format_func=lambda v: t(f"fewshot.loop.{v}"), index=1 if few else 0, key="loop",
+                        label_visibility="collapsed")
+        clip = loop == "tape" and st.checkbox(t("fewshot.clip"), value=True, help=t("fewshot.clip.help"))
+        clip_norm = st.number_input(t("fewshot.clip_norm"), 0.1, 100.0, 1.0) if clip else None
+    # The same alarms training will report, while the settings can still be changed.
+    show_warnings(config_alarms(TrainConfig(backbone=backbone, epochs=epochs, batch_size=batch, lr=lr, dropout=dropout,
+                                            class_weights=class_weights, resample=resample, augment=augment,
+                                            augment_strength=strength), counts))
 
     running = state.job_running()
     if st.button(t("train.start"), type="primary", icon=":material/play_arrow:", disabled=running):
@@ -49,8 +71,11 @@ else:
             args = ["train", str(data), "--out", str(job_dir / "run"), "--backbone", backbone,
                     "--epochs", str(epochs), "--batch-size", str(batch), "--lr", str(lr), "--dropout", str(dropout),
                     "--split", f"{train_pct / 100},{val_pct / 100},{test_pct / 100}", "--seed", str(seed)]
+            args += ["--class-weights", class_weights, "--resample", resample, "--loop", loop]
+            if clip_norm:
+                args += ["--clip-norm", f"{clip_norm:g}"]
             if augment:
-                args.append("--augment")
+                args += ["--augment", "--augment-strength", f"{strength:g}"]
             start_job(job_dir, args, kind="train")
             state.set_current_job(job_dir)
             st.rerun()

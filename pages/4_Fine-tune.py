@@ -4,8 +4,12 @@ import time
 
 import streamlit as st
 
+from tlcore.alarms import config_alarms
 from tlcore.jobs import start_job
+from tlcore.resample import RESAMPLE_MODES
+from tlcore.train import TrainConfig
 from ui import state
+from ui.advice_view import show_warnings
 from ui.follow import show_job
 from ui.layout import choose_run, guard, setup, t
 from ui.models import backbone_structure, unfrozen_layers
@@ -16,6 +20,7 @@ ws = state.workspace()
 base = choose_run("ft.base")
 config = json.loads((base / "config.json").read_text(encoding="utf-8"))
 backbone = config["backbone"]
+trained_with = config.get("train", {})
 with guard():
     n_layers = len(backbone_structure(backbone).layers) - 1
     c1, c2 = st.columns([2, 1])
@@ -23,18 +28,29 @@ with guard():
     trainable = unfrozen_layers(backbone, k)
     c1.caption(t("ft.trainable", n=len(trainable)) + " " + ", ".join(trainable[-12:]) + (" …" if len(trainable) > 12 else ""))
     lr = c2.select_slider(t("ft.lr"), [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3], value=1e-5, format_func=lambda v: f"{v:g}")
-    if lr > 1e-4:
-        c2.warning(t("ft.lr_high"))
     epochs = c2.slider(t("ft.epochs"), 1, 20, 5)
-    patience = c2.slider(t("ft.patience"), 1, 10, 3)
+    early_stopping = c2.toggle(t("alarm.early_stopping"), value=True, key="early_stopping")
+    patience = c2.slider(t("ft.patience"), 1, 10, 3) if early_stopping else TrainConfig.patience
+    # Start from the base run's choice: fine-tuning sees the same training images.
+    modes, saved_resample = list(RESAMPLE_MODES), trained_with.get("resample", "none")
+    resample = c2.selectbox(t("alarm.resample"), modes, key="resample", format_func=lambda v: t(f"alarm.resample.{v}"),
+                            index=modes.index(saved_resample) if saved_resample in modes else 0)
+    # The same alarms fine-tuning will report, on the base run's training images.
+    train_counts = json.loads((base / "metrics.json").read_text(encoding="utf-8")).get("counts", {}).get("train")
+    show_warnings(config_alarms(TrainConfig(
+        weights=config.get("weights", "imagenet"), class_weights=trained_with.get("class_weights", "auto"),
+        fine_tune_layers=k, fine_tune_lr=lr, fine_tune_epochs=epochs, early_stopping=early_stopping,
+        resample=resample), train_counts or ws.counts()))
 
 running = state.job_running()
 if st.button(t("ft.start"), type="primary", icon=":material/lock_open:", disabled=running):
     with guard():
         job_dir = ws.jobs_dir / time.strftime("finetune-%Y%m%d-%H%M%S")
-        start_job(job_dir, ["finetune", str(base), "--out", str(job_dir / "run"), "--layers", str(k), "--lr", str(lr),
-                            "--epochs", str(epochs), "--patience", str(patience)],
-                  kind="finetune", meta={"parent": str(base)})
+        args = ["finetune", str(base), "--out", str(job_dir / "run"), "--layers", str(k), "--lr", str(lr),
+                "--epochs", str(epochs), "--patience", str(patience), "--resample", resample]
+        if not early_stopping:
+            args.append("--no-early-stopping")
+        start_job(job_dir, args, kind="finetune", meta={"parent": str(base)})
         state.set_current_job(job_dir)
         st.rerun()
 if running:

@@ -1,4 +1,4 @@
-"""Evaluate: accuracy, per-class scores, confusion matrix and mistakes on a held-out split."""
+"""Evaluate: accuracy, per-class scores, confusion matrix, calibration and mistakes on a held-out split."""
 import numpy as np
 import streamlit as st
 
@@ -6,6 +6,7 @@ from tlcore.evaluate import classification_metrics
 from tlcore.explain import grad_cam, overlay
 from tlcore.images import load_image
 from tlcore.run import read_run_json
+from ui.calibration_view import show_reliability
 from ui.charts import confusion_figure
 from ui.layout import choose_run, guard, setup, t
 from ui.models import run_model
@@ -51,6 +52,8 @@ with guard():
         if cell:
             st.image([r["path"] for r in cell[:30]], width=110,
                      caption=[f"{max(r['probs']):.0%}" for r in cell[:30]])
+
+    show_reliability(metrics["calibration"], key=f"reliability_{run_dir.parent.name}_{split}")
 
     st.subheader(t("eval.mistakes"))
     mistakes = [(r, p) for r, p in zip(rows, predicted) if classes[p] != r["label"]]

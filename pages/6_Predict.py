@@ -1,4 +1,5 @@
-"""Predict: classify a new photo (upload or webcam) with a trained run, one of its TFLite exports, or a model file."""
+"""Predict: classify a new photo (upload or webcam) with a trained run, one of its TFLite exports, or a model file;
+"unknown" below a confidence threshold."""
 from pathlib import Path
 
 import streamlit as st
@@ -8,6 +9,7 @@ from tlcore.explain import conv_layers, feature_grid, feature_maps, grad_cam, ov
 from tlcore.images import ImageDecodeError, decode_image
 from tlcore.run import RunModel
 from ui import state
+from ui.calibration_view import choose_threshold, show_answer
 from ui.charts import probabilities_figure
 from ui.layout import choose_run, guard, setup, t
 from ui.model_upload import load_uploaded_model, uploaded_model
@@ -27,6 +29,11 @@ if choices:
                       format_func=lambda c: labels.get(c) or t("predict.tflite", name=Path(c).name))
 if run_dir and not exported:
     st.caption(t("predict.tflite_hint"))
+# A run's exports share its validation photos, which suggest the threshold; a model file brought by the user has none.
+threshold_run = None if choice == "uploaded" else run_dir
+threshold = None
+if choice is not None:
+    threshold = choose_threshold(threshold_run, key=f"threshold_{threshold_run.parent.name if threshold_run else 'file'}")
 left, right = st.columns([1, 1])
 upload = left.file_uploader(t("predict.upload"), type=None)
 shot = right.camera_input(t("predict.camera"))
@@ -57,7 +64,7 @@ elif source is not None:
         best = int(probs.argmax())
         c1, c2 = st.columns([1, 2])
         c1.image(source.getvalue(), width="stretch")
-        c2.markdown(t("predict.result", label=model.classes[best], conf=float(probs[best])))
+        show_answer(c2, probs, model.classes, threshold)
         c2.caption(t("predict.topk"))
         c2.plotly_chart(probabilities_figure(model.classes, probs.tolist(), {"probability": t("chart.probability")}))
         keras_run = isinstance(model, RunModel)  # Grad-CAM and feature maps need a backbone Transfer Lab built

@@ -6,7 +6,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["curves_figure", "counts_figure", "confusion_figure", "probabilities_figure", "export_figure",
+__all__ = ["curves_figure", "confusion_figure", "probabilities_figure", "export_figure",
            "robustness_figure", "leaderboard_figure"]
 
 
@@ -31,13 +31,6 @@ def curves_figure(history: Sequence[dict], labels: dict) -> go.Figure:
     fig.update_xaxes(title_text=labels["epoch"], dtick=max(1, len(epochs) // 10 or 1))
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_layout(height=340, margin={"t": 40, "b": 40, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.25})
-    return fig
-
-
-def counts_figure(counts: dict[str, int], labels: dict) -> go.Figure:
-    fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), text=list(counts.values()), textposition="auto"))
-    fig.update_layout(height=260, margin={"t": 10, "b": 40, "l": 40, "r": 10},
-                      xaxis_title=labels["class"], yaxis_title=labels["count"])
     return fig
 
 

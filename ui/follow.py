@@ -1,4 +1,4 @@
-"""Follow a background job: progress bar, live curves, Stop, final message."""
+"""Follow a background job: progress bar, live curves, Stop, final message and the curves' diagnosis."""
 from __future__ import annotations
 
 import json
@@ -6,11 +6,14 @@ from pathlib import Path
 
 import streamlit as st
 
+from tlcore.diagnosis import diagnose
 from tlcore.jobs import LIVE, job_status, read_events, request_stop
 from tlcore.resume import resume_job, resume_point
 
+from .advice_view import show_warnings
 from .charts import curves_figure
-from .layout import t
+from .diagnosis_view import show_diagnosis
+from .layout import guard, t
 
 __all__ = ["job_history", "show_job", "curve_labels", "follow", "show_waiting"]
 
@@ -75,8 +78,7 @@ def _draw(job_dir: Path) -> str:
             st.warning(t("train.stopped"))
         st.success(t("train.done", val=fmt(result.get("val_accuracy")), test=fmt(result.get("test_accuracy")),
                      seconds=(result.get("seconds") or {}).get("total", 0)))
-        for w in result.get("warnings", []):
-            st.caption(t("train.warning", message=w["message"]))
+        show_warnings(result.get("warnings", []))
     elif key == "failed":
         st.error(t("train.failed", error=status.get("error", "")))
         kept = resume_point(job_dir)
@@ -85,7 +87,13 @@ def _draw(job_dir: Path) -> str:
             resume_job(job_dir)
             st.rerun()
     history = job_history(job_dir)
-    if history:
+    if history and key in ("done", "stopped"):
+        # A finished run's curves are read for the user: the verdict sits beside what it is about.
+        curves, panel = st.columns([3, 2])
+        curves.plotly_chart(curves_figure(history, curve_labels()), key=f"curves_{job_dir.name}_{len(history)}")
+        with panel, guard():
+            show_diagnosis(diagnose(history))
+    elif history:
         st.plotly_chart(curves_figure(history, curve_labels()), key=f"curves_{job_dir.name}_{len(history)}")
     return key
 

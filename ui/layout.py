@@ -11,6 +11,7 @@ from tlcore.cli import log_path
 from tlcore.errors import TLError
 
 from . import state
+from .checklist_view import show_checklists
 from .i18n import LANGUAGES, translate
 
 __all__ = ["setup", "t", "guard", "run_label", "choose_run", "attach_log_file"]
@@ -72,7 +73,7 @@ def _leave_legacy_pages_mode() -> None:
 
 
 def setup(title_key: str) -> None:
-    """Page config, sidebar (language, session note) and the page title."""
+    """Page config, sidebar (language, session note, checklists) and the page title."""
     _leave_legacy_pages_mode()
     attach_log_file()
     st.set_page_config(page_title=f"Transfer Lab · {translate(title_key)}", page_icon="🔬", layout="wide")
@@ -85,6 +86,7 @@ def setup(title_key: str) -> None:
             state.set_language(choice)
             st.rerun()
         st.caption(t("sidebar.session"))
+        show_checklists()
     st.title(t(title_key))
 
 

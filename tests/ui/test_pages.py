@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import make_image_folder
 from tests.ui.conftest import open_page
 from tlcore.workspace import Workspace
 
@@ -89,7 +90,23 @@ def test_train_page_shows_settings_and_the_finished_run(trained):
     assert any(b.label == "Train" for b in at.button)
     assert any("Done: validation accuracy" in s.value for s in at.success)
     assert len(at.get("plotly_chart")) == 1  # the curves
-    assert job.name in at.radio[0].options[0] or job.name in at.radio[0].value
+    runs = runs_radio(at)
+    assert job.name in runs.options[0] or job.name in runs.value
+
+
+def runs_radio(at):
+    """The Train page's list of runs (the page has other radios: the training loop)."""
+    return next(r for r in at.radio if r.label == "Runs")
+
+
+@pytest.mark.parametrize("per_class, loop", [(3, "tape"), (12, "fit")])
+def test_train_page_defaults_to_the_tape_loop_with_clipping_for_few_shot_data(sid, workspace, per_class, loop):
+    make_image_folder(workspace.data_dir, n_per_class=per_class, size=16)
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    assert at.radio(key="loop").value == loop
+    clipping = [c for c in at.checkbox if c.label == "Limit each step (gradient clipping)"]
+    assert [c.value for c in clipping] == ([True] if loop == "tape" else [])
 
 
 def test_fine_tune_page_lists_trainable_layers(trained):
@@ -113,9 +130,9 @@ def test_evaluate_page_shows_metrics_and_confusion(trained):
     sid, _ = trained
     at = open_page("pages/5_Evaluate.py", sid)
     assert not at.exception
-    assert [m.label for m in at.metric] == ["Accuracy", "Images", "Mistakes"]
+    assert [m.label for m in at.metric] == ["Accuracy", "Images", "Mistakes", "Calibration error (ECE)"]
     assert len(at.dataframe) == 1
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 2  # confusion matrix, reliability diagram (tests/ui/test_calibration_view.py)
 
 
 def test_predict_page_offers_upload_and_webcam(trained):

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import make_image_folder
 from tests.ui.conftest import open_page
-from tests.ui.test_pages import texts
+from tests.ui.test_pages import runs_radio, texts
 from tlcore.cli import log_path
 from tlcore.jobs import EventWriter, job_status
 
@@ -33,7 +33,7 @@ def test_train_page_shows_a_waiting_job_with_stop_and_no_second_start(sid, works
     assert "Waiting for a free training slot (1 jobs run at once on this server)." in texts(at)
     assert "Place in line: 2." in texts(at)
     assert next(b for b in at.button if b.label == "Train").disabled  # one job at a time per session
-    assert "run-waiting · waiting" in at.radio[0].options[0]
+    assert "run-waiting · waiting" in runs_radio(at).options[0]
 
     next(b for b in at.button if b.label == "Stop").click().run()
     assert not at.exception

@@ -1,0 +1,123 @@
+"""The diagnosis panel beside a finished run's curves: verdict by severity, evidence, remedies, in both languages."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.core.test_diagnosis import FORGET, GOOD, OVERFIT
+from tests.ui.conftest import open_page
+from tests.ui.test_pages import texts
+from tlcore.diagnosis import CODES, REMEDIES
+from tlcore.jobs import EventWriter
+from ui.diagnosis_view import SEVERITY, evidence_fields
+from ui.i18n import CATALOG
+
+
+def finished_job(workspace, history, name="run-planted", warnings=()):
+    """A done training job whose worker (this test process stands in for it) recorded ``history``."""
+    job = workspace.jobs_dir / name
+    job.mkdir(parents=True)
+    pid = os.getpid()
+    (job / "job.json").write_text(json.dumps({"kind": "train", "argv": [], "pid": pid, "started": time.time()}))
+    events = EventWriter(job / "events.jsonl")
+    events({"type": "start", "command": "train", "epochs": len(history), "fine_tune_epochs": 0})
+    for entry in history:
+        events({"type": "epoch", **entry})
+    result = {"val_accuracy": history[-1].get("val_accuracy"), "test_accuracy": None, "seconds": {"total": 1.0},
+              "warnings": list(warnings), "history": history}
+    events({"type": "done", "result": result})
+    (job / "result.json").write_text(json.dumps({"exit_code": 0, "pid": pid, "result": result}))
+    workspace.update_settings(current_job=str(job))
+    return job
+
+
+def test_train_page_shows_the_overfitting_diagnosis_beside_the_curves(sid, workspace):
+    finished_job(workspace, OVERFIT)
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.columns) >= 2  # curves and panel side by side
+    verdicts = [w.value for w in at.warning]
+    assert any(v.startswith("Overfitting:") for v in verdicts), verdicts
+    shown = texts(at)
+    assert "What the curves say" in shown
+    assert "a gap of 28 points" in shown and "best at epoch 4" in shown
+    assert "- Raise dropout (for example from 0.2 to 0.4)." in shown
+
+
+def test_a_good_fit_is_green_and_translated(sid, workspace):
+    workspace.update_settings(language="fr")
+    finished_job(workspace, GOOD)
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    assert any(s.value.startswith("Bon ajustement") for s in at.success)
+    assert "Ce que disent les courbes" in texts(at)
+    assert not any("Overfitting" in w.value or "Surapprentissage" in w.value for w in at.warning)
+
+
+def test_fine_tuning_that_forgets_is_red_with_the_epoch_of_unfreezing(sid, workspace):
+    finished_job(workspace, FORGET)
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    assert any(e.value.startswith("Forgetting:") for e in at.error)
+    assert "Right after unfreezing at epoch 6, validation accuracy went from 91% to 60%" in texts(at)
+
+
+def test_training_warnings_are_explained_beside_the_run(sid, workspace):
+    finished_job(workspace, GOOD, warnings=[{"code": "high_lr", "message": "head learning rate 0.1 is high"}])
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    assert any("head learning rate 0.1 is high" in w.value for w in at.warning)
+
+
+def test_a_real_finished_run_gets_a_diagnosis(trained):
+    sid, _ = trained
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    assert "What the curves say" in texts(at)
+    assert "What to try:" in texts(at)
+
+
+def _panel(history, code=None):
+    from tlcore.diagnosis import diagnose
+    from ui.diagnosis_view import show_diagnosis
+
+    diagnosis = diagnose(history)
+    if code is not None:  # a verdict this dashboard does not know yet
+        diagnosis = {**diagnosis, "code": code}
+    show_diagnosis(diagnosis)
+
+
+def test_a_planted_overfitting_history_yields_the_overfitting_panel():
+    at = AppTest.from_function(_panel, args=(OVERFIT,), default_timeout=30).run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == [CATALOG["diag.overfitting"][0]]
+    assert not at.success and not at.error
+    markdown = "\n".join(m.value for m in at.markdown)
+    for remedy in REMEDIES["overfitting"]:
+        assert f"- {remedy}" in markdown
+
+
+def test_an_unknown_code_shows_tlcore_message_and_remedies():
+    at = AppTest.from_function(_panel, args=(OVERFIT, "wobbly"), default_timeout=30).run()
+    assert not at.exception
+    assert "training photos by heart" in at.info[0].value  # tlcore's English message
+    assert any(REMEDIES["overfitting"][0] in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_every_code_has_a_verdict_evidence_and_remedies_in_both_languages(code):
+    assert code in SEVERITY
+    for suffix in ("", ".evidence", ".remedies"):
+        en, fr = CATALOG[f"diag.{code}{suffix}"]
+        assert en and fr and en != fr
+    # The English remedies are tlcore's, line for line (the CLI and metrics.json say the same).
+    assert CATALOG[f"diag.{code}.remedies"][0].split("\n") == REMEDIES[code]
+    # Every sentence formats even with no evidence at all ("–" for the unknown numbers).
+    fields = {k: "–" for k in evidence_fields({})}
+    for text in CATALOG[f"diag.{code}.evidence"]:
+        assert text.format(**fields)

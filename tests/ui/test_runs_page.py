@@ -1,0 +1,104 @@
+"""The Runs page: history table, overlaid curves, side-by-side scores, projects saved and reopened, scratch twins."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.ui.conftest import open_page, wait_for_job
+from tests.ui.test_pages import texts
+from tlcore.experiments import run_history
+from tlcore.jobs import list_jobs
+from tlcore.project import open_project, project_path, save_project
+from tlcore.workspace import Workspace, new_session_id
+
+PAGE = "pages/9_Runs.py"
+
+
+def button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def curves_of(at) -> dict:
+    """(trace name, "loss" or "accuracy") -> y values of the comparison figure."""
+    chart = next(c for c in at.get("plotly_chart") if "compare_curves" in str(c.proto.id))
+    figure = json.loads(chart.proto.spec)
+    return {(trace["name"], "accuracy" if trace.get("xaxis") == "x2" else "loss"): trace["y"]
+            for trace in figure["data"]}
+
+
+def test_the_page_lists_a_finished_run_and_compares_it(trained):
+    sid, job = trained
+    at = open_page(PAGE, sid)
+    assert not at.exception
+    assert at.title[0].value == "9 · Runs"
+    history = at.dataframe[0].value
+    assert "run-test" in list(history["Run"])
+    row = history[history["Run"] == "run-test"].iloc[0]
+    assert row["Starting weights"] == "random (from scratch)" and row["Epochs (head)"] == 3
+    assert at.multiselect(key=f"compare_{len(history)}").value[0] == "run-test"
+
+    curves = curves_of(at)
+    metrics = json.loads((job / "run" / "metrics.json").read_text())["history"]
+    for metric in ("loss", "accuracy"):
+        assert curves["run-test · validation", metric] == [h["val_" + metric] for h in metrics]
+        assert curves["run-test · train", metric] == [h[metric] for h in metrics]
+    side_by_side = at.dataframe[1].value
+    assert list(side_by_side["Setting"])[:2] == ["Kind", "Backbone"] and "run-test" in side_by_side.columns
+
+
+def test_reopening_a_saved_project_in_a_new_session_shows_the_same_runs_and_curves(trained):
+    sid, _ = trained
+    before = open_page(PAGE, sid)
+    other = new_session_id()  # a restart without the old address: only the project is left
+    save_project(Workspace.for_session(sid), project_path(Workspace.for_session(other), "demo"), name="demo")
+
+    at = open_page(PAGE, other)
+    assert "No finished training yet" in texts(at)
+    assert "**demo**" in texts(at)
+    button(at, "Open").click().run()
+    assert not at.exception
+    assert any("Project 'demo' opened" in s.value for s in at.success)
+    assert list(at.dataframe[0].value["Run"]) == list(before.dataframe[0].value["Run"])
+    assert curves_of(at) == curves_of(before)
+    assert Workspace.for_session(other).counts() == Workspace.for_session(sid).counts()
+
+
+def test_saving_a_project_from_the_page_and_refusing_a_bad_name(trained):
+    sid, _ = trained
+    at = open_page(PAGE, sid)
+    at.text_input(key="project_name").input("../escape")
+    button(at, "Save project").click().run()
+    assert any("project name '../escape' is not allowed" in e.value for e in at.error)
+    at.text_input(key="project_name").input("lab-notes")
+    button(at, "Save project").click().run()
+    assert not at.exception and not at.error
+    assert (project_path(Workspace.for_session(sid), "lab-notes") / "project.json").is_file()
+    assert "**lab-notes**" in texts(at)
+
+
+@pytest.mark.slow
+def test_training_from_scratch_adds_a_twin_compared_with_its_run(trained):
+    sid, _ = trained
+    other = new_session_id()  # the twin's job must not change the shared trained session
+    ws = Workspace.for_session(other)
+    open_project(save_project(Workspace.for_session(sid), project_path(ws, "copy")), ws)
+    # The trained run used random weights; mark it pretrained so it can be repeated from scratch.
+    config = ws.jobs_dir / "run-test" / "run" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "weights": "imagenet"}))
+
+    at = open_page(PAGE, other)
+    button(at, "Train from scratch for comparison").click().run()
+    assert not at.exception
+    twin = list_jobs(ws.jobs_dir)[0]
+    assert twin.name.startswith("scratch-")
+    argv = json.loads((twin / "job.json").read_text())["argv"]
+    assert argv[argv.index("--weights") + 1] == "none" and argv[argv.index("--epochs") + 1] == "3"
+    assert wait_for_job(twin)["status"] == "done"
+
+    at = open_page(PAGE, other)
+    rows = run_history(ws.jobs_dir)
+    assert [r["name"] for r in rows] == [twin.name, "run-test"]
+    assert at.multiselect(key="compare_2").value == [twin.name, "run-test"]
+    assert {(f"{twin.name} · validation", "loss"), ("run-test · validation", "loss")} <= set(curves_of(at))
+    assert "from scratch, like run-test" in list(at.dataframe[0].value["Kind"])

@@ -1,0 +1,174 @@
+"""Draw the Runs page's parts: the history table, the side-by-side comparison, the from-scratch twin
+and saving/opening projects."""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore.experiments import run_curves, start_scratch_run
+from tlcore.jobs import LIVE, job_status, list_jobs
+from tlcore.project import open_project, open_project_zip, project_path, project_zip, save_project, saved_projects
+
+from . import state
+from .compare_charts import compare_figure
+from .follow import curve_labels, show_job
+from .layout import guard, t
+
+__all__ = ["show_projects", "show_history", "choose_runs", "show_comparison", "show_scratch", "show_twin_job"]
+
+
+def _pct(value) -> str:
+    return "–" if not isinstance(value, (int, float)) else f"{value:.1%}"
+
+
+def _weights(row: dict) -> str:
+    return t("runs.weights.none") if row["weights"] == "none" else row["weights"]
+
+
+def _fine_tune(row: dict) -> str:
+    if not row["fine_tune_layers"]:
+        return "–"
+    return t("runs.fine_tune_cell", layers=row["fine_tune_layers"], epochs=row["fine_tune_epochs"],
+             lr=f"{row['fine_tune_lr']:g}")
+
+
+def _kind(row: dict, names: dict[str, str]) -> str:
+    if row["scratch_of"]:
+        return t("runs.kind.scratch", of=names.get(row["scratch_of"], Path(row["scratch_of"]).parent.name))
+    return t(f"runs.kind.{row['kind']}")
+
+
+def _columns(row: dict, names: dict[str, str]) -> dict:
+    """One run's settings and scores under translated headings (the table and the side-by-side view share them)."""
+    seconds = row["seconds"]
+    return {
+        t("runs.col.kind"): _kind(row, names),
+        t("runs.col.backbone"): row["backbone"],
+        t("runs.col.weights"): _weights(row),
+        t("runs.col.epochs"): row["epochs"],
+        t("runs.col.batch"): row["batch_size"],
+        t("runs.col.lr"): "–" if row["lr"] is None else f"{row['lr']:g}",
+        t("runs.col.fine_tune"): _fine_tune(row),
+        t("runs.col.seed"): row["seed"],
+        t("runs.col.val"): _pct(row["val_accuracy"]),
+        t("runs.col.test"): _pct(row["test_accuracy"]),
+        t("runs.col.seconds"): "–" if seconds is None else f"{seconds:.0f}",
+    }
+
+
+def _names(rows: list[dict]) -> dict[str, str]:
+    return {r["run_dir"]: r["name"] for r in rows}
+
+
+def show_history(rows: list[dict]) -> None:
+    """Every finished run, newest first, with its settings and scores."""
+    names = _names(rows)
+    st.dataframe([{t("runs.col.name"): r["name"], **_columns(r, names)} for r in rows], hide_index=True)
+
+
+def choose_runs(rows: list[dict]) -> list[dict]:
+    """The runs to compare; at first the newest one and, for a from-scratch twin, the run it repeats."""
+    by_name = {r["name"]: r for r in rows}
+    default = [rows[0]["name"]]
+    twin_of = _names(rows).get(rows[0]["scratch_of"] or "")
+    default += [twin_of] if twin_of else [r["name"] for r in rows[1:2]]
+    names = _names(rows)
+    # Keyed by the number of runs: a run that just finished gets the default selection again.
+    chosen = st.multiselect(t("runs.compare"), list(by_name), default=default, key=f"compare_{len(rows)}",
+                            format_func=lambda n: f"{n} · {by_name[n]['backbone']} · {_kind(by_name[n], names)} · "
+                                                  f"val {_pct(by_name[n]['val_accuracy'])}")
+    return [by_name[n] for n in chosen]
+
+
+def show_comparison(chosen: list[dict], all_rows: list[dict]) -> None:
+    """The chosen runs' curves overlaid, and their settings and scores side by side."""
+    if not chosen:
+        st.caption(t("runs.compare_hint"))
+        return
+    curves = {r["name"]: run_curves(r["run_dir"]) for r in chosen}
+    st.plotly_chart(compare_figure(curves, curve_labels()), key="compare_curves")
+    names = _names(all_rows)
+    columns = {r["name"]: _columns(r, names) for r in chosen}
+    headings = list(next(iter(columns.values())))
+    st.dataframe([{t("runs.col.setting"): h, **{run: str(values[h]) for run, values in columns.items()}}
+                  for h in headings], hide_index=True)
+
+
+def show_scratch(rows: list[dict]) -> None:
+    """Pick a pretrained run and train its twin from random weights with the same budget."""
+    pretrained = [r for r in rows if r["weights"] != "none"]
+    st.subheader(t("runs.scratch.header"))
+    st.caption(t("runs.scratch.intro"))
+    if not pretrained:
+        st.caption(t("runs.scratch.no_pretrained"))
+        return
+    by_name = {r["name"]: r for r in pretrained}
+    name = st.selectbox(t("runs.scratch.base"), list(by_name), key="scratch_base")
+    running = state.job_running()
+    if st.button(t("runs.scratch.start"), icon=":material/science:", disabled=running):
+        with guard():
+            start_scratch_run(by_name[name]["run_dir"], state.workspace().jobs_dir)
+            st.rerun()
+    if running:
+        st.caption(t("train.busy"))
+
+
+def show_twin_job() -> None:
+    """The newest job of the session, while it is a from-scratch twin that has not finished well."""
+    jobs = list_jobs(state.workspace().jobs_dir)
+    if not jobs:
+        return
+    status = job_status(jobs[0])
+    if status.get("scratch_of") and (status["status"] in LIVE or status["status"] == "failed"):
+        show_job(jobs[0])
+
+
+def _save(ws) -> None:
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = c1.text_input(t("runs.project.name"), value="my-project", key="project_name")
+    if c2.button(t("runs.project.save"), icon=":material/save:"):
+        with guard():
+            path = save_project(ws, project_path(ws, name), name=name.strip())
+            st.success(t("runs.project.saved", name=path.name))
+
+
+def _open_saved(ws) -> None:
+    saved = saved_projects(ws)
+    if not saved:
+        st.caption(t("runs.project.none"))
+        return
+    for i, project in enumerate(saved):
+        c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
+        c1.write(t("runs.project.item", name=project["name"], created=project["created"], runs=project["runs"]))
+        if c2.button(t("runs.project.open"), key=f"open_project_{i}", icon=":material/folder_open:"):
+            with guard():
+                opened = open_project(project["path"], ws)
+                st.success(t("runs.project.opened", name=opened["name"], photos=opened["photos"], runs=opened["runs"]))
+        # Made on click, in the background: zipping every photo on each rerun would be slow.
+        c3.download_button(t("runs.project.download"), data=partial(project_zip, project["path"]),
+                           file_name=f"{project['path'].name}.zip", mime="application/zip", on_click="ignore",
+                           key=f"download_project_{i}", icon=":material/download:")
+
+
+def _open_upload(ws) -> None:
+    upload = st.file_uploader(t("runs.project.upload"), type=["zip"], key="project_upload")
+    if upload is not None and st.button(t("runs.project.open_zip"), icon=":material/upload_file:"):
+        with guard():
+            opened = open_project_zip(upload.getvalue(), ws)
+            st.success(t("runs.project.opened", name=opened["name"], photos=opened["photos"], runs=opened["runs"]))
+
+
+def show_projects() -> None:
+    """Save this session as a project, or open a saved or uploaded one (which replaces its photos and runs).
+
+    Drawn before the run history, so a project opened here is listed below in the same run.
+    """
+    ws = state.workspace()
+    with st.expander(t("runs.project.header"), icon=":material/inventory_2:"):
+        st.caption(t("runs.project.intro"))
+        _save(ws)
+        st.caption(t("runs.project.replaces"))
+        _open_saved(ws)
+        _open_upload(ws)
