@@ -71,7 +71,9 @@ def choose_threshold(run_dir: Path | None, key: str) -> float:
         except TLError:  # a run from an older version without predictions.json: predicting still works
             suggestion = None
     default = _FALLBACK_THRESHOLD
-    if suggestion and suggestion["threshold"] is not None:
+    # A suggestion of 0 (validation needed no threshold) would never answer "unknown", not even for a
+    # photo unlike every class, which validation photos cannot show: keep the fallback then.
+    if suggestion and suggestion["threshold"]:
         default = suggestion["threshold"]
     threshold = st.slider(t("calib.threshold"), 0.0, 1.0, float(default), step=0.01, key=key,
                           help=t("calib.threshold_help"))
@@ -81,7 +83,8 @@ def choose_threshold(run_dir: Path | None, key: str) -> float:
         st.caption(t("calib.no_suggestion", n=suggestion["n"], target=suggestion["target_precision"],
                      default=_FALLBACK_THRESHOLD))
     elif suggestion["threshold"] == 0:
-        st.caption(t("calib.not_needed", n=suggestion["n"], precision=suggestion["precision"]))
+        st.caption(t("calib.not_needed", n=suggestion["n"], precision=suggestion["precision"],
+                     default=_FALLBACK_THRESHOLD))
     else:
         st.caption(t("calib.suggested", threshold=suggestion["threshold"], n=suggestion["n"],
                      precision=suggestion["precision"], unknown=suggestion["unknown_share"]))

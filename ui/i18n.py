@@ -773,9 +773,11 @@ CATALOG: dict[str, tuple[str, str]] = {
         "Suggéré d'après les {n} photos de validation de l'entraînement : à partir de {threshold:.0%}, les réponses "
         "données étaient justes à {precision:.0%} et {unknown:.0%} étaient \u00ab inconnu \u00bb."),
     "calib.not_needed": ("On the run's {n} validation photos the answers were already {precision:.0%} right without a "
-                         "threshold, so none is suggested.",
+                         "threshold; it starts at {default:.2f} so that unsure answers, such as for a photo unlike any class, "
+                         "are still \"unknown\".",
         "Sur les {n} photos de validation de l'entraînement, les réponses étaient déjà justes à {precision:.0%} sans "
-        "seuil : aucun n'est suggéré."),
+        "seuil ; il commence à {default:.2f} pour que les réponses incertaines, par exemple pour une photo "
+        "qui ne ressemble à aucune classe, restent « inconnu »."),
     "calib.no_suggestion": ("No threshold makes {target:.0%} of the answers right on the run's {n} validation photos; "
                             "starting at {default:.0%}.",
         "Aucun seuil ne donne {target:.0%} de réponses justes sur les {n} photos de validation de l'entraînement ; "

@@ -79,7 +79,7 @@ def test_predict_slider_starts_at_the_threshold_of_the_validation_predictions(tr
     assert "Suggested from the run's 3 validation photos: from 71% up" in texts(at)
 
 
-def test_predict_needs_no_threshold_when_every_validation_answer_was_right(trained, sid, workspace):
+def test_predict_keeps_the_default_threshold_when_validation_needs_none(trained, sid, workspace):
     def all_right(rows, classes):
         return [dict(r, probs=[0.6 if c == r["label"] else 0.4 / (len(classes) - 1) for c in classes])
                 for r in rows]
@@ -87,9 +87,10 @@ def test_predict_needs_no_threshold_when_every_validation_answer_was_right(train
     rows, _ = copy_run(trained, workspace, all_right)
     at = open_page("pages/6_Predict.py", sid)
     assert not at.exception
-    assert at.slider[0].value == 0.0
+    assert at.slider[0].value == 0.5  # not 0: that would never answer "unknown", even for a photo unlike any class
     n_val = sum(r["split"] == "val" for r in rows)
-    assert f"On the run's {n_val} validation photos the answers were already 100% right" in texts(at)
+    assert (f"On the run's {n_val} validation photos the answers were already 100% right without a threshold; "
+            "it starts at 0.50") in texts(at)
 
 
 def top_probability(at) -> float:
@@ -102,7 +103,7 @@ def test_predict_answers_unknown_below_the_threshold(trained):
     sid, job = trained
     suggested = suggest_run_threshold(job / "run")["threshold"]
     at = open_page("pages/6_Predict.py", sid)
-    assert at.slider[0].value == pytest.approx(0.5 if suggested is None else suggested)
+    assert at.slider[0].value == pytest.approx(suggested or 0.5)  # None or 0 (no threshold needed): 0.5
     at.file_uploader[0].set_value(("red.png", png(), "image/png"))
     at.slider[0].set_value(0.0).run()
     assert not at.exception
