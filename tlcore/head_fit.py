@@ -16,7 +16,23 @@ from typing import Sequence
 import keras
 import numpy as np
 
-__all__ = ["HeadTrainer"]
+__all__ = ["HeadTrainer", "softmax", "loss_and_accuracy", "MIN_PROB"]
+
+MIN_PROB = 1e-7  # Keras clips probabilities here when it reports a cross-entropy
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, shifted by each row's maximum so large logits do not overflow."""
+    logits = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def loss_and_accuracy(probs: np.ndarray, y) -> tuple[float, float]:
+    """Mean cross-entropy (probabilities clipped as Keras clips them) and accuracy of ``probs`` on labels ``y``."""
+    y = np.asarray(y)
+    picked = np.clip(probs[np.arange(len(y)), y], MIN_PROB, 1.0)
+    return float(-np.log(picked).mean()), float((probs.argmax(axis=1) == y).mean())
 
 
 class HeadTrainer:
@@ -67,10 +83,7 @@ class HeadTrainer:
         return x
 
     def _probs(self, x: np.ndarray) -> np.ndarray:
-        logits = x @ self.w + self.b
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(x @ self.w + self.b)
 
     def _adam(self, g_w: np.ndarray, g_b: np.ndarray) -> None:
         self.t += 1
@@ -83,10 +96,7 @@ class HeadTrainer:
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean cross-entropy and accuracy without dropout (inference mode)."""
-        p = self._probs(self._inputs(x))
-        y = np.asarray(y)
-        picked = np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)  # Keras clips probabilities the same way
-        return float(-np.log(picked).mean()), float((p.argmax(axis=1) == y).mean())
+        return loss_and_accuracy(self._probs(self._inputs(x)), y)
 
     def fit(self, x, y, epochs: int, batch_size: int = 32, initial_epoch: int = 0, class_weight: dict | None = None,
             validation_data: tuple | None = None, callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
@@ -121,7 +131,7 @@ class HeadTrainer:
                 p = self._probs(xb)
                 rows = np.arange(len(idx))
                 # Keras's reduction: the weighted sum over the batch divided by the batch size.
-                loss_sum += float((wb * -np.log(np.clip(p[rows, yb], 1e-7, 1.0))).sum())
+                loss_sum += float((wb * -np.log(np.clip(p[rows, yb], MIN_PROB, 1.0))).sum())
                 correct += int((p.argmax(axis=1) == yb).sum())
                 g = p
                 g[rows, yb] -= 1.0

@@ -27,10 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import TLError
+from .head_fit import MIN_PROB, loss_and_accuracy, softmax
 
 __all__ = ["TapeTrainer", "check_clip_norm"]
 
-_MIN_PROB = 1e-7  # Keras clips probabilities here when it reports a cross-entropy
 
 
 def check_clip_norm(clip_norm) -> None:
@@ -126,20 +126,14 @@ class TapeTrainer:
             v.assign_add((g * g - v) * (1 - self.beta_2))
             p.assign_sub(lr * m / (tf.sqrt(v) + self.epsilon))
         valid = tf.range(tf.shape(y)[0]) < tf.cast(n_real, tf.int32)
-        reported = tf.minimum(per_sample, -math.log(_MIN_PROB))  # as Keras reports it, clipped probabilities
+        reported = tf.minimum(per_sample, -math.log(MIN_PROB))  # as Keras reports it, clipped probabilities
         loss_sum = tf.reduce_sum(tf.where(valid, weights * reported, 0.0))
         correct = tf.reduce_sum(tf.cast(valid & (tf.argmax(logits, axis=1, output_type=tf.int32) == y), tf.int32))
         return loss_sum, correct, norm
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean cross-entropy and accuracy without dropout (inference mode)."""
-        logits = self._inputs(x) @ self.kernel.numpy() + self.bias.numpy()
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        y = np.asarray(y)
-        picked = np.clip(p[np.arange(len(y)), y], _MIN_PROB, 1.0)
-        return float(-np.log(picked).mean()), float((p.argmax(axis=1) == y).mean())
+        return loss_and_accuracy(softmax(self._inputs(x) @ self.kernel.numpy() + self.bias.numpy()), y)
 
     def fit(self, x, y, epochs: int, batch_size: int = 32, initial_epoch: int = 0, class_weight: dict | None = None,
             validation_data: tuple | None = None, callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
