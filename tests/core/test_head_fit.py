@@ -7,6 +7,7 @@ import pytest
 
 from tlcore.head_fit import HeadTrainer
 from tlcore.model import build_head
+from tlcore.tape_loop import TapeTrainer
 
 
 def blobs(n=60, dim=12, classes=3, seed=0):
@@ -59,12 +60,13 @@ def test_minibatches_with_dropout_learn_separable_classes():
     assert (probs.argmax(axis=1) == y).mean() == pytest.approx(accuracy)
 
 
-def test_same_seed_same_result_other_seed_other_result():
+@pytest.mark.parametrize("trainer_class", [HeadTrainer, TapeTrainer], ids=["fit", "tape"])
+def test_same_seed_same_result_other_seed_other_result(trainer_class):
     x, y = blobs(100)
     results = []
     for seed in (1, 1, 2):
         head, _ = twin_heads(x.shape[1], 3, dropout=0.2)
-        HeadTrainer(head, 1e-2, seed=seed).fit(x, y, epochs=3, batch_size=16)
+        trainer_class(head, 1e-2, seed=seed).fit(x, y, epochs=3, batch_size=16)
         results.append(head.get_weights()[0])
     np.testing.assert_array_equal(results[0], results[1])
     assert not np.allclose(results[0], results[2])
