@@ -8,11 +8,17 @@ setup("data.title")
 ws = state.workspace()
 st.write(t("data.intro"))
 
+# Actions that change the photos rerun the page and say what they did on the next run: the sidebar's
+# checklists are drawn before this point and would otherwise show the photos as they were.
 with guard():
     if st.button(t("data.sample"), icon=":material/science:"):
         ws.load_sample()
         counts = ws.counts()
-        st.success(t("data.sample_done", n=sum(counts.values()), k=len(counts)))
+        st.session_state["sample_done"] = (sum(counts.values()), len(counts))
+        st.rerun()
+    if "sample_done" in st.session_state:
+        n, k = st.session_state.pop("sample_done")
+        st.success(t("data.sample_done", n=n, k=k))
 
 left, right = st.columns([1, 1])
 with left, guard():
@@ -25,7 +31,11 @@ with right, guard():
     if zip_file is not None and st.session_state.get("zip_done") != zip_file.file_id:
         added, rejected = ws.add_zip(zip_file.getvalue())
         st.session_state["zip_done"] = zip_file.file_id  # a rerun must not add the same ZIP twice
-        st.success(t("data.added", n=len(added)))
+        st.session_state["last_zip"] = (len(added), rejected)
+        st.rerun()
+    if "last_zip" in st.session_state:
+        n, rejected = st.session_state.pop("last_zip")
+        st.success(t("data.added", n=n))
         if rejected:
             st.warning(t("data.rejected", n=len(rejected)))
             st.dataframe(rejected, hide_index=True)

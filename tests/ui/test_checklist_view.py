@@ -47,6 +47,16 @@ def test_balanced_data_and_an_80_10_10_split_are_ticked(sid, workspace):
     assert OK not in line(at, "Photos at the backbone's size").value
 
 
+def test_loading_the_sample_ticks_the_data_items_at_once(sid):
+    # The sidebar is drawn before the page's button acts: the page reruns so it shows the new photos.
+    at = open_page("pages/1_Data.py", sid)
+    assert TODO in line(at, "Classes balanced or compensated").value
+    next(b for b in at.button if "sample" in b.label).click().run()
+    assert not at.exception
+    assert "Sample loaded: 120 images in 3 classes." in [s.value for s in at.success]
+    assert OK in line(at, "Classes balanced or compensated").value
+
+
 def test_a_split_without_test_photos_is_flagged(sid, workspace):
     make_image_folder(workspace.data_dir, n_per_class=8)
     workspace.update_settings(split=[90, 10, 0])
