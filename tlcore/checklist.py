@@ -206,7 +206,7 @@ def _image_sides(ws: Workspace) -> tuple[dict[str, int], tuple]:
     A rescan reads the header of new or modified photos only.
     """
     key = str(ws.data_dir)
-    signature = ws._data_signature()  # adding or removing a photo changes its folder's mtime
+    signature = ws.data_signature()  # adding or removing a photo changes its folder's mtime
     cached = _SIDES.get(key)
     if cached and cached[0] == signature:
         return cached[2]

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -18,16 +19,33 @@ from .atomic import write_bytes_atomic
 from .data import load_dataset
 from .errors import TLError
 from .images import ImageDecodeError, decode_image
+from .names import check_class_name
 from .paths import default_cache_dir
 from .sample_data import write_sample_dataset
 
-__all__ = ["Workspace", "new_session_id", "valid_session_id"]
+__all__ = ["Workspace", "new_session_id", "valid_session_id", "disk_usage"]
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
-_CLASS_NAME = re.compile(r"^[^/\\\x00-\x1f]{1,60}$")
 _SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
 _MB = 1024 * 1024  # as Streamlit counts server.maxUploadSize
 DEFAULT_MAX_SESSION_MB = 1000
+_USAGE: dict[str, tuple[float, int]] = {}  # workspace folder -> (when measured, bytes)
+_USAGE_SECONDS = 5.0
+
+
+def disk_usage(folder: str | Path) -> int:
+    """Bytes of the files under ``folder``, each file (inode) counted once however many links it has."""
+    seen, total = set(), 0
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(parent, name))
+            except OSError:  # removed meanwhile
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
 
 
 def new_session_id() -> str:
@@ -63,10 +81,7 @@ class Workspace:
         return sorted(p.name for p in self.data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def _class_dir(self, name: str) -> Path:
-        name = (name or "").strip()
-        if not _CLASS_NAME.match(name) or name in (".", "..") or name.startswith("."):
-            raise TLError(f"class name {name!r} is not allowed; use 1-60 characters without / or \\ and not starting with a dot")
-        return self.data_dir / name
+        return self.data_dir / check_class_name(name or "")
 
     def add_class(self, name: str) -> str:
         """Create class ``name`` (no error if it exists); returns the cleaned name."""
@@ -76,6 +91,7 @@ class Workspace:
 
     def remove_class(self, name: str) -> None:
         shutil.rmtree(self._class_dir(name), ignore_errors=True)
+        self.forget_usage()
 
     def images(self, name: str) -> list[Path]:
         folder = self._class_dir(name)
@@ -95,9 +111,10 @@ class Workspace:
 
     def quota(self) -> dict:
         """``{"file_mb", "session_mb", "used_mb"}``: the caps on uploads and what this session holds."""
-        return {"file_mb": self.max_file_mb, "session_mb": self._session_cap_mb(), "used_mb": self._used_bytes() / _MB}
+        return {"file_mb": self.max_file_mb, "session_mb": self.session_cap_mb(), "used_mb": self.used_bytes() / _MB}
 
-    def _session_cap_mb(self) -> float:
+    def session_cap_mb(self) -> float:
+        """The cap on everything this session keeps on disk, in MB (``$TLCORE_MAX_SESSION_MB``, default 1000)."""
         if self.max_session_mb is not None:
             return self.max_session_mb
         text = os.environ.get("TLCORE_MAX_SESSION_MB", "").strip()
@@ -111,46 +128,63 @@ class Workspace:
             raise TLError(f"TLCORE_MAX_SESSION_MB={text!r} is not allowed; set it to a number of megabytes above 0")
         return value
 
-    def _data_signature(self) -> tuple:
-        # Adding or removing a file changes its folder's mtime, so an unchanged signature means unchanged sizes.
+    def data_signature(self) -> tuple:
+        """Names and change times of the data folders: equal signatures mean the same photo files."""
+        # Adding or removing a file changes its folder's mtime.
         folders = [self.data_dir, *sorted(p for p in self.data_dir.iterdir() if p.is_dir())]
         return tuple((p.name, p.stat().st_mtime_ns) for p in folders)
 
-    def _used_bytes(self) -> int:
-        """Bytes under the data folder, remembered until a folder changes (a ZIP adds thousands of files)."""
-        signature = self._data_signature()
-        cached = getattr(self, "_usage", None)
-        if cached and cached[0] == signature:
+    def used_bytes(self) -> int:
+        """Bytes this session owns on disk: photos, jobs (runs, exports, checkpoints), uploaded models, saved
+        projects and settings. A file linked several times (job snapshots share the photos' files) counts once.
+
+        Remembered for a few seconds per workspace folder: a ZIP adds thousands of photos, each checked
+        against the cap, and :meth:`add_image` keeps the remembered total up to date itself.
+        """
+        key = str(self.root.absolute())
+        cached = _USAGE.get(key)
+        if cached and time.monotonic() - cached[0] < _USAGE_SECONDS:
             return cached[1]
-        total = 0
-        for folder, _, files in os.walk(self.data_dir):
-            for name in files:
-                try:
-                    total += os.stat(os.path.join(folder, name)).st_size
-                except OSError:  # removed meanwhile
-                    pass
-        self._usage = (signature, total)
+        total = disk_usage(self.root)
+        _USAGE[key] = (time.monotonic(), total)
         return total
 
-    def _check_caps(self, filename: str, size: int) -> None:
-        cap = self.max_file_mb
-        if size > cap * _MB:
-            raise TLError(f"{filename}: {size / _MB:.1f} MB is over the limit of {cap:g} MB per file")
-        cap = self._session_cap_mb()
-        total = self._used_bytes() + size
+    def _count_added(self, size: int) -> None:
+        key = str(self.root.absolute())
+        cached = _USAGE.get(key)
+        if cached:
+            _USAGE[key] = (cached[0], cached[1] + size)
+
+    def forget_usage(self) -> None:
+        """Measure again at the next :meth:`used_bytes` (after removing or adding many files)."""
+        _USAGE.pop(str(self.root.absolute()), None)
+
+    def check_room(self, size: int, what: str, freed: int = 0) -> None:
+        """Refuse (:class:`TLError`) when adding ``size`` bytes (after freeing ``freed``) would take this session
+        over its cap; ``what`` names what is being added."""
+        cap = self.session_cap_mb()
+        total = self.used_bytes() - freed + size
         if total > cap * _MB:
-            raise TLError(f"{filename}: it would bring this session's photos to {total / _MB:.1f} MB, over the "
-                          f"limit of {cap:g} MB per session; remove some photos first")
+            raise TLError(f"{what}: it would bring this session to {total / _MB:.1f} MB on disk, over the limit of "
+                          f"{cap:g} MB per session; delete some runs or photos first")
+
+    def check_image(self, filename: str, data: bytes) -> None:
+        """The rules every kept photo obeys, whatever brought it (upload, ZIP, webcam, project): within the
+        per-file and session caps, and a readable image by its content. Raises :class:`TLError` naming ``filename``."""
+        cap = self.max_file_mb
+        if len(data) > cap * _MB:
+            raise TLError(f"{filename}: {len(data) / _MB:.1f} MB is over the limit of {cap:g} MB per file")
+        self.check_room(len(data), filename)  # before decoding: a huge file is refused cheaply
+        try:
+            decode_image(data, (8, 8))
+        except ImageDecodeError as exc:
+            raise TLError(f"{filename}: {exc}") from None
 
     # Images --------------------------------------------------------------------------------
     def add_image(self, class_name: str, filename: str, data: bytes) -> Path:
         """Keep ``data`` in class ``class_name`` if it is a readable image within the caps; else raise why."""
         folder = self._class_dir(class_name)
-        self._check_caps(filename, len(data))  # before decoding: a huge file is refused cheaply
-        try:
-            decode_image(data, (8, 8))
-        except ImageDecodeError as exc:
-            raise TLError(f"{filename}: {exc}") from None
+        self.check_image(filename, data)
         folder.mkdir(exist_ok=True)
         stem, dot, ext = Path(filename).name.rpartition(".")
         stem = _SAFE_FILE.sub("_", stem or ext)[:80] or "image"
@@ -160,14 +194,13 @@ class Workspace:
         while path.exists():
             path = folder / f"{stem}_{n}.{ext}"
             n += 1
-        used = self._used_bytes()
         write_bytes_atomic(path, data)
-        self._usage = (self._data_signature(), used + len(data))  # what a rescan would find, without one
+        self._count_added(len(data))  # what a rescan would find, without one
         return path
 
     def add_files(self, class_name: str, files) -> tuple[list[Path], list[dict]]:
         """Add ``(filename, bytes)`` pairs; returns (kept paths, rejected ``{name, reason}``)."""
-        self._session_cap_mb()  # a bad setting is one error, not one rejection per file
+        self.session_cap_mb()  # a bad setting is one error, not one rejection per file
         added, rejected = [], []
         for filename, data in files:
             try:
@@ -206,15 +239,18 @@ class Workspace:
     def remove_image(self, class_name: str, filename: str) -> None:
         path = self._class_dir(class_name) / Path(filename).name
         path.unlink(missing_ok=True)
+        self.forget_usage()
 
     def load_sample(self, per_class: int = 40) -> None:
         """Replace the data with the built-in shapes sample."""
         self.clear_data()
         write_sample_dataset(self.data_dir, per_class=per_class)
+        self.forget_usage()
 
     def clear_data(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(parents=True)
+        self.forget_usage()
 
     def snapshot(self, dest: str | Path) -> Path:
         """A frozen copy of the data (hard links where possible) for a training job."""

@@ -47,7 +47,7 @@ def test_a_session_over_its_cap_is_refused_and_removing_photos_makes_room(ws, tm
     assert [r["name"] for r in rejected] == ["c.png"]
     assert f"over the limit of {ws.max_session_mb:g} MB per session" in rejected[0]["reason"]
     assert ws.quota()["used_mb"] == pytest.approx(2 * len(data) / MB)
-    with pytest.raises(TLError, match=r"^d\.png: it would bring this session's photos to"):
+    with pytest.raises(TLError, match=r"^d\.png: it would bring this session to"):
         ws.add_image("dogs", "d.png", data)  # the cap counts every class of the session
     ws.remove_image("cats", "a.png")
     assert ws.add_image("dogs", "d.png", data).is_file()
