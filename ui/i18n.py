@@ -789,6 +789,11 @@ CATALOG: dict[str, tuple[str, str]] = {
                           "too unsure to answer.",
         "Sa meilleure hypothèse, {label}, n'a que {conf:.1%}, sous votre seuil de {threshold:.0%} : "
         "trop incertain pour répondre."),
+    # Projects from others and paths
+    # Disk: session caps, deleting runs, clean-up
+    # Jobs: admission, waiting line, resume
+    # Access: sessions, access code, sign-in
+    # Model files from others
 }
 
 
