@@ -13,6 +13,15 @@ SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CLASS_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220)}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """A cache for what runs before ``isolated_cache`` (module fixtures that train or save a run record its
+    model under the cache): never the real ``~/.cache/tlcore`` of whoever runs the tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TLCORE_CACHE_DIR", str(tmp_path_factory.mktemp("session-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own feature/zip cache and log folder."""

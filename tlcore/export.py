@@ -7,6 +7,8 @@ output one probability per class, ``labels.txt`` beside the file. With
 style). Each file is written to a temporary name and renamed into place, so
 a failed conversion never leaves a partial file. TFLite exports are then
 checked against the Keras model on held-out images (:mod:`tlcore.verify`).
+Every file written is recorded as produced by this server
+(:mod:`tlcore.produced`), so the dashboard may load it in its own process.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import numpy as np
 from .atomic import replace_dir, write_bytes_atomic
 from .errors import TLError
 from .images import ImageDecodeError, load_image
+from .produced import record_produced
 from .run import RunModel, held_out_samples, load_run, read_run_json
 
 __all__ = ["FORMATS", "TFLITE_FORMATS", "ExportConfig", "default_filename", "calibration_files",
@@ -205,6 +208,13 @@ def _write_keras(model, out: Path, run_config: dict | None = None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _record(target: Path) -> None:
+    """Record an export (each file of a SavedModel folder) as produced here, by content."""
+    for path in sorted(target.rglob("*")) if target.is_dir() else [target]:
+        if path.is_file():
+            record_produced(path)
+
+
 def _write_saved_model(model, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -342,6 +352,7 @@ def export_formats(
                 _write_keras(run.model, target, run.config)
             else:
                 _write_saved_model(run.model, target)
+            _record(target)
             labels = target.parent / "labels.txt"
             write_bytes_atomic(labels, "".join(f"{c}\n" for c in run.classes).encode("utf-8"))
             entry = {"format": fmt, "path": str(target), "labels": str(labels), "size_bytes": _size(target),

@@ -8,6 +8,7 @@ disk and renamed into place, so a crash never leaves a half-written run.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ from .atomic import recover_dir, staged_dir
 from .errors import TLError
 from .images import ImageDecodeError, load_image
 from .model import build_classifier, build_head
+from .produced import model_digest, record_digest
 from .registry import BackboneSpec, create_backbone, get_spec
 
-__all__ = ["RunModel", "predict_image_files", "save_run", "load_run", "build_run_model", "read_run_json",
-           "held_out_samples"]
+__all__ = ["RunModel", "run_digest", "predict_image_files", "save_run", "load_run", "build_run_model", "model_description",
+           "read_run_json", "held_out_samples"]
 
 _WEIGHTS = "model.weights.h5"
 
@@ -81,7 +83,9 @@ def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], co
     """Write a run directory atomically (replacing an existing one).
 
     ``extra`` maps further JSON file names to their content (e.g. the
-    train/val/test assignment in ``samples.json``).
+    train/val/test assignment in ``samples.json``). The run is recorded as
+    produced by this server (:mod:`tlcore.produced`), so the dashboard loads
+    it without a checking process.
     """
     run_dir = Path(run_dir)
     with staged_dir(run_dir) as tmp:
@@ -94,6 +98,7 @@ def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], co
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         for name, content in (extra or {}).items():
             (tmp / name).write_text(json.dumps(content), encoding="utf-8")
+    record_digest(run_digest(run_dir))
     return run_dir
 
 
@@ -127,18 +132,48 @@ def build_run_model(config: dict, source: str) -> RunModel:
     :mod:`tlcore.model`, never from a file, so loading a model file only
     ever reads numbers. ``source`` names the config in error messages.
     """
+    described = model_description(config, source)
+    spec = get_spec(described["backbone"])
+    size = described["input_size"]
+    backbone = create_backbone(spec.name, weights=None, input_shape=(size, size, 3))
+    head = build_head(spec.feature_dim, len(described["classes"]), described["dropout"],
+                      standardize=described["standardize"])
+    return RunModel(build_classifier(backbone, head), list(described["classes"]), spec, config)
+
+
+def model_description(config: dict, source: str) -> dict:
+    """Everything of a run's ``config`` that :func:`build_run_model` builds from, resolved.
+
+    ``{"backbone", "classes", "input_size", "dropout", "standardize"}``: two
+    configs with the same description give the same network, whatever else
+    (paths, metrics, settings) they hold. Raises :class:`TLError` naming
+    ``source`` for a damaged config.
+    """
     try:
         classes = list(config["classes"])
         spec = get_spec(config["backbone"])
         size = int(config.get("input_size", spec.input_size))
         train_config = config.get("train", {})
         dropout = float(train_config.get("dropout", 0.2))
+        standardize = train_config.get("weights", "imagenet") is None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise TLError(f"{source!r} is damaged ({exc})") from exc
-    backbone = create_backbone(spec.name, weights=None, input_shape=(size, size, 3))
-    head = build_head(spec.feature_dim, len(classes), dropout,
-                      standardize=train_config.get("weights", "imagenet") is None)
-    return RunModel(build_classifier(backbone, head), classes, spec, config)
+    return {"backbone": spec.name, "classes": classes, "input_size": size, "dropout": dropout,
+            "standardize": standardize}
+
+
+def run_digest(run_dir: str | Path) -> str:
+    """The SHA-256 a run folder is known by in :mod:`tlcore.produced`: of its weights and its
+    :func:`model_description`, so rewritten paths in ``config.json`` keep the trust and a changed network
+    loses it. :class:`TLError` when ``run_dir`` is not a readable run."""
+    run_dir = Path(run_dir)
+    if not (run_dir / _WEIGHTS).is_file():
+        raise TLError(f"{str(run_dir)!r} is not a run directory (no {_WEIGHTS})")
+    description = model_description(read_run_json(run_dir, "config.json"), str(run_dir / "config.json"))
+    h = hashlib.sha256(b"tlcore-run\n")
+    h.update(model_digest(run_dir / _WEIGHTS).encode("ascii") + b"\n")
+    h.update(json.dumps(description, sort_keys=True).encode("utf-8"))
+    return h.hexdigest()
 
 
 def read_run_json(run_dir: str | Path, name: str):

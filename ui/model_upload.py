@@ -1,4 +1,5 @@
-"""A model file uploaded on the Predict page: kept in the session's workspace, loaded only by tlcore's safe loader."""
+"""A model file uploaded on the Predict page: counted against the session's disk cap, kept in its workspace, opened
+first in a separate, limited process (unless this server produced it), then loaded by tlcore's safe loader."""
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +12,7 @@ from tlcore.errors import TLError
 from tlcore.model_files import load_model_file
 
 from . import state
+from .models import checked
 
 __all__ = ["load_uploaded_model", "uploaded_model"]
 
@@ -30,11 +32,21 @@ def _safe_name(name: str) -> str:
     return cleaned or "model"
 
 
+def _size(folder) -> int:
+    """Bytes of the files under ``folder`` (0 when it is gone)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
 def load_uploaded_model(name: str, data: bytes) -> bool:
     """Keep the upload under ``<workspace>/models/`` and load it with :func:`tlcore.model_files.load_model_file`.
 
-    Returns True when a new model became the session's uploaded model, False
-    when ``data`` is the one already loaded. A refused file raises
+    The upload must fit in the session's disk cap (the uploaded model it
+    replaces excepted). Unless this server produced the file (an export
+    brought back), it is opened first in a limited worker process
+    (:func:`ui.models.checked`), so a crafted file cannot crash, hang or
+    exhaust the server process shared by every user. Returns True when a new
+    model became the session's uploaded model, False when ``data`` is the one
+    already loaded. A refused file raises
     :class:`TLError`, is deleted, and leaves the session's models exactly as
     they were; the refusal is remembered so reruns do not load it again.
     """
@@ -45,12 +57,17 @@ def load_uploaded_model(name: str, data: bytes) -> bool:
     failed = st.session_state.get(_FAILED)
     if failed is not None and failed[0] == digest:
         raise TLError(failed[1])
+    workspace = state.workspace()
+    # The upload that replaces the current one frees its room; refused before anything is written.
+    freed = _size(current["path"].parent) if current is not None else 0
+    workspace.check_room(len(data), _safe_name(name), freed=freed)
     # One folder per content: a labels.txt or a model from another upload is never beside this one.
-    folder = state.workspace().root / "models" / digest
+    folder = workspace.root / "models" / digest
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / _safe_name(name)
     path.write_bytes(data)
     try:
+        checked(path, path.name)
         model = load_model_file(path)
     except TLError as exc:
         st.session_state[_FAILED] = (digest, str(exc))

@@ -1,4 +1,9 @@
-"""Models the dashboard caches: backbone structures (shared, read-only) and per-session run models."""
+"""Models the dashboard caches: backbone structures (shared, read-only) and per-session run models.
+
+A run or export this server did not produce (one from an opened project, say) is parsed first in a
+separate, limited process (:func:`tlcore.model_check.ensure_checked`): the server process, shared
+by every user, only ever parses model files it made or that passed that check.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,11 +11,14 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.model import layers_to_unfreeze
+from tlcore.model_check import ensure_checked
 from tlcore.registry import create_backbone
 from tlcore.run import RunModel, load_run
 from tlcore.tflite_model import TFLiteModel, load_tflite
 
-__all__ = ["backbone_structure", "unfrozen_layers", "run_model", "tflite_model"]
+from .layout import t
+
+__all__ = ["backbone_structure", "unfrozen_layers", "checked", "run_model", "tflite_model"]
 
 
 @st.cache_resource(show_spinner=False)
@@ -25,11 +33,18 @@ def unfrozen_layers(name: str, k: int) -> list[str]:
     return [n for n in layers_to_unfreeze(model, k) if model.get_layer(n).weights]
 
 
+def checked(path: Path, name: str) -> None:
+    """Return when ``path`` may be parsed in this process (produced here, or it passed the check); else raise
+    :class:`~tlcore.errors.TLError`. A spinner naming ``name`` shows while a check runs (seconds)."""
+    ensure_checked(path, progress=lambda: st.spinner(t("models.checking", name=name)))
+
+
 def run_model(run_dir: Path) -> RunModel:
     """The session's own copy of a trained run (user data: never in a shared cache)."""
     key = f"run_model::{run_dir}::{(run_dir / 'model.weights.h5').stat().st_mtime_ns}"
     models = st.session_state.setdefault("run_models", {})
     if key not in models:
+        checked(run_dir, run_dir.parent.name)
         models.clear()  # one model at a time per session keeps memory bounded
         models[key] = load_run(run_dir)
     return models[key]
@@ -40,6 +55,7 @@ def tflite_model(path: Path) -> TFLiteModel:
     key = f"tflite::{path}::{path.stat().st_mtime_ns}"
     models = st.session_state.setdefault("tflite_models", {})
     if key not in models:
+        checked(path, path.name)
         models.clear()
         models[key] = load_tflite(path)
     return models[key]

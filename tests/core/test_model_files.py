@@ -11,6 +11,9 @@ import json
 import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,13 +22,16 @@ import keras
 import numpy as np
 import pytest
 
+import tlcore.model_check as model_check
 from tests.core.conftest import standin_export_run
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_export import CLASSES, SIZE
 from tlcore.backbones._common import load_weights_file
 from tlcore.errors import TLError
 from tlcore.export import export_formats
+from tlcore.model_check import ensure_checked
 from tlcore.model_files import KerasFileModel, load_model_file
+from tlcore.model_check import is_trusted
 from tlcore.run import RunModel, load_run
 
 
@@ -380,3 +386,120 @@ def test_weights_from_another_architecture_are_refused(exported, tmp_path):
 def test_an_h5_named_file_that_is_not_hdf5_is_not_a_model(tmp_path):
     (tmp_path / "notes.h5").write_text("just text")
     refused(tmp_path / "notes.h5", "'notes.h5'", "not a model file")
+
+
+# Opened in a worker first (tlcore.model_check) ------------------------------------------------------------
+# Two tests start the real worker (it imports TensorFlow: seconds each); the hang, runaway memory and crash
+# are simulated by replacing the worker's command line, so they check the server-side limits in a second.
+
+def spawned_workers(monkeypatch) -> list:
+    """Every process model_check starts, recorded so a test can see how it ended."""
+    procs, real = [], subprocess.Popen
+
+    def record(*args, **kwargs):
+        procs.append(real(*args, **kwargs))
+        return procs[-1]
+
+    monkeypatch.setattr(model_check.subprocess, "Popen", record)
+    return procs
+
+
+def fake_worker(monkeypatch, code: str) -> list:
+    """Run ``python -c code`` in place of the worker; the processes started."""
+    monkeypatch.setattr(model_check, "_worker_argv", lambda path, mb, seconds: [sys.executable, "-c", code])
+    return spawned_workers(monkeypatch)
+
+
+def test_a_foreign_model_passes_the_worker_then_loads_and_is_checked_once(exported, tmp_path, monkeypatch):
+    # A plain .keras made elsewhere (no Transfer Lab metadata, labels beside it): this test's cache never saw it.
+    model = rewrite_zip(exported.keras, tmp_path / "colleague.keras", {"tlcore.json": None})
+    shutil.copy(exported.keras.with_name("labels.txt"), tmp_path / "labels.txt")
+    assert not is_trusted(model)
+    procs = spawned_workers(monkeypatch)
+    ensure_checked(model)
+    assert len(procs) == 1 and procs[0].returncode == 0
+    assert is_trusted(model)
+    ensure_checked(model)  # recorded: no second worker
+    assert len(procs) == 1
+    probs, kept, _ = load_model_file(model).predict_files(exported.images)
+    assert kept == list(range(len(exported.images))) and np.allclose(probs, exported.probs, atol=1e-5)
+
+
+def test_a_run_whose_config_makes_it_allocate_without_bound_is_refused_at_the_memory_limit(tmp_path, monkeypatch):
+    import tlcore.run as run_mod
+    from tlcore.registry import create_backbone
+    from tlcore.run import build_run_model, save_run
+
+    monkeypatch.setattr(run_mod, "create_backbone", create_backbone)  # the real network, as the worker builds it
+    config = {"backbone": "mobilenet_v3_small", "input_size": 32, "train": {"weights": None, "dropout": 0.2}}
+    built = build_run_model({**config, "classes": ["a", "b"]}, "test")
+    run = save_run(tmp_path / "run", built.model, ["a", "b"], config, {})
+    # A project's config.json asking for 20000 x 20000 pixels: the model builds, one prediction would need
+    # gigabytes (in the server, every user's page would go down with it).
+    (run / "config.json").write_text(json.dumps({**config, "classes": ["a", "b"], "input_size": 20000}))
+    assert not is_trusted(run)
+    monkeypatch.setenv("TLCORE_MODEL_CHECK_MB", "1500")
+    with pytest.raises(TLError) as info:
+        ensure_checked(run)
+    assert str(info.value) == (f"{str(run)!r} is refused: opening it in the process that checks model files "
+                               "needed more than 1500 MB of memory")
+    assert not is_trusted(run)
+
+
+def test_a_worker_that_hangs_is_killed_at_the_time_limit(monkeypatch, tmp_path):
+    model = tmp_path / "slow.keras"
+    model.write_bytes(b"PK whatever")
+    monkeypatch.setenv("TLCORE_MODEL_CHECK_SECONDS", "1")
+    procs = fake_worker(monkeypatch, "import time\nwhile True: time.sleep(60)")
+    with pytest.raises(TLError) as info:
+        ensure_checked(model)
+    assert str(info.value) == ("'slow.keras' is refused: opening it in the process that checks model files took "
+                               "more than 1 s")
+    assert procs[0].returncode == -signal.SIGKILL  # killed, and reaped
+    assert not is_trusted(model)
+
+
+def test_a_worker_whose_memory_grows_without_bound_is_killed_at_the_memory_limit(monkeypatch, tmp_path):
+    model = tmp_path / "greedy.tflite"
+    model.write_bytes(b"TFL3 whatever")
+    monkeypatch.setenv("TLCORE_MODEL_CHECK_MB", "200")
+    # Written bytes (resident, unlike a lazily zeroed buffer); capped at 4 GB should the watch ever miss it.
+    procs = fake_worker(monkeypatch, "import resource\nresource.setrlimit(resource.RLIMIT_DATA, (4 << 30, 4 << 30))\n"
+                                     "held = []\nwhile True: held.append(b'x' * (8 << 20))")
+    with pytest.raises(TLError) as info:
+        ensure_checked(model)
+    assert str(info.value) == ("'greedy.tflite' is refused: opening it in the process that checks model files "
+                               "needed more than 200 MB of memory")
+    assert procs[0].returncode == -signal.SIGKILL
+
+
+def test_a_worker_that_crashes_is_a_refusal_and_this_process_carries_on(monkeypatch, tmp_path):
+    model = tmp_path / "crash.tflite"
+    model.write_bytes(b"TFL3 whatever")
+    fake_worker(monkeypatch, "import os\nos.abort()")
+    with pytest.raises(TLError) as info:
+        ensure_checked(model)
+    assert str(info.value) == ("'crash.tflite' is refused: it crashed the process that checks model files "
+                               "(SIGABRT)")
+    assert not is_trusted(model)
+    # What the worker says is passed on as it is; no verdict, or a pass from a worker that then fails, is no pass.
+    fake_worker(monkeypatch, "print('{\"ok\": false, \"error\": \"one clear sentence\"}')")
+    with pytest.raises(TLError, match="^one clear sentence$"):
+        ensure_checked(model)
+    fake_worker(monkeypatch, "print('all good, honestly')")
+    with pytest.raises(TLError, match=r"^'crash.tflite' is refused: the process that checks model files ended "
+                                      r"without passing it \(exit 0\)$"):
+        ensure_checked(model)
+    fake_worker(monkeypatch, "import sys\nprint('{\"ok\": true}')\nsys.exit(3)")  # a pass must also end well
+    with pytest.raises(TLError, match=r"ended without passing it \(exit 3\)"):
+        ensure_checked(model)
+    assert not is_trusted(model)
+
+
+@pytest.mark.parametrize("name, unit", [("TLCORE_MODEL_CHECK_SECONDS", "seconds"), ("TLCORE_MODEL_CHECK_MB", "megabytes")])
+def test_a_bad_limit_setting_is_one_sentence(monkeypatch, tmp_path, name, unit):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"TFL3")
+    monkeypatch.setenv(name, "soon")
+    with pytest.raises(TLError, match=f"^{name}='soon' is not allowed; set it to a number of {unit} above 0$"):
+        ensure_checked(model)
