@@ -4,6 +4,8 @@ import streamlit as st
 from ui import health_view, state
 from ui.layout import guard, setup, t
 
+NEAR_FULL = 0.9  # share of the session cap from which the page warns
+
 setup("data.title")
 ws = state.workspace()
 st.write(t("data.intro"))
@@ -69,6 +71,10 @@ if classes:
 with guard():  # a bad TLCORE_MAX_SESSION_MB is one sentence, like every other setting
     quota = ws.quota()
     st.caption(t("data.quota", used=quota["used_mb"], session=quota["session_mb"], file=quota["file_mb"]))
+    if quota["used_mb"] >= quota["session_mb"]:  # photos, runs, exports and projects all count: say how to free room
+        st.error(t("disk.over", used=quota["used_mb"], session=quota["session_mb"]))
+    elif quota["used_mb"] >= NEAR_FULL * quota["session_mb"]:
+        st.warning(t("disk.near", used=quota["used_mb"], session=quota["session_mb"]))
 
 st.subheader(t("data.classes"))
 counts = ws.counts()

@@ -4,7 +4,8 @@ import streamlit as st
 from tlcore.experiments import run_history
 from ui import state
 from ui.layout import setup, t
-from ui.runs_view import choose_runs, show_comparison, show_history, show_projects, show_scratch, show_twin_job
+from ui.runs_view import (choose_runs, show_comparison, show_disk, show_history, show_projects, show_scratch,
+                          show_twin_job)
 
 setup("runs.title")
 st.write(t("runs.intro"))
@@ -20,3 +21,4 @@ else:
     show_comparison(choose_runs(rows), rows)
     show_scratch(rows)
 show_twin_job()
+show_disk()

@@ -28,6 +28,7 @@ import numpy as np
 
 from .atomic import write_bytes_atomic
 from .features import DECODE_VERSION
+from .cache_use import touch
 from .paths import default_cache_dir
 
 __all__ = ["ENGINE_VERSION", "TFLiteEncoder", "convert_backbone", "engine_path", "fast_encoder", "keras_encoder"]
@@ -139,7 +140,9 @@ def fast_encoder(get_backbone: Callable[[], object], backbone_key: str | None, i
         return keras_encoder(get_backbone())
     if path.is_file():
         try:
-            return TFLiteEncoder(path, num_threads)
+            encoder = TFLiteEncoder(path, num_threads)
+            touch(path)  # used now: the cache drops the least recently used engines first
+            return encoder
         except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt below
             log.warning("cached engine %s cannot be loaded; converting the backbone again", path, exc_info=True)
     backbone = get_backbone()

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .cache_use import touch
 from .images import ImageDecodeError, decode_image
 from .paths import default_cache_dir
 
@@ -39,10 +40,16 @@ class FeatureCache:
         return self.root / folder / content_sha[:2] / f"{content_sha}.npy"
 
     def get(self, backbone_key: str, content_sha: str) -> np.ndarray | None:
+        """The cached embedding, or None; a hit is marked as used (the cache drops the least recently used)."""
+        path = self._path(backbone_key, content_sha)
         try:
-            return np.load(self._path(backbone_key, content_sha), allow_pickle=False)
+            with open(path, "rb") as f:
+                vector = np.load(f, allow_pickle=False)
+                mtime = os.fstat(f.fileno()).st_mtime
         except (OSError, ValueError):
             return None
+        touch(path, mtime)  # a write only when the mark is older than a few minutes
+        return vector
 
     def put(self, backbone_key: str, content_sha: str, vector: np.ndarray) -> None:
         path = self._path(backbone_key, content_sha)

@@ -1,5 +1,5 @@
-"""Draw the Runs page's parts: the history table, the side-by-side comparison, the from-scratch twin
-and saving/opening projects."""
+"""Draw the Runs page's parts: the history table, the side-by-side comparison, the from-scratch twin,
+saving/opening projects and freeing room (deleting runs and saved projects)."""
 from __future__ import annotations
 
 from functools import partial
@@ -8,15 +8,18 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.experiments import run_curves, start_scratch_run
+from tlcore.gc import freeable_bytes, remove_job, remove_project
 from tlcore.jobs import LIVE, job_status, list_jobs
 from tlcore.project import open_project, open_project_zip, project_path, project_zip, save_project, saved_projects
 
 from . import state
 from .compare_charts import compare_figure
 from .follow import curve_labels, show_job
+from .i18n import CATALOG
 from .layout import guard, t
 
-__all__ = ["show_projects", "show_history", "choose_runs", "show_comparison", "show_scratch", "show_twin_job"]
+__all__ = ["show_projects", "show_history", "choose_runs", "show_comparison", "show_scratch", "show_twin_job",
+           "show_disk"]
 
 
 def _pct(value) -> str:
@@ -140,7 +143,7 @@ def _open_saved(ws) -> None:
         st.caption(t("runs.project.none"))
         return
     for i, project in enumerate(saved):
-        c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
+        c1, c2, c3, c4 = st.columns([3, 1, 1, 1], vertical_alignment="center")
         c1.write(t("runs.project.item", name=project["name"], created=project["created"], runs=project["runs"]))
         if c2.button(t("runs.project.open"), key=f"open_project_{i}", icon=":material/folder_open:"):
             with guard():
@@ -150,6 +153,11 @@ def _open_saved(ws) -> None:
         c3.download_button(t("runs.project.download"), data=partial(project_zip, project["path"]),
                            file_name=f"{project['path'].name}.zip", mime="application/zip", on_click="ignore",
                            key=f"download_project_{i}", icon=":material/download:")
+        if c4.button(t("disk.delete_project"), key=f"delete_project_{i}", icon=":material/delete:"):
+            with guard():
+                freed = remove_project(ws, project["path"].name)
+                st.session_state["tl_deleted"] = t("disk.project_deleted", name=project["name"], mb=freed / _MB)
+                st.rerun()
 
 
 def _open_upload(ws) -> None:
@@ -172,3 +180,40 @@ def show_projects() -> None:
         st.caption(t("runs.project.replaces"))
         _open_saved(ws)
         _open_upload(ws)
+
+
+_MB = 1024 * 1024
+_RUN_KINDS = ("train", "finetune", "harden")  # the kinds with a translated name (runs.kind.*)
+
+
+def _job_label(job: Path, status: dict) -> str:
+    kind = status.get("kind", "train")
+    kind = t(f"runs.kind.{kind}") if kind in _RUN_KINDS else str(kind)
+    word = f"disk.status.{status['status']}"
+    return t("disk.item", name=job.name, kind=kind, status=t(word) if word in CATALOG else status["status"],
+             mb=freeable_bytes(job) / _MB)
+
+
+def show_disk() -> None:
+    """What this session holds on disk against its cap, and deleting a run (its job folder: model, curves,
+    exports, checkpoints, photo snapshot) to free room; a live job cannot be deleted."""
+    ws = state.workspace()
+    st.subheader(t("disk.header"))
+    if "tl_deleted" in st.session_state:
+        st.success(st.session_state.pop("tl_deleted"))
+    with guard():  # a bad TLCORE_MAX_SESSION_MB is one sentence
+        quota = ws.quota()
+        st.caption(t("disk.intro", used=quota["used_mb"], session=quota["session_mb"]))
+    jobs = list_jobs(ws.jobs_dir)
+    if not jobs:
+        st.caption(t("disk.no_jobs"))
+        return
+    statuses = {job.name: job_status(job) for job in jobs}
+    labels = {job.name: _job_label(job, statuses[job.name]) for job in jobs}
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = c1.selectbox(t("disk.choose"), list(labels), format_func=labels.get, key="delete_run_choice")
+    if c2.button(t("disk.delete_run"), icon=":material/delete:", key="delete_run"):
+        with guard():
+            freed = remove_job(ws, name)  # refused, in one sentence, while the job is live
+            st.session_state["tl_deleted"] = t("disk.run_deleted", name=name, mb=freed / _MB)
+            st.rerun()

@@ -96,3 +96,55 @@ def test_a_zip_stops_filling_the_session_at_its_cap(ws, tmp_path):
     smallest = min(p.stat().st_size for p in folder.rglob("*.png"))
     assert used <= ws.max_session_mb * MB < used + smallest  # full: not one more photo would fit
     assert sum(ws.counts().values()) == len(added)
+
+
+# --- The whole session counts (issue 14, item 4) ------------------------------------------------------------
+
+def _files_bytes(folder):
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_runs_exports_and_saved_projects_count_and_a_snapshot_of_the_photos_counts_once(ws, tmp_path):
+    make_image_folder(ws.data_dir, n_per_class=3)
+    photos = _files_bytes(ws.data_dir)
+    job = ws.jobs_dir / "train-1"
+    ws.snapshot(job / "data")  # hard links: the job's copy of the photos takes no room of its own
+    (job / "run").mkdir()
+    (job / "run" / "model.weights.h5").write_bytes(b"w" * 30_000)
+    (ws.jobs_dir / "export-1").mkdir()
+    (ws.jobs_dir / "export-1" / "model.tflite").write_bytes(b"t" * 20_000)
+    (ws.root / "projects" / "mine").mkdir(parents=True)
+    (ws.root / "projects" / "mine" / "project.json").write_bytes(b"{}" * 5_000)
+    ws.forget_usage()
+    assert ws.used_bytes() == photos + 30_000 + 20_000 + 10_000
+    assert ws.quota()["used_mb"] == pytest.approx((photos + 60_000) / MB)
+
+
+def test_a_session_filled_by_its_runs_refuses_a_new_photo(ws, tmp_path):
+    data = png(tmp_path)
+    ws.max_session_mb = 0.1
+    (ws.jobs_dir / "train-1" / "run").mkdir(parents=True)
+    (ws.jobs_dir / "train-1" / "run" / "model.weights.h5").write_bytes(b"w" * int(0.1 * MB - len(data) / 2))
+    ws.forget_usage()
+    with pytest.raises(TLError, match=r"^a\.png: it would bring this session to .* over the limit of 0\.1 MB per "
+                                      r"session; delete some runs or photos first$"):
+        ws.add_image("cats", "a.png", data)
+    assert ws.images("cats") == []
+
+
+def test_the_dashboard_zip_upload_keeps_nothing_in_the_shared_cache(ws, tmp_path, isolated_cache, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the upload is extracted for the moment
+    folder = make_image_folder(tmp_path / "src", n_per_class=3)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in folder.rglob("*.png"):
+            zf.write(path, path.relative_to(folder))
+    added, rejected = ws.add_zip(buffer.getvalue())
+    assert len(added) == 6 and rejected == []
+    assert not (isolated_cache / "zips").exists() or not any((isolated_cache / "zips").iterdir())
+    assert list(scratch.iterdir()) == []  # the temporary extraction is gone too
+    assert all(p.is_file() and ws.root in p.parents for p in added)
