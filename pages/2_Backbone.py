@@ -1,9 +1,8 @@
 """Backbone: compare the pretrained networks, score them on the user's photos, and choose one."""
-import time
 
 import streamlit as st
 
-from tlcore.jobs import start_job
+from tlcore.jobs import new_job_dir, start_job
 from tlcore.registry import get_spec, list_backbones
 from tlcore.speed import measure_speed, measured_speeds
 from ui import state
@@ -51,7 +50,7 @@ has_data = sum(1 for n in ws.counts().values() if n) >= 2
 running = state.job_running()
 if st.button(t("backbone.lb_start"), icon=":material/leaderboard:", disabled=running or not has_data):
     with guard():
-        job_dir = ws.jobs_dir / time.strftime("leaderboard-%Y%m%d-%H%M%S")
+        job_dir = new_job_dir(ws.jobs_dir, "leaderboard")
         data = ws.snapshot(job_dir / "data")
         start_job(job_dir, ["leaderboard", str(data)], kind="leaderboard", meta={"parent": str(ws.data_dir)})
         st.rerun()

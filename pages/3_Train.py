@@ -8,7 +8,8 @@ import streamlit as st
 from tlcore.alarms import config_alarms
 from tlcore.augment import AugmentConfig, augment_image
 from tlcore.images import load_image
-from tlcore.jobs import job_status, start_job
+from tlcore.commands import check_config, train_args
+from tlcore.jobs import job_status, new_job_dir, start_job
 from tlcore.registry import get_spec
 from tlcore.resample import RESAMPLE_MODES
 from tlcore.train import TrainConfig
@@ -66,17 +67,15 @@ else:
     if st.button(t("train.start"), type="primary", icon=":material/play_arrow:", disabled=running):
         with guard():
             train_pct, val_pct, test_pct, seed = state.split()
-            job_dir = ws.jobs_dir / time.strftime("run-%Y%m%d-%H%M%S")
+            config = TrainConfig(backbone=backbone, epochs=epochs, batch_size=batch, lr=lr, dropout=dropout,
+                                 split=(train_pct / 100, val_pct / 100, test_pct / 100), seed=seed,
+                                 class_weights=class_weights, resample=resample, loop=loop,
+                                 clip_norm=float(clip_norm) if clip_norm else None, augment=augment,
+                                 augment_strength=strength if augment else TrainConfig.augment_strength)
+            check_config(config)  # a refused setting leaves no job folder behind
+            job_dir = new_job_dir(ws.jobs_dir, "run")
             data = ws.snapshot(job_dir / "data")
-            args = ["train", str(data), "--out", str(job_dir / "run"), "--backbone", backbone,
-                    "--epochs", str(epochs), "--batch-size", str(batch), "--lr", str(lr), "--dropout", str(dropout),
-                    "--split", f"{train_pct / 100},{val_pct / 100},{test_pct / 100}", "--seed", str(seed)]
-            args += ["--class-weights", class_weights, "--resample", resample, "--loop", loop]
-            if clip_norm:
-                args += ["--clip-norm", f"{clip_norm:g}"]
-            if augment:
-                args += ["--augment", "--augment-strength", f"{strength:g}"]
-            start_job(job_dir, args, kind="train")
+            start_job(job_dir, train_args(config, data, job_dir / "run"), kind="train")
             state.set_current_job(job_dir)
             st.rerun()
     if running:

@@ -1,11 +1,11 @@
 """Fine-tune: phase 2, unfreeze the backbone's top layers at a low learning rate."""
 import json
-import time
 
 import streamlit as st
 
 from tlcore.alarms import config_alarms
-from tlcore.jobs import start_job
+from tlcore.commands import check_config, finetune_args
+from tlcore.jobs import new_job_dir, start_job
 from tlcore.resample import RESAMPLE_MODES
 from tlcore.train import TrainConfig
 from ui import state
@@ -45,12 +45,11 @@ with guard():
 running = state.job_running()
 if st.button(t("ft.start"), type="primary", icon=":material/lock_open:", disabled=running):
     with guard():
-        job_dir = ws.jobs_dir / time.strftime("finetune-%Y%m%d-%H%M%S")
-        args = ["finetune", str(base), "--out", str(job_dir / "run"), "--layers", str(k), "--lr", str(lr),
-                "--epochs", str(epochs), "--patience", str(patience), "--resample", resample]
-        if not early_stopping:
-            args.append("--no-early-stopping")
-        start_job(job_dir, args, kind="finetune", meta={"parent": str(base)})
+        config = TrainConfig(fine_tune_layers=k, fine_tune_lr=lr, fine_tune_epochs=epochs, patience=patience,
+                             resample=resample, early_stopping=early_stopping)
+        check_config(config)  # a refused setting leaves no job folder behind
+        job_dir = new_job_dir(ws.jobs_dir, "finetune")
+        start_job(job_dir, finetune_args(config, base, job_dir / "run"), kind="finetune", meta={"parent": str(base)})
         state.set_current_job(job_dir)
         st.rerun()
 if running:

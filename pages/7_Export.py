@@ -1,10 +1,9 @@
 """Export: TFLite (float32, float16, dynamic range, INT8), .keras and SavedModel, each checked against Keras."""
-import time
 
 import streamlit as st
 
 from tlcore.export import FORMATS, RECOMMENDED_CALIBRATION, TFLITE_FORMATS, default_filename
-from tlcore.jobs import start_job
+from tlcore.jobs import new_job_dir, start_job
 from tlcore.run import read_run_json
 from ui import state
 from ui.export_view import show_export
@@ -38,7 +37,7 @@ if "tflite-int8" in formats:
 running = state.job_running()
 if st.button(t("export.start"), type="primary", icon=":material/ios_share:", disabled=running or not formats):
     with guard():
-        job_dir = ws.jobs_dir / time.strftime("export-%Y%m%d-%H%M%S")
+        job_dir = new_job_dir(ws.jobs_dir, "export")
         out = job_dir / "exports"
         if len(formats) == 1:  # one format: --out names the file itself
             out = out / default_filename(formats[0], int8_io)

@@ -223,6 +223,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="save WORKSPACE DEST | open PROJECT WORKSPACE (a folder or .zip) | runs WORKSPACE")
     p.add_argument("--name", help="project name (save; default: the folder's name)")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("gc", help="free disk: remove idle sessions and trim the shared caches to their limit")
+    p.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -347,37 +350,67 @@ def _report_run(result, out) -> None:
           f"{result['seconds']['total']:.1f} s; saved to {out}")
 
 
+_HELD: list = []  # the job slot this worker process took before parsing (see _wait_for_slot)
+
+
+def _release_slot() -> None:
+    while _HELD:
+        _HELD.pop().release()
+
+
+def _wait_for_slot(argv) -> int | None:
+    """As a job (``--progress``), wait for a running slot before anything imports TensorFlow.
+
+    Runs before the full parser, whose options' defaults come from modules that import TensorFlow:
+    a waiting worker is a small Python process. A worker started by :func:`tlcore.jobs.start_job`
+    inherits the places it was admitted with (:func:`tlcore.slots.wait_turn`); one started by hand
+    queues for a server slot only. While waiting it writes ``waiting`` events; a stop while waiting
+    ends the command without work. Returns the exit status when the command ends here, else None.
+    """
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--progress")
+    pre.add_argument("--stop-file")
+    pre.add_argument("--json", action="store_true")
+    known, _ = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if not known.progress:
+        return None
+    from . import slots
+    from .jobs import EventWriter
+
+    events = EventWriter(known.progress)
+
+    def on_wait(position, n):
+        events({"type": "waiting", "position": position, "slots": n})
+
+    stop = (lambda: Path(known.stop_file).exists()) if known.stop_file else None
+    try:
+        admission = slots.Admission.from_environment()
+        if admission is not None:
+            held = slots.wait_turn(admission, on_wait=on_wait, should_stop=stop)
+        else:
+            held = slots.acquire(on_wait=on_wait, should_stop=stop)
+    except TLError as exc:  # a bad TLCORE_MAX_JOBS: the page shows why the job failed
+        events({"type": "error", "message": _one_line(exc)})
+        raise
+    if held is None:
+        # Nothing ran, so no result to report; the job reads as stopped (its STOP file exists).
+        events({"type": "done", "result": {}, "started": False})
+        if known.json:
+            print(json.dumps({}))
+        else:
+            print("stopped while waiting for a free job slot; nothing was run", file=sys.stderr)
+        return 0
+    _HELD.append(held)
+    return None
+
+
 def _run_with_events(args, events, start: dict, work, report=None):
     """Run ``work()`` bracketed by start and done/error events (what a following page reads).
 
     Unless ``--json``, ``report(result)`` prints the human summary (default: a training run's).
-    As a job (``--progress``), it first takes one of the server's job slots, waiting in line with
-    ``waiting`` events while none is free; a stop while waiting ends the command without work.
+    As a job, the worker already holds its slot (:func:`_wait_for_slot`); it gives it back as soon as
+    the work ends, so the next job in line may start while this one reports.
     """
-    slot = None
-    if getattr(args, "progress", None):
-        from .slots import acquire
-
-        def on_wait(position, slots):
-            if events:
-                events({"type": "waiting", "position": position, "slots": slots})
-
-        stop = (lambda: Path(args.stop_file).exists()) if getattr(args, "stop_file", None) else None
-        try:
-            slot = acquire(on_wait=on_wait, should_stop=stop)
-        except TLError as exc:  # a bad TLCORE_MAX_JOBS: the page shows why the job failed
-            if events:
-                events({"type": "error", "message": _one_line(exc)})
-            raise
-        if slot is None:
-            # Nothing ran, so no result to report; the job reads as stopped (its STOP file exists).
-            if events:
-                events({"type": "done", "result": {}, "started": False})
-            if args.json:
-                print(json.dumps({}))
-            else:
-                print("stopped while waiting for a free job slot; nothing was run", file=sys.stderr)
-            raise SystemExit(0)  # callers index their command's result, which does not exist
     if events:
         events({"type": "start", **start})
     try:
@@ -387,8 +420,7 @@ def _run_with_events(args, events, start: dict, work, report=None):
             events({"type": "error", "message": _one_line(exc) if isinstance(exc, TLError) else "internal error"})
         raise
     finally:
-        if slot is not None:
-            slot.release()  # the next job in line may start while this one reports
+        _release_slot()
     if events:
         events({"type": "done", "result": result})
     if not args.json:
@@ -773,11 +805,20 @@ def _cmd_project(args):
     return result
 
 
+def _cmd_gc(args):
+    from .gc import collect, summary
+
+    result = collect(dry_run=args.dry_run)
+    if not args.json:
+        print(summary(result))
+    return result
+
+
 _COMMANDS = {"backbones": _cmd_backbones, "train": _cmd_train, "finetune": _cmd_finetune,
              "evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export, "attack": _cmd_attack,
              "robustness": _cmd_robustness, "harden": _cmd_harden, "ideal": _cmd_ideal,
              "leaderboard": _cmd_leaderboard, "bench": _cmd_bench, "check": _cmd_check,
-             "project": _cmd_project}
+             "project": _cmd_project, "gc": _cmd_gc}
 
 
 def log_path() -> Path:
@@ -831,6 +872,9 @@ def main(argv=None) -> int:
 
 def _main(argv, log_path: Path) -> int:
     try:
+        ended = _wait_for_slot(argv)
+        if ended is not None:
+            return ended
         args = _build_parser().parse_args(argv)
         log.info("command %s", sys.argv[1:] if argv is None else argv)
         result = _COMMANDS[args.command](args)
@@ -851,3 +895,5 @@ def _main(argv, log_path: Path) -> int:
         _clear_progress_line()
         print(f"error: internal error ({type(exc).__name__}: {_one_line(exc)}); details in {log_path}", file=sys.stderr)
         return 1
+    finally:
+        _release_slot()  # a command that failed before its work (bad arguments) frees its slot too

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
+from dataclasses import replace
 from pathlib import Path
 
+from .confine import confined_or_none
 from .errors import TLError
-from .jobs import job_status, list_jobs, start_job
+from .jobs import job_status, list_jobs, new_job_dir, start_job
 
 __all__ = ["run_history", "run_curves", "scratch_args", "start_scratch_run"]
 
@@ -86,49 +87,65 @@ def run_curves(run_dir: str | Path) -> list[dict]:
 
 
 def _job_data(job_dir: Path) -> Path:
-    """The photo snapshot a run was trained on: its job's ``data/``, or that of the run it continues."""
+    """The photo snapshot a run was trained on: its job's ``data/``, or that of the run it continues.
+
+    The parents named by ``job.json`` files (which may come from a project) are followed only inside
+    the job's workspace, and a snapshot holding a link that leads out of it is refused: its photos are
+    copied into the twin's job.
+    """
+    root = Path(job_dir).parent.parent  # <workspace>/jobs/<job>
     for _ in range(20):  # parents form a short chain; the bound only guards against a cycle
-        if (job_dir / "data").is_dir():
-            return job_dir / "data"
-        parent = _json(job_dir / "job.json").get("parent")
-        if not parent:
+        job = confined_or_none(root, job_dir, "job")
+        if job is None:
             break
-        job_dir = Path(parent).parent
+        data = confined_or_none(root, job / "data")
+        if data is not None and data.is_dir():
+            _check_no_link_out(root, data, job.name)
+            return data
+        meta = confined_or_none(root, job / "job.json")
+        parent = confined_or_none(root, _json(meta).get("parent") if meta else None, "parent run")
+        if parent is None:
+            break
+        job_dir = parent.parent
     raise TLError(f"the photos that run {job_dir.name!r} was trained on are no longer there, "
                   "so it cannot be trained again from scratch")
+
+
+def _check_no_link_out(root: Path, data: Path, job: str) -> None:
+    for folder, dirs, files in os.walk(data):
+        for name in dirs + files:
+            path = Path(folder, name)
+            if path.is_symlink() and confined_or_none(root, path) is None:
+                raise TLError(f"the photos of run {job!r} include {name!r}, a link leading outside this workspace, "
+                              "so it cannot be trained again from scratch")
+
+
+def _twin_config(run_dir: str | Path):
+    """The :class:`~tlcore.train.TrainConfig` of ``run_dir``'s from-scratch twin.
+
+    The settings come from the run's ``config.json`` (which may come from a project), so they are checked
+    as training checks them (:func:`tlcore.commands.config_from_settings`) before they make a command.
+    """
+    from .commands import config_from_settings  # TensorFlow's import, only when a twin is made
+
+    config = _json(Path(run_dir) / "config.json")
+    train = config.get("train")
+    if not isinstance(train, dict) or not config.get("backbone"):
+        raise TLError(f"{str(run_dir)!r} has no training settings in its config.json, so it cannot be repeated")
+    settings = config_from_settings({**train, "backbone": config["backbone"]},
+                                    f"training settings of run {Path(run_dir).parent.name!r}")
+    tuned = bool(config.get("fine_tuned")) and settings.fine_tune_layers > 0
+    # Random weights, on this machine's default device; fine-tuning only when the run had some.
+    return replace(settings, weights=None, strategy="default",
+                   fine_tune_layers=settings.fine_tune_layers if tuned else 0)
 
 
 def scratch_args(run_dir: str | Path, data: str | Path, out: str | Path) -> list[str]:
     """``tlcore train`` arguments for the from-scratch twin of ``run_dir``: its backbone, split, seed and
     budget (head epochs, and fine-tuning when it had some) with ``--weights none``, on ``data``, saved to ``out``."""
-    config = _json(Path(run_dir) / "config.json")
-    train = config.get("train")
-    if not isinstance(train, dict) or not config.get("backbone"):
-        raise TLError(f"{str(run_dir)!r} has no training settings in its config.json, so it cannot be repeated")
-    split = ",".join(str(float(v)) for v in train.get("split", (0.8, 0.1, 0.1)))
-    args = ["train", str(data), "--out", str(out), "--backbone", str(config["backbone"]), "--weights", "none",
-            "--epochs", str(train.get("epochs", 20)), "--batch-size", str(train.get("batch_size", 32)),
-            "--lr", str(train.get("lr", 1e-3)), "--dropout", str(train.get("dropout", 0.2)),
-            "--split", split, "--seed", str(train.get("seed", 0)),
-            "--class-weights", str(train.get("class_weights", "auto"))]
-    if config.get("fine_tuned") and int(train.get("fine_tune_layers") or 0) > 0:
-        args += ["--fine-tune-layers", str(train["fine_tune_layers"]),
-                 "--fine-tune-epochs", str(train.get("fine_tune_epochs", 5)),
-                 "--fine-tune-lr", str(train.get("fine_tune_lr", 1e-5)), "--patience", str(train.get("patience", 3))]
-    if train.get("augment"):
-        args += ["--augment", "--augment-copies", str(train.get("augment_copies", 2))]
-        if train.get("augment_strength") is not None:
-            args += ["--augment-strength", str(train["augment_strength"])]
-    # Settings newer runs record; older runs' configs lack them and keep the defaults.
-    if train.get("resample") not in (None, "none"):
-        args += ["--resample", str(train["resample"])]
-    if train.get("early_stopping") is False:
-        args.append("--no-early-stopping")
-    if train.get("loop") not in (None, "fit"):
-        args += ["--loop", str(train["loop"])]
-    if train.get("clip_norm") is not None:
-        args += ["--clip-norm", str(train["clip_norm"])]
-    return args
+    from .commands import train_args
+
+    return train_args(_twin_config(run_dir), data, out)
 
 
 def start_scratch_run(run_dir: str | Path, jobs_dir: str | Path) -> Path:
@@ -137,14 +154,13 @@ def start_scratch_run(run_dir: str | Path, jobs_dir: str | Path) -> Path:
     The photos are the run's own snapshot (hard links where possible), so the twin sees exactly
     the same images and, with the same seed, the same train/validation/test split.
     """
+    from .commands import train_args
+
     run_dir = Path(run_dir)
     data = _job_data(run_dir.parent)
-    jobs_dir = Path(jobs_dir)
-    stamp = time.strftime("scratch-%Y%m%d-%H%M%S")
-    job_dir, n = jobs_dir / stamp, 1
-    while job_dir.exists():
-        job_dir, n = jobs_dir / f"{stamp}-{n}", n + 1
-    args = scratch_args(run_dir, job_dir / "data", job_dir / "run")  # checks the run before copying anything
+    twin = _twin_config(run_dir)  # checks the run before a folder is made or anything copied
+    job_dir = new_job_dir(jobs_dir, "scratch")
+    args = train_args(twin, job_dir / "data", job_dir / "run")
 
     def link(src, dst):
         try:
@@ -152,6 +168,10 @@ def start_scratch_run(run_dir: str | Path, jobs_dir: str | Path) -> Path:
         except OSError:
             shutil.copy2(src, dst)
 
-    shutil.copytree(data, job_dir / "data", copy_function=link)
+    try:
+        shutil.copytree(data, job_dir / "data", copy_function=link)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
     # Not "parent": that would make the twin's curves start with the pretrained run's epochs.
     return start_job(job_dir, args, kind="train", meta={"scratch_of": str(run_dir)})

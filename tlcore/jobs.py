@@ -1,24 +1,29 @@
 """Long work in a separate process that a front end can follow through files.
 
-A job directory holds ``job.json`` (command, pid, start time),
+A job directory (made by :func:`new_job_dir`) holds ``job.json`` (kind, pid, start time),
 ``events.jsonl`` (one JSON object per line, appended by the worker as it
 goes), ``result.json`` (the command's JSON result), ``stderr.log`` and, when
 a stop was asked for, ``STOP``. The worker is ``python -m tlcore`` itself, so
 the dashboard trains exactly as the CLI does, and a browser refresh or a
-widget click never touches it. Before working, a worker takes one of the
-server's job slots (:mod:`tlcore.slots`); until it has one, its job is waiting.
+widget click never touches it. Starting is admitted or refused by the caps of
+:mod:`tlcore.slots`; until its worker holds a running slot, a job is waiting.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-__all__ = ["start_job", "read_events", "job_status", "request_stop", "list_jobs", "EventWriter", "LIVE"]
+from .errors import TLError
+
+__all__ = ["new_job_dir", "start_job", "read_events", "job_status", "request_stop", "list_jobs", "EventWriter", "LIVE"]
 
 # A job in one of these states still has a worker process (waiting for a slot, working, or ending).
 LIVE = ("waiting", "running", "stopping")
@@ -40,31 +45,80 @@ class EventWriter:
             f.write(line)
 
 
+def new_job_dir(jobs_dir: str | Path, prefix: str) -> Path:
+    """A new, empty job folder under ``jobs_dir``, created here and nowhere else: ``PREFIX-YYYYmmdd-HHMMSS``,
+    or with ``-001``, ``-002``... when jobs started in the same second (names still sort by start time).
+
+    ``mkdir`` without ``exist_ok`` is atomic: of two starts racing for a name, one gets it and the other
+    tries the next, so two jobs never share a folder.
+    """
+    if not re.fullmatch(r"[a-z]+", prefix):
+        raise ValueError(f"a job folder prefix is a lowercase word, not {prefix!r}")
+    jobs_dir = Path(jobs_dir)
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in itertools.count():
+        folder = jobs_dir / (stamp if n == 0 else f"{stamp}-{n:03d}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise AssertionError("unreachable")
+
+
+def _check_room(job_dir: Path) -> None:
+    """A session over its disk cap starts no job (jobs write runs, exports and checkpoints)."""
+    jobs = job_dir.parent
+    if jobs.name == "jobs" and (jobs.parent / "data").is_dir():  # <workspace>/jobs/<job>
+        from .workspace import Workspace
+
+        Workspace(jobs.parent).check_room(0, "no new job can start")
+
+
 def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: dict | None = None) -> Path:
     """Start ``python -m tlcore ARGS --json --progress ... --stop-file ...`` for ``job_dir``.
 
-    The worker waits for a free slot (at most ``$TLCORE_MAX_JOBS`` jobs run at once on the
-    server) before it works; meanwhile its status is ``waiting``.
+    Admission is decided here, before the worker exists (:func:`tlcore.slots.admit`): a session over its
+    disk cap, a session that already has a job waiting, or a server with ``$TLCORE_MAX_WAITING`` jobs
+    waiting is refused with :class:`TLError`, and a refused new folder (no ``job.json`` yet) is removed.
+    The worker inherits the places it was given and waits, if it must, for a running slot
+    (``$TLCORE_MAX_JOBS`` jobs run at once on the server, one per session); meanwhile its status is
+    ``waiting``. ``job.json`` records no command line: nothing ever runs one read back from disk.
     """
-    from .slots import max_jobs
+    from .slots import ADMISSION_ENV, admit
 
-    max_jobs()  # a bad TLCORE_MAX_JOBS is said now, not as a failed job later
     job_dir = Path(job_dir).absolute()
-    job_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "tlcore", *args, "--json",
-            "--progress", str(job_dir / _EVENTS), "--stop-file", str(job_dir / _STOP)]
-    result = open(job_dir / "stdout.log", "wb")
-    errors = open(job_dir / "stderr.log", "wb")
-    # The caller's working directory, so relative paths in ARGS mean what they mean to the caller;
-    # tlcore is found through PYTHONPATH.
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen(argv, stdout=result, stderr=errors, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
-    result.close()
-    errors.close()
-    (job_dir / _META).write_text(json.dumps({"kind": kind, "argv": argv, "pid": proc.pid,
-                                             "started": time.time(), **(meta or {})}), encoding="utf-8")
+    try:
+        _check_room(job_dir)
+        admission = admit(job_dir.parent)
+    except TLError:
+        if job_dir.parent.name == "jobs" and job_dir.is_dir() and not (job_dir / _META).exists():
+            shutil.rmtree(job_dir, ignore_errors=True)  # a new job that never started leaves nothing
+        raise
+    try:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "tlcore", *args, "--json",
+                "--progress", str(job_dir / _EVENTS), "--stop-file", str(job_dir / _STOP)]
+        result = open(job_dir / "stdout.log", "wb")
+        errors = open(job_dir / "stderr.log", "wb")
+        # The caller's working directory, so relative paths in ARGS mean what they mean to the caller;
+        # tlcore is found through PYTHONPATH.
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+               ADMISSION_ENV: admission.environment()}
+        try:
+            proc = subprocess.Popen(argv, stdout=result, stderr=errors, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True, pass_fds=admission.fds())
+        finally:
+            result.close()
+            errors.close()
+    except BaseException:
+        admission.release()
+        raise
+    admission.handed_over()  # the worker holds the locks now
+    (job_dir / _META).write_text(json.dumps({"kind": kind, "pid": proc.pid, "started": time.time(), **(meta or {})}),
+                                 encoding="utf-8")
     # Reap the child when it ends (no zombie), then record its result.
     threading.Thread(target=_wait_and_record, args=(proc, job_dir), daemon=True).start()
     return job_dir

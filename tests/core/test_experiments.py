@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_scratch_args_repeat_the_run_with_random_weights_and_the_same_budget(tmp
     assert (parsed.fine_tune_layers, parsed.fine_tune_epochs, parsed.fine_tune_lr, parsed.patience) == (8, 3, 1e-4, 2)
 
     plain = fake_job(tmp_path, "run-y", TrainConfig(epochs=4))
-    assert "--fine-tune-layers" not in scratch_args(plain / "run", "DATA", "OUT")
+    assert _build_parser().parse_args(scratch_args(plain / "run", "DATA", "OUT")).fine_tune_layers == 0
 
 
 def test_scratch_args_keep_augmentation_rebalancing_and_the_training_loop(tmp_path):
@@ -93,7 +94,8 @@ def test_start_scratch_run_trains_on_a_copy_of_the_runs_own_photos(tmp_path, mon
     job = start_scratch_run(tuned / "run", tmp_path)
     assert job.name.startswith("scratch-") and started["kind"] == "train"
     assert started["meta"] == {"scratch_of": str(tuned / "run")}
-    assert started["args"][1] == str(job / "data") and "--fine-tune-layers" in started["args"]
+    parsed = _build_parser().parse_args(started["args"])
+    assert parsed.data == str(job / "data") and parsed.out == str(job / "run") and parsed.fine_tune_layers == 2
     copied = sorted(p.relative_to(job / "data") for p in (job / "data").rglob("*.png"))
     assert copied == sorted(p.relative_to(base / "data") for p in (base / "data").rglob("*.png")) and len(copied) == 4
 
@@ -103,3 +105,26 @@ def test_start_scratch_run_says_when_the_photos_are_gone(tmp_path):
     with pytest.raises(TLError, match="the photos that run 'run-a' was trained on are no longer there"):
         start_scratch_run(job / "run", tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["run-a"]
+
+
+@pytest.mark.parametrize("train, fragment", [
+    ({"epochs": "3 --out=/elsewhere"}, "give epochs the value '3 --out=/elsewhere'"),
+    ({"argv": ["sh", "-c", "id"]}, "unknown setting 'argv'"),
+    ({"lr": -1.0}, "learning rate must be positive, got -1.0"),
+], ids=["option-in-a-value", "unknown-key", "bad-value"])
+def test_scratch_args_refuse_settings_a_hostile_config_json_holds(tmp_path, train, fragment):
+    """A run's config.json may come from a project: its settings are checked as training checks them."""
+    job = fake_job(tmp_path, "run-h", TrainConfig())
+    config = json.loads((job / "run" / "config.json").read_text())
+    config["train"].update(train)
+    (job / "run" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TLError, match=re.escape(fragment)) as info:
+        start_scratch_run(job / "run", tmp_path)
+    assert "run 'run-h'" in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-h"]  # refused before any folder was made
+
+
+def test_scratch_args_keep_a_value_that_looks_like_an_option_a_value(tmp_path):
+    job = fake_job(tmp_path, "run-v", TrainConfig())
+    parsed = _build_parser().parse_args(scratch_args(job / "run", "-DATA", "--OUT"))
+    assert (parsed.data, parsed.out) == ("./-DATA", "--OUT")

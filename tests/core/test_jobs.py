@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import pytest
 
 from tests.conftest import make_image_folder
 from tlcore import slots
-from tlcore.jobs import LIVE, EventWriter, job_status, list_jobs, read_events, request_stop, start_job
+import tlcore.jobs as jobs_mod
+from tlcore.jobs import (LIVE, EventWriter, job_status, list_jobs, new_job_dir, read_events, request_stop,
+                         start_job)
 
 FINISHED = ("done", "stopped", "failed")
 
@@ -125,6 +128,37 @@ def test_event_text_survives_unicode(tmp_path):
     assert read_events(tmp_path)[0]["message"] == "class 'Äpfel – 苹果' has no training images"
 
 
+# Job folders ------------------------------------------------------------------------------------
+
+def test_new_job_dirs_made_in_the_same_second_from_many_threads_are_distinct(tmp_path, monkeypatch):
+    """Issue 14, item 7: names are to the second, so starts in the same second must not share a folder."""
+    monkeypatch.setattr(jobs_mod.time, "strftime", lambda fmt, *a: "20250101-120000")  # every call: one second
+    gate = threading.Barrier(24)
+    made = []
+
+    def make():
+        gate.wait()
+        made.append(new_job_dir(tmp_path / "jobs", "finetune"))
+
+    threads = [threading.Thread(target=make) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(made) == 24 and len(set(made)) == 24
+    assert all(p.is_dir() and not any(p.iterdir()) and p.parent == tmp_path / "jobs" for p in made)
+    assert all(p.name.startswith("finetune-20250101-120000") for p in made)  # pages test the kind's prefix
+    names = sorted(p.name for p in made)
+    assert names[0] == "finetune-20250101-120000" and names[1:] == [f"finetune-20250101-120000-{n:03d}" for n in range(1, 24)]
+
+
+def test_new_job_dir_names_sort_by_time(tmp_path, monkeypatch):
+    stamps = iter(["20250101-120000", "20250101-120000", "20250101-120001"])
+    monkeypatch.setattr(jobs_mod.time, "strftime", lambda fmt, *a: next(stamps))
+    made = [new_job_dir(tmp_path, "run").name for _ in range(3)]
+    assert made == ["run-20250101-120000", "run-20250101-120000-001", "run-20250101-120001"] == sorted(made)
+
+
 # Status and listing without a worker ---------------------------------------------------------
 
 def test_status_of_a_folder_without_job_json_is_missing(tmp_path):
@@ -213,6 +247,7 @@ def test_train_job_runs_to_done_and_leaves_its_result(tiny_data, tmp_path):
     assert returned == job
     meta = json.loads((job / "job.json").read_text())
     assert meta["kind"] == "train" and meta["label"] == "first" and meta["pid"] > 0
+    assert "argv" not in meta  # no command line is kept to be read back (issue 14, item 2)
     assert job_status(job)["status"] in ("running", "done")
 
     status, seen = wait_until_finished(job)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -23,9 +24,11 @@ def epochs_seen(job_dir) -> list[int]:
 
 
 def test_sigkill_mid_training_then_resume_continues_from_the_last_epoch(image_folder, tmp_path):
-    job = tmp_path / "job"
+    job = tmp_path / "jobs" / "run-1"
     run = job / "run"
-    start_job(job, ["train", str(image_folder), "--out", str(run), "--weights", "none", "--epochs", str(EPOCHS)])
+    data = job / "data"  # resuming rebuilds the command from the job folder's layout: <job>/data, <job>/run
+    shutil.copytree(image_folder, data)
+    start_job(job, ["train", str(data), "--out", str(run), "--weights", "none", "--epochs", str(EPOCHS)])
     deadline = time.monotonic() + 240
     while len(epochs_seen(job)) < 3:
         assert job_status(job)["status"] == "running", stderr_of(job)
@@ -54,5 +57,6 @@ def test_sigkill_mid_training_then_resume_continues_from_the_last_epoch(image_fo
     resumed = [e for e in read_events(job) if e.get("type") == "resume"]
     assert len(resumed) == 1 and resumed[0]["history"] == saved.history
     assert (run / "model.weights.h5").is_file() and not checkpoint_dir(run).exists()
-    assert json.loads((job / "job.json").read_text())["resumed"] is True
+    meta = json.loads((job / "job.json").read_text())
+    assert meta["resumed"] is True and "argv" not in meta
     assert not resumable(job)  # finished: nothing left to resume

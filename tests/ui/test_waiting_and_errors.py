@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from pathlib import Path
+
+import pytest
 
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import make_image_folder
 from tests.ui.conftest import open_page
 from tests.ui.test_pages import runs_radio, texts
-from tlcore.cli import log_path
+from tlcore import slots
+from tlcore.cli import _build_parser, log_path
+from tlcore.commands import finetune_args, train_args
 from tlcore.jobs import EventWriter, job_status
+from tlcore.project import open_project, project_path, save_project
+from tlcore.train import TrainConfig
+from tlcore.workspace import Workspace, new_session_id
 
 
 def waiting_job(workspace, position=2, slots=1):
@@ -63,6 +72,82 @@ def test_a_job_stopped_while_waiting_says_nothing_ran(sid, workspace):
     assert not at.success  # no "Done: validation accuracy –" for a run that never started
 
 
+def test_a_start_refused_by_the_waiting_cap_is_one_error_and_leaves_no_job(sid, workspace, monkeypatch, tmp_path):
+    """Issue 14, item 5: the core refuses beyond the caps (not only a disabled button); the page says why."""
+    monkeypatch.setenv("TLCORE_MAX_JOBS", "1")
+    monkeypatch.setenv("TLCORE_MAX_WAITING", "1")
+    make_image_folder(workspace.data_dir, n_per_class=4)
+    running = slots.try_acquire()  # the server's only slot is busy...
+    waiting = slots.admit(tmp_path / "another-session" / "jobs")  # ...and another session's job fills the line
+    try:
+        at = open_page("pages/3_Train.py", sid)
+        next(b for b in at.button if b.label == "Train").click().run()
+        assert not at.exception
+        assert [e.value for e in at.error] == [
+            "this server's waiting line is full (TLCORE_MAX_WAITING=1): every job slot is busy and no more jobs "
+            "may wait; try again when one has started"]
+        assert list(workspace.jobs_dir.iterdir()) == []  # no job folder, no worker
+    finally:
+        waiting.release()
+        running.release()
+
+
+@pytest.fixture
+def recorded_starts(monkeypatch):
+    """Jobs the pages start, recorded instead of run: (job folder, arguments, kind, meta)."""
+    import tlcore.jobs
+
+    calls = []
+
+    def start_job(job_dir, args, kind="train", meta=None):
+        calls.append((Path(job_dir), list(args), kind, meta))
+        # As a worker that ended at once leaves it, so the page can draw the job it just started.
+        (Path(job_dir) / "job.json").write_text(json.dumps({"kind": kind, "pid": 0, "started": time.time(),
+                                                            **(meta or {})}))
+        (Path(job_dir) / "result.json").write_text(json.dumps({"exit_code": 0, "pid": 0, "result": {}}))
+        return Path(job_dir)
+
+    monkeypatch.setattr(tlcore.jobs, "start_job", start_job)
+    return calls
+
+
+def test_train_page_starts_the_command_built_from_its_settings_in_a_new_folder(sid, workspace, recorded_starts,
+                                                                               monkeypatch):
+    """Issue 14, items 2 and 7: the command comes from tlcore.commands, the folder from new_job_dir."""
+    real = time.strftime
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20250101-120000" if fmt == "%Y%m%d-%H%M%S" else real(fmt, *a))
+    make_image_folder(workspace.data_dir, n_per_class=12, size=16)
+    (workspace.jobs_dir / "run-20250101-120000").mkdir()  # a job started in the same second
+    at = open_page("pages/3_Train.py", sid)
+    next(b for b in at.button if b.label == "Train").click().run()
+    assert not at.exception and not at.error
+    [(job, args, kind, _)] = recorded_starts
+    assert kind == "train" and job == workspace.jobs_dir / "run-20250101-120000-001"  # its own folder
+    parsed = _build_parser().parse_args(args)
+    assert (parsed.command, parsed.data, parsed.out) == ("train", str(job / "data"), str(job / "run"))
+    assert (parsed.backbone, parsed.weights, parsed.loop) == ("efficientnet_lite0", "imagenet", "fit")
+    assert args == train_args(TrainConfig(epochs=parsed.epochs, batch_size=parsed.batch_size, lr=parsed.lr,
+                                          dropout=parsed.dropout, split=parsed.split, seed=parsed.seed,
+                                          class_weights=parsed.class_weights), job / "data", job / "run")
+    assert sorted(p.name for p in (job / "data").iterdir()) == ["blue", "red"]
+
+
+@pytest.mark.slow
+def test_fine_tune_page_starts_the_command_built_from_its_settings(trained, recorded_starts):
+    sid, _ = trained
+    other = new_session_id()  # a copy: the shared trained session is left as it is
+    ws = Workspace.for_session(other)
+    open_project(save_project(Workspace.for_session(sid), project_path(ws, "copy")), ws)
+    at = open_page("pages/4_Fine-tune.py", other)
+    next(b for b in at.button if b.label == "Fine-tune").click().run()
+    assert not at.exception and not at.error
+    [(job, args, kind, meta)] = recorded_starts
+    base = ws.jobs_dir / "run-test" / "run"
+    assert kind == "finetune" and job.name.startswith("finetune-") and meta == {"parent": str(base)}
+    assert args == finetune_args(TrainConfig(fine_tune_layers=20, fine_tune_lr=1e-5, fine_tune_epochs=5, patience=3),
+                                 base, job / "run")
+
+
 def _failing_script(marker: str) -> None:
     from ui.layout import guard
 
@@ -76,10 +161,12 @@ def test_an_unexpected_error_is_one_sentence_and_its_traceback_goes_to_the_log_f
     assert not at.exception  # nothing escaped to Streamlit's own traceback box
     assert len(at.error) == 1
     message = at.error[0].value
-    assert f"RuntimeError: {marker} second line" in message and str(log_path()) in message
+    # The page shows a reference only: no exception text (it can hold server paths) and no log path.
+    assert marker not in message and str(log_path()) not in message and "RuntimeError" not in message
     assert "Traceback" not in message and "\n" not in message
+    reference = re.search(r"reference ([0-9a-f]{8})", message).group(1)
     log = log_path().read_text(encoding="utf-8")
-    entry = log[log.rindex("dashboard error"):]  # this test's entry is the last one
+    entry = log[log.index(f"dashboard error [{reference}]"):]  # the operator finds it by the reference
     assert "Traceback (most recent call last)" in entry and f"RuntimeError: {marker}" in entry
 
 
