@@ -5,7 +5,9 @@ import streamlit as st
 from tlcore.evaluate import classification_metrics
 from tlcore.explain import grad_cam, overlay
 from tlcore.images import load_image
+from tlcore.job_paths import job_path
 from tlcore.run import read_run_json
+from ui import state
 from ui.calibration_view import show_reliability
 from ui.charts import confusion_figure
 from ui.layout import choose_run, guard, setup, t
@@ -15,6 +17,14 @@ _CAM_MISTAKES = 8
 
 setup("eval.title")
 run_dir = choose_run()
+root = state.workspace().root
+
+
+def photo(row: dict) -> str | None:
+    """A prediction's photo when it is a file inside this session's workspace (predictions.json may be damaged)."""
+    path = job_path(root, row.get("path"), "photo")
+    return str(path) if path is not None and path.is_file() else None
+
 split = st.radio(t("eval.split"), ["test", "val"], format_func=lambda s: t(f"eval.split.{s}"), horizontal=True)
 
 with guard():
@@ -49,9 +59,9 @@ with guard():
         true_name, pred_name = points[0]["y"], points[0]["x"]
         cell = [r for r, p in zip(rows, predicted) if r["label"] == true_name and classes[p] == pred_name]
         st.subheader(t("eval.cell", true=true_name, pred=pred_name, n=len(cell)))
-        if cell:
-            st.image([r["path"] for r in cell[:30]], width=110,
-                     caption=[f"{max(r['probs']):.0%}" for r in cell[:30]])
+        shown = [(r, path) for r in cell[:30] if (path := photo(r))]
+        if shown:
+            st.image([path for _, path in shown], width=110, caption=[f"{max(r['probs']):.0%}" for r, _ in shown])
 
     show_reliability(metrics["calibration"], key=f"reliability_{run_dir.parent.name}_{split}")
 
@@ -61,15 +71,18 @@ with guard():
         st.success(t("eval.no_mistakes"))
     else:
         mistakes.sort(key=lambda rp: -rp[0]["probs"][rp[1]])  # the most confident mistakes first
-        captions = [t("eval.caption", true=r["label"], pred=classes[p], conf=r["probs"][p]) for r, p in mistakes[:30]]
-        if st.toggle(t("cam.mistakes"), help=t("cam.help")):
+        # Only the mistakes whose photo is there to show (inside this workspace), each with its path.
+        mistakes = [(r, p, path) for r, p in mistakes if (path := photo(r))]
+        captions = [t("eval.caption", true=r["label"], pred=classes[p], conf=r["probs"][p])
+                    for r, p, _ in mistakes[:30]]
+        if mistakes and st.toggle(t("cam.mistakes"), help=t("cam.help")):
             with st.spinner(t("cam.working")):
                 model = run_model(run_dir)
                 shown = mistakes[:_CAM_MISTAKES]  # about a second each on a CPU
-                images = [load_image(r["path"], model.input_size) for r, _ in shown]
-                st.image([overlay(im, grad_cam(model, im, int(p))["heatmap"]) for im, (_, p) in zip(images, shown)],
+                images = [load_image(path, model.input_size) for _, _, path in shown]
+                st.image([overlay(im, grad_cam(model, im, int(p))["heatmap"]) for im, (_, p, _) in zip(images, shown)],
                          width=140, caption=captions[:_CAM_MISTAKES])
             if len(mistakes) > _CAM_MISTAKES:
                 st.caption(t("cam.first", n=_CAM_MISTAKES))
-        else:
-            st.image([r["path"] for r, _ in mistakes[:30]], width=140, caption=captions)
+        elif mistakes:
+            st.image([path for _, _, path in mistakes[:30]], width=140, caption=captions)

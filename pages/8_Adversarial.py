@@ -1,5 +1,4 @@
 """Adversarial: an invisible change that fools the model, and how robust the model is."""
-import time
 from pathlib import Path
 
 import streamlit as st
@@ -7,7 +6,8 @@ import streamlit as st
 from tlcore.attacks import AttackConfig, attack_image
 from tlcore.errors import TLError
 from tlcore.images import ImageDecodeError, decode_image, load_image
-from tlcore.jobs import start_job
+from tlcore.job_paths import job_path
+from tlcore.jobs import new_job_dir, start_job
 from tlcore.run import read_run_json
 from ui import state
 from ui.adversarial_view import show_attack, show_harden, show_ideal, show_robustness
@@ -27,7 +27,10 @@ with left:
     photo = None
     if source == "data":
         with guard():
-            held_out = [s for s in read_run_json(run_dir, "samples.json") if s["split"] in ("test", "val")]
+            # Only photos inside this session's workspace (samples.json may be damaged), as the path to open.
+            held_out = [{**s, "path": str(path)} for s in read_run_json(run_dir, "samples.json")
+                        if s.get("split") in ("test", "val")
+                        and (path := job_path(ws.root, s.get("path"), "photo")) is not None and path.is_file()]
             if held_out:
                 photo = st.selectbox(t("adv.image"), held_out, format_func=lambda s: f"{s['label']} · {Path(s['path']).name}")
             else:
@@ -66,13 +69,13 @@ running = state.job_running()
 c1, c2 = st.columns(2)
 if c1.button(t("adv.measure"), icon=":material/monitoring:", disabled=running):
     with guard():
-        job_dir = ws.jobs_dir / time.strftime("robustness-%Y%m%d-%H%M%S")
+        job_dir = new_job_dir(ws.jobs_dir, "robustness")
         start_job(job_dir, ["robustness", str(run_dir)], kind="robustness", meta={"parent": str(run_dir)})
         st.rerun()
 harden_eps = c2.select_slider(t("adv.harden_eps"), [0.002, 0.005, 0.01, 0.02, 0.03], value=0.01)
 if c2.button(t("adv.harden"), icon=":material/shield:", disabled=running):
     with guard():
-        job_dir = ws.jobs_dir / time.strftime("harden-%Y%m%d-%H%M%S")
+        job_dir = new_job_dir(ws.jobs_dir, "harden")
         start_job(job_dir, ["harden", str(run_dir), "--out", str(job_dir / "run"), "--epsilon", str(harden_eps)],
                   kind="harden", meta={"parent": str(run_dir)})
         st.rerun()
@@ -94,8 +97,8 @@ ideal_class = i1.selectbox(t("adv.ideal_class"), classes)
 ideal_steps = i2.slider(t("adv.ideal_steps"), 20, 300, 100, 10)
 if st.button(t("adv.ideal_start"), icon=":material/auto_awesome:", disabled=running):
     with guard():
-        job_dir = ws.jobs_dir / time.strftime("ideal-%Y%m%d-%H%M%S")
-        start_job(job_dir, ["ideal", str(run_dir), "--class", ideal_class, "--steps", str(ideal_steps),
+        job_dir = new_job_dir(ws.jobs_dir, "ideal")
+        start_job(job_dir, ["ideal", str(run_dir), f"--class={ideal_class}", "--steps", str(ideal_steps),
                             "--out", str(job_dir / "frames")], kind="ideal", meta={"parent": str(run_dir)})
         st.rerun()
 ideals = state.jobs_of(run_dir, "ideal")

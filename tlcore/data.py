@@ -22,6 +22,8 @@ import numpy as np
 
 from .archive import is_junk_name, safe_extract
 from .errors import TLError
+from .cache_use import hold, release
+from .names import check_class_name, class_name_problem
 from .paths import default_cache_dir
 
 __all__ = ["Sample", "Dataset", "SPLITS", "load_dataset", "check_classes", "stratified_split", "assign_splits"]
@@ -65,6 +67,30 @@ def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
 
 
+def _class_refusal(name: str) -> str | None:
+    """Why a class folder's name cannot be a class (the rule of "Add class"), naming it; None when it can.
+
+    The folder's name is the label as it is, so surrounding spaces are refused rather than trimmed."""
+    try:
+        if check_class_name(name) == name:
+            return None
+    except TLError as exc:
+        return str(exc)
+    return f"class name {name!r} is not allowed: {class_name_problem(name)}"
+
+
+def _named_class_dirs(folder: Path, skipped: list[dict]) -> list[Path]:
+    """The class folders of ``folder`` whose names are allowed; the others go to ``skipped`` with the reason."""
+    kept = []
+    for class_dir in _class_dirs(folder):
+        reason = _class_refusal(class_dir.name)
+        if reason:
+            skipped.append({"path": str(class_dir), "reason": reason})
+        else:
+            kept.append(class_dir)
+    return kept
+
+
 def _files_in(class_dir: Path) -> list[Path]:
     # Nested folders inside a class folder count for that class (phones export by date).
     return sorted(
@@ -85,19 +111,22 @@ def _split_dirs(folder: Path) -> dict[str, Path]:
 def _from_folder(folder: Path) -> Dataset:
     splits = _split_dirs(folder)
     samples: list[Sample] = []
+    skipped: list[dict] = []
     if "train" in splits:
+        classes_seen = set()
         for split, split_dir in splits.items():
-            for class_dir in _class_dirs(split_dir):
+            for class_dir in _named_class_dirs(split_dir, skipped):
                 samples += [Sample(str(f), class_dir.name, split) for f in _files_in(class_dir)]
-        classes = sorted({d.name for s in splits.values() for d in _class_dirs(s)})
+                classes_seen.add(class_dir.name)
+        classes = sorted(classes_seen)
     else:
         if splits:
             raise TLError(f"{str(folder)!r} has {', '.join(sorted(splits))}/ but no train/ folder")
-        class_dirs = _class_dirs(folder)
+        class_dirs = _named_class_dirs(folder, skipped)
         for class_dir in class_dirs:
             samples += [Sample(str(f), class_dir.name) for f in _files_in(class_dir)]
         classes = [d.name for d in class_dirs]
-    return Dataset(samples, classes)
+    return Dataset(samples, classes, skipped)
 
 
 def _digest(path: Path) -> str:
@@ -108,33 +137,41 @@ def _digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _extract_zip(path: Path) -> tuple[Path, list[dict]]:
-    """Extract a zip once into the cache (keyed by content) with :func:`safe_extract`.
+def _extract_zip(path: Path, into: Path | None = None) -> tuple[Path, list[dict]]:
+    """Extract a zip with :func:`safe_extract`: into the folder ``into`` if given (the caller removes it), else
+    once into the shared cache (keyed by content), held there for this process (:func:`tlcore.cache_use.hold`).
 
     Returns the folder and the refused entries (``{name, reason}``), which are
     kept next to the files so a later load from the cache reports them too.
     """
+    if into is not None:
+        return into, safe_extract(path, into)
     try:
         digest = _digest(path)
     except OSError as exc:
         raise TLError(f"{path.name!r} cannot be read ({exc.strerror or exc})") from None
     target = default_cache_dir() / "zips" / digest
-    if target.is_dir():
-        return target, _read_refused(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
-    try:
-        refused = safe_extract(path, tmp)
+    # The clean-up may remove an unused extraction between two steps here: then it is made again.
+    for _ in range(3):
+        if target.is_dir() and hold(target):  # also marks it as used now (least recently used goes first)
+            return target, _read_refused(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
+        hold(tmp)  # an extraction in progress is in use too
         try:
-            (tmp / _REFUSED_FILE).write_text(json.dumps(refused), encoding="utf-8")
-            os.replace(tmp, target)
-        except OSError as exc:
-            if not target.is_dir():  # else another process extracted the same zip meanwhile
-                raise TLError(f"{path.name!r} cannot be extracted ({exc.strerror or exc})") from None
-    finally:
-        if tmp.exists():
+            staging = tmp / "files"
+            refused = safe_extract(path, staging)
+            try:
+                (staging / _REFUSED_FILE).write_text(json.dumps(refused), encoding="utf-8")
+                os.replace(staging, target)
+                os.utime(target)  # just used, however long the extraction took
+            except OSError as exc:
+                if not target.is_dir():  # else another process extracted the same zip meanwhile
+                    raise TLError(f"{path.name!r} cannot be extracted ({exc.strerror or exc})") from None
+        finally:
+            release(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
-    return target, refused
+    raise TLError(f"{path.name!r} cannot be extracted: its cached copy keeps being removed; try again")
 
 
 def _read_refused(folder: Path) -> list[dict]:
@@ -160,8 +197,11 @@ def _unwrap_single_folder(folder: Path) -> Path:
             return folder
 
 
-def load_dataset(source) -> Dataset:
+def load_dataset(source, extract_to: str | Path | None = None) -> Dataset:
     """Load a dataset description (no pixels) from any accepted source.
+
+    A zip is extracted once into the shared cache, or into the new folder ``extract_to`` when given
+    (the dashboard's uploads: the caller removes it once the photos are copied).
 
     Entries a zip holds but that are refused (paths leading outside the
     archive, links, encrypted entries, nested archives, ...) are listed in
@@ -189,11 +229,15 @@ def load_dataset(source) -> Dataset:
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise TLError(f"{str(path)!r} is neither a folder nor a zip file")
-        folder, refused = _extract_zip(path)
+        folder, refused = _extract_zip(path, Path(extract_to) if extract_to is not None else None)
         root = _unwrap_single_folder(folder)
     else:
         root = path
     dataset = _from_folder(root)
+    if path.is_file():  # class folders refused by name are entries of the zip: named as the zip holds them
+        for s in dataset.skipped:
+            s["entry"] = Path(s["path"]).relative_to(folder).as_posix()
+            s["path"] = f"{path} > {s['entry']}"
     dataset.skipped = [{"path": f"{path} > {r['name']}", "entry": r["name"], "reason": r["reason"]}
                        for r in refused] + dataset.skipped
     _check_structure(root, dataset, str(source))

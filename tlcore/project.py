@@ -3,9 +3,16 @@
 A project folder holds ``project.json`` (name, creation time, tlcore version, settings and a
 manifest with the size and SHA-256 of every file), the photos under ``data/<class>/`` and the
 jobs under ``jobs/`` (runs with their models, curves and exports). Paths inside the jobs' JSON
-files point into the workspace they came from; they are stored with the workspace folder
-replaced by ``${WORKSPACE}`` and resolved against the receiving workspace on open, so samples,
-fine-tuning parents and export files are found again after a move or a server restart.
+files (the keys :mod:`tlcore.job_paths` lists) are stored relative to the workspace root and
+resolved against the receiving workspace on open, so samples, fine-tuning parents and export
+files are found again after a move or a server restart.
+
+A project may come from anyone, so opening it obeys the rules of uploads and trusts nothing it
+says: class names follow :func:`tlcore.names.check_class_name`, every photo is checked by its
+content, the session's cap is checked before anything is written, every path in a job file must
+resolve inside the receiving workspace (:func:`tlcore.confine.confine`, or the project is
+refused), links are refused, only the settings the dashboard knows are kept (checked), and no
+job keeps a command line or a process id: a reopened job is a record, never a process to run.
 
 Saving writes into a temporary folder renamed into place, so a failure never leaves a partial
 project; opening checks every file against the manifest before the workspace is touched.
@@ -14,26 +21,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from . import __version__
 from .atomic import replace_dir, staged_dir
+from .confine import confine, relative_to
 from .errors import TLError
 from .experiments import run_history
+from .job_paths import inside_form, paths_confined, paths_relative
 from .jobs import LIVE, job_status, list_jobs
-from .workspace import Workspace
+from .names import check_class_name
+from .workspace import Workspace, disk_usage
 
 __all__ = ["PROJECT_FILE", "save_project", "open_project", "open_project_zip", "project_zip", "read_project",
            "projects_dir", "project_path", "saved_projects", "run_history"]
 
 PROJECT_FILE = "project.json"
-_FORMAT = 1
-_PLACEHOLDER = "${WORKSPACE}"
+# 2: paths in job files relative to the workspace root. 1: absolute, the workspace written ${WORKSPACE}.
+_FORMAT, _READS = 2, (1, 2)
+_PLACEHOLDER = "${WORKSPACE}"  # the workspace folder inside texts (messages), so they read well anywhere
 _CHUNK = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,59}$")
 # Settings that belong to the person, not the project: opening a project keeps the receiver's.
@@ -42,9 +56,12 @@ _MAX_PROJECT_JSON = 50_000_000
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}  # decompressed with bounded output, chunk by chunk
 # Photos and weights barely compress; a ZIP promising far more than this many times its size is a bomb.
 _MAX_EXPANSION, _EXPANSION_GRACE = 50, 100_000_000
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+# The Data page's inputs (pages/1_Data.py): values outside them would break the page, so they are not kept.
+_SPLIT_RANGES, _MAX_SEED = ((1, 98), (0, 98), (0, 98)), 10**6
 
 
-# Paths inside JSON ---------------------------------------------------------------------------------
+# Texts and paths inside JSON ------------------------------------------------------------------------
 
 def _rewrite(value, old: tuple[str, ...], new: str):
     """``value`` with every occurrence of the prefixes ``old`` in its strings replaced by ``new``."""
@@ -65,62 +82,73 @@ def _roots(workspace: Workspace) -> tuple[str, ...]:
     return tuple(sorted(forms, key=len, reverse=True))
 
 
-# Keys whose values are files the dashboard reads (photos shown in galleries, runs, exports).
-_PATH_KEYS = ("path", "parent", "labels", "run_dir")
+def _as_record(value):
+    """A job file's top level as a record: no command line to run again, no process (pid 0 is never alive,
+    and job.json and result.json must agree on it, so the job reads as ended)."""
+    if isinstance(value, dict):
+        value.pop("argv", None)
+        if "pid" in value:
+            value["pid"] = 0
+    return value
 
 
-def _check_inside(value, root: str) -> None:
-    """Refuse an opened job file naming a file outside the receiving workspace: a project from someone
-    else must not make the dashboard show or read other files of the server."""
-    if isinstance(value, list):
-        for v in value:
-            _check_inside(v, root)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            if k in _PATH_KEYS and isinstance(v, str) and Path(v).is_absolute():
-                inside = Path(v).resolve(strict=False)
-                if inside != Path(root).resolve() and Path(root).resolve() not in inside.parents:
-                    raise TLError(f"the project refers to {v!r}, outside the project; it cannot be opened")
-            else:
-                _check_inside(v, root)
+def _saved_json(data: bytes, suffix: str, workspace: Workspace) -> bytes:
+    """A job file's bytes as a project holds them: paths relative to the workspace, texts with the placeholder."""
+    root = workspace.root
 
+    def convert(value):
+        return _rewrite(paths_relative(_as_record(value), root), _roots(workspace), _PLACEHOLDER)
 
-def _convert(data: bytes, suffix: str, old: tuple[str, ...], new: str, saving: bool) -> bytes:
-    """A job file's bytes with workspace paths swapped; a saved job has no worker process (pid 0).
-
-    When opening (``saving`` False), paths must stay inside the workspace ``new``, and a job's
-    command line is dropped: a reopened job is a record, never a process to start again (its
-    arguments came from a file anyone could have written).
-    """
     if suffix == ".jsonl":
         lines = []
-        for line in data.decode("utf-8").splitlines():
+        for line in data.decode("utf-8", errors="replace").splitlines():
             try:
-                value = _rewrite(json.loads(line), old, new)
+                lines.append(json.dumps(convert(json.loads(line))))
             except ValueError:
                 continue  # a half-written last line is not an event
-            if not saving:
-                _check_inside(value, new)
-            lines.append(json.dumps(value))
         return "".join(f"{line}\n" for line in lines).encode("utf-8")
     try:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return data  # not JSON after all: kept as it is
-    value = _rewrite(value, old, new)
-    if isinstance(value, dict) and "pid" in value:
-        if saving:
-            # job.json and result.json must agree on the pid; 0 is never alive, so the job reads as ended.
-            value["pid"] = 0
-        else:
-            value.pop("argv", None)
-    if not saving:
-        _check_inside(value, new)
-    return json.dumps(value, indent=1).encode("utf-8")
+        return data  # not JSON after all: kept as it is (opening refuses it)
+    return json.dumps(convert(value), indent=1).encode("utf-8")
+
+
+def _opened_json(data: bytes, rel: PurePosixPath, root: Path) -> bytes:
+    """A job file's bytes as the receiving workspace keeps them: every path confined inside ``root`` (absolute),
+    or :class:`TLError`; texts with the placeholder get the workspace folder."""
+
+    def convert(value):
+        return paths_confined(_as_record(_rewrite(value, (_PLACEHOLDER,), str(root))), root)
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TLError(f"the project's file {str(rel)!r} is not UTF-8 JSON, so the project is not opened") from None
+    if rel.suffix == ".jsonl":
+        lines = []
+        for line in text.splitlines():
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue  # a half-written last line is not an event
+            lines.append(json.dumps(convert(value)))
+        return "".join(f"{line}\n" for line in lines).encode("utf-8")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise TLError(f"the project's file {str(rel)!r} is not valid JSON, so the project is not opened") from None
+    return json.dumps(convert(value), indent=1).encode("utf-8")
 
 
 def _is_json(path: PurePosixPath) -> bool:
     return path.suffix in (".json", ".jsonl")
+
+
+def _is_photo(rel: PurePosixPath) -> bool:
+    """Photos of the project: its data, the jobs' snapshots (``jobs/<job>/data/``) and any image file."""
+    return rel.parts[0] == "data" or (len(rel.parts) > 3 and rel.parts[2] == "data") \
+        or rel.suffix.lower() in _IMAGE_SUFFIXES
 
 
 # Saving ------------------------------------------------------------------------------------------------
@@ -152,46 +180,68 @@ def _check_dest(dest: Path) -> None:
         raise TLError(f"{str(dest)!r} already exists and is not a Transfer Lab project; choose another folder")
 
 
+def _files(paths) -> list[Path]:
+    # A link is never followed into a project: whatever it points to is not the session's to hand out.
+    return [p for p in paths if p.is_file() and not p.is_symlink()]
+
+
+def _job_files(workspace: Workspace) -> list[Path]:
+    return [src for job in sorted(list_jobs(workspace.jobs_dir)) for src in _files(sorted(job.rglob("*")))]
+
+
+def _check_save_room(workspace: Workspace, dest: Path, photos: list[Path], jobs: list[Path], name: str) -> None:
+    """A project saved inside the workspace (its ``projects/``) is the session's too: it must fit its cap."""
+    root = workspace.root.resolve()
+    target = dest.resolve()
+    if target != root and root not in target.parents:
+        return  # elsewhere (the CLI): not this session's disk
+    size = sum(p.stat().st_size for p in photos + jobs)  # copies, not links: each file counts
+    workspace.check_room(size, f"saving the project {name!r}", freed=disk_usage(dest) if dest.is_dir() else 0)
+
+
 def save_project(workspace: Workspace, dest: str | Path, name: str | None = None) -> Path:
     """Write ``workspace`` (photos, settings, finished jobs with runs and exports) to the project folder ``dest``.
 
     ``name`` defaults to the folder's name. An existing project at ``dest`` is replaced; any other
-    existing non-empty folder is refused. Refused while one of the workspace's jobs is running.
-    The folder appears complete or not at all. Returns ``dest``.
+    existing non-empty folder is refused, and so is a project inside the workspace that would take
+    the session over its cap. Refused while one of the workspace's jobs is running. The folder
+    appears complete or not at all. Returns ``dest``.
     """
     dest = Path(dest).absolute()
     name = (name or dest.name).strip() or dest.name
     _check_idle(workspace, "saving the project")
     _check_dest(dest)
-    roots = _roots(workspace)
+    photos = {cls: _files(workspace.images(cls)) for cls in workspace.classes()}
+    jobs = _job_files(workspace)
+    _check_save_room(workspace, dest, [p for paths in photos.values() for p in paths], jobs, name)
     try:
         with staged_dir(dest) as tmp:
-            data: dict[str, list[dict]] = {}
-            for cls in workspace.classes():
-                data[cls] = [{"file": p.name, **_copy_with_digest(p, tmp / "data" / cls / p.name)}
-                             for p in workspace.images(cls)]
+            data = {cls: [{"file": p.name, **_copy_with_digest(p, tmp / "data" / cls / p.name)} for p in paths]
+                    for cls, paths in photos.items()}
             files = []
-            for job in sorted(list_jobs(workspace.jobs_dir)):
-                for src in sorted(p for p in job.rglob("*") if p.is_file()):
-                    rel = PurePosixPath("jobs", *src.relative_to(workspace.jobs_dir).parts)
-                    target = tmp.joinpath(*rel.parts)
-                    if _is_json(rel):
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(_convert(src.read_bytes(), rel.suffix, roots, _PLACEHOLDER, saving=True))
-                        sha, size = _digest(target)
-                        entry = {"sha256": sha, "bytes": size}
-                    else:
-                        entry = _copy_with_digest(src, target)
-                    files.append({"path": str(rel), **entry})
+            for src in jobs:
+                rel = PurePosixPath("jobs", *src.relative_to(workspace.jobs_dir).parts)
+                target = tmp.joinpath(*rel.parts)
+                if _is_json(rel):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(_saved_json(src.read_bytes(), rel.suffix, workspace))
+                    sha, size = _digest(target)
+                    entry = {"sha256": sha, "bytes": size}
+                else:
+                    entry = _copy_with_digest(src, target)
+                files.append({"path": str(rel), **entry})
             settings = {k: v for k, v in workspace.settings().items() if k not in _PERSONAL}
+            if isinstance(settings.get("current_job"), str):
+                settings["current_job"] = relative_to(workspace.root, settings["current_job"])
             project = {
                 "format": _FORMAT, "name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "tlcore_version": __version__, "settings": _rewrite(settings, roots, _PLACEHOLDER),
+                "tlcore_version": __version__, "settings": _rewrite(settings, _roots(workspace), _PLACEHOLDER),
                 "data": data, "files": files, "runs": len(run_history(workspace.jobs_dir)),
             }
             (tmp / PROJECT_FILE).write_text(json.dumps(project, indent=1), encoding="utf-8")
     except OSError as exc:
         raise TLError(f"cannot write the project to {str(dest)!r} ({exc.strerror or exc})") from None
+    workspace.forget_usage()
     return dest
 
 
@@ -201,7 +251,7 @@ def project_zip(project_dir: str | Path) -> bytes:
     read_project(project_dir)  # a folder that is not a project is said now, not after zipping
     with tempfile.TemporaryFile() as f:
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(p for p in project_dir.rglob("*") if p.is_file()):
+            for path in _files(sorted(project_dir.rglob("*"))):
                 zf.write(path, str(PurePosixPath(project_dir.name, *path.relative_to(project_dir).parts)))
         f.seek(0)
         return f.read()
@@ -217,12 +267,19 @@ def _safe_rel(text, what: str) -> PurePosixPath:
     return rel
 
 
+def _class_name(cls: str) -> str:
+    """The rule of "Add class" for a project's class; the name must be exactly what it is stored as."""
+    if check_class_name(cls) != cls:
+        raise TLError(f"class name {cls!r} is not allowed: it starts or ends with a space")
+    return cls
+
+
 def _entries(project: dict) -> list[tuple[PurePosixPath, str, int]]:
     """Every (relative path, sha256, bytes) the manifest promises, paths checked to stay inside."""
     entries = []
     try:
         for cls, items in project["data"].items():
-            _safe_rel(cls, "the class")
+            _safe_rel(_class_name(cls), "the class")
             for item in items:
                 entries.append((_safe_rel(f"data/{cls}/{item['file']}", "the photo"), str(item["sha256"]),
                                 int(item["bytes"])))
@@ -233,11 +290,14 @@ def _entries(project: dict) -> list[tuple[PurePosixPath, str, int]]:
             entries.append((rel, str(item["sha256"]), int(item["bytes"])))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise TLError(f"the project's {PROJECT_FILE} is damaged ({type(exc).__name__}: {exc})") from None
+    for rel, _, size in entries:
+        if size < 0:
+            raise TLError(f"the project's {PROJECT_FILE} is damaged (the file {str(rel)!r} has {size} bytes)")
     return entries
 
 
 class _Folder:
-    """Reads a project's files from a folder."""
+    """Reads a project's files from a folder: regular files inside it only, never through a link."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -245,14 +305,29 @@ class _Folder:
     def check_total(self, total: int) -> None:
         pass  # files already on disk take no new room until copied, and are read no further than promised
 
+    def _path(self, rel: PurePosixPath) -> Path:
+        path = self.root
+        for part in rel.parts:
+            path = path / part
+            if path.is_symlink():
+                raise TLError(f"the project's file {str(rel)!r} is a symbolic link, which a project may not hold; "
+                              "it is not opened")
+        base = self.root.resolve()
+        if base not in path.resolve().parents:
+            raise TLError(f"the project's file {str(rel)!r} is outside the project folder; it is not opened")
+        return path
+
     def read_project(self) -> bytes:
         try:
-            return (self.root / PROJECT_FILE).read_bytes()
+            with self.open(PurePosixPath(PROJECT_FILE)) as f:
+                return f.read(_MAX_PROJECT_JSON + 1)
         except FileNotFoundError:
             raise TLError(f"{str(self.root)!r} is not a Transfer Lab project (it has no {PROJECT_FILE})") from None
 
     def open(self, rel: PurePosixPath):
-        return open(self.root.joinpath(*rel.parts), "rb")
+        # O_NOFOLLOW: a link put in place after the check above is not followed either.
+        fd = os.open(self._path(rel), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        return os.fdopen(fd, "rb")
 
 
 class _Zip:
@@ -275,15 +350,15 @@ class _Zip:
         info = self.zf.getinfo(name)  # KeyError when absent
         if info.compress_type not in _ZIP_METHODS:
             raise TLError(f"{self.label} uses a compression method other than stored or deflate for {name!r}")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise TLError(f"{self.label} holds {name[len(self.prefix):]!r} as a symbolic link, which a project may "
+                          "not hold; it is not opened")
         return info
 
     def read_project(self) -> bytes:
         info = self._info(self.prefix + PROJECT_FILE)
         with self.zf.open(info) as f:
-            data = f.read(_MAX_PROJECT_JSON + 1)
-        if len(data) > _MAX_PROJECT_JSON:
-            raise TLError(f"the {PROJECT_FILE} in {self.label} is too large to be a project file")
-        return data
+            return f.read(_MAX_PROJECT_JSON + 1)
 
     def open(self, rel: PurePosixPath):
         try:
@@ -294,33 +369,43 @@ class _Zip:
 
 
 def _load_project(source) -> dict:
+    data = source.read_project()
+    if len(data) > _MAX_PROJECT_JSON:
+        raise TLError(f"the {PROJECT_FILE} is too large to be a project file")
     try:
-        project = json.loads(source.read_project().decode("utf-8"))
+        project = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise TLError(f"the project's {PROJECT_FILE} is damaged ({exc})") from None
-    if not isinstance(project, dict) or project.get("format") != _FORMAT:
+    if not isinstance(project, dict) or project.get("format") not in _READS:
         version = project.get("format") if isinstance(project, dict) else None
-        raise TLError(f"the project's {PROJECT_FILE} has format {version!r}; this version of Transfer Lab reads format {_FORMAT}")
+        raise TLError(f"the project's {PROJECT_FILE} has format {version!r}; this version of Transfer Lab reads "
+                      f"formats {' and '.join(map(str, _READS))}")
     return project
 
 
-def _copy_checked(source, rel: PurePosixPath, sha: str, size: int, target: Path) -> None:
-    """Copy one file, at most ``size`` + 1 bytes, refusing it unless its size and SHA-256 match the manifest."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    h, n = hashlib.sha256(), 0
+def _read_checked(source, rel: PurePosixPath, sha: str, size: int, sink=None) -> bytes:
+    """One file's bytes, at most ``size`` + 1 read, refused unless its size and SHA-256 match the manifest.
+
+    With ``sink`` (a writable file) the bytes go there chunk by chunk and b"" is returned.
+    """
+    h, n, chunks = hashlib.sha256(), 0, []
     try:
-        with source.open(rel) as src, open(target, "wb") as dst:
+        with source.open(rel) as src:
             while n <= size and (chunk := src.read(min(_CHUNK, size + 1 - n))):
                 h.update(chunk)
-                dst.write(chunk)
                 n += len(chunk)
+                if sink is None:
+                    chunks.append(chunk)
+                else:
+                    sink.write(chunk)
     except FileNotFoundError:
         raise TLError(f"the project is incomplete: {str(rel)!r} is missing") from None
-    except (zipfile.BadZipFile, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, IsADirectoryError) as exc:
         raise TLError(f"the project's file {str(rel)!r} cannot be read ({exc})") from None
     if n != size or h.hexdigest() != sha:
         raise TLError(f"the project's file {str(rel)!r} has changed since it was saved (its size or checksum "
                       "differs), so the project is not opened")
+    return b"".join(chunks)
 
 
 def read_project(src: str | Path) -> dict:
@@ -332,13 +417,71 @@ def read_project(src: str | Path) -> dict:
     return _load_project(_Folder(src))
 
 
+def _replaced_bytes(workspace: Workspace) -> int:
+    """What the session's photos and jobs hold on disk (freed by opening a project, which replaces them).
+
+    Everything but ``data/`` and ``jobs/`` stays; a file linked from both sides stays too, so it is not freed.
+    """
+    kept = 0
+    for child in workspace.root.iterdir():
+        if child.name in ("data", "jobs"):
+            continue
+        kept += disk_usage(child) if child.is_dir() and not child.is_symlink() else child.lstat().st_size
+    return max(0, workspace.used_bytes() - kept)
+
+
+def _check_rules(workspace: Workspace, entries: list[tuple[PurePosixPath, str, int]]) -> None:
+    """The rules of uploads, on what the manifest promises, before a byte is written: per-file cap of each
+    photo and the session's cap (the photos and jobs being replaced are freed)."""
+    for rel, _, size in entries:
+        if _is_photo(rel):
+            workspace.check_file_size(f"the project's photo {str(rel)!r}", size)
+    workspace.check_room(sum(size for _, _, size in entries), "opening the project",
+                         freed=_replaced_bytes(workspace))
+
+
+def _known_settings(settings, root: Path, jobs: Path) -> dict:
+    """The settings of a project the dashboard knows, each checked; anything else is dropped.
+
+    ``current_job`` must name one of the project's own jobs (``jobs`` is where they are staged); it is
+    stored as that job's folder in the receiving workspace, and a value leading elsewhere refuses the project.
+    """
+    if not isinstance(settings, dict):
+        return {}
+    kept = {}
+    backbone = settings.get("backbone")
+    if isinstance(backbone, str):
+        from .registry import list_backbones  # lazy: it imports Keras
+
+        if backbone in list_backbones():
+            kept["backbone"] = backbone
+    split = settings.get("split")
+    if (isinstance(split, list) and len(split) == 3 and all(type(v) is int for v in split) and sum(split) == 100
+            and all(low <= v <= high for v, (low, high) in zip(split, _SPLIT_RANGES))):
+        kept["split"] = split
+    seed = settings.get("seed")
+    if type(seed) is int and 0 <= seed <= _MAX_SEED:
+        kept["seed"] = seed
+    job = settings.get("current_job")
+    if job is not None:
+        value = _rewrite(job, (_PLACEHOLDER,), str(root))
+        try:
+            path = confine(root, value, "current job")
+        except TLError:
+            raise TLError(f"the project's current job {job!r} is outside its workspace; it cannot be opened") from None
+        if path.parent != (root / "jobs").resolve() or not (jobs / path.name / "job.json").is_file():
+            raise TLError(f"the project's current job {job!r} is not one of its jobs; it cannot be opened")
+        kept["current_job"] = str(inside_form(root, path))
+    return kept
+
+
 def _open(source, workspace: Workspace) -> dict:
     project = _load_project(source)
     entries = _entries(project)
     source.check_total(sum(size for _, _, size in entries))
     _check_idle(workspace, "opening a project here")
+    _check_rules(workspace, entries)
     root = workspace.root.absolute()
-    new = str(root)
     # Staged inside the workspace, so the final moves are renames on one file system.
     stage = Path(tempfile.mkdtemp(prefix=".open-", dir=root))
     try:
@@ -346,18 +489,26 @@ def _open(source, workspace: Workspace) -> dict:
         (stage / "jobs").mkdir()
         for rel, sha, size in entries:
             target = stage.joinpath(*rel.parts)
-            _copy_checked(source, rel, sha, size, target)
-            if rel.parts[0] == "jobs" and _is_json(rel):
-                target.write_bytes(_convert(target.read_bytes(), rel.suffix, (_PLACEHOLDER,), new, saving=False))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if _is_photo(rel):
+                data = _read_checked(source, rel, sha, size)
+                workspace.check_image(f"the project's photo {str(rel)!r}", data, room=False)
+                target.write_bytes(data)
+            elif _is_json(rel) and rel.parts[0] == "jobs":
+                target.write_bytes(_opened_json(_read_checked(source, rel, sha, size), rel, root))
+            else:
+                with open(target, "wb") as sink:
+                    _read_checked(source, rel, sha, size, sink)
+        settings = _known_settings(project.get("settings"), root, stage / "jobs")
         replace_dir(stage / "data", workspace.data_dir)
         replace_dir(stage / "jobs", workspace.jobs_dir)
     except OSError as exc:
         raise TLError(f"cannot open the project into {str(root)!r} ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    settings = _rewrite(project.get("settings") or {}, (_PLACEHOLDER,), new)
-    if isinstance(settings, dict):
-        workspace.update_settings(**{k: v for k, v in settings.items() if k not in _PERSONAL})
+        workspace.forget_usage()
+    # The receiver's current job was one of the jobs just replaced.
+    workspace.update_settings(**{"current_job": None, **settings})
     return {"name": project.get("name"), "created": project.get("created"),
             "photos": sum(1 for rel, _, _ in entries if rel.parts[0] == "data"),
             "runs": len(run_history(workspace.jobs_dir))}
@@ -366,10 +517,12 @@ def _open(source, workspace: Workspace) -> dict:
 def open_project(src: str | Path, workspace: Workspace) -> dict:
     """Load the project folder (or ZIP file) ``src`` into ``workspace``, replacing its photos and jobs.
 
-    Every file is checked against the manifest (size and SHA-256) while it is copied into a
-    staging folder; the workspace is only changed once all of them match. Raises
-    :class:`TLError` naming the first missing or changed file. Refused while a job of the
-    workspace is running. Returns ``{"name", "created", "photos", "runs"}``.
+    Before anything is written: class names, the per-file and session caps, and (while each file
+    is copied into a staging folder) its size and SHA-256 against the manifest, each photo by its
+    content, and every path of its job files, which must resolve inside ``workspace``. The
+    workspace is only changed once all of them pass. Raises :class:`TLError` naming the first
+    bad file or value. Refused while a job of the workspace is running. Returns
+    ``{"name", "created", "photos", "runs"}``.
     """
     src = Path(src)
     if src.is_file():
@@ -416,7 +569,7 @@ def saved_projects(workspace: Workspace) -> list[dict]:
     found = []
     folder = projects_dir(workspace)
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if path.name.startswith(".") or not (path / PROJECT_FILE).is_file():
+        if path.name.startswith(".") or path.is_symlink() or not (path / PROJECT_FILE).is_file():
             continue
         try:
             project = read_project(path)
@@ -424,4 +577,4 @@ def saved_projects(workspace: Workspace) -> list[dict]:
             continue
         found.append({"name": project.get("name", path.name), "path": path, "created": project.get("created", ""),
                       "runs": project.get("runs")})
-    return sorted(found, key=lambda p: p["created"], reverse=True)
+    return sorted(found, key=lambda p: str(p["created"]), reverse=True)

@@ -8,8 +8,10 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from tlcore.job_paths import job_path
 from tlcore.jobs import job_status, read_events, request_stop
 
+from . import state
 from .charts import probabilities_figure, robustness_figure
 from .follow import follow
 from .layout import t
@@ -110,11 +112,18 @@ def show_harden(job_dir: Path) -> None:
     follow(job_dir, _draw_harden)
 
 
+def _image(root: Path, value) -> str | None:
+    """An image path from the job's files, when it is a file inside this session's workspace."""
+    path = job_path(root, value, "image")
+    return str(path) if path is not None and path.is_file() else None
+
+
 def _draw_ideal(job_dir: Path) -> str:
     status = job_status(job_dir)
     key = status["status"]
+    root = state.workspace().root
     steps = [e for e in read_events(job_dir) if e.get("type") == "ideal"]
-    frames = [e for e in steps if e.get("image") and Path(e["image"]).is_file()]
+    frames = [{**e, "image": image} for e in steps if (image := _image(root, e.get("image")))]
     if key in ("waiting", "running", "stopping"):
         last = steps[-1] if steps else {}
         text = (t("adv.ideal_step", step=last["step"], total=last["total"], p=last.get("probability", 0.0)) if last
@@ -126,7 +135,9 @@ def _draw_ideal(job_dir: Path) -> str:
         st.error(t("adv.job_failed", error=status.get("error", "")))
     elif status.get("result"):
         r = status["result"]
-        st.image(r["image"], width=280, caption=t("adv.ideal_done", label=r["class"], p=r.get("probability") or 0.0))
+        final = _image(root, r.get("image"))
+        if final is not None:
+            st.image(final, width=280, caption=t("adv.ideal_done", label=r["class"], p=r.get("probability") or 0.0))
         if frames:
             st.caption(t("adv.ideal_evolution"))
             st.image([f["image"] for f in frames], width=110, caption=[str(f["step"]) for f in frames])

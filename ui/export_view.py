@@ -9,8 +9,10 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.export import TFLITE_FORMATS
+from tlcore.job_paths import job_path
 from tlcore.jobs import job_status, read_events, request_stop
 
+from . import state
 from .charts import export_figure
 from .follow import follow
 from .layout import t
@@ -18,12 +20,14 @@ from .layout import t
 __all__ = ["show_export"]
 
 
-def _zip_folder(folder: Path) -> bytes:
+def _zip_folder(folder: Path, root: Path) -> bytes:
+    """The folder (a SavedModel) as ZIP bytes, with only the files that are inside ``root`` (no link out)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
         for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                z.write(path, Path(folder.name) / path.relative_to(folder))
+            inside = job_path(root, path)
+            if inside is not None and not path.is_symlink() and inside.is_file():
+                z.write(inside, Path(folder.name) / path.relative_to(folder))
     return buffer.getvalue()
 
 
@@ -75,18 +79,21 @@ def _per_class(result: dict) -> list[dict]:
 
 
 def _downloads(job_dir: Path, result: dict) -> None:
-    bundle = result.get("bundle")
-    if bundle and Path(bundle).is_file():
-        st.download_button(t("export.bundle"), data=functools.partial(Path(bundle).read_bytes),
-                           file_name=Path(bundle).name, mime="application/zip", type="primary",
+    # Paths from the job's result: served only when they lead inside this session's workspace.
+    root = state.workspace().root
+    bundle = job_path(root, result.get("bundle"), "bundle")
+    if bundle is not None and bundle.is_file():
+        st.download_button(t("export.bundle"), data=functools.partial(bundle.read_bytes),
+                           file_name=bundle.name, mime="application/zip", type="primary",
                            icon=":material/folder_zip:", on_click="ignore", key=f"dl_bundle_{job_dir.name}")
     columns = st.columns(4)
-    files = [Path(e["path"]) for e in result["exports"]]
+    files = [job_path(root, e.get("path"), "export") for e in result["exports"] if isinstance(e, dict)]
+    files = [f for f in files if f is not None]
     if files:
-        files.append(files[0].parent / "labels.txt")
-    for i, path in enumerate(p for p in files if p.exists()):
+        files.append(job_path(root, files[0].parent / "labels.txt"))
+    for i, path in enumerate(p for p in files if p is not None and p.exists()):
         if path.is_dir():
-            data, name = functools.partial(_zip_folder, path), f"{path.name}.zip"
+            data, name = functools.partial(_zip_folder, path, root), f"{path.name}.zip"
         else:
             data, name = functools.partial(path.read_bytes), path.name
         columns[i % 4].download_button(name, data=data, file_name=name, icon=":material/download:",

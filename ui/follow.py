@@ -7,9 +7,11 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.diagnosis import diagnose
+from tlcore.job_paths import job_path
 from tlcore.jobs import LIVE, job_status, read_events, request_stop
 from tlcore.resume import resume_job, resume_point
 
+from . import state
 from .advice_view import show_warnings
 from .charts import curves_figure
 from .diagnosis_view import show_diagnosis
@@ -26,11 +28,12 @@ def job_history(job_dir: Path) -> list[dict]:
     """Per-epoch logs: the parent run's history (for a fine-tuning job), then this job's epochs."""
     meta = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
     history = []
-    parent = meta.get("parent")
-    if parent:
+    # The parent run named by job.json is read only when it is inside this session's workspace.
+    parent = job_path(state.workspace().root, meta.get("parent"), "parent run")
+    if parent is not None:
         try:
-            history = json.loads((Path(parent) / "metrics.json").read_text(encoding="utf-8")).get("history", [])
-        except (OSError, ValueError):
+            history = json.loads((parent / "metrics.json").read_text(encoding="utf-8")).get("history", [])
+        except (OSError, ValueError, AttributeError):
             history = []
     for e in read_events(job_dir):
         if e.get("type") == "resume":  # a resumed worker starts again from its checkpoint's history
@@ -84,8 +87,9 @@ def _draw(job_dir: Path) -> str:
         kept = resume_point(job_dir)
         if kept is not None and st.button(t("train.resume", n=kept), key=f"resume_{job_dir.name}",
                                           icon=":material/replay:"):
-            resume_job(job_dir)
-            st.rerun()
+            with guard():  # the job caps may refuse it: one sentence
+                resume_job(job_dir)
+                st.rerun()
     history = job_history(job_dir)
     if history and key in ("done", "stopped"):
         # A finished run's curves are read for the user: the verdict sits beside what it is about.

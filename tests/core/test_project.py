@@ -153,7 +153,7 @@ def test_a_project_naming_files_outside_itself_is_refused(built, tmp_path):
 
     _replace_in_project(saved, "jobs/run-1/run/samples.json", point_outside)
     ws = Workspace(tmp_path / "target")
-    with pytest.raises(TLError, match=r"refers to .*server-photo\.png', outside the project"):
+    with pytest.raises(TLError, match=r"refers to .*server-photo\.png' \(under 'path'\), outside its workspace"):
         open_project(saved, ws)
     assert not any(ws.jobs_dir.iterdir())
 
@@ -251,3 +251,28 @@ def test_only_the_files_the_manifest_lists_leave_a_zip(built, tmp_path):
     assert open_project_zip(data, ws)["photos"] == 1
     assert [p.name for p in ws.images("red")] == ["red_0.png"]
     assert not list(tmp_path.rglob("evil.txt"))
+
+
+def test_saving_writes_every_path_relative_to_the_workspace_and_no_command_line(built, tmp_path):
+    saved = save_project(built, tmp_path / "p")
+    project = json.loads((saved / "project.json").read_text())
+    assert project["format"] == 2 and project["settings"]["current_job"] == "jobs/run-1"
+    samples = json.loads((saved / "jobs" / "run-1" / "run" / "samples.json").read_text())
+    assert samples and all(s["path"].startswith("jobs/run-1/data/") for s in samples)
+    export = json.loads((saved / "jobs" / "export-1" / "job.json").read_text())
+    assert export["parent"] == "jobs/run-1/run" and "argv" not in export and export["pid"] == 0
+    result = json.loads((saved / "jobs" / "export-1" / "result.json").read_text())
+    assert result["result"]["exports"][0]["path"] == "jobs/export-1/model.tflite"
+    origin = (str(built.root.absolute()), str(built.root.resolve()))
+    assert not [p for p in saved.rglob("*.json*") if any(o in p.read_text() for o in origin)]
+
+
+def test_saving_into_the_session_counts_against_its_cap(built, tmp_path):
+    ws = Workspace(built.root)  # the same folder, with a cap of its own
+    ws.forget_usage()
+    ws.max_session_mb = ws.used_bytes() / 2**20 + 0.01  # a second copy of the photos and runs does not fit
+    with pytest.raises(TLError, match=r"^saving the project 'full': it would bring this session to .* over the "
+                                      r"limit of .* MB per session"):
+        save_project(ws, project_path(ws, "full"), name="full")
+    assert not project_path(ws, "full").exists()
+    assert (save_project(ws, tmp_path / "elsewhere") / "project.json").is_file()  # not the session's disk

@@ -217,10 +217,11 @@ def test_evaluate_page_shows_grad_cam_on_mistakes(trained, sid, workspace):
     # A copy of the finished run whose saved test predictions are all wrong: a gallery of mistakes.
     _, job = trained
     copy = workspace.jobs_dir / job.name
-    shutil.copytree(job, copy, ignore=shutil.ignore_patterns("data"))
+    shutil.copytree(job, copy)  # with its photos: a page shows none from another session (issue 14)
     rows = json.loads((copy / "run" / "predictions.json").read_text())
     classes = (copy / "run" / "labels.txt").read_text().splitlines()
     for r in rows:  # 0.9 on the first class that is not the label
+        r["path"] = r["path"].replace(str(job), str(copy))
         wrong = next(c for c in classes if c != r["label"])
         r["probs"] = [0.9 if c == wrong else 0.1 / (len(classes) - 1) for c in classes]
     (copy / "run" / "predictions.json").write_text(json.dumps(rows))
