@@ -1,10 +1,11 @@
-# Two commands for a newcomer: `make run` and `make test`.
+# Two commands for a newcomer: `make run` and `make test`. `make serve` is for a team (README).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PORT ?= 8501
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run serve test bench clean
 
 # Reinstall only when a requirements file changed since the last install.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -13,8 +14,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+# This machine only: nobody else on the network reaches it, so it has no access gate.
 run: $(STAMP)
-	$(PY) -m streamlit run app.py
+	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+
+# For a team: every interface, behind an access code (or single sign-on); prints the address and the code.
+serve: $(STAMP)
+	$(PY) scripts/serve.py --port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,7 +1,8 @@
 """Transfer Lab dashboard: navigation (titles in the session's language) and the home page."""
 import streamlit as st
 
-from ui import state
+from tlcore.gc import start_periodic
+from ui import access, state
 from ui.i18n import translate
 from ui.layout import setup, t
 
@@ -13,19 +14,27 @@ def home():
     st.info(t("app.start"))
 
 
-lang = state.language()
-pages = [st.Page(home, title=translate("nav.home", lang), url_path="home", default=True)] + [
-    st.Page(f"pages/{file}.py", title=translate(key, lang), url_path=path)
-    for file, key, path in (
-        ("1_Data", "data.title", "Data"),
-        ("2_Backbone", "backbone.title", "Backbone"),
-        ("3_Train", "train.title", "Train"),
-        ("4_Fine-tune", "ft.title", "Fine-tune"),
-        ("5_Evaluate", "eval.title", "Evaluate"),
-        ("6_Predict", "predict.title", "Predict"),
-        ("7_Export", "export.title", "Export"),
-        ("8_Adversarial", "adv.title", "Adversarial"),
-        ("9_Runs", "runs.title", "Runs"),
-    )
-]
-st.navigation(pages).run()
+def pages(lang: str) -> list:
+    return [st.Page(home, title=translate("nav.home", lang), url_path="home", default=True)] + [
+        st.Page(f"pages/{file}.py", title=translate(key, lang), url_path=path)
+        for file, key, path in (
+            ("1_Data", "data.title", "Data"),
+            ("2_Backbone", "backbone.title", "Backbone"),
+            ("3_Train", "train.title", "Train"),
+            ("4_Fine-tune", "ft.title", "Fine-tune"),
+            ("5_Evaluate", "eval.title", "Evaluate"),
+            ("6_Predict", "predict.title", "Predict"),
+            ("7_Export", "export.title", "Export"),
+            ("8_Adversarial", "adv.title", "Adversarial"),
+            ("9_Runs", "runs.title", "Runs"),
+        )
+    ]
+
+
+start_periodic()  # the server's disk clean-up: one daemon thread per process (tlcore.gc)
+if not state.admitted():
+    # The access gate, before any page's own code and before a workspace exists. The pages are declared
+    # (hidden) so a page's address still leads to that page once the gate is passed.
+    st.navigation(pages(access.gate_language()), position="hidden")
+    state.session_id()  # draws the gate and stops
+st.navigation(pages(state.language())).run()

@@ -12,20 +12,20 @@ import re
 import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
+from . import sessions
 from .atomic import write_bytes_atomic
 from .data import load_dataset
+from .env import positive_number
 from .errors import TLError
 from .images import ImageDecodeError, decode_image
 from .names import check_class_name
 from .paths import default_cache_dir
 from .sample_data import write_sample_dataset
 
-__all__ = ["Workspace", "new_session_id", "valid_session_id", "disk_usage"]
+__all__ = ["Workspace", "new_session_id", "valid_session_id", "disk_usage", "file_stats"]
 
-_SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
 _MB = 1024 * 1024  # as Streamlit counts server.maxUploadSize
 DEFAULT_MAX_SESSION_MB = 1000
@@ -33,29 +33,34 @@ _USAGE: dict[str, tuple[float, int]] = {}  # workspace folder -> (when measured,
 _USAGE_SECONDS = 5.0
 
 
-def disk_usage(folder: str | Path) -> int:
-    """Bytes of the files under ``folder``, each file (inode) counted once however many links it has."""
-    seen, total = set(), 0
+def file_stats(folder: str | Path):
+    """``os.lstat`` of every file under ``folder`` (links not followed; files removed meanwhile skipped)."""
     for parent, _, files in os.walk(folder):
         for name in files:
             try:
-                st = os.lstat(os.path.join(parent, name))
+                yield os.lstat(os.path.join(parent, name))
             except OSError:  # removed meanwhile
                 continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
+
+
+def disk_usage(folder: str | Path) -> int:
+    """Bytes of the files under ``folder``, each file (inode) counted once however many links it has."""
+    seen, total = set(), 0
+    for st in file_stats(folder):
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
     return total
 
 
 def new_session_id() -> str:
-    """A fresh random session id."""
-    return uuid.uuid4().hex
+    """A fresh session id signed by this server (see :mod:`tlcore.sessions`)."""
+    return sessions.new_session_id()
 
 
 def valid_session_id(value) -> bool:
-    """True when ``value`` looks like an id made by :func:`new_session_id`."""
-    return isinstance(value, str) and bool(_SESSION_ID.match(value))
+    """True when ``value`` is a session id this server issued (a made-up or altered one is not)."""
+    return sessions.issued(value)
 
 
 class Workspace:
@@ -71,10 +76,9 @@ class Workspace:
     @classmethod
     def for_session(cls, session_id: str, base: str | Path | None = None) -> "Workspace":
         """The workspace of ``session_id`` under ``base`` (default: the tlcore cache)."""
-        if not valid_session_id(session_id):
-            raise TLError(f"invalid session id {session_id!r}")
+        folder = sessions.folder_name(session_id)  # refuses, in one sentence, an id this server did not issue
         base = Path(base) if base is not None else default_cache_dir() / "sessions"
-        return cls(base / session_id)
+        return cls(base / folder)
 
     # Classes -------------------------------------------------------------------------------
     def classes(self) -> list[str]:
@@ -117,16 +121,7 @@ class Workspace:
         """The cap on everything this session keeps on disk, in MB (``$TLCORE_MAX_SESSION_MB``, default 1000)."""
         if self.max_session_mb is not None:
             return self.max_session_mb
-        text = os.environ.get("TLCORE_MAX_SESSION_MB", "").strip()
-        if not text:
-            return DEFAULT_MAX_SESSION_MB
-        try:
-            value = float(text)
-        except ValueError:
-            value = 0.0
-        if not value > 0:  # also refuses nan
-            raise TLError(f"TLCORE_MAX_SESSION_MB={text!r} is not allowed; set it to a number of megabytes above 0")
-        return value
+        return positive_number("TLCORE_MAX_SESSION_MB", DEFAULT_MAX_SESSION_MB, "megabytes")
 
     def data_signature(self) -> tuple:
         """Names and change times of the data folders: equal signatures mean the same photo files."""
@@ -168,13 +163,21 @@ class Workspace:
             raise TLError(f"{what}: it would bring this session to {total / _MB:.1f} MB on disk, over the limit of "
                           f"{cap:g} MB per session; delete some runs or photos first")
 
-    def check_image(self, filename: str, data: bytes) -> None:
-        """The rules every kept photo obeys, whatever brought it (upload, ZIP, webcam, project): within the
-        per-file and session caps, and a readable image by its content. Raises :class:`TLError` naming ``filename``."""
+    def check_file_size(self, filename: str, size: int) -> None:
+        """Refuse (:class:`TLError` naming ``filename``) a file of ``size`` bytes over the per-file cap."""
         cap = self.max_file_mb
-        if len(data) > cap * _MB:
-            raise TLError(f"{filename}: {len(data) / _MB:.1f} MB is over the limit of {cap:g} MB per file")
-        self.check_room(len(data), filename)  # before decoding: a huge file is refused cheaply
+        if size > cap * _MB:
+            raise TLError(f"{filename}: {size / _MB:.1f} MB is over the limit of {cap:g} MB per file")
+
+    def check_image(self, filename: str, data: bytes, room: bool = True) -> None:
+        """The rules every kept photo obeys, whatever brought it (upload, ZIP, webcam, project): within the
+        per-file and session caps, and a readable image by its content. Raises :class:`TLError` naming ``filename``.
+
+        ``room`` False skips the session cap, for a caller that checked it for a whole batch before
+        writing anything (opening a project)."""
+        self.check_file_size(filename, len(data))
+        if room:
+            self.check_room(len(data), filename)  # before decoding: a huge file is refused cheaply
         try:
             decode_image(data, (8, 8))
         except ImageDecodeError as exc:
@@ -216,12 +219,15 @@ class Workspace:
         extractor refused (paths leading outside, links, encrypted entries,
         nested archives, ...) first, then the files that are not readable images.
         Raises :class:`TLError` for an unusable zip (damaged, a zip bomb, no class folders).
+
+        The photos are extracted into a temporary folder, removed once they are copied: an upload keeps
+        nothing in the shared extraction cache (a session's photos are counted against its own cap only).
         """
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(prefix="tlcore-upload-") as tmp:
             archive = Path(tmp) / "upload.zip"
             archive.write_bytes(data)
             try:
-                dataset = load_dataset(archive)
+                dataset = load_dataset(archive, extract_to=Path(tmp) / "files")
             except TLError as exc:
                 # the temporary file's name means nothing to the person who uploaded it
                 message = str(exc).replace(str(archive), "the ZIP").replace(repr(archive.name), "the ZIP")

@@ -19,8 +19,10 @@ CATALOG: dict[str, tuple[str, str]] = {
     "sidebar.language": ("Language", "Langue"),
     "sidebar.session": ("Your session: bookmark this page's address to come back to your data and runs.",
                         "Votre session : ajoutez l'adresse de cette page à vos favoris pour retrouver données et entraînements."),
-    "error.internal": ("Something went wrong ({detail}); details are in {log}.",
-                       "Une erreur est survenue ({detail}) ; détails dans {log}."),
+    "error.internal": ("Something went wrong on the server; if it happens again, give its operator the reference "
+                       "{ref} (the details are in the server's log).",
+                       "Une erreur est survenue sur le serveur ; si elle se reproduit, donnez à son responsable la "
+                       "référence {ref} (les détails sont dans le journal du serveur)."),
     "no_data": ("Add at least two classes with photos on the Data page first.",
                 "Ajoutez d'abord au moins deux classes avec des photos sur la page Données."),
     "no_run": ("No finished training yet: train a model on the Train page first.",
@@ -42,8 +44,10 @@ CATALOG: dict[str, tuple[str, str]] = {
     "data.add_files": ("Add these photos", "Ajouter ces photos"),
     "data.added": ("Added {n} photo(s).", "{n} photo(s) ajoutée(s)."),
     "data.rejected": ("{n} file(s) could not be used:", "{n} fichier(s) inutilisable(s) :"),
-    "data.quota": ("This session holds {used:.1f} MB of photos; limits: {file:g} MB per file, {session:g} MB per session.",
-                   "Cette session contient {used:.1f} Mo de photos ; limites : {file:g} Mo par fichier, {session:g} Mo par session."),
+    "data.quota": ("This session holds {used:.1f} MB on disk (photos, runs, exports, saved projects); limits: "
+                   "{file:g} MB per file, {session:g} MB per session.",
+                   "Cette session occupe {used:.1f} Mo sur le disque (photos, entraînements, exports, projets enregistrés) ; "
+                   "limites : {file:g} Mo par fichier, {session:g} Mo par session."),
     "data.classes": ("Your classes", "Vos classes"),
     "data.empty": ("No classes yet: load the sample or add a class.", "Aucune classe : chargez l'exemple ou ajoutez une classe."),
     "data.remove_class": ("Delete class {name}", "Supprimer la classe {name}"),
@@ -791,9 +795,63 @@ CATALOG: dict[str, tuple[str, str]] = {
         "trop incertain pour répondre."),
     # Projects from others and paths
     # Disk: session caps, deleting runs, clean-up
+    "disk.near": ("This session uses {used:.1f} MB of its {session:g} MB: delete runs or saved projects you no "
+                  "longer need on the Runs page before adding more.",
+        "Cette session utilise {used:.1f} Mo de ses {session:g} Mo : supprimez sur la page Entraînements les "
+        "entraînements ou projets enregistrés dont vous n'avez plus besoin avant d'en ajouter."),
+    "disk.over": ("This session holds {used:.1f} MB, over its limit of {session:g} MB: nothing more can be added "
+                  "until you delete runs, saved projects or photos (Runs page).",
+        "Cette session contient {used:.1f} Mo, au-delà de sa limite de {session:g} Mo : rien ne peut plus être "
+        "ajouté tant que vous n'avez pas supprimé des entraînements, projets enregistrés ou photos (page Entraînements)."),
+    "disk.header": ("Free room", "Libérer de la place"),
+    "disk.intro": ("This session holds {used:.1f} MB of its {session:g} MB (photos, runs, exports, saved projects). "
+                   "Deleting a run removes its model, curves, exports and checkpoints; it cannot be undone.",
+        "Cette session contient {used:.1f} Mo sur ses {session:g} Mo (photos, entraînements, exports, projets "
+        "enregistrés). Supprimer un entraînement efface son modèle, ses courbes, ses exports et ses points de "
+        "reprise ; c'est définitif."),
+    "disk.no_jobs": ("No runs to delete.", "Aucun entraînement à supprimer."),
+    "disk.choose": ("Run to delete", "Entraînement à supprimer"),
+    "disk.item": ("{name} · {kind} · {status} · frees {mb:.1f} MB", "{name} · {kind} · {status} · libère {mb:.1f} Mo"),
+    "disk.delete_run": ("Delete run", "Supprimer"),
+    "disk.run_deleted": ("Run {name!r} deleted: {mb:.1f} MB freed.", "Entraînement {name!r} supprimé : {mb:.1f} Mo libérés."),
+    "disk.delete_project": ("Delete", "Supprimer"),
+    "disk.project_deleted": ("Project {name!r} deleted: {mb:.1f} MB freed.", "Projet {name!r} supprimé : {mb:.1f} Mo libérés."),
+    "disk.status.waiting": ("waiting", "en attente"),
+    "disk.status.running": ("running", "en cours"),
+    "disk.status.stopping": ("stopping", "en arrêt"),
+    "disk.status.done": ("finished", "terminé"),
+    "disk.status.stopped": ("stopped", "arrêté"),
+    "disk.status.failed": ("failed", "échoué"),
+    "disk.status.missing": ("damaged", "endommagé"),
     # Jobs: admission, waiting line, resume
     # Access: sessions, access code, sign-in
+    "access.title": ("Transfer Lab: sign in", "Transfer Lab : connexion"),
+    "access.code_intro": ("This server is shared: enter the access code the organiser gave you. You enter it once; "
+                          "then bookmark the page's address to come back without it.",
+                          "Ce serveur est partagé : saisissez le code d'accès donné par l'organisateur. Vous le "
+                          "saisissez une fois ; ajoutez ensuite l'adresse de la page à vos favoris pour revenir sans lui."),
+    "access.code": ("Access code", "Code d'accès"),
+    "access.enter": ("Enter", "Entrer"),
+    "access.wrong_code": ("That access code is not the right one; check it with the organiser and try again.",
+                          "Ce code d'accès n'est pas le bon ; vérifiez-le auprès de l'organisateur et réessayez."),
+    "access.sso_intro": ("This server is shared: sign in with your organisation's account to reach your own workspace.",
+                         "Ce serveur est partagé : connectez-vous avec le compte de votre organisation pour retrouver "
+                         "votre espace de travail."),
+    "access.sign_in": ("Sign in", "Se connecter"),
+    "access.sign_in_failed": ("Sign-in is not available on this server ({detail}); ask its operator to check the "
+                              "[auth] settings and that the Authlib package is installed.",
+                              "La connexion n'est pas disponible sur ce serveur ({detail}) ; demandez à son "
+                              "administrateur de vérifier la section [auth] et que le paquet Authlib est installé."),
+    "access.no_identity": ("Your sign-in did not say who you are (no \"sub\" or \"email\" claim), so no workspace "
+                           "can be opened; ask the server's operator.",
+                           "Votre connexion n'indique pas qui vous êtes (ni \"sub\" ni \"email\"), donc aucun espace "
+                           "de travail ne peut être ouvert ; demandez à l'administrateur du serveur."),
+    "access.sign_out": ("Sign out", "Se déconnecter"),
     # Model files from others
+    "models.checking": ("Checking {name} in a separate process before loading it (model files from outside this "
+                        "server are opened there first)…",
+        "Vérification de {name} dans un processus séparé avant de le charger (les fichiers de modèle venus "
+        "d'ailleurs que ce serveur y sont ouverts d'abord)…"),
 }
 
 

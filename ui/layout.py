@@ -1,8 +1,9 @@
-"""Page set-up shared by every page: title, sidebar language switch, error guard."""
+"""Page set-up shared by every page: access gate, title, sidebar language switch, error guard."""
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from pathlib import Path
 
 import streamlit as st
@@ -10,7 +11,7 @@ import streamlit as st
 from tlcore.cli import log_path
 from tlcore.errors import TLError
 
-from . import state
+from . import access, state
 from .checklist_view import show_checklists
 from .i18n import LANGUAGES, translate
 
@@ -77,7 +78,7 @@ def setup(title_key: str) -> None:
     _leave_legacy_pages_mode()
     attach_log_file()
     st.set_page_config(page_title=f"Transfer Lab · {translate(title_key)}", page_icon="🔬", layout="wide")
-    state.session_id()
+    state.session_id()  # the access gate: until this browser session is admitted, the page stops here
     with st.sidebar:
         current = state.language()
         choice = st.selectbox(translate("sidebar.language", current), list(LANGUAGES), format_func=LANGUAGES.get,
@@ -86,21 +87,25 @@ def setup(title_key: str) -> None:
             state.set_language(choice)
             st.rerun()
         st.caption(t("sidebar.session"))
+        access.sign_out_button(current)
         show_checklists()
     st.title(t(title_key))
 
 
 @contextlib.contextmanager
 def guard():
-    """Show a user error as one ``st.error`` sentence; log anything unexpected."""
+    """Show a user error as one ``st.error`` sentence; log anything unexpected, showing only a reference to it."""
     try:
         yield
     except TLError as exc:
         st.error(" ".join(str(exc).split()))
     except Exception as exc:  # noqa: BLE001 - never a traceback in the page
-        path = attach_log_file()  # also when a page used guard() without setup()
-        log.exception("dashboard error")
-        st.error(t("error.internal", detail=f"{type(exc).__name__}: {' '.join(str(exc).split())}", log=path))
+        attach_log_file()  # also when a page used guard() without setup()
+        # The page names only a reference: an exception's text can hold server paths or another user's data,
+        # and the team is not the operator. The operator finds the traceback in the log by that reference.
+        reference = secrets.token_hex(4)
+        log.exception("dashboard error [%s]", reference)
+        st.error(t("error.internal", ref=reference))
 
 
 def run_label(run_dir, status: dict) -> str:

@@ -10,11 +10,15 @@ from pathlib import Path
 
 import streamlit as st
 
+from tlcore.gc import mark_seen
+from tlcore.job_paths import job_path
 from tlcore.jobs import LIVE, job_status, list_jobs
 from tlcore.registry import DEFAULT_BACKBONE
-from tlcore.workspace import Workspace, new_session_id, valid_session_id
+from tlcore.workspace import Workspace
 
-__all__ = ["session_id", "workspace", "language", "set_language", "backbone", "set_backbone", "split", "set_split",
+from . import access
+
+__all__ = ["session_id", "admitted", "workspace", "language", "set_language", "backbone", "set_backbone", "split", "set_split",
            "finished_runs", "job_running", "current_job", "set_current_job", "training_jobs", "export_jobs",
            "jobs_of", "exported_tflite", "attack_result", "set_attack_result"]
 
@@ -22,21 +26,29 @@ _SID = "tl_session_id"
 
 
 def session_id() -> str:
-    """This browser session's id, kept in the address so a refresh finds the same workspace."""
-    sid = st.session_state.get(_SID)
-    if sid is None:
-        candidate = st.query_params.get("s")
-        sid = candidate if valid_session_id(candidate) else new_session_id()
-        st.session_state[_SID] = sid
+    """This browser session's id, kept in the address so a refresh or a bookmark finds the same workspace.
+
+    Only an id this server issued and admitted counts (:func:`ui.access.admitted_session`): a made-up
+    or forged one in the address gets a new session, and until the browser passes the access gate
+    (when the server has one) the page shows the gate and stops here.
+    """
+    sid = access.admitted_session(st.session_state.get(_SID), st.query_params.get("s"))
+    st.session_state[_SID] = sid
     if st.query_params.get("s") != sid:  # page switches clear the address's parameters
         st.query_params["s"] = sid
     return sid
+
+
+def admitted() -> bool:
+    """Whether this browser session has passed the access gate (draws nothing, unlike :func:`session_id`)."""
+    return access.admission(st.session_state.get(_SID), st.query_params.get("s")) is not None
 
 
 def workspace() -> Workspace:
     ws = Workspace.for_session(session_id())
     # The per-file cap Streamlit enforces on uploads is also the one the workspace keeps to.
     ws.max_file_mb = st.get_option("server.maxUploadSize")
+    mark_seen(ws.root)  # idle sessions expire (tlcore.gc); at most one write a minute
     return ws
 
 
@@ -71,8 +83,13 @@ def set_split(train: int, val: int, test: int, seed: int) -> None:
 
 
 def current_job() -> Path | None:
-    job = workspace().settings().get("current_job")
-    return Path(job) if job and Path(job).is_dir() else None
+    """The job the Train page follows: one of this session's job folders, or None (settings may come from a
+    project, so a value naming anything else is ignored)."""
+    ws = workspace()
+    job = job_path(ws.root, ws.settings().get("current_job"), "current job")
+    if job is None or job.parent != ws.jobs_dir.absolute() or not job.is_dir():
+        return None
+    return ws.jobs_dir / job.name  # as list_jobs names it, so the Train page finds it in its list
 
 
 def set_current_job(job_dir: Path) -> None:
@@ -112,18 +129,24 @@ def set_attack_result(result: dict | None) -> None:
 
 
 def exported_tflite(run_dir: Path) -> list[Path]:
-    """The TFLite files of the newest finished export of ``run_dir`` that still exist."""
+    """The TFLite files of the newest finished export of ``run_dir`` that still exist inside this session's
+    workspace (a path of a job file leading elsewhere is skipped)."""
+    root = workspace().root
     for job, status in export_jobs(run_dir):
         if status["status"] in ("done", "stopped"):
-            exports = (status.get("result") or {}).get("exports", [])
-            return [Path(e["path"]) for e in exports if e["path"].endswith(".tflite") and Path(e["path"]).is_file()]
+            exports = (status.get("result") or {}).get("exports") or []
+            files = [job_path(root, e.get("path"), "export") for e in exports if isinstance(e, dict)]
+            return [f for f in files if f is not None and f.suffix == ".tflite" and f.is_file()]
     return []
 
 
 def finished_runs() -> list[tuple[Path, dict]]:
     """(run directory, job status) of every finished or stopped job, newest first."""
+    ws = workspace()
     runs = []
-    for job in list_jobs(workspace().jobs_dir):
+    for job in list_jobs(ws.jobs_dir):
+        if job_path(ws.root, job / "run", "run") is None:
+            continue  # a link leading out of the workspace
         status = job_status(job)
         if status["status"] in ("done", "stopped") and (job / "run" / "config.json").is_file():
             runs.append((job / "run", status))

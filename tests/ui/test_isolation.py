@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import write_image
 from tests.ui.conftest import open_page
 from tests.ui.test_pages import texts
-from tlcore.workspace import Workspace, new_session_id
+from tlcore import sessions
+from tlcore.workspace import Workspace, new_session_id, valid_session_id
 
 
 def test_two_sessions_of_the_data_page_do_not_share_data():
@@ -32,12 +35,49 @@ def test_two_sessions_of_the_data_page_do_not_share_data():
 
 
 def test_a_new_browser_gets_a_fresh_random_session():
-    # A fresh session gets its own random id, never an existing one.
+    # A fresh session gets its own random id, never an existing one, signed by this server.
     a = open_page("pages/1_Data.py", new_session_id())
     page = Path(__file__).resolve().parents[2] / "pages" / "1_Data.py"
     fresh = AppTest.from_file(str(page), default_timeout=60).run()  # no ?s= in the address
     assert fresh.query_params["s"] not in ("", a.query_params["s"])
-    assert len(fresh.query_params["s"]) == 32
+    assert valid_session_id(fresh.query_params["s"]) and len(sessions.folder_name(fresh.query_params["s"])) == 32
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("forge", ["unsigned", "trailing newline", "forged signature", "another server"])
+def test_a_link_with_an_id_the_server_did_not_issue_gets_a_new_session(forge, shared_ui_cache, tmp_path, monkeypatch):
+    """Session fixation: the sender of a link must not know which workspace the victim fills."""
+    known = "0123456789abcdef" * 2  # a folder name the attacker chose (any 32 hex digits used to be a session)
+    planted = shared_ui_cache / "sessions" / known
+    write_image(planted / "data" / "bait" / "bait_0.png", (200, 30, 30))
+    (planted / "settings.json").write_text('{"language": "en"}', encoding="utf-8")
+    before = _listing(planted)
+    if forge == "unsigned":
+        link = known
+    elif forge == "trailing newline":
+        link = new_session_id() + "\n"  # re.match(...$) used to accept it
+    elif forge == "forged signature":
+        link = f"{known}.{'ab' * 32}"
+    else:  # a real id, signed by another server's key
+        with monkeypatch.context() as other:
+            other.setenv("TLCORE_CACHE_DIR", str(tmp_path / "other-server"))
+            link = new_session_id()
+        assert not valid_session_id(link)
+
+    victim = open_page("pages/1_Data.py", link)
+    assert not victim.exception
+    assert "No classes yet" in texts(victim) and "bait" not in texts(victim)  # not the planted workspace
+    next(b for b in victim.button if "sample" in b.label).click().run()  # the victim adds photos
+    assert not victim.exception
+    sid = victim.query_params["s"]
+    assert sid != link and valid_session_id(sid)  # a new id in the address
+    assert sessions.folder_name(sid) not in (known, link.split(".")[0].strip())
+    assert Workspace.for_session(sid).counts() == {"circle": 40, "square": 40, "triangle": 40}
+    assert _listing(planted) == before  # the planted workspace is untouched
+    assert not any("\n" in p.name for p in (shared_ui_cache / "sessions").iterdir())
 
 
 def _load_model_script(run_dir: str) -> None:
