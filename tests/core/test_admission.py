@@ -36,15 +36,6 @@ def sessions(tmp_path, n):
 
 # The caps, in the starting process ------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [(None, 8), ("", 8), ("0", 0), (" 3 ", 3)])
-def test_max_waiting_reads_the_environment(monkeypatch, value, expected):
-    if value is None:
-        monkeypatch.delenv("TLCORE_MAX_WAITING", raising=False)
-    else:
-        monkeypatch.setenv("TLCORE_MAX_WAITING", value)
-    assert slots.max_waiting() == expected
-
-
 @pytest.mark.parametrize("value", ["-1", "many", "2.5"])
 def test_a_bad_max_waiting_is_one_error_naming_it(monkeypatch, tmp_path, value):
     monkeypatch.setenv("TLCORE_MAX_WAITING", value)

@@ -19,13 +19,18 @@ from tlcore.errors import TLError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("value, expected", [(None, 2), ("", 2), ("1", 1), (" 4 ", 4)])
-def test_max_jobs_reads_the_environment(monkeypatch, value, expected):
+@pytest.mark.parametrize("name, read, value, expected", [
+    ("TLCORE_MAX_JOBS", slots.max_jobs, None, 2), ("TLCORE_MAX_JOBS", slots.max_jobs, "", 2),
+    ("TLCORE_MAX_JOBS", slots.max_jobs, "1", 1), ("TLCORE_MAX_JOBS", slots.max_jobs, " 4 ", 4),
+    ("TLCORE_MAX_WAITING", slots.max_waiting, None, 8), ("TLCORE_MAX_WAITING", slots.max_waiting, "", 8),
+    ("TLCORE_MAX_WAITING", slots.max_waiting, "0", 0), ("TLCORE_MAX_WAITING", slots.max_waiting, " 3 ", 3),
+])
+def test_the_job_caps_read_the_environment(monkeypatch, name, read, value, expected):
     if value is None:
-        monkeypatch.delenv("TLCORE_MAX_JOBS", raising=False)
+        monkeypatch.delenv(name, raising=False)
     else:
-        monkeypatch.setenv("TLCORE_MAX_JOBS", value)
-    assert slots.max_jobs() == expected
+        monkeypatch.setenv(name, value)
+    assert read() == expected
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "two", "1.5"])
