@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 STAMP := $(VENV)/.installed
 
-.PHONY: run serve test bench clean
+.PHONY: run serve test test-fast bench clean
 
 # Reinstall only when a requirements file changed since the last install.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -22,8 +22,13 @@ run: $(STAMP)
 serve: $(STAMP)
 	$(PY) scripts/serve.py --port $(PORT)
 
+# The whole suite, shared between one worker per core (tests/conftest.py says how); docs/TESTING.md.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadgroup
+
+# The inner loop: the unit tests only (no browser, no slow integration test).
+test-fast: $(STAMP)
+	$(PY) -m pytest -n auto --dist loadgroup -m "not slow and not browser" tests/core
 
 bench: $(STAMP)
 	$(PY) scripts/bench_core.py

@@ -1,11 +1,22 @@
-"""Shared fixtures: generated tiny images, an isolated cache, a seed, the shared photos."""
+"""Shared fixtures: generated tiny images, an isolated cache, a seed, the shared photos; Hypothesis profiles."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from PIL import Image
+
+# Property tests set their own number of examples (their strength); the profile decides how they are drawn.
+# `ci` (whenever CI is set, as .ci/run does): derandomized, so every run tries the same examples and a
+# failure is a real one that reproduces; nothing kept between runs. `dev`: new random examples each run,
+# failures remembered in .hypothesis/ and replayed first. Neither has a time limit per example: a timed
+# check fails by chance on a busy machine (speed lives in `make bench`).
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -72,3 +83,32 @@ def hymenoptera():
     if not path.is_dir():
         pytest.skip(f"shared photos not found at {path} (see ../shared/datasets/README.md)")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Decide how `make test` (pytest-xdist, `--dist loadgroup`) shares the tests between its workers.
+
+    Each module runs whole on one worker, so its module fixtures are built once; the modules that read
+    the session's shared export (test_export.shared_exports, about a minute to build) all run on one.
+    The heaviest groups (a browser or slow test in them) start first, so that no worker is left alone
+    with a long one at the end. Without xdist the marks do nothing and only the order changes.
+    """
+    groups = {}
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is None:
+            module = item.module
+            name = "shared-export" if hasattr(module, "shared_exports") else module.__name__
+            item.add_marker(pytest.mark.xdist_group(name))
+            groups[item.nodeid] = name
+        else:
+            groups[item.nodeid] = marker.args[0] if marker.args else marker.kwargs["name"]
+    weight = {}
+    for item in items:
+        group = groups[item.nodeid]
+        heavy = 2 if item.get_closest_marker("browser") else 1 if item.get_closest_marker("slow") else 0
+        weight[group] = max(weight.get(group, 0), heavy, 1 if group == "shared-export" else 0)
+    first_seen = {}
+    for i, item in enumerate(items):
+        first_seen.setdefault(groups[item.nodeid], i)
+    items.sort(key=lambda it: (-weight[groups[it.nodeid]], first_seen[groups[it.nodeid]]))

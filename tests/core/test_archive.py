@@ -11,7 +11,6 @@ import tarfile
 import tempfile
 import tracemalloc
 import zipfile
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -477,8 +476,7 @@ def _valid_zip() -> bytes:
 
 
 VALID = _valid_zip()
-FAST = settings(max_examples=300, deadline=timedelta(seconds=20), database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 @FAST

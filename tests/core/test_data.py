@@ -427,7 +427,7 @@ def split_cases(draw):
     return labels, fractions, draw(st.integers(0, 2**32 - 1))
 
 
-@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(split_cases())
 def test_split_properties(case):
     labels, fractions, seed = case

