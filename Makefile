@@ -24,11 +24,11 @@ serve: $(STAMP)
 
 # The whole suite, shared between one worker per core (tests/conftest.py says how); docs/TESTING.md.
 test: $(STAMP)
-	$(PY) -m pytest -n auto --dist loadgroup
+	$(PY) -m pytest -n auto --dist loadscope
 
 # The inner loop: the unit tests only (no browser, no slow integration test).
 test-fast: $(STAMP)
-	$(PY) -m pytest -n auto --dist loadgroup -m "not slow and not browser" tests/core
+	$(PY) -m pytest -n auto --dist loadscope -m "not slow and not browser" tests/core
 
 bench: $(STAMP)
 	$(PY) scripts/bench_core.py

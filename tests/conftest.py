@@ -85,30 +85,45 @@ def hymenoptera():
     return path
 
 
-def pytest_collection_modifyitems(config, items):
-    """Decide how `make test` (pytest-xdist, `--dist loadgroup`) shares the tests between its workers.
 
-    Each module runs whole on one worker, so its module fixtures are built once; the modules that read
-    the session's shared export (test_export.shared_exports, about a minute to build) all run on one.
-    The heaviest groups (a browser or slow test in them) start first, so that no worker is left alone
-    with a long one at the end. Without xdist the marks do nothing and only the order changes.
-    """
-    groups = {}
-    for item in items:
-        marker = item.get_closest_marker("xdist_group")
-        if marker is None:
-            module = item.module
-            name = "shared-export" if hasattr(module, "shared_exports") else module.__name__
-            item.add_marker(pytest.mark.xdist_group(name))
-            groups[item.nodeid] = name
-        else:
-            groups[item.nodeid] = marker.args[0] if marker.args else marker.kwargs["name"]
-    weight = {}
-    for item in items:
-        group = groups[item.nodeid]
-        heavy = 2 if item.get_closest_marker("browser") else 1 if item.get_closest_marker("slow") else 0
-        weight[group] = max(weight.get(group, 0), heavy, 1 if group == "shared-export" else 0)
-    first_seen = {}
+def _module_group(nodeid: str) -> str:
+    """The worker group of a test: its file, or "shared-export" for the files that read the session's
+    shared export (test_export.shared_exports), so that it is built once."""
+    path = nodeid.split("::", 1)[0]
+    if path not in _GROUPS:
+        try:
+            text = (Path(__file__).resolve().parents[1] / path).read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        _GROUPS[path] = "shared-export" if "shared_exports" in text else path
+    return _GROUPS[path]
+
+
+_GROUPS: dict[str, str] = {}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` (pytest-xdist, one worker per core): each group runs whole on one worker, so module
+    fixtures are built once. (xdist's own `--dist loadgroup` reads marks that pytest 9 no longer
+    carries in the test ids, so the groups are decided here.)"""
+    if config.getvalue("dist") not in ("loadscope", "loadgroup"):
+        return None  # xdist's own choice (load, loadfile, each, ...)
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModuleGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return _module_group(nodeid)
+
+    return ByModuleGroup(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The heaviest groups (a browser or slow test in them) first, so that no worker is left alone with
+    a long one at the end; within that, the usual order, each group's tests together."""
+    weight, first_seen = {}, {}
     for i, item in enumerate(items):
-        first_seen.setdefault(groups[item.nodeid], i)
-    items.sort(key=lambda it: (-weight[groups[it.nodeid]], first_seen[groups[it.nodeid]]))
+        group = _module_group(item.nodeid)
+        heavy = 2 if item.get_closest_marker("browser") else 1 if item.get_closest_marker("slow") else 0
+        weight[group] = max(weight.get(group, 0), heavy)
+        first_seen.setdefault(group, i)
+    items.sort(key=lambda it: (-weight[_module_group(it.nodeid)], first_seen[_module_group(it.nodeid)]))

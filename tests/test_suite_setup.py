@@ -28,7 +28,7 @@ def test_ci_sets_ci_and_runs_make_test():
 def test_make_test_shares_the_suite_between_the_cores_and_prints_the_slowest_tests():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     (recipe,) = re.findall(r"^test: .*\n\t(.+)$", makefile, re.M)
-    assert "-m pytest -n auto --dist loadgroup" in recipe and " -m \"" not in recipe  # every test, none left out
+    assert "-m pytest -n auto --dist loadscope" in recipe and " -m \"" not in recipe  # every test, none left out
     (fast,) = re.findall(r"^test-fast: .*\n\t(.+)$", makefile, re.M)
     assert '-m "not slow and not browser"' in fast
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")

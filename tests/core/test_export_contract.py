@@ -24,6 +24,8 @@ from tests.conftest import CLASS_COLOURS
 from tests.core.test_export import CLASSES, SIZE, shared_exports
 from tlcore.export import TFLITE_FORMATS, default_filename
 
+pytestmark = pytest.mark.usefixtures("run_standin")  # the shared run's backbone (test_export)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 TEMPLATE = REPO_ROOT / "tlcore" / "templates" / "predict_tflite.py"

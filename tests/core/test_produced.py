@@ -25,6 +25,8 @@ from tlcore.run import load_run
 from tlcore.tflite_model import load_tflite
 from tlcore.workspace import Workspace
 
+pytestmark = pytest.mark.usefixtures("run_standin")  # the shared run's backbone (test_export)
+
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):

@@ -74,6 +74,10 @@ def test_export_job_writes_verified_files_and_a_bundle(exported):
         assert e["verification"]["n"] == result["verification_data"]["n"] > 0
     # float32 is the same computation as Keras.
     assert result["exports"][0]["verification"]["agreement"] == 1.0
+    # The real Lite0 graph (the core export tests use a tiny stand-in): its 3.4 M parameters take over
+    # 12 MB in float32, and INT8 quarters the weights.
+    float32, int8 = (e["size_bytes"] for e in result["exports"])
+    assert float32 > 4 * 3_000_000 and int8 < float32 * 0.35, (float32, int8)
     names = zipfile.ZipFile(result["bundle"]).namelist()
     assert {"model_float32.tflite", "model_int8.tflite", "labels.txt", "MODEL_CARD.md", "predict_tflite.py"} <= set(names)
 
