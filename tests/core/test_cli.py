@@ -53,12 +53,17 @@ def assert_user_error(code, stdout, stderr, *fragments):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One `train --json` run shared by the tests below (building Lite0 takes seconds)."""
+def trained(tmp_path_factory, run_standin):
+    """One `train --json` run shared by the tests below, of the Lite0-named stand-in (the real Lite0 is
+    trained by the CLI in test_jobs' and the dashboard's worker processes); reloaded as one too."""
+    import tlcore.train as train_mod
+    from tests.core.test_finetune import lite0_standin
+
     root = tmp_path_factory.mktemp("cli")
     data = make_image_folder(root / "data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))  # module scope: outside the autouse fixture
+        mp.setattr(train_mod, "create_backbone", lite0_standin)
         code, stdout, stderr = run_cli(["train", data, "--out", root / "run", "--weights", "none",
                                         "--epochs", "2", "--json"])
     return SimpleNamespace(code=code, stdout=stdout, stderr=stderr, data=data, run=root / "run",
@@ -329,6 +334,7 @@ def test_repeated_calls_do_not_stack_log_handlers():
 
 # A real process -----------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a real worker process, which imports TensorFlow
 def test_subprocess_error_is_one_line(tmp_path):
     env = {**os.environ, "TLCORE_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(

@@ -410,6 +410,7 @@ def fake_worker(monkeypatch, code: str) -> list:
     return spawned_workers(monkeypatch)
 
 
+@pytest.mark.slow  # a real worker process, which imports TensorFlow
 def test_a_foreign_model_passes_the_worker_then_loads_and_is_checked_once(exported, tmp_path, monkeypatch):
     # A plain .keras made elsewhere (no Transfer Lab metadata, labels beside it): this test's cache never saw it.
     model = rewrite_zip(exported.keras, tmp_path / "colleague.keras", {"tlcore.json": None})
@@ -425,6 +426,7 @@ def test_a_foreign_model_passes_the_worker_then_loads_and_is_checked_once(export
     assert kept == list(range(len(exported.images))) and np.allclose(probs, exported.probs, atol=1e-5)
 
 
+@pytest.mark.slow  # a real worker process, which imports TensorFlow
 def test_a_run_whose_config_makes_it_allocate_without_bound_is_refused_at_the_memory_limit(tmp_path, monkeypatch):
     import tlcore.run as run_mod
     from tlcore.registry import create_backbone
