@@ -85,6 +85,8 @@ def hymenoptera():
     return path
 
 
+_GROUPS: dict[str, str] = {}  # test file -> its worker group
+
 
 def _module_group(nodeid: str) -> str:
     """The worker group of a test: its file, or "shared-export" for the files that read the session's
@@ -97,9 +99,6 @@ def _module_group(nodeid: str) -> str:
             text = ""
         _GROUPS[path] = "shared-export" if "shared_exports" in text else path
     return _GROUPS[path]
-
-
-_GROUPS: dict[str, str] = {}
 
 
 def pytest_xdist_make_scheduler(config, log):

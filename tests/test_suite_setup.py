@@ -33,3 +33,12 @@ def test_make_test_shares_the_suite_between_the_cores_and_prints_the_slowest_tes
     assert '-m "not slow and not browser"' in fast
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(r'^addopts = ".*--durations=15.*"$', pyproject, re.M)
+
+
+def test_each_file_is_one_worker_group_and_the_shared_export_readers_are_one():
+    from tests.conftest import _module_group
+
+    readers = ["test_export", "test_tflite_model", "test_bundle", "test_export_contract", "test_produced"]
+    assert {_module_group(f"tests/core/{name}.py::test_x") for name in readers} == {"shared-export"}
+    assert _module_group("tests/core/test_data.py::test_a[1]") == "tests/core/test_data.py"
+    assert _module_group("tests/ui/test_pages.py::test_b") == "tests/ui/test_pages.py"
