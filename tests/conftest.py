@@ -85,6 +85,36 @@ def hymenoptera():
     return path
 
 
+@pytest.fixture
+def lite0_engine_cached(tmp_path_factory, isolated_cache):
+    """This test's cache starts with Lite0's ImageNet engine (tlcore.engine), as a server's does after its
+    first run: for tests of what comes after extraction. Tests of the conversion itself (test_engine,
+    the second-run test of test_train, the bench) do without it. Converted once for all workers (about
+    11 s here) under a lock."""
+    import fcntl
+    import shutil
+
+    from tlcore.engine import convert_backbone, engine_path
+    from tlcore.registry import DEFAULT_BACKBONE, create_backbone, get_spec
+    from tlcore.train import _weights_key
+
+    spec = get_spec(DEFAULT_BACKBONE)
+    # The workers of one xdist run share the parent of their temporary folders; a plain run has its own.
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    shared = root / "lite0-imagenet-engine.tflite"
+    with open(root / "lite0-imagenet-engine.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not shared.is_file():
+            part = shared.with_suffix(".part")
+            part.write_bytes(convert_backbone(create_backbone(spec.name, weights="imagenet")))
+            part.replace(shared)
+    target = engine_path(_weights_key(spec.name, "imagenet"), spec.input_size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shared, target)
+    return target
+
+
 _GROUPS: dict[str, str] = {}  # test file -> its worker group
 
 

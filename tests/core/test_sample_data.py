@@ -73,7 +73,7 @@ def test_unknown_shape_is_a_value_error():
 
 
 @pytest.mark.slow
-def test_transfer_learning_beats_random_weights_on_the_sample(tmp_path):
+def test_transfer_learning_beats_random_weights_on_the_sample(tmp_path, lite0_engine_cached):
     """The sample's point: ImageNet features separate the shapes, a random backbone does not."""
     from tlcore.train import TrainConfig, train
 

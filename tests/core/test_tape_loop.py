@@ -303,7 +303,7 @@ def test_cli_bad_loop_and_clip_norm_exit_2(image_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_five_real_photos_per_class_generalise(hymenoptera, tmp_path):
+def test_five_real_photos_per_class_generalise(hymenoptera, tmp_path, lite0_engine_cached):
     # Five ants and five bees (three of each to train on) with ImageNet features: the shared validation
     # photos, never seen, are mostly right (about 0.9 when written).
     from tlcore.run import load_run

@@ -465,7 +465,7 @@ def test_second_run_uses_cached_features_and_never_builds_the_backbone(image_fol
 
 
 @pytest.mark.slow
-def test_fine_tuning_imagenet_backbone_changes_top_kernels_only(image_folder, recorder):
+def test_fine_tuning_imagenet_backbone_changes_top_kernels_only(image_folder, recorder, lite0_engine_cached):
     rec = recorder()
     config = TrainConfig(weights="imagenet", epochs=2, fine_tune_layers=10, fine_tune_epochs=2)
     summary = train(image_folder, config)
@@ -480,7 +480,7 @@ def test_fine_tuning_imagenet_backbone_changes_top_kernels_only(image_folder, re
 
 
 @pytest.mark.slow
-def test_hymenoptera_default_config(hymenoptera, tmp_path):
+def test_hymenoptera_default_config(hymenoptera, tmp_path, lite0_engine_cached):
     summary = train(hymenoptera, TrainConfig(), out=tmp_path / "run")
     assert summary["classes"] == ["ants", "bees"]
     assert (summary["n_train"], summary["n_val"], summary["n_test"]) == (245, 153, 0)
