@@ -7,15 +7,25 @@ import pytest
 
 import tlcore.run as run_mod
 from tests.core.test_export import make_export_run
-from tests.core.test_finetune import lite0_standin
+from tests.core.test_finetune import lite0_standin, wide_lite0_standin
+
+
+def _runs_reload_as(build):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_mod, "create_backbone", build)
+        yield
 
 
 @pytest.fixture(scope="module")
 def run_standin():
     """For a whole module: reloading a run builds the tiny Lite0-shaped stand-in, not the real backbone."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_mod, "create_backbone", lite0_standin)
-        yield
+    yield from _runs_reload_as(lite0_standin)
+
+
+@pytest.fixture(scope="module")
+def shared_export_standin():
+    """For the modules that read test_export.shared_exports: its run reloads as the stand-in it was made of."""
+    yield from _runs_reload_as(wide_lite0_standin)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from tlcore.bundle import EXAMPLE_SCRIPT, bundle_bytes, model_card, write_bundle
 from tlcore.errors import TLError
 from tlcore.export import TFLITE_FORMATS, default_filename
 
-pytestmark = pytest.mark.usefixtures("run_standin")  # the shared run's backbone (test_export)
+pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone (test_export)
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "tlcore" / "templates" / "predict_tflite.py"
 TFLITE_FILES = [default_filename(f) for f in TFLITE_FORMATS]

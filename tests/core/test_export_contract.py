@@ -24,7 +24,7 @@ from tests.conftest import CLASS_COLOURS
 from tests.core.test_export import CLASSES, SIZE, shared_exports
 from tlcore.export import TFLITE_FORMATS, default_filename
 
-pytestmark = pytest.mark.usefixtures("run_standin")  # the shared run's backbone (test_export)
+pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone (test_export)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"

@@ -23,8 +23,9 @@ from tlcore.run import load_run
 from tlcore.train import TrainConfig, fine_tune, train
 
 
-def lite0_standin(name, weights="imagenet", input_shape=None, pooling="avg"):
-    """Conv + BatchNorm stages and a dense projection, named and sized like backbone ``name``."""
+def lite0_standin(name, weights="imagenet", input_shape=None, pooling="avg", hidden: int = 0):
+    """Conv + BatchNorm stages and a dense projection (after a ``hidden``-wide layer if asked), named and
+    sized like backbone ``name``."""
     spec = get_spec(name)
     inputs = keras.Input(shape=input_shape or (spec.input_size, spec.input_size, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="rescale")(inputs)
@@ -33,8 +34,16 @@ def lite0_standin(name, weights="imagenet", input_shape=None, pooling="avg"):
         x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
     x = keras.layers.Dense(spec.feature_dim, activation="relu", name="proj")(x)
     return keras.Model(inputs, x, name=spec.name)
+
+
+def wide_lite0_standin(name, weights="imagenet", input_shape=None, pooling="avg"):
+    """``lite0_standin`` with half a million weights, so that, as in Lite0, the weights and not the graph
+    make most of an exported file (what the quantised file sizes are checked against)."""
+    return lite0_standin(name, weights, input_shape, pooling, hidden=400)
 
 
 def mean_colour_backbone(name, weights="imagenet", input_shape=None, pooling="avg"):

@@ -25,7 +25,7 @@ from tlcore.run import load_run
 from tlcore.tflite_model import load_tflite
 from tlcore.workspace import Workspace
 
-pytestmark = pytest.mark.usefixtures("run_standin")  # the shared run's backbone (test_export)
+pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone (test_export)
 
 
 @pytest.fixture(scope="module")

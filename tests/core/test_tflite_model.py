@@ -15,7 +15,7 @@ from tests.core.test_export import CLASSES, SIZE, shared_exports
 from tlcore.errors import TLError
 from tlcore.tflite_model import TFLiteModel, load_tflite, read_labels
 
-pytestmark = pytest.mark.usefixtures("run_standin")  # the shared run's backbone (test_export)
+pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone (test_export)
 
 
 @pytest.fixture(scope="module")
