@@ -1,6 +1,7 @@
 """Shared fixtures: generated tiny images, an isolated cache, a seed, the shared photos; Hypothesis profiles."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -133,8 +134,9 @@ def _module_group(nodeid: str) -> str:
 
 def pytest_xdist_make_scheduler(config, log):
     """`make test` (pytest-xdist, one worker per core): each group runs whole on one worker, so module
-    fixtures are built once. (xdist's own `--dist loadgroup` reads marks that pytest 9 no longer
-    carries in the test ids, so the groups are decided here.)"""
+    fixtures are built once, in the order of :func:`pytest_collection_modifyitems`. (xdist's own
+    `--dist loadgroup` reads marks that pytest 9 no longer carries in the test ids, so the groups are
+    decided here; its "reorder" would hand out the groups with the most tests first, not the longest.)"""
     if config.getvalue("dist") not in ("loadscope", "loadgroup"):
         return None  # xdist's own choice (load, loadfile, each, ...)
     from xdist.scheduler import LoadScopeScheduling
@@ -143,16 +145,32 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid):
             return _module_group(nodeid)
 
+    config.option.loadscopereorder = False
     return ByModuleGroup(config, log)
 
 
+# Seconds per worker group, measured by scripts/test_durations.py on a `make test` run; only the order
+# of the groups depends on them (longest first), never a result. A group missing here is estimated.
+_DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def _estimated_cost(items) -> float:
+    """Seconds a group not yet measured may take: its marks say most of it."""
+    return sum(100.0 if it.get_closest_marker("browser") else 20.0 if it.get_closest_marker("slow") else 0.5
+               for it in items)
+
+
 def pytest_collection_modifyitems(config, items):
-    """The heaviest groups (a browser or slow test in them) first, so that no worker is left alone with
-    a long one at the end; within that, the usual order, each group's tests together."""
-    weight, first_seen = {}, {}
-    for i, item in enumerate(items):
-        group = _module_group(item.nodeid)
-        heavy = 2 if item.get_closest_marker("browser") else 1 if item.get_closest_marker("slow") else 0
-        weight[group] = max(weight.get(group, 0), heavy)
-        first_seen.setdefault(group, i)
-    items.sort(key=lambda it: (-weight[_module_group(it.nodeid)], first_seen[_module_group(it.nodeid)]))
+    """The longest groups first, so that no worker is left alone with a long one at the end (the longest
+    processing time rule); each group's tests together and in their usual order."""
+    try:
+        measured = json.loads(_DURATIONS.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        measured = {}
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(_module_group(item.nodeid), []).append(item)
+    cost = {g: float(measured[g]) if isinstance(measured.get(g), (int, float)) else _estimated_cost(members)
+            for g, members in groups.items()}
+    order = sorted(groups, key=lambda g: -cost[g])  # stable: ties keep the collection order
+    items[:] = [item for g in order for item in groups[g]]
