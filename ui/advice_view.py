@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from .i18n import CATALOG
-from .layout import t
+from .layout import plain, t
 
 __all__ = ["alarm_text", "show_warnings"]
 
@@ -19,13 +19,13 @@ def alarm_text(warning: dict) -> str:
     message = str(warning.get("message", "")).strip()
     key = f"alarm.{code}"
     if key not in CATALOG:
-        return message or code
+        return plain(message or code)
     text = f"**{t(key)}**"
     if f"{key}.fix" in CATALOG:
         text += "  \n" + t("alarm.fix", fix=t(f"{key}.fix"))
     if message:
         # The message comes from tlcore in English; in another language it is only the detail with the numbers.
-        text += "  \n" + t("alarm.details", message=message)
+        text += "  \n" + t("alarm.details", message=plain(message))
     return text
 
 

@@ -15,7 +15,7 @@ from tlcore.jobs import job_status, read_events, request_stop
 from . import state
 from .charts import export_figure
 from .follow import follow
-from .layout import t
+from .layout import plain, t
 
 __all__ = ["show_export"]
 
@@ -107,7 +107,7 @@ def _draw(job_dir: Path) -> str:
         _progress(job_dir, status)
         return key
     if key == "failed":
-        st.error(t("export.failed", error=status.get("error", "")))
+        st.error(t("export.failed", error=plain(status.get("error", ""))))
         return key
     result = status.get("result") or {}
     if key == "stopped" or result.get("stopped"):
@@ -118,7 +118,7 @@ def _draw(job_dir: Path) -> str:
     if data.get("n"):
         st.success(t("export.verified", n=data["n"], source=data.get("source", ""), keras=data.get("keras_accuracy") or 0))
     for w in result.get("warnings", []):
-        st.warning(w["message"])
+        st.warning(plain(w["message"]))
     st.dataframe(_table(result), hide_index=True)
     tflite = [e for e in result["exports"] if e["format"] in TFLITE_FORMATS]
     if tflite:

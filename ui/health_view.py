@@ -11,7 +11,7 @@ import streamlit as st
 from tlcore.health import EXTREME_ASPECT, TINY_SIDE, check_dataset
 from tlcore.workspace import Workspace
 
-from .layout import t
+from .layout import plain, t
 
 __all__ = ["dataset_report", "show_report", "health_counts_figure"]
 
@@ -78,7 +78,7 @@ def _name(item: dict) -> str:
 
 
 def _names(items: list[dict]) -> str:
-    names = [_name(i) for i in items]
+    names = [plain(_name(i)) for i in items]  # a class and a file name: the user's, not Markdown
     return ", ".join(names[:_NAMES]) + (" …" if len(names) > _NAMES else "")
 
 
@@ -95,7 +95,7 @@ def _show_leaks(leaks: list[dict], ws: Workspace) -> None:
     for i, leak in enumerate(leaks[:_SHOWN]):
         a, b = leak["a"], leak["b"]
         text, left, right, action = st.columns([6, 1, 1, 2], vertical_alignment="center")
-        text.error(t("health.leak", a=_name(a), asplit=_split_name(a["split"]), b=_name(b),
+        text.error(t("health.leak", a=plain(_name(a)), asplit=_split_name(a["split"]), b=plain(_name(b)),
                      bsplit=_split_name(b["split"]), kind=t(f"health.kind_{leak['kind']}")))
         left.image(a["path"], width=_THUMB)
         right.image(b["path"], width=_THUMB)
@@ -117,7 +117,7 @@ def _show_duplicates(groups: list[dict], ws: Workspace) -> None:
         for col, member in zip(cols, group[:4]):
             col.image(member["path"], caption=_name(member), width=_THUMB)
         keep, rest = group[0], group[1:]  # the first is in the earliest split: train when any is
-        if cols[-1].button(t("health.keep_one", keep=_name(keep), n=len(rest)), key=f"health_dup_{i}_{_name(keep)}"):
+        if cols[-1].button(t("health.keep_one", keep=plain(_name(keep)), n=len(rest)), key=f"health_dup_{i}_{_name(keep)}"):
             _remove(ws, rest)
             st.rerun()
 
@@ -127,7 +127,7 @@ def _show_bias(bias: dict) -> None:
     if bias["feature"] == "camera":
         va, vb = va or t("health.no_camera"), vb or t("health.no_camera")
     shares = bias["shares"] or (None, None)
-    st.warning(t(f"health.bias_{bias['feature']}", a=a, b=b, va=va, vb=vb, pa=shares[0], pb=shares[1]))
+    st.warning(t(f"health.bias_{bias['feature']}", a=plain(a), b=plain(b), va=va, vb=vb, pa=shares[0], pb=shares[1]))
 
 
 def show_report(report: dict, ws: Workspace) -> None:
@@ -144,15 +144,15 @@ def show_report(report: dict, ws: Workspace) -> None:
     low = sorted((row["total"], name) for name, row in counts.items() if row["total"] < rec["minimum"])
     if low:
         st.warning(t("health.too_few", n=len(low), minimum=rec["minimum"],
-                     classes=", ".join(f"{name} {n:,}" for n, name in low[:_NAMES]) + (" …" if len(low) > _NAMES else "")))
+                     classes=", ".join(f"{plain(name)} {n:,}" for n, name in low[:_NAMES]) + (" …" if len(low) > _NAMES else "")))
 
     _show_duplicates(report["duplicates"], ws)
     if "imbalance" in codes:
         totals = {name: row["total"] for name, row in counts.items()}
         big, small = max(totals, key=totals.get), min(totals, key=totals.get)
-        st.warning(t("health.imbalance", big=big, nbig=totals[big], small=small, nsmall=totals[small],
+        st.warning(t("health.imbalance", big=plain(big), nbig=totals[big], small=plain(small), nsmall=totals[small],
                      ratio=report["imbalance_ratio"],
-                     weights=", ".join(f"{name} {w:g}" for name, w in report["class_weights"].items())))
+                     weights=", ".join(f"{plain(name)} {w:g}" for name, w in report["class_weights"].items())))
     for bias in report["capture_bias"]:
         _show_bias(bias)
     if report["tiny"]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from . import access, state
 from .checklist_view import show_checklists
 from .i18n import LANGUAGES, translate
 
-__all__ = ["setup", "t", "guard", "run_label", "choose_run", "attach_log_file"]
+__all__ = ["setup", "t", "plain", "guard", "run_label", "choose_run", "attach_log_file"]
 
 log = logging.getLogger("tlcore.ui")
 
@@ -53,6 +54,20 @@ def attach_log_file() -> Path:
 def t(key: str, **values) -> str:
     """Text ``key`` in the session's language."""
     return translate(key, state.language(), **values)
+
+
+# Every ASCII punctuation mark, each of which CommonMark lets a backslash escape: simpler and safer than
+# tracking which ones Markdown and Streamlit's extensions (``:emoji:``, ``$math$``, ``&amp;``) give a meaning.
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plain(text) -> str:
+    """``text`` escaped so that Streamlit's Markdown shows it exactly, as typed or as a file had it.
+
+    Texts from users, files and exceptions (a class name ``*cat*``, an error naming ``a\\b``) are
+    data, not Markdown: unescaped, the backslash vanishes and ``*cat*`` turns bold.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 def _leave_legacy_pages_mode() -> None:
@@ -98,7 +113,7 @@ def guard():
     try:
         yield
     except TLError as exc:
-        st.error(" ".join(str(exc).split()))
+        st.error(plain(" ".join(str(exc).split())))
     except Exception as exc:  # noqa: BLE001 - never a traceback in the page
         attach_log_file()  # also when a page used guard() without setup()
         # The page names only a reference: an exception's text can hold server paths or another user's data,

@@ -1,6 +1,7 @@
 """Fixtures for the dashboard tests: sessions set up directly, and one real finished training job."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -38,6 +39,12 @@ def shared_ui_cache(ui_cache, monkeypatch):
     # Sessions are isolated by their ids (as in production); one cache lets tests share a trained job.
     monkeypatch.setenv("TLCORE_CACHE_DIR", str(ui_cache))
     return ui_cache
+
+
+def shown(text) -> str:
+    """What a reader sees of a page's Markdown ``text`` where data was escaped (``ui.layout.plain``):
+    CommonMark drops the backslash before punctuation."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(text))
 
 
 def open_page(page: str, sid: str, timeout: float = 60) -> AppTest:

@@ -1,7 +1,7 @@
 """The Adversarial page: one photo attacked in the page, robustness measured in a background job."""
 from __future__ import annotations
 
-from tests.ui.conftest import open_page, wait_for_job
+from tests.ui.conftest import open_page, shown, wait_for_job
 from tests.ui.test_pages import png
 from tlcore.workspace import Workspace
 
@@ -13,7 +13,7 @@ def _button(at, label):
 def test_adversarial_page_needs_a_run(sid):
     at = open_page("pages/8_Adversarial.py", sid)
     assert not at.exception
-    assert any("No finished training yet" in w.value for w in at.warning)
+    assert any("No finished training yet" in shown(w.value) for w in at.warning)
 
 
 def test_attack_on_a_held_out_photo_shows_three_images_bars_and_a_download(trained):
@@ -42,7 +42,7 @@ def test_attack_on_an_upload_that_is_not_an_image_is_one_sentence(trained):
     at.file_uploader[0].set_value(("notes.png", b"hello", "image/png")).run()
     _button(at, "Attack").click().run()
     assert not at.exception
-    assert any("notes.png" in e.value and "not an image" in e.value for e in at.error)
+    assert any("notes.png" in shown(e.value) and "not an image" in shown(e.value) for e in at.error)
     at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
     _button(at, "Attack").click().run()
     assert not at.exception and not at.error or any(e.value.startswith("Fooled") for e in at.error)

@@ -4,13 +4,13 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import make_image_folder
-from tests.ui.conftest import open_page
+from tests.ui.conftest import open_page, shown
 
 UNCOMPENSATED = "the classes are imbalanced and nothing compensates"
 
 
 def warnings_text(at) -> str:
-    return "\n".join(w.value for w in at.warning)
+    return "\n".join(shown(w.value) for w in at.warning)
 
 
 def test_train_page_explains_uncompensated_imbalance_and_its_fix(sid, workspace):
@@ -70,9 +70,9 @@ def test_show_warnings_explains_known_codes_once_and_falls_back_to_the_message(s
     at.run()
     assert not at.exception
     assert len(at.warning) == 2  # the repeated warning is drawn once
-    assert at.warning[0].value == "something odd happened (3 times)"
-    assert "Choose between runs by validation accuracy" in at.warning[1].value
-    assert "scored 4 times" in at.warning[1].value
+    assert shown(at.warning[0].value) == "something odd happened (3 times)"
+    assert "Choose between runs by validation accuracy" in shown(at.warning[1].value)
+    assert "scored 4 times" in shown(at.warning[1].value)
 
 
 def test_show_warnings_speaks_french(sid, workspace):
@@ -80,4 +80,4 @@ def test_show_warnings_speaks_french(sid, workspace):
     at = AppTest.from_function(_warnings_script)
     at.query_params["s"] = sid
     at.run()
-    assert "Correction : Choisissez entre les entraînements par la précision de validation" in at.warning[1].value
+    assert "Correction : Choisissez entre les entraînements par la précision de validation" in shown(at.warning[1].value)

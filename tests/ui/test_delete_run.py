@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.ui.conftest import open_page
+from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import png
 from tlcore import gc
 
@@ -54,7 +54,7 @@ def test_a_live_run_is_not_deleted_and_the_page_says_why_in_one_sentence(sid, wo
     folder = fake_job(workspace, "train-live", alive=True)
     at = delete(open_page(PAGE, sid), "train-live")
     assert not at.exception
-    assert [e.value for e in at.error] == ["run 'train-live' is still running; stop it before deleting it"]
+    assert [shown(e.value) for e in at.error] == ["run 'train-live' is still running; stop it before deleting it"]
     assert folder.is_dir()
 
 
@@ -79,7 +79,7 @@ def test_data_page_says_what_the_cap_counts_and_warns_near_and_over_it(sid, work
     assert not at.exception
     caption = next(c.value for c in at.caption if "per session" in c.value)
     assert "(photos, runs, exports, saved projects)" in caption and caption.startswith("This session holds 0.9")
-    assert [w.value for w in at.warning] == [
+    assert [shown(w.value) for w in at.warning] == [
         "This session uses 0.9 MB of its 1 MB: delete runs or saved projects you no longer need on the Runs page "
         "before adding more."]
     (workspace.jobs_dir / "train-1" / "run" / "more.bin").write_bytes(b"m" * int(0.1 * MB))

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.core.test_diagnosis import FORGET, GOOD, OVERFIT
-from tests.ui.conftest import open_page
+from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import texts
 from tlcore.diagnosis import CODES, REMEDIES
 from tlcore.jobs import EventWriter
@@ -41,12 +41,12 @@ def test_train_page_shows_the_overfitting_diagnosis_beside_the_curves(sid, works
     assert not at.exception
     assert len(at.get("plotly_chart")) == 1
     assert len(at.columns) >= 2  # curves and panel side by side
-    verdicts = [w.value for w in at.warning]
+    verdicts = [shown(w.value) for w in at.warning]
     assert any(v.startswith("Overfitting:") for v in verdicts), verdicts
-    shown = texts(at)
-    assert "What the curves say" in shown
-    assert "a gap of 28 points" in shown and "best at epoch 4" in shown
-    assert "- Raise dropout (for example from 0.2 to 0.4)." in shown
+    page = texts(at)
+    assert "What the curves say" in page
+    assert "a gap of 28 points" in page and "best at epoch 4" in page
+    assert "- Raise dropout (for example from 0.2 to 0.4)." in page
 
 
 def test_a_good_fit_is_green_and_translated(sid, workspace):
@@ -56,7 +56,7 @@ def test_a_good_fit_is_green_and_translated(sid, workspace):
     assert not at.exception
     assert any(s.value.startswith("Bon ajustement") for s in at.success)
     assert "Ce que disent les courbes" in texts(at)
-    assert not any("Overfitting" in w.value or "Surapprentissage" in w.value for w in at.warning)
+    assert not any("Overfitting" in shown(w.value) or "Surapprentissage" in shown(w.value) for w in at.warning)
 
 
 def test_fine_tuning_that_forgets_is_red_with_the_epoch_of_unfreezing(sid, workspace):
@@ -71,7 +71,7 @@ def test_training_warnings_are_explained_beside_the_run(sid, workspace):
     finished_job(workspace, GOOD, warnings=[{"code": "high_lr", "message": "head learning rate 0.1 is high"}])
     at = open_page("pages/3_Train.py", sid)
     assert not at.exception
-    assert any("head learning rate 0.1 is high" in w.value for w in at.warning)
+    assert any("head learning rate 0.1 is high" in shown(w.value) for w in at.warning)
 
 
 def test_a_real_finished_run_gets_a_diagnosis(trained):
@@ -95,7 +95,7 @@ def _panel(history, code=None):
 def test_a_planted_overfitting_history_yields_the_overfitting_panel():
     at = AppTest.from_function(_panel, args=(OVERFIT,), default_timeout=30).run()
     assert not at.exception
-    assert [w.value for w in at.warning] == [CATALOG["diag.overfitting"][0]]
+    assert [shown(w.value) for w in at.warning] == [CATALOG["diag.overfitting"][0]]
     assert not at.success and not at.error
     markdown = "\n".join(m.value for m in at.markdown)
     for remedy in REMEDIES["overfitting"]:

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from tests.ui.conftest import open_page, wait_for_job
+from tests.ui.conftest import open_page, shown, wait_for_job
 from tests.ui.test_pages import png, texts
 from tlcore.jobs import job_status
 from tlcore.workspace import Workspace
@@ -39,7 +39,7 @@ def test_export_page_defaults_and_calibration_advice_for_a_small_run(trained):
     assert at.multiselect[0].value == ["tflite-float32", "tflite-float16", "tflite-int8"]
     # 8 training images: nothing to choose, and the user is told INT8 may suffer.
     assert not at.slider
-    assert any("will use all 8 training images" in w.value for w in at.warning)
+    assert any("will use all 8 training images" in shown(w.value) for w in at.warning)
     at.multiselect[0].set_value(["tflite-float16"]).run()
     assert not at.warning
     at.multiselect[0].set_value([]).run()
@@ -62,7 +62,7 @@ def test_export_page_calibration_slider_for_a_larger_run(trained, sid, workspace
     assert (slider.value, slider.max) == (200, 300)  # inside the recommended 100-500, at most what exists
     assert not at.warning
     slider.set_value(50).run()
-    assert any("Under 100 calibration images" in w.value for w in at.warning)
+    assert any("Under 100 calibration images" in shown(w.value) for w in at.warning)
 
 
 def test_export_job_writes_verified_files_and_a_bundle(exported):
@@ -95,7 +95,7 @@ def test_export_page_shows_the_verification_table_chart_and_downloads(exported):
     assert labels[0].startswith("Download the bundle")
     assert {"model_float32.tflite", "model_int8.tflite", "labels.txt"} <= set(labels)
     # Calibration on 8 images is flagged, as the issue asks (100-500 recommended).
-    assert any("calibration used" in w.value for w in at.warning)
+    assert any("calibration used" in shown(w.value) for w in at.warning)
 
 
 def test_train_page_run_list_leaves_export_jobs_out(exported):
@@ -139,7 +139,7 @@ def test_export_page_reports_a_failed_export_in_one_sentence(trained, tmp_path):
         # The newest export is the one shown; make this failed one the newest.
         at = open_page("pages/7_Export.py", sid)
         assert not at.exception
-        errors = [e.value for e in at.error]
+        errors = [shown(e.value) for e in at.error]
         assert errors and errors[0].startswith("Export failed: no calibration data"), errors
         assert "Traceback" not in texts(at)
     finally:

@@ -21,7 +21,7 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 
 from tests.core.test_experiments import fake_job
 from tests.core.test_hostile_project import _hostile_cases, contents, honest, png, zip_bytes
-from tests.ui.conftest import open_page
+from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import texts
 from tlcore.jobs import list_jobs
 from tlcore.project import open_project, project_path, save_project
@@ -141,7 +141,7 @@ def test_a_hostile_project_zip_opened_from_the_runs_page_is_one_refusal_reading_
         at.file_uploader(key="project_upload").set_value(("project.zip", data, "application/zip")).run()
         next(b for b in at.button if b.label == "Open this ZIP").click().run()
     assert not at.exception
-    errors = [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
     assert len(errors) == 1 and "\n" not in errors[0] and "Traceback" not in texts(at), errors
     assert not at.success
     assert workspace.classes() == ["mine"] and list_jobs(workspace.jobs_dir) == []

@@ -9,7 +9,7 @@ import zipfile
 import keras
 import pytest
 
-from tests.ui.conftest import open_page
+from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import png
 import tlcore.model_files as model_files
 from tlcore.export import export_formats
@@ -41,7 +41,7 @@ def upload_model(at, name: str, data: bytes):
 
 
 def errors(at) -> list[str]:
-    return [e.value for e in at.error]
+    return [shown(e.value) for e in at.error]
 
 
 def test_a_lambda_keras_upload_shows_one_error_and_keeps_the_run_model(trained, lambda_keras):
@@ -94,7 +94,7 @@ def test_a_model_file_works_without_any_trained_run(trained, sid, tmp_path):
     export_formats(job / "run", ["keras"], tmp_path / "brought.keras")  # as if from a colleague
     at = open_page("pages/6_Predict.py", sid)  # a fresh session: no run of its own
     assert not at.exception
-    assert any("No finished training yet" in w.value for w in at.warning)
+    assert any("No finished training yet" in shown(w.value) for w in at.warning)
     assert not at.radio  # nothing to choose yet
     at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
     assert any("upload one under \u201cUse a model file\u201d above" in i.value for i in at.info)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import make_image_folder
 from tests.core.test_checkpoint import Crash, crash_after
-from tests.ui.conftest import open_page, wait_for_job
+from tests.ui.conftest import open_page, shown, wait_for_job
 from tlcore.checkpoint import checkpoint_dir
 from tlcore.jobs import EventWriter, job_status
 from tlcore.train import TrainConfig, train
@@ -45,7 +45,7 @@ def test_a_dead_training_job_offers_resume_and_finishes(workspace, sid):
 
     at = open_page("pages/3_Train.py", sid)
     assert not at.exception
-    assert any("failed" in e.value for e in at.error)
+    assert any("failed" in shown(e.value) for e in at.error)
     resume = [b for b in at.button if b.label.startswith("Resume after epoch")]
     # Epoch 3 was reported, then the worker died before checkpointing it: resuming keeps 2.
     assert len(resume) == 1 and "epoch 2," in resume[0].label

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import string
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import make_image_folder
-from tests.ui.conftest import open_page
+from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import runs_radio, texts
 from tlcore import slots
 from tlcore.cli import _build_parser, log_path
@@ -83,7 +84,7 @@ def test_a_start_refused_by_the_waiting_cap_is_one_error_and_leaves_no_job(sid, 
         at = open_page("pages/3_Train.py", sid)
         next(b for b in at.button if b.label == "Train").click().run()
         assert not at.exception
-        assert [e.value for e in at.error] == [
+        assert [shown(e.value) for e in at.error] == [
             "this server's waiting line is full (TLCORE_MAX_WAITING=1): every job slot is busy and no more jobs "
             "may wait; try again when one has started"]
         assert list(workspace.jobs_dir.iterdir()) == []  # no job folder, no worker
@@ -160,7 +161,7 @@ def test_an_unexpected_error_is_one_sentence_and_its_traceback_goes_to_the_log_f
     at = AppTest.from_function(_failing_script, args=(marker,), default_timeout=60).run()
     assert not at.exception  # nothing escaped to Streamlit's own traceback box
     assert len(at.error) == 1
-    message = at.error[0].value
+    message = shown(at.error[0].value)
     # The page shows a reference only: no exception text (it can hold server paths) and no log path.
     assert marker not in message and str(log_path()) not in message and "RuntimeError" not in message
     assert "Traceback" not in message and "\n" not in message
@@ -179,5 +180,30 @@ def test_a_user_error_is_shown_as_it_is_and_not_logged_as_a_failure():
             raise TLError("class name '../x' is not allowed")
 
     at = AppTest.from_function(script, default_timeout=60).run()
-    assert [e.value for e in at.error] == ["class name '../x' is not allowed"]
+    assert [shown(e.value) for e in at.error] == ["class name '../x' is not allowed"]
     assert "'../x'" not in (log_path().read_text(encoding="utf-8") if log_path().is_file() else "")
+
+
+def test_a_user_error_is_shown_character_for_character_not_as_markdown():
+    def script():
+        from tlcore.names import check_class_name
+        from ui.layout import guard
+
+        with guard():
+            check_class_name("*a*\\b_c_:cat: [x](y)")
+
+    at = AppTest.from_function(script, default_timeout=60).run()
+    (error,) = at.error
+    # The sentence as tlcore wrote it: the name's stars, backslash and brackets, the rule's "/ or \\".
+    assert shown(error.value) == ("class name '*a*\\\\b_c_:cat: [x](y)' is not allowed: it contains a / or \\; "
+                                  "use 1-60 characters without / or \\, not starting with a dot or a dash")
+
+
+@pytest.mark.parametrize("text", ["plain", "*bold* _it_ `code` [a](b) <i>", "a\\b \\* 1. # - + ! | ~ $x$ :smile:",
+                                  "&lt; &amp;", "é ü 名前", string.punctuation])
+def test_plain_text_reads_back_as_it_was(text):
+    from ui.layout import plain
+
+    assert shown(plain(text)) == text
+    assert all(plain(ch) == "\\" + ch for ch in text if ch in string.punctuation)  # every mark escaped
+    assert all(plain(ch) == ch for ch in text if ch not in string.punctuation)
