@@ -90,8 +90,13 @@ def hymenoptera():
 def lite0_engine_cached(tmp_path_factory, isolated_cache):
     """This test's cache starts with Lite0's ImageNet engine (tlcore.engine), as a server's does after its
     first run: for tests of what comes after extraction. Tests of the conversion itself (test_engine,
-    the second-run test of test_train, the bench) do without it. Converted once for all workers (about
-    11 s here) under a lock."""
+    the second-run test of test_train, the bench) do without it."""
+    return seed_lite0_engine(tmp_path_factory)
+
+
+def seed_lite0_engine(tmp_path_factory) -> Path:
+    """Put Lite0's ImageNet engine in the cache ``$TLCORE_CACHE_DIR`` names; returns its path. Converted
+    once for all workers (about 11 s here) under a lock."""
     import fcntl
     import shutil
 

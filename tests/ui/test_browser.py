@@ -6,16 +6,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import seed_lite0_engine
 from tests.ui.browser import browser_page, dashboard, missing_browser_reason, sample_train_evaluate
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.mark.skipif(missing_browser_reason() is not None, reason=f"browser test skipped: {missing_browser_reason()}")
-def test_newcomer_trains_on_the_sample_reads_the_confusion_matrix_and_exports(tmp_path):
+def test_newcomer_trains_on_the_sample_reads_the_confusion_matrix_and_exports(tmp_path, tmp_path_factory,
+                                                                           monkeypatch):
     shots = Path(os.environ.get("TL_SCREENSHOTS", tmp_path / "screenshots"))
     cache = tmp_path / "cache"
     cache.mkdir()
+    # The server's cache holds Lite0's engine, as after its first run (converting it is tested in test_engine).
+    monkeypatch.setenv("TLCORE_CACHE_DIR", str(cache))
+    seed_lite0_engine(tmp_path_factory)
     with dashboard(cache) as base, browser_page() as page:
         facts = sample_train_evaluate(page, base, shots)
     assert "Done: validation accuracy" in facts["train_text"]
