@@ -88,3 +88,18 @@ def trained(ui_cache) -> tuple[str, Path]:
     assert status["status"] == "done", status
     ws.update_settings(current_job=str(job))
     return sid, job
+
+
+def copy_of_trained(trained: tuple[str, Path], folder: Path) -> tuple[str, Path]:
+    """A new session holding what ``trained`` holds, moved as a user would (a project saved to ``folder``
+    and opened): for tests that add jobs or exports, so that the shared session stays as made."""
+    from tlcore.project import open_project, save_project
+
+    sid, job = trained
+    saved = save_project(Workspace.for_session(sid), folder / "trained-project")
+    copy_sid = new_session_id()
+    ws = Workspace.for_session(copy_sid)
+    open_project(saved, ws)
+    assert Path(ws.settings()["current_job"]).name == job.name
+    return copy_sid, ws.jobs_dir / job.name
+

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from tests.ui.conftest import open_page, shown, wait_for_job
+from tests.ui.conftest import copy_of_trained, open_page, shown, wait_for_job
 from tests.ui.test_pages import png, texts
 from tlcore.jobs import job_status
 from tlcore.workspace import Workspace
@@ -17,9 +17,10 @@ def _button(at, label):
 
 
 @pytest.fixture(scope="module")
-def exported(trained):
-    """The trained session after exporting float32 and INT8 from the Export page (a real worker process)."""
-    sid, job = trained
+def exported(trained, tmp_path_factory):
+    """A copy of the trained session after exporting float32 and INT8 from the Export page (a real worker
+    process); the shared session itself keeps no export (the checklist test reads it)."""
+    sid, job = copy_of_trained(trained, tmp_path_factory.mktemp("exported"))
     at = open_page("pages/7_Export.py", sid)
     assert not at.exception
     at.multiselect[0].set_value(["tflite-float32", "tflite-int8"]).run()
