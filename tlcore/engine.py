@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 from importlib import metadata
@@ -27,8 +26,9 @@ from typing import Callable
 import numpy as np
 
 from .atomic import write_bytes_atomic
-from .features import DECODE_VERSION
 from .cache_use import touch
+from .cpus import usable_cpus
+from .features import DECODE_VERSION
 from .paths import default_cache_dir
 
 __all__ = ["ENGINE_VERSION", "TFLiteEncoder", "convert_backbone", "engine_path", "fast_encoder", "keras_encoder"]
@@ -93,7 +93,7 @@ class TFLiteEncoder:
         from .tflite_model import _interpreter_class
 
         source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
-        self.interpreter = _interpreter_class()(**source, num_threads=num_threads or os.cpu_count() or 1)
+        self.interpreter = _interpreter_class()(**source, num_threads=num_threads or usable_cpus())
         self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .cache_use import touch
+from .cpus import usable_cpus
 from .images import ImageDecodeError, decode_image
 from .paths import default_cache_dir
 
@@ -80,7 +81,7 @@ def _read(path: str) -> tuple[bytes | None, str | None]:
 
 
 def _decode_workers() -> int:
-    return min(4, os.cpu_count() or 1)
+    return min(4, usable_cpus())
 
 
 def extract_features(

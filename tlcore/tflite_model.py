@@ -7,13 +7,13 @@ beside the model with one class name per line in output order.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .cpus import usable_cpus
 from .errors import TLError
 from .run import predict_image_files
 
@@ -48,7 +48,7 @@ class TFLiteModel:
         self.classes = list(classes) if classes is not None else read_labels(self.path.with_name("labels.txt"))
         try:
             self.interpreter = _interpreter_class()(model_path=str(self.path),
-                                                    num_threads=num_threads or os.cpu_count() or 1)
+                                                    num_threads=num_threads or usable_cpus())
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise TLError(f"{str(self.path)!r} is not a TFLite model LiteRT can run "
