@@ -5,28 +5,10 @@ import json
 import os
 from pathlib import Path
 
-
-def _own_cores_per_worker() -> None:
-    """Under `make test` each xdist worker (and every process it starts: jobs, the dashboard) runs on its
-    own share of the cores, before NumPy or TensorFlow size their thread pools. Unpinned, two workers each
-    ran TensorFlow and XNNPACK with one thread per core of the machine, so their threads spun waiting for
-    each other's cores."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
-    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
-        return
-    cpus = sorted(os.sched_getaffinity(0))
-    share = cpus[int(worker[2:]) % count::count] if count <= len(cpus) else []
-    if share:
-        os.sched_setaffinity(0, share)
-
-
-_own_cores_per_worker()
-
-import numpy as np  # noqa: E402  (after the pinning: thread pools are sized when they start)
-import pytest  # noqa: E402
-from hypothesis import settings  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+from hypothesis import settings
+from PIL import Image
 
 # Property tests set their own number of examples (their strength); the profile decides how they are drawn.
 # `ci` (whenever CI is set, as .ci/run does): derandomized, so every run tries the same examples and a
