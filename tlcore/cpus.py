@@ -1,5 +1,5 @@
-"""How many CPUs this process may use: its CPU affinity (a container's limit, an operator's ``taskset``,
-a test worker's share), not the machine's count. Threads beyond that only wait for each other."""
+"""How many CPUs this process may use: its CPU affinity (a container's limit, an operator's ``taskset``),
+not the machine's count. Threads beyond that only wait for each other."""
 from __future__ import annotations
 
 import os

@@ -14,7 +14,7 @@ from tlcore.jobs import job_status, read_events, request_stop
 from . import state
 from .charts import probabilities_figure, robustness_figure
 from .follow import follow
-from .layout import plain, t
+from .layout import job_error, plain, t
 
 __all__ = ["show_attack", "show_robustness", "show_harden", "show_ideal"]
 
@@ -73,7 +73,7 @@ def _draw_robustness(job_dir: Path) -> str:
                 else t("export.starting"))
         _running(job_dir, status, text, len(points) / max(int(last.get("total", 1)), 1))
     elif key == "failed":
-        st.error(t("adv.job_failed", error=plain(status.get("error", ""))))
+        st.error(t("adv.job_failed", error=job_error(status)))
     elif status.get("result"):
         r = status["result"]
         st.caption(t("adv.curve_caption", n=r["n"], split=r["split"], steps=r["steps"]))
@@ -92,7 +92,7 @@ def _draw_harden(job_dir: Path) -> str:
         text = t("adv.hardening", epoch=epochs, total=total) if epochs else t("adv.harden_start")
         _running(job_dir, status, text, epochs / max(total, 1))
     elif key == "failed":
-        st.error(t("adv.job_failed", error=plain(status.get("error", ""))))
+        st.error(t("adv.job_failed", error=job_error(status)))
     elif status.get("result"):
         r = status["result"]
         st.success(t("adv.hardened", val="–" if r.get("val_accuracy") is None else f"{r['val_accuracy']:.1%}"))
@@ -132,7 +132,7 @@ def _draw_ideal(job_dir: Path) -> str:
         if frames:
             st.image(frames[-1]["image"], width=280, caption=t("adv.ideal_frame", step=frames[-1]["step"]))
     elif key == "failed":
-        st.error(t("adv.job_failed", error=plain(status.get("error", ""))))
+        st.error(t("adv.job_failed", error=job_error(status)))
     elif status.get("result"):
         r = status["result"]
         final = _image(root, r.get("image"))

@@ -15,7 +15,7 @@ from tlcore.jobs import job_status, read_events, request_stop
 from . import state
 from .charts import export_figure
 from .follow import follow
-from .layout import plain, t
+from .layout import job_error, plain, t
 
 __all__ = ["show_export"]
 
@@ -107,7 +107,7 @@ def _draw(job_dir: Path) -> str:
         _progress(job_dir, status)
         return key
     if key == "failed":
-        st.error(t("export.failed", error=plain(status.get("error", ""))))
+        st.error(t("export.failed", error=job_error(status)))
         return key
     result = status.get("result") or {}
     if key == "stopped" or result.get("stopped"):

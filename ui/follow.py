@@ -15,7 +15,7 @@ from . import state
 from .advice_view import show_warnings
 from .charts import curves_figure
 from .diagnosis_view import show_diagnosis
-from .layout import guard, plain, t
+from .layout import guard, job_error, t
 
 __all__ = ["job_history", "show_job", "curve_labels", "follow", "show_waiting"]
 
@@ -83,7 +83,7 @@ def _draw(job_dir: Path) -> str:
                      seconds=(result.get("seconds") or {}).get("total", 0)))
         show_warnings(result.get("warnings", []))
     elif key == "failed":
-        st.error(t("train.failed", error=plain(status.get("error", ""))))
+        st.error(t("train.failed", error=job_error(status)))
         kept = resume_point(job_dir)
         if kept is not None and st.button(t("train.resume", n=kept), key=f"resume_{job_dir.name}",
                                           icon=":material/replay:"):

@@ -16,7 +16,7 @@ from . import access, state
 from .checklist_view import show_checklists
 from .i18n import LANGUAGES, translate
 
-__all__ = ["setup", "t", "plain", "guard", "run_label", "choose_run", "attach_log_file"]
+__all__ = ["setup", "t", "plain", "job_error", "guard", "run_label", "choose_run", "attach_log_file"]
 
 log = logging.getLogger("tlcore.ui")
 
@@ -68,6 +68,11 @@ def plain(text) -> str:
     data, not Markdown: unescaped, the backslash vanishes and ``*cat*`` turns bold.
     """
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def job_error(status: dict) -> str:
+    """A failed job's one-sentence error (``job_status``), ready for a catalog text shown as Markdown."""
+    return plain(status.get("error", ""))
 
 
 def _leave_legacy_pages_mode() -> None:

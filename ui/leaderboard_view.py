@@ -11,7 +11,7 @@ from tlcore.jobs import LIVE, job_status, read_events, request_stop
 from . import state
 from .charts import leaderboard_figure
 from .follow import follow
-from .layout import plain, t
+from .layout import job_error, plain, t
 
 __all__ = ["show_leaderboard"]
 
@@ -89,7 +89,7 @@ def _draw(job_dir: Path, chosen: str) -> str:
         if scored:  # the backbones scored so far, best first
             _chart(sorted(scored, key=lambda r: -r["accuracy"]), chosen, f"leaderboard_{job_dir.name}_{len(scored)}")
     elif key == "failed":
-        st.error(t("backbone.lb_failed", error=plain(status.get("error", ""))))
+        st.error(t("backbone.lb_failed", error=job_error(status)))
     elif key == "stopped" and not status.get("result"):
         st.warning(t("job.stopped_waiting"))
     elif status.get("result"):
