@@ -62,6 +62,14 @@ def config_alarms(config: "TrainConfig", class_counts: Mapping[str, int] | None 
         out.append({"code": "strong_augmentation",
                     "message": f"augmentation strength {config.augment_strength:g} is strong (above "
                                f"{STRONG_AUGMENTATION:g}); about 0.2 is usual"})
+    if config.input_size is not None and config.weights is not None:
+        from .registry import get_spec  # only when a size is chosen: the registry loads the backbone modules
+
+        native = get_spec(config.backbone).input_size
+        if config.input_size < native:
+            out.append({"code": "small_input",
+                        "message": f"input size {config.input_size} px is smaller than the {native} px "
+                                   f"{config.backbone} was pretrained on: faster, but usually less accurate"})
     if class_counts is not None:
         out += imbalance_alarms(config, class_counts)
     return out

@@ -96,6 +96,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--augment", action="store_true", help="flip and brightness/contrast/saturation ±strength")
     p.add_argument("--augment-copies", type=int, default=d.augment_copies)
+    p.add_argument("--input-size", type=int, default=d.input_size, metavar="PX",
+                   help="side of the square input in pixels (default: the backbone's own, 224 for Lite0); "
+                        "smaller is faster and less accurate")
     _alarm_options(p, d)
     p.add_argument("--loop", choices=LOOPS, default=d.loop,
                    help="how the head is trained: fit (fast, vectorised) or tape (a tf.GradientTape step loop "
@@ -429,16 +432,12 @@ def _run_with_events(args, events, start: dict, work, report=None):
 
 
 def _cmd_train(args):
+    from dataclasses import fields
+
     from .train import TrainConfig, train
 
-    config = TrainConfig(
-        backbone=args.backbone, weights=args.weights, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, dropout=args.dropout, split=args.split, seed=args.seed, class_weights=args.class_weights,
-        fine_tune_layers=args.fine_tune_layers, fine_tune_epochs=args.fine_tune_epochs,
-        fine_tune_lr=args.fine_tune_lr, patience=args.patience, augment=args.augment,
-        augment_copies=args.augment_copies, strategy=args.strategy, augment_strength=args.augment_strength,
-        resample=args.resample, early_stopping=args.early_stopping, loop=args.loop, clip_norm=args.clip_norm,
-    )
+    # Every TrainConfig field is a train option of the same name (tlcore.commands.TRAIN_OPTIONS).
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     events, on_extract, on_epoch, should_stop = _callbacks(args)
     start = {"command": "train", "epochs": config.epochs,
              "fine_tune_epochs": config.fine_tune_epochs if config.fine_tune_layers else 0}

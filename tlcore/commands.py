@@ -26,7 +26,7 @@ TRAIN_OPTIONS = {f.name: _FLAG_OFF.get(f.name, "--" + f.name.replace("_", "-")) 
 _FINETUNE_NAMES = {"fine_tune_layers": "--layers", "fine_tune_lr": "--lr", "fine_tune_epochs": "--epochs"}
 FINETUNE_OPTIONS = {name: _FINETUNE_NAMES.get(name, TRAIN_OPTIONS[name]) for name in _FINE_TUNE_SETTINGS}
 
-_NULLABLE = {"weights": str, "clip_norm": float}  # fields whose default or value may be None
+_NULLABLE = {"weights": str, "clip_norm": float, "input_size": int}  # fields whose default or value may be None
 
 
 def check_config(config: TrainConfig) -> TrainConfig:
@@ -75,7 +75,10 @@ def finetune_args(config: TrainConfig, run_dir: str | Path, out: str | Path) -> 
 def _kind_ok(name: str, value, default) -> bool:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if name in _NULLABLE:
-        return value is None or (number if _NULLABLE[name] is float else isinstance(value, str))
+        kind = _NULLABLE[name]
+        if kind is int:
+            return value is None or (isinstance(value, int) and not isinstance(value, bool))
+        return value is None or (number if kind is float else isinstance(value, str))
     if name == "split":
         return (isinstance(value, (list, tuple)) and len(value) == 3
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))

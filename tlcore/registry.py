@@ -80,6 +80,8 @@ def create_backbone(name: str = DEFAULT_BACKBONE, weights="imagenet", input_shap
     ``weights`` is ``"imagenet"``, ``None`` (random initialisation) or the
     path of a weights file for the architecture built here. ``pooling`` is
     ``"avg"`` (feature vectors, the default), ``"max"`` or ``None`` (maps).
+    ``input_shape`` defaults to the spec's ``(input_size, input_size, 3)``;
+    a size the architecture cannot take is a :class:`TLError`.
     """
     spec = get_spec(name)
     if pooling not in ("avg", "max", None):
@@ -89,4 +91,11 @@ def create_backbone(name: str = DEFAULT_BACKBONE, weights="imagenet", input_shap
     if isinstance(weights, str) and weights.lower() in ("none", "random", "scratch"):
         weights = None
     builder = _REGISTRY[name][1]
-    return builder(spec, weights=weights, input_shape=tuple(input_shape), pooling=pooling)
+    try:
+        return builder(spec, weights=weights, input_shape=tuple(input_shape), pooling=pooling)
+    except ValueError as exc:
+        if "at least" not in str(exc):  # Keras's own refusal of a too-small input; anything else is a bug
+            raise
+        side = "x".join(str(v) for v in tuple(input_shape)[:2])
+        reason = str(exc).split(";")[0].rstrip(".").lower()
+        raise TLError(f"backbone {name!r} cannot take {side} pixel inputs ({reason})") from None

@@ -42,6 +42,9 @@ LOOPS = ("fit", "tape")
 EpochCallback = Callable[[int, dict], None]
 
 
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 1024  # the input sizes train() accepts, in pixels
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training settings; the defaults follow the usual transfer-learning practice."""
@@ -67,6 +70,7 @@ class TrainConfig:
     strategy: str = "default"  # where fine-tuning runs: "default", "mirrored" or "multi-worker" (tlcore.distribute)
     loop: str = "fit"  # phase 1's training loop, one of LOOPS
     clip_norm: float | None = None  # with loop "tape": clip each step's gradients to this global norm
+    input_size: int | None = None  # side of the square input in pixels; None: the backbone's own (224 for Lite0)
 
 
 # What fine_tune() takes from its config; everything else comes from the saved run.
@@ -88,6 +92,9 @@ def _validate(config: TrainConfig) -> None:
         (isinstance(config.augment_copies, int) and 1 <= config.augment_copies <= 10, f"augmented copies must be a whole number from 1 to 10, got {config.augment_copies!r}"),
         (isinstance(config.augment_strength, (int, float)) and 0 <= config.augment_strength < 1, f"augmentation strength must be in [0, 1), got {config.augment_strength!r}"),
         (isinstance(config.early_stopping, bool), f"early stopping must be true or false, got {config.early_stopping!r}"),
+        (config.input_size is None or (isinstance(config.input_size, int) and not isinstance(config.input_size, bool)
+                                       and MIN_INPUT_SIZE <= config.input_size <= MAX_INPUT_SIZE),
+         f"input size must be a whole number of pixels from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE}, got {config.input_size!r}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -130,16 +137,20 @@ def _test_set_alarm(test_paths) -> list[dict]:
              "by validation accuracy and score the test set once at the end"}]
 
 
-def _weights_key(name: str, weights) -> str | None:
-    """Identity of the backbone's weights for the feature cache; None = do not cache."""
+def _weights_key(name: str, weights, size: int | None = None) -> str | None:
+    """Identity of the backbone's weights (and of an input ``size`` other than the backbone's own) for the
+    feature cache; None = do not cache."""
     if weights is None:
         return None  # random weights differ on every build
     if weights == "imagenet":
-        return f"{name}|imagenet"
-    path = Path(weights)
-    if not path.is_file():
-        raise TLError(f"weights file {str(path)!r} does not exist; pass imagenet, none or a file path")
-    return f"{name}|file:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+        key = f"{name}|imagenet"
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise TLError(f"weights file {str(path)!r} does not exist; pass imagenet, none or a file path")
+        key = f"{name}|file:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    # The default size keeps the key it always had, so caches made before the option stay valid.
+    return key if size is None else f"{key}|{size}px"
 
 
 class _Progress(keras.callbacks.Callback):
@@ -400,10 +411,11 @@ def train(
     strategy = make_strategy(config.strategy) if config.fine_tune_layers > 0 else None
     checkpoints = _start_checkpoints(out, resume, _checkpoint_settings(config))
     spec = get_spec(config.backbone)
+    size = config.input_size or spec.input_size
     warnings = _advice(config)
     dataset = source if isinstance(source, Dataset) else load_dataset(source)
     classes = dataset.classes
-    weights_key = _weights_key(spec.name, config.weights)
+    weights_key = _weights_key(spec.name, config.weights, None if size == spec.input_size else size)
     cache = cache if cache is not None else FeatureCache()
 
     backbone_holder: list[keras.Model] = []
@@ -411,18 +423,18 @@ def train(
     def get_backbone() -> keras.Model:
         if not backbone_holder:
             keras.utils.set_random_seed(config.seed)  # random-init backbones are reproducible too
-            backbone_holder.append(create_backbone(spec.name, weights=config.weights))
+            backbone_holder.append(create_backbone(spec.name, weights=config.weights, input_shape=(size, size, 3)))
         return backbone_holder[0]
 
     def get_encoder():
         # The frozen backbone runs as a cached TFLite engine (Keras for random weights or on failure).
         from .engine import fast_encoder
 
-        return fast_encoder(get_backbone, weights_key, spec.input_size)
+        return fast_encoder(get_backbone, weights_key, size)
 
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]
-    feats = extract_features(paths, weights_key, get_encoder, spec.input_size, cache, on_progress=on_extract)
+    feats = extract_features(paths, weights_key, get_encoder, size, cache, on_progress=on_extract)
     samples = [dataset.samples[i] for i in feats.kept]
     skipped = dataset.skipped + feats.skipped
     check_classes(samples, classes, "the data")
@@ -456,7 +468,7 @@ def train(
         train_paths = [samples[i].path for i in idx["train"]]
         for copy in range(1, config.augment_copies + 1):
             key = f"{weights_key}|{_augment_key(config, copy)}" if weights_key else None
-            aug = extract_features(train_paths, key, get_encoder, spec.input_size, cache,
+            aug = extract_features(train_paths, key, get_encoder, size, cache,
                                    transform=_augmenter(config.seed, copy, _augment_config(config)))
             x_train = np.concatenate([x_train, aug.features])
             y_train = np.concatenate([y_train, y[idx["train"]][aug.kept]])
@@ -497,14 +509,14 @@ def train(
     if config.fine_tune_layers > 0 and not (should_stop and should_stop()):
         t0 = time.perf_counter()
         classifier, fine_tuned_layers = _fine_tune_phase(
-            get_backbone(), head, sample_paths, y, idx, spec.input_size, config, class_weight, history,
+            get_backbone(), head, sample_paths, y, idx, size, config, class_weight, history,
             on_epoch, should_stop, warnings, checkpoints, strategy)
         t_fine = time.perf_counter() - t0
 
     def predict(ids):
         if classifier is None:
             return head.predict(x[ids], verbose=0)
-        return classifier.predict(ImageBatches([sample_paths[i] for i in ids], y[ids], spec.input_size,
+        return classifier.predict(ImageBatches([sample_paths[i] for i in ids], y[ids], size,
                                                config.batch_size), verbose=0)
 
     # Absolute paths in the saved files: a later fine-tune or gallery may run from another directory.
@@ -524,7 +536,7 @@ def train(
     )
     if out is not None:  # metrics.json gets the timings so far; the returned total includes saving
         model = classifier or build_classifier(get_backbone(), head)
-        run_config = {"backbone": spec.name, "weights": config.weights, "input_size": spec.input_size,
+        run_config = {"backbone": spec.name, "weights": config.weights, "input_size": size,
                       "train": asdict(config), "fine_tuned": classifier is not None}
         split_list = [{"path": p, "label": s.label, "split": sp} for p, s, sp in zip(saved_paths, samples, splits)]
         save_run(out, model, classes, run_config, summary,

@@ -58,6 +58,7 @@ def test_usual_settings_raise_no_alarm():
     ({"fine_tune_layers": 3, "fine_tune_epochs": 11, "early_stopping": False},
      "long_fine_tune_without_early_stopping", "11 epochs"),
     ({"augment": True, "augment_strength": 0.5}, "strong_augmentation", "0.5"),
+    ({"input_size": 96}, "small_input", "96 px is smaller than the 224 px"),
 ])
 def test_each_setting_alarm_names_its_number(changes, code, shown):
     warning = only(config_alarms(TrainConfig(**changes)), code)
@@ -73,6 +74,8 @@ def test_each_setting_alarm_names_its_number(changes, code, shown):
     {"fine_tune_epochs": 30, "early_stopping": False},  # no fine-tuning at all
     {"augment": True, "augment_strength": 0.3},  # the edge
     {"augment": False, "augment_strength": 0.9},  # augmentation off
+    {"input_size": 224},  # the backbone's own size, chosen explicitly
+    {"input_size": 320},  # larger than pretraining: slower, never less detail
 ])
 def test_settings_at_or_inside_the_limits_raise_no_alarm(changes):
     assert config_alarms(TrainConfig(**changes)) == []

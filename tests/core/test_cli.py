@@ -236,6 +236,16 @@ def test_train_invalid_number(image_folder, tmp_path):
     assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run", "--epochs", "0"]), "epochs", "0")
 
 
+@pytest.mark.parametrize("argv, fragments", [
+    (["--input-size", "8"], ("input size must be a whole number of pixels from 32 to 1024, got 8",)),
+    (["--input-size", "big"], ("'big'",)),
+    (["--backbone", "xception", "--input-size", "64"], ("'xception' cannot take 64x64 pixel inputs", "71x71")),
+])
+def test_train_bad_input_size(image_folder, tmp_path, argv, fragments):
+    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", *argv]),
+                      *fragments)
+
+
 def test_predict_on_non_run_dir(image_folder):
     image = next(image_folder.rglob("*.png"))
     assert_user_error(*run_cli(["predict", image_folder, image, "--json"]), "not a run directory", str(image_folder))

@@ -16,7 +16,7 @@ ODD = TrainConfig(backbone="mobilenet_v2", weights=None, epochs=7, batch_size=8,
                   split=(0.6, 0.25, 0.15), seed=42, class_weights="balanced", fine_tune_layers=12,
                   fine_tune_epochs=4, fine_tune_lr=3e-5, patience=5, augment=True, augment_copies=3,
                   augment_strength=0.3, resample="oversample", early_stopping=False, strategy="mirrored",
-                  loop="tape", clip_norm=1.5)
+                  loop="tape", clip_norm=1.5, input_size=160)
 
 
 def test_the_odd_config_differs_from_the_defaults_in_every_field():
@@ -68,8 +68,12 @@ def test_settings_from_a_file_keep_defaults_for_fields_it_lacks():
     ({"split": [0.5, 0.5]}, "the settings of X give split the value [0.5, 0.5], which it cannot take, so they are "
                             "not used"),
     ({"lr": float("nan")}, "the settings of X are not used: learning rate must be positive, got nan"),
+    ({"input_size": 9.5}, "the settings of X give input_size the value 9.5, which it cannot take, so they are not used"),
+    ({"input_size": 8}, "the settings of X are not used: input size must be a whole number of pixels from 32 to 1024, "
+                        "got 8"),
     ({"backbone": "--out=/x"}, "the settings of X are not used: unknown backbone '--out=/x'"),
-], ids=["not-a-dict", "unknown-key", "option-in-a-number", "number-for-a-flag", "short-split", "nan", "backbone"])
+], ids=["not-a-dict", "unknown-key", "option-in-a-number", "number-for-a-flag", "short-split", "nan", "size-kind",
+        "size-range", "backbone"])
 def test_settings_from_a_file_refuse_in_one_sentence(settings, message):
     with pytest.raises(TLError) as info:
         config_from_settings(settings, "settings of X")

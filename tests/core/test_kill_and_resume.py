@@ -28,7 +28,8 @@ def test_sigkill_mid_training_then_resume_continues_from_the_last_epoch(image_fo
     run = job / "run"
     data = job / "data"  # resuming rebuilds the command from the job folder's layout: <job>/data, <job>/run
     shutil.copytree(image_folder, data)
-    start_job(job, ["train", str(data), "--out", str(run), "--weights", "none", "--epochs", str(EPOCHS)])
+    start_job(job, ["train", str(data), "--out", str(run), "--weights", "none", "--epochs", str(EPOCHS),
+                    "--input-size", "64"])
     deadline = time.monotonic() + 240
     while len(epochs_seen(job)) < 3:
         assert job_status(job)["status"] == "running", stderr_of(job)
@@ -57,6 +58,7 @@ def test_sigkill_mid_training_then_resume_continues_from_the_last_epoch(image_fo
     resumed = [e for e in read_events(job) if e.get("type") == "resume"]
     assert len(resumed) == 1 and resumed[0]["history"] == saved.history
     assert (run / "model.weights.h5").is_file() and not checkpoint_dir(run).exists()
+    assert json.loads((run / "config.json").read_text())["input_size"] == 64  # resumed with the run's own settings
     meta = json.loads((job / "job.json").read_text())
     assert meta["resumed"] is True and "argv" not in meta
     assert not resumable(job)  # finished: nothing left to resume

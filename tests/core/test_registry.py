@@ -109,6 +109,14 @@ def test_pooling_none_gives_feature_maps(name):
     assert shape[1] == shape[2] == 4  # every one of these downsamples by 32
 
 
+@pytest.mark.parametrize("name, least", [("xception", 71), ("inception_v3", 75)])
+def test_an_input_too_small_for_the_architecture_is_a_tlerror(name, least):
+    with pytest.raises(TLError) as info:
+        create_backbone(name, weights=None, input_shape=(64, 64, 3))
+    assert str(info.value) == (f"backbone {name!r} cannot take 64x64 pixel inputs "
+                               f"(input size must be at least {least}x{least})")
+
+
 @pytest.mark.parametrize("text", ["none", "None", "random", "SCRATCH"])
 def test_none_like_strings_mean_random_weights(text):
     model = create_backbone("efficientnet_lite0", weights=text, input_shape=(64, 64, 3))

@@ -351,10 +351,10 @@ def test_fine_tuning_trains_top_layers_and_keeps_batchnorm(image_folder, recorde
 
 @pytest.mark.slow
 def test_fine_tuning_with_real_backbone_keeps_batchnorm(image_folder, recorder):
-    """Random Lite0 with ten layers fine-tuned (about 20 s). Its vanishing activations make the
+    """Random Lite0 with ten layers fine-tuned, at 64 pixels (which layers change does not depend on the size). Its vanishing activations make the
     kernel updates tiny, so only what must stay unchanged is checked here."""
     rec = recorder()  # the real create_backbone, recorded
-    config = TrainConfig(weights=None, epochs=2, fine_tune_layers=10, fine_tune_epochs=2)
+    config = TrainConfig(weights=None, epochs=2, fine_tune_layers=10, fine_tune_epochs=2, input_size=64)
     summary = train(image_folder, config)
     phases = [h["phase"] for h in summary["history"]]
     assert phases == ["head", "head", "fine_tune", "fine_tune"]
@@ -462,6 +462,38 @@ def test_second_run_uses_cached_features_and_never_builds_the_backbone(image_fol
     saved = train(image_folder, config, out=image_folder.parent / "run")
     assert len(rec.calls) == 2
     assert saved["features"] == {"cache_hits": 16, "computed": 0}
+
+
+def test_input_size_builds_the_backbone_at_that_size_and_the_run_keeps_it(image_folder, tmp_path, seed):
+    summary = train(image_folder, TrainConfig(weights=None, epochs=2, input_size=64), out=tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    assert (run.input_size, run.model.input_shape) == (64, (None, 64, 64, 3))
+    assert run.config["train"]["input_size"] == 64
+    probs, kept, _ = run.predict_files(sorted(str(p) for p in image_folder.rglob("*.png")))
+    assert probs.shape == (16, 2) and len(kept) == 16
+    assert "small_input" not in codes(summary)  # random weights: nothing was pretrained at 224
+
+
+def test_each_input_size_has_its_own_cached_features(image_folder, recorder):
+    rec = recorder(mean_colour_backbone)
+
+    def computed(**changes):
+        return train(image_folder, TrainConfig(weights="imagenet", epochs=1, **changes))["features"]["computed"]
+
+    assert computed() == 16
+    assert computed(input_size=64) == 16  # other pixels, other features: the 224-pixel ones are not reused
+    assert rec.models[-1].input_shape == (None, 64, 64, 3)
+    assert computed(input_size=64) == 0
+    assert computed(input_size=224) == 0  # the backbone's own size is the default's cache
+
+
+def test_a_smaller_input_than_pretraining_warns_and_a_tiny_one_is_refused(image_folder, recorder):
+    recorder(mean_colour_backbone)
+    summary = train(image_folder, TrainConfig(epochs=1, input_size=32))
+    (warning,) = [w for w in summary["warnings"] if w["code"] == "small_input"]
+    assert "32 px is smaller than the 224 px" in warning["message"]
+    with pytest.raises(TLError, match="input size must be a whole number of pixels from 32 to 1024, got 16"):
+        train(image_folder, TrainConfig(weights=None, input_size=16))
 
 
 @pytest.mark.slow

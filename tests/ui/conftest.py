@@ -82,8 +82,10 @@ def trained(ui_cache) -> tuple[str, Path]:
     ws = Workspace.for_session(sid)
     make_image_folder(ws.data_dir, n_per_class=8)
     job = ws.jobs_dir / "run-test"
+    # 64-pixel inputs: what the pages do with a model does not depend on its size, and every job on this run
+    # (export, robustness, ideal image) then costs a twelfth of the 224-pixel default (tests/ui/test_browser.py).
     start_job(job, ["train", str(ws.snapshot(job / "data")), "--out", str(job / "run"), "--weights", "none",
-                    "--epochs", "3", "--split", "0.5,0.25,0.25"])
+                    "--epochs", "3", "--split", "0.5,0.25,0.25", "--input-size", "64"])
     status = wait_for_job(job)
     assert status["status"] == "done", status
     ws.update_settings(current_job=str(job))
