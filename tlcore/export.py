@@ -31,7 +31,7 @@ from .produced import record_produced
 from .run import RunModel, held_out_samples, load_run, read_run_json
 
 __all__ = ["FORMATS", "TFLITE_FORMATS", "ExportConfig", "default_filename", "calibration_files",
-           "load_calibration", "convert_tflite", "export_formats", "export_model", "labelled_files"]
+           "load_calibration", "tflite_converter", "convert_tflite", "export_formats", "export_model", "labelled_files"]
 
 log = logging.getLogger("tlcore")
 
@@ -139,9 +139,18 @@ def _saved_model(model, directory: Path, batch: int | None) -> None:
                  input_signature=[tf.TensorSpec(shape, tf.float32, name="pixels")], verbose=False)
 
 
-def convert_tflite(saved_model_dir: str | Path, fmt: str, calibration: np.ndarray | None = None,
+def tflite_converter(saved_model_dir: str | Path):
+    """A TFLite converter on a batch-1 SavedModel, for one or more :func:`convert_tflite` calls: loading the
+    SavedModel is a good part of each conversion, so an export of several formats loads it once."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+
+
+def convert_tflite(saved_model_dir, fmt: str, calibration: np.ndarray | None = None,
                    int8_io: bool = False) -> bytes:
-    """Convert a batch-1 SavedModel to TFLite bytes in format ``fmt``.
+    """Convert a batch-1 SavedModel (its folder, or a :func:`tflite_converter` on it) to TFLite bytes in
+    format ``fmt``.
 
     ``tflite-int8`` needs ``calibration`` (uint8 images): every weight and
     activation becomes 8-bit, with float32 input and output unless
@@ -152,15 +161,16 @@ def convert_tflite(saved_model_dir: str | Path, fmt: str, calibration: np.ndarra
 
     if fmt not in TFLITE_FORMATS:
         raise TLError(f"{fmt!r} is not a TFLite format; choose one of {', '.join(TFLITE_FORMATS)}")
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-    if fmt != "tflite-float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if fmt == "tflite-float16":
-        converter.target_spec.supported_types = [tf.float16]
+    if fmt == "tflite-int8" and (calibration is None or len(calibration) == 0):
+        raise TLError("INT8 export needs calibration images (100-500 from the training data)")
+    converter = saved_model_dir if hasattr(saved_model_dir, "convert") else tflite_converter(saved_model_dir)
+    # Every setting is written on every call, so a converter used for one format carries nothing into the next.
+    converter.optimizations = [] if fmt == "tflite-float32" else [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16] if fmt == "tflite-float16" else []
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.representative_dataset = None
+    converter.inference_input_type = converter.inference_output_type = tf.float32
     if fmt == "tflite-int8":
-        if calibration is None or len(calibration) == 0:
-            raise TLError("INT8 export needs calibration images (100-500 from the training data)")
-
         def representative():
             for image in calibration:
                 yield [image[None].astype(np.float32)]
@@ -334,7 +344,7 @@ def export_formats(
 
     exports, stopped = [], False
     with tempfile.TemporaryDirectory(prefix="tlcore-export-") as tmp:
-        saved_model_dir = None
+        converter = None
         for fmt in formats:
             if should_stop is not None and should_stop():
                 stopped = True
@@ -343,10 +353,10 @@ def export_formats(
             progress(next(step), {"stage": "convert", "format": fmt})
             t0 = time.perf_counter()
             if fmt in TFLITE_FORMATS:
-                if saved_model_dir is None:
-                    saved_model_dir = Path(tmp) / "batch1"
-                    _saved_model(run.model, saved_model_dir, batch=1)
-                data = convert_tflite(saved_model_dir, fmt, calib if fmt == "tflite-int8" else None, config.int8_io)
+                if converter is None:
+                    _saved_model(run.model, Path(tmp) / "batch1", batch=1)
+                    converter = tflite_converter(Path(tmp) / "batch1")
+                data = convert_tflite(converter, fmt, calib if fmt == "tflite-int8" else None, config.int8_io)
                 write_bytes_atomic(target, data)
             elif fmt == "keras":
                 _write_keras(run.model, target, run.config)

@@ -29,7 +29,8 @@ from tests.core.test_finetune import wide_lite0_standin
 from tlcore.atomic import replace_dir, write_bytes_atomic
 from tlcore.errors import TLError
 from tlcore.export import (FORMATS, TFLITE_FORMATS, ExportConfig, calibration_files, convert_tflite,
-                           default_filename, export_formats, export_model, labelled_files, load_calibration)
+                           default_filename, export_formats, export_model, labelled_files, load_calibration,
+                           tflite_converter)
 from tlcore.images import load_image
 from tlcore.model import build_classifier, build_head
 from tlcore.registry import create_backbone, get_spec
@@ -620,6 +621,18 @@ def test_convert_tflite_argument_errors(tmp_path, failing_converter):
         convert_tflite(tmp_path, "tflite-int8", calibration=None)
     with pytest.raises(TLError, match="calibration images"):
         convert_tflite(tmp_path, "tflite-int8", calibration=np.zeros((0, SIZE, SIZE, 3), np.uint8))
+
+
+def test_one_converter_for_several_formats_carries_no_setting_from_one_to_the_next(shared, run_model, tmp_path):
+    export_mod._saved_model(run_model.model, tmp_path / "batch1", batch=1)
+    calib, _ = load_calibration(calibration_files(shared.run, None), run_model.input_size, 8, 0)
+    # The hardest order: the uint8-in/out INT8 settings first, then the formats that must not keep any of them.
+    order = [("tflite-int8", True), ("tflite-float16", False), ("tflite-dynamic", False), ("tflite-float32", False)]
+    converter = tflite_converter(tmp_path / "batch1")
+    reused = [convert_tflite(converter, fmt, calib, int8_io) for fmt, int8_io in order]
+    fresh = [convert_tflite(tmp_path / "batch1", fmt, calib, int8_io) for fmt, int8_io in order]
+    assert [len(b) for b in reused] == [len(b) for b in fresh]
+    assert reused == fresh
 
 
 # The warnings from verification -----------------------------------------------------------------------
