@@ -21,6 +21,11 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
+# The input side of the random-weight Lite0 that unit tests train: which layers train, what is saved and what the
+# pages show do not depend on the size, and 64 pixels cost about a twelfth of the default 224. The default size
+# runs in the tests of the real backbone (ImageNet weights, the shared photos, the browser test).
+SMALL_INPUT = 64
+
 # Distinct colours make the classes learnable even from a random-weight backbone.
 CLASS_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220)}
 

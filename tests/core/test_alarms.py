@@ -9,7 +9,7 @@ import pytest
 
 import tlcore.run as run_mod
 import tlcore.train as train_mod
-from tests.conftest import make_image_folder, write_image
+from tests.conftest import SMALL_INPUT, make_image_folder, write_image
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_finetune import lite0_standin
 from tlcore.alarms import config_alarms, imbalance_alarms
@@ -121,15 +121,15 @@ def test_undersampling_keeps_the_smallest_count_without_repeats():
 ])
 def test_invalid_new_settings_are_one_sentence_user_errors(image_folder, standin, changes, shown):
     with pytest.raises(TLError) as info:
-        train(image_folder, TrainConfig(weights=None, **changes))
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, **changes))
     assert shown in str(info.value) and "\n" not in str(info.value)
 
 
 def test_resampling_changes_the_class_counts_the_head_sees(imbalanced, standin):
     split = (0.6, 0.2, 0.2)  # 9 red and 3 blue training photos
-    plain = train(imbalanced, TrainConfig(weights=None, epochs=1, split=split, class_weights="none"))
-    over = train(imbalanced, TrainConfig(weights=None, epochs=1, split=split, resample="oversample"))
-    under = train(imbalanced, TrainConfig(weights=None, epochs=1, split=split, resample="undersample"))
+    plain = train(imbalanced, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=split, class_weights="none"))
+    over = train(imbalanced, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=split, resample="oversample"))
+    under = train(imbalanced, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=split, resample="undersample"))
     assert plain["head_counts"] == plain["counts"]["train"] == {"blue": 3, "red": 9}
     assert over["head_counts"] == {"blue": 9, "red": 9}
     assert under["head_counts"] == {"blue": 3, "red": 3}
@@ -140,24 +140,24 @@ def test_resampling_changes_the_class_counts_the_head_sees(imbalanced, standin):
 # Alarms in training summaries -----------------------------------------------------------------
 
 def test_imbalanced_training_without_compensation_warns(imbalanced, standin):
-    summary = train(imbalanced, TrainConfig(weights=None, epochs=1, class_weights="none"))
+    summary = train(imbalanced, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, class_weights="none"))
     warning = only(summary["warnings"], "imbalance_uncompensated")
     counts = summary["counts"]["train"]  # the training split's counts, not the folder's
     assert f"'red' has {counts['red']}" in warning["message"] and f"'blue' has {counts['blue']}" in warning["message"]
-    compensated = train(imbalanced, TrainConfig(weights=None, epochs=1, class_weights="none", resample="oversample"))
+    compensated = train(imbalanced, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, class_weights="none", resample="oversample"))
     assert "imbalance_uncompensated" not in codes(compensated["warnings"])
     assert "resampling balances them" in only(compensated["warnings"], "class_imbalance")["message"]
 
 
 def test_training_without_validation_images_warns(image_folder, standin):
-    summary = train(image_folder, TrainConfig(weights=None, epochs=1, split=(0.8, 0.0, 0.2)))
+    summary = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=(0.8, 0.0, 0.2)))
     assert summary["n_val"] == 0
     assert "no_validation" in codes(summary["warnings"])
-    assert "no_validation" not in codes(train(image_folder, TrainConfig(weights=None, epochs=1))["warnings"])
+    assert "no_validation" not in codes(train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1))["warnings"])
 
 
 def test_strong_augmentation_warns_and_changes_the_augmented_features(image_folder, standin):
-    summary = train(image_folder, TrainConfig(weights=None, epochs=1, augment=True, augment_copies=1,
+    summary = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, augment=True, augment_copies=1,
                                               augment_strength=0.5))
     assert "0.5" in only(summary["warnings"], "strong_augmentation")["message"]
     # The strength is part of the feature cache key, so cached features of another strength are never reused.
@@ -173,25 +173,25 @@ def test_strong_augmentation_warns_and_changes_the_augmented_features(image_fold
 
 @pytest.mark.slow  # eleven fine-tuning epochs
 def test_long_fine_tuning_without_early_stopping_warns_and_runs_every_epoch(image_folder, standin):
-    summary = train(image_folder, TrainConfig(weights=None, epochs=1, fine_tune_layers=2, fine_tune_epochs=11,
+    summary = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, fine_tune_layers=2, fine_tune_epochs=11,
                                               early_stopping=False, patience=1, split=(0.5, 0.25, 0.25)))
     assert "11 epochs" in only(summary["warnings"], "long_fine_tune_without_early_stopping")["message"]
     assert sum(h["phase"] == "fine_tune" for h in summary["history"]) == 11  # patience 1 did not stop it
 
 
 def test_test_set_reuse_warns_from_the_second_run_on_the_same_test_images(image_folder, standin):
-    config = TrainConfig(weights=None, epochs=1, split=(0.5, 0.25, 0.25))
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=(0.5, 0.25, 0.25))
     first = train(image_folder, config)
     assert "test_set_reuse" not in codes(first["warnings"])
-    second = train(image_folder, TrainConfig(weights=None, epochs=1, lr=3e-3, split=(0.5, 0.25, 0.25)))
+    second = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, lr=3e-3, split=(0.5, 0.25, 0.25)))
     assert "scored 2 times" in only(second["warnings"], "test_set_reuse")["message"]
-    other_split = train(image_folder, TrainConfig(weights=None, epochs=1, split=(0.5, 0.25, 0.25), seed=7))
+    other_split = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=(0.5, 0.25, 0.25), seed=7))
     assert "test_set_reuse" not in codes(other_split["warnings"])  # other test images: a first look
 
 
 @pytest.mark.slow  # saves, reloads and fine-tunes a run
 def test_fine_tuning_reports_its_alarms(image_folder, standin, tmp_path):
-    train(image_folder, TrainConfig(weights=None, epochs=1, split=(0.5, 0.25, 0.25)), out=tmp_path / "run")
+    train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=(0.5, 0.25, 0.25)), out=tmp_path / "run")
     summary = fine_tune(tmp_path / "run", TrainConfig(fine_tune_layers=2, fine_tune_lr=0.01, fine_tune_epochs=1),
                         out=tmp_path / "tuned")
     assert "0.01" in only(summary["warnings"], "high_fine_tune_lr")["message"]
@@ -230,7 +230,7 @@ def test_cli_train_and_finetune_report_a_high_fine_tuning_rate(image_folder, tmp
     # The stop file ends training after the head's epoch: the alarm is reported from the settings alone.
     stop = tmp_path / "STOP"
     stop.touch()
-    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                     "--epochs", "1", "--fine-tune-layers", "2", "--fine-tune-epochs", "1",
                                     "--fine-tune-lr", "0.01", "--stop-file", stop, "--json"])
     assert code == 0, stderr
@@ -244,7 +244,7 @@ def test_cli_train_and_finetune_report_a_high_fine_tuning_rate(image_folder, tmp
 def test_cli_passes_the_new_options(imbalanced, tmp_path, standin):
     stop = tmp_path / "STOP"
     stop.touch()  # the head's one epoch only: fine-tuning's settings are checked, not run
-    code, stdout, stderr = run_cli(["train", imbalanced, "--out", tmp_path / "run", "--weights", "none",
+    code, stdout, stderr = run_cli(["train", imbalanced, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                     "--epochs", "1", "--resample", "undersample", "--augment",
                                     "--augment-strength", "0.4", "--augment-copies", "1", "--fine-tune-layers", "1",
                                     "--fine-tune-epochs", "12", "--no-early-stopping", "--stop-file", stop, "--json"])

@@ -13,6 +13,7 @@ import pytest
 
 from tests.core.test_finetune import standin  # noqa: F401 - a fixture: Lite0-shaped tiny backbone
 from tests.core.test_train import mean_colour_backbone, small_conv_backbone
+from tests.conftest import SMALL_INPUT
 from tlcore.checkpoint import checkpoint_dir, load_checkpoint
 from tlcore.cli import main
 from tlcore.errors import TLError
@@ -48,7 +49,7 @@ def conv_backbone(monkeypatch):
 
 
 def test_head_training_resumes_from_the_last_completed_epoch(image_folder, tmp_path, colour_backbone, seed):
-    config = TrainConfig(weights=None, epochs=8, seed=3)
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=8, seed=3)
     out = tmp_path / "run"
     seen = []
     with pytest.raises(Crash):
@@ -69,7 +70,7 @@ def test_head_training_resumes_from_the_last_completed_epoch(image_folder, tmp_p
 
 
 def test_the_optimizer_state_is_restored_too(image_folder, tmp_path, colour_backbone, seed):
-    config = TrainConfig(weights=None, epochs=6)
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=6)
     out = tmp_path / "run"
     with pytest.raises(Crash):
         train(image_folder, config, out=out, on_epoch=crash_after(4, []))
@@ -82,51 +83,51 @@ def test_the_optimizer_state_is_restored_too(image_folder, tmp_path, colour_back
 def test_resume_refuses_other_settings(image_folder, tmp_path, colour_backbone):
     out = tmp_path / "run"
     with pytest.raises(Crash):
-        train(image_folder, TrainConfig(weights=None, epochs=5), out=out, on_epoch=crash_after(2, []))
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=5), out=out, on_epoch=crash_after(2, []))
     with pytest.raises(TLError, match=r"epochs 5.*not 9"):
-        train(image_folder, TrainConfig(weights=None, epochs=9), out=out, resume=True)
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=9), out=out, resume=True)
 
 
 def test_a_checkpoint_older_than_a_setting_resumes_with_its_default(image_folder, tmp_path, colour_backbone, seed):
     out = tmp_path / "run"
     with pytest.raises(Crash):
-        train(image_folder, TrainConfig(weights=None, epochs=5), out=out, on_epoch=crash_after(3, []))
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=5), out=out, on_epoch=crash_after(3, []))
     state_file = checkpoint_dir(out) / "state.json"
     state = json.loads(state_file.read_text())
     for newer in ("loop", "clip_norm", "resample", "early_stopping", "augment_strength"):
         del state["settings"][newer]  # as written before these settings existed
     state_file.write_text(json.dumps(state))
     with pytest.raises(TLError, match=r"resample 'none'.*not 'oversample'"):
-        train(image_folder, TrainConfig(weights=None, epochs=5, resample="oversample"), out=out, resume=True)
-    summary = train(image_folder, TrainConfig(weights=None, epochs=5), out=out, resume=True)
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=5, resample="oversample"), out=out, resume=True)
+    summary = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=5), out=out, resume=True)
     assert [h["epoch"] for h in summary["history"]] == [1, 2, 3, 4, 5]
 
 
 def test_resume_refuses_other_images(image_folder, tmp_path, colour_backbone):
     out = tmp_path / "run"
     with pytest.raises(Crash):
-        train(image_folder, TrainConfig(weights=None, epochs=5), out=out, on_epoch=crash_after(2, []))
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=5), out=out, on_epoch=crash_after(2, []))
     (image_folder / "red" / "red_0.png").unlink()
     with pytest.raises(TLError, match="other images"):
-        train(image_folder, TrainConfig(weights=None, epochs=5), out=out, resume=True)
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=5), out=out, resume=True)
 
 
 def test_resume_without_a_checkpoint_is_a_user_error(image_folder, tmp_path, colour_backbone):
     with pytest.raises(TLError, match="no checkpoint to resume"):
-        train(image_folder, TrainConfig(weights=None, epochs=2), out=tmp_path / "run", resume=True)
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=2), out=tmp_path / "run", resume=True)
 
 
 def test_a_damaged_checkpoint_is_a_user_error(image_folder, tmp_path, colour_backbone):
     out = tmp_path / "run"
     with pytest.raises(Crash):
-        train(image_folder, TrainConfig(weights=None, epochs=5), out=out, on_epoch=crash_after(3, []))
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=5), out=out, on_epoch=crash_after(3, []))
     (checkpoint_dir(out) / "state.json").write_text("{not json")
     with pytest.raises(TLError, match="damaged"):
-        train(image_folder, TrainConfig(weights=None, epochs=5), out=out, resume=True)
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=5), out=out, resume=True)
 
 
 def test_fine_tuning_resumes_inside_its_phase_with_early_stopping_state(image_folder, tmp_path, conv_backbone, seed):
-    config = TrainConfig(weights=None, epochs=3, fine_tune_layers=4, fine_tune_epochs=5, fine_tune_lr=1e-4,
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=3, fine_tune_layers=4, fine_tune_epochs=5, fine_tune_lr=1e-4,
                          patience=10)
     out = tmp_path / "run"
     seen = []
@@ -148,7 +149,7 @@ def test_fine_tuning_resumes_inside_its_phase_with_early_stopping_state(image_fo
 
 def test_fine_tune_command_resumes(image_folder, tmp_path, standin, seed):
     run = tmp_path / "run"
-    train(image_folder, TrainConfig(weights=None, epochs=2), out=run)
+    train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=2), out=run)
     config = TrainConfig(fine_tune_layers=4, fine_tune_epochs=4, fine_tune_lr=1e-4, patience=10)
     seen = []
     with pytest.raises(Crash):
@@ -162,9 +163,9 @@ def test_fine_tune_command_resumes(image_folder, tmp_path, standin, seed):
 def test_cli_resume_flag(image_folder, tmp_path, colour_backbone, capsys):
     out = tmp_path / "run"
     with pytest.raises(Crash):
-        train(image_folder, TrainConfig(weights=None, epochs=6), out=out, on_epoch=crash_after(3, []))
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=6), out=out, on_epoch=crash_after(3, []))
     events = tmp_path / "events.jsonl"
-    code = main(["train", str(image_folder), "--out", str(out), "--weights", "none", "--epochs", "6",
+    code = main(["train", str(image_folder), "--out", str(out), "--weights", "none", "--input-size", str(SMALL_INPUT), "--epochs", "6",
                  "--resume", "--json", "--progress", str(events)])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -176,6 +177,6 @@ def test_cli_resume_flag(image_folder, tmp_path, colour_backbone, capsys):
 
 
 def test_cli_resume_without_checkpoint_is_one_line(image_folder, tmp_path, capsys):
-    code = main(["train", str(image_folder), "--out", str(tmp_path / "run"), "--weights", "none", "--resume"])
+    code = main(["train", str(image_folder), "--out", str(tmp_path / "run"), "--weights", "none", "--input-size", str(SMALL_INPUT), "--resume"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no checkpoint to resume" in err[0]

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def trained(tmp_path_factory, run_standin):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))  # module scope: outside the autouse fixture
         mp.setattr(train_mod, "create_backbone", lite0_standin)
-        code, stdout, stderr = run_cli(["train", data, "--out", root / "run", "--weights", "none",
+        code, stdout, stderr = run_cli(["train", data, "--out", root / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                         "--epochs", "2", "--json"])
     return SimpleNamespace(code=code, stdout=stdout, stderr=stderr, data=data, run=root / "run",
                            images=sorted(str(p) for p in data.rglob("*.png")))
@@ -171,7 +171,7 @@ def test_predict_human_readable(trained, tmp_path):
 
 
 def test_train_human_readable_reports_progress(image_folder, tmp_path):
-    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                     "--epochs", "2"])
     assert code == 0, stderr
     assert "features 16/16" in stderr
@@ -192,14 +192,14 @@ def test_train_missing_folder(tmp_path):
 
 def test_train_single_class_folder(tmp_path):
     data = make_image_folder(tmp_path / "data", n_per_class=3, classes=("red",))
-    assert_user_error(*run_cli(["train", data, "--out", tmp_path / "run", "--weights", "none"]),
+    assert_user_error(*run_cli(["train", data, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT)]),
                       "two class folders", "'red'")
 
 
 def test_train_empty_class_folder(tmp_path):
     data = make_image_folder(tmp_path / "data", n_per_class=3, classes=("red",))
     (data / "blue").mkdir()
-    assert_user_error(*run_cli(["train", data, "--out", tmp_path / "run", "--weights", "none"]), "'blue'")
+    assert_user_error(*run_cli(["train", data, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT)]), "'blue'")
 
 
 def test_train_unknown_backbone(image_folder, tmp_path):
@@ -214,7 +214,7 @@ def test_train_unknown_backbone(image_folder, tmp_path):
     ("0,0.5,0.5", "(0.0, 0.5, 0.5)"),
 ])
 def test_train_bad_split(image_folder, tmp_path, split, shown):
-    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                 "--split", split]), "split", shown)
 
 
@@ -242,7 +242,7 @@ def test_train_invalid_number(image_folder, tmp_path):
     (["--backbone", "xception", "--input-size", "64"], ("'xception' cannot take 64x64 pixel inputs", "71x71")),
 ])
 def test_train_bad_input_size(image_folder, tmp_path, argv, fragments):
-    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", *argv]),
+    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT), *argv]),
                       *fragments)
 
 
@@ -324,7 +324,7 @@ def test_internal_error_is_one_line_with_log(monkeypatch, image_folder, tmp_path
         raise RuntimeError("first line\nsecond line")
 
     monkeypatch.setattr(train_mod, "extract_features", boom)
-    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none"])
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT)])
     assert code == 1
     (line,) = stderr.splitlines()
     assert "RuntimeError: first line second line" in line
@@ -377,7 +377,7 @@ def standin(monkeypatch):
 
 def test_train_progress_file_gets_start_extract_epoch_done(image_folder, tmp_path, standin):
     events_file = tmp_path / "job" / "events.jsonl"
-    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                     "--epochs", "2", "--progress", events_file, "--json"])
     assert code == 0, stderr
     assert stderr == ""  # the events go to the file, not the terminal
@@ -401,7 +401,7 @@ def test_train_progress_file_gets_start_extract_epoch_done(image_folder, tmp_pat
 def test_train_with_an_existing_stop_file_stops_after_the_first_epoch(image_folder, tmp_path, standin):
     stop = tmp_path / "STOP"
     stop.touch()
-    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                     "--epochs", "5", "--fine-tune-layers", "2", "--stop-file", stop, "--json"])
     assert code == 0, stderr
     summary = last_json(stdout)
@@ -411,7 +411,7 @@ def test_train_with_an_existing_stop_file_stops_after_the_first_epoch(image_fold
 
 
 def test_train_stop_file_that_does_not_exist_changes_nothing(image_folder, tmp_path, standin):
-    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                     "--epochs", "3", "--stop-file", tmp_path / "STOP", "--json"])
     assert code == 0, stderr
     assert len(last_json(stdout)["history"]) == 3
@@ -427,19 +427,19 @@ def test_train_user_error_is_an_error_event(tmp_path):
 
 
 def test_train_augment_options(image_folder, tmp_path, standin):
-    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                     "--epochs", "1", "--augment", "--augment-copies", "1", "--json"])
     assert code == 0, stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["augment"] is True
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["augment_copies"] == 1
-    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run2", "--weights", "none",
+    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run2", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                 "--augment", "--augment-copies", "0"]), "augmented copies", "0")
 
 
 @pytest.fixture
 def cli_run(image_folder, tmp_path, standin):
     """A run trained in-process through the CLI (stand-in backbone, random weights, 2 epochs)."""
-    code, _, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+    code, _, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                "--epochs", "2", "--json"])
     assert code == 0, stderr
     return tmp_path / "run"

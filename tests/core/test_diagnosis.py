@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.diagnosis import CODES, Thresholds, diagnose
 from tlcore.errors import TLError
 
@@ -192,7 +192,7 @@ def test_a_real_tiny_training_history_is_accepted(tmp_path, seed):
     from tlcore.train import TrainConfig, train
 
     data = make_image_folder(tmp_path / "data", n_per_class=6)
-    summary = train(data, TrainConfig(weights=None, epochs=3, batch_size=4, split=(0.5, 0.5, 0.0)))
+    summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=3, batch_size=4, split=(0.5, 0.5, 0.0)))
     result = diagnose(summary["history"])
     assert result["code"] in CODES and result["code"] not in ("too_short", "no_validation"), result
     assert result["evidence"]["epochs"] == 3

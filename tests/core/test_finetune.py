@@ -16,7 +16,7 @@ import pytest
 
 import tlcore.run as run_mod
 import tlcore.train as train_mod
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.errors import TLError
 from tlcore.registry import get_spec
 from tlcore.run import load_run
@@ -75,7 +75,7 @@ def standin(monkeypatch):
 @pytest.fixture
 def trained_run(image_folder, tmp_path, standin, seed):
     """A saved head-only run on the red/blue folder: 2 head epochs, split 8/4/4."""
-    config = TrainConfig(weights=None, epochs=2, split=(0.5, 0.25, 0.25))
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=2, split=(0.5, 0.25, 0.25))
     summary = train(image_folder, config, out=tmp_path / "run")
     return tmp_path / "run", summary
 
@@ -141,7 +141,7 @@ def test_predictions_json_has_probabilities_for_every_held_out_image(trained_run
 def test_saved_paths_are_absolute_when_the_data_path_is_relative(tmp_path, monkeypatch, standin):
     make_image_folder(tmp_path / "data", n_per_class=4)
     monkeypatch.chdir(tmp_path)
-    train("data", TrainConfig(weights=None, epochs=1), out="run")
+    train("data", TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1), out="run")
     monkeypatch.chdir(tmp_path / "data")  # e.g. a later fine-tune started from elsewhere
     for name in ("samples.json", "predictions.json"):
         entries = read(tmp_path / "run", name)
@@ -332,6 +332,6 @@ def test_invalid_augment_copies(image_folder, monkeypatch, copies):
     builds = Builds(mean_colour_backbone)
     monkeypatch.setattr(train_mod, "create_backbone", builds)
     with pytest.raises(TLError) as info:
-        train(image_folder, TrainConfig(weights=None, augment=True, augment_copies=copies))
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, augment=True, augment_copies=copies))
     assert repr(copies) in str(info.value)
     assert builds.calls == 0

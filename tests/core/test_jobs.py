@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore import slots
 import tlcore.jobs as jobs_mod
 from tlcore.jobs import (LIVE, EventWriter, job_status, list_jobs, new_job_dir, read_events, request_stop,
@@ -243,7 +243,7 @@ def tiny_data(tmp_path):
 def test_train_job_runs_to_done_and_leaves_its_result(tiny_data, tmp_path):
     job = tmp_path / "jobs" / "one"
     returned = start_job(job, ["train", str(tiny_data), "--out", str(job / "run"), "--weights", "none",
-                               "--epochs", "2", "--input-size", "64"], kind="train", meta={"label": "first"})
+                               "--epochs", "2", "--input-size", str(SMALL_INPUT)], kind="train", meta={"label": "first"})
     assert returned == job
     meta = json.loads((job / "job.json").read_text())
     assert meta["kind"] == "train" and meta["label"] == "first" and meta["pid"] > 0
@@ -288,7 +288,7 @@ def test_train_job_runs_to_done_and_leaves_its_result(tiny_data, tmp_path):
     assert status["result"]["fine_tuned_layers"]
     assert result_record(tune)["result"] == status["result"]
     tuned_config = json.loads((tune / "run" / "config.json").read_text())
-    assert tuned_config["fine_tuned"] is True and tuned_config["input_size"] == 64  # the run's own size
+    assert tuned_config["fine_tuned"] is True and tuned_config["input_size"] == SMALL_INPUT  # the run's own size
     assert list_jobs(tmp_path / "jobs") == [tune, job]
 
 
@@ -296,7 +296,7 @@ def test_train_job_runs_to_done_and_leaves_its_result(tiny_data, tmp_path):
 def test_request_stop_ends_a_long_job_early(tiny_data, tmp_path):
     job = tmp_path / "job"
     start_job(job, ["train", str(tiny_data), "--out", str(job / "run"), "--weights", "none", "--epochs", "200",
-                    "--input-size", "64"])
+                    "--input-size", str(SMALL_INPUT)])
     wait_for_event(job, "epoch")
     request_stop(job)
     assert job_status(job)["status"] in ("stopping", "stopped")
@@ -330,7 +330,7 @@ def test_failing_job_reports_its_one_line_error(tmp_path):
 def test_relative_paths_are_relative_to_the_caller(tiny_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     job = Path("jobs") / "rel"
-    start_job(job, ["train", "data", "--out", "jobs/rel/run", "--weights", "none", "--epochs", "1", "--input-size", "64"])
+    start_job(job, ["train", "data", "--out", "jobs/rel/run", "--weights", "none", "--epochs", "1", "--input-size", str(SMALL_INPUT)])
     status, _ = wait_until_finished(job)
     assert status["status"] == "done", (status, stderr_of(tmp_path / job))
     assert types(read_events(job))[-1] == "done"
@@ -399,7 +399,7 @@ def all_slots_held(monkeypatch):
 def test_a_job_beyond_the_cap_waits_then_runs_when_a_slot_frees(tiny_data, tmp_path, all_slots_held):
     job = tmp_path / "job"
     start_job(job, ["train", str(tiny_data), "--out", str(job / "run"), "--weights", "none", "--epochs", "1",
-                    "--input-size", "64"])
+                    "--input-size", str(SMALL_INPUT)])
     status = wait_for_status(job, "waiting")
     assert status["position"] == 1 and status["slots"] == 1
     for _ in range(10):  # while the slot is held it stays in line and does no work
@@ -422,7 +422,7 @@ def test_a_job_beyond_the_cap_waits_then_runs_when_a_slot_frees(tiny_data, tmp_p
 def test_a_stop_while_waiting_ends_the_job_as_stopped_without_work(tiny_data, tmp_path, all_slots_held):
     job = tmp_path / "job"
     start_job(job, ["train", str(tiny_data), "--out", str(job / "run"), "--weights", "none", "--epochs", "1",
-                    "--input-size", "64"])
+                    "--input-size", str(SMALL_INPUT)])
     wait_for_status(job, "waiting")
     request_stop(job)
     status, _ = wait_until_finished(job)

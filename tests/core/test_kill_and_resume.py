@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.conftest import SMALL_INPUT
 from tests.core.test_jobs import end_leftover_workers, stderr_of, wait_until_finished  # noqa: F401 - fixture
 from tlcore.checkpoint import checkpoint_dir, load_checkpoint
 from tlcore.jobs import job_status, read_events, start_job
@@ -29,7 +30,7 @@ def test_sigkill_mid_training_then_resume_continues_from_the_last_epoch(image_fo
     data = job / "data"  # resuming rebuilds the command from the job folder's layout: <job>/data, <job>/run
     shutil.copytree(image_folder, data)
     start_job(job, ["train", str(data), "--out", str(run), "--weights", "none", "--epochs", str(EPOCHS),
-                    "--input-size", "64"])
+                    "--input-size", str(SMALL_INPUT)])
     deadline = time.monotonic() + 240
     while len(epochs_seen(job)) < 3:
         assert job_status(job)["status"] == "running", stderr_of(job)
@@ -58,7 +59,7 @@ def test_sigkill_mid_training_then_resume_continues_from_the_last_epoch(image_fo
     resumed = [e for e in read_events(job) if e.get("type") == "resume"]
     assert len(resumed) == 1 and resumed[0]["history"] == saved.history
     assert (run / "model.weights.h5").is_file() and not checkpoint_dir(run).exists()
-    assert json.loads((run / "config.json").read_text())["input_size"] == 64  # resumed with the run's own settings
+    assert json.loads((run / "config.json").read_text())["input_size"] == SMALL_INPUT  # resumed with the run's own settings
     meta = json.loads((job / "job.json").read_text())
     assert meta["resumed"] is True and "argv" not in meta
     assert not resumable(job)  # finished: nothing left to resume

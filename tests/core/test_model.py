@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.conftest import SMALL_INPUT
 from tlcore.model import build_head
 from tlcore.run import load_run
 from tlcore.train import TrainConfig, train
@@ -28,7 +29,7 @@ def test_head_without_standardize_has_no_such_layer():
 
 def test_random_weight_run_learns_colours_and_reloads_identically(image_folder, tmp_path):
     # Random features have arbitrary scale; standardised, a head can still separate red from blue.
-    result = train(image_folder, TrainConfig(weights=None, epochs=15, lr=1e-2, split=(0.5, 0.25, 0.25)),
+    result = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=15, lr=1e-2, split=(0.5, 0.25, 0.25)),
                    out=tmp_path / "run")
     assert result["history"][-1]["accuracy"] > 0.75
     run = load_run(tmp_path / "run")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import tlcore.project as project_mod
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.cli import main
 from tlcore.errors import TLError
 from tlcore.experiments import run_curves, run_history
@@ -44,7 +44,7 @@ def built(tmp_path_factory):
         job = ws.jobs_dir / "run-1"
         data = ws.snapshot(job / "data")
         with contextlib.redirect_stdout(io.StringIO()) as out:
-            code = main(["train", str(data), "--out", str(job / "run"), "--weights", "none", "--epochs", "2",
+            code = main(["train", str(data), "--out", str(job / "run"), "--weights", "none", "--input-size", str(SMALL_INPUT), "--epochs", "2",
                          "--split", "0.5,0.25,0.25", "--seed", "3", "--json", "--progress", str(job / "events.jsonl")])
         assert code == 0
         _finished_job(job, "train", json.loads(out.getvalue().splitlines()[-1]), os.getpid(), time.time())

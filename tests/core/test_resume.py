@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tlcore.resume as resume
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.checkpoint import checkpoint_dir
 from tlcore.cli import _build_parser
 from tlcore.commands import finetune_args, train_args
@@ -25,7 +25,7 @@ from tlcore.resume import resumable, resume_job, resume_point
 from tlcore.train import TrainConfig
 from tlcore.workspace import Workspace
 
-CONFIG = TrainConfig(weights=None, epochs=4, lr=0.002, seed=3, split=(0.5, 0.25, 0.25))
+CONFIG = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=4, lr=0.002, seed=3, split=(0.5, 0.25, 0.25))
 TUNING = TrainConfig(fine_tune_layers=6, fine_tune_epochs=3, fine_tune_lr=3e-5, early_stopping=False)
 
 

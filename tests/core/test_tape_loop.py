@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tlcore.train as train_mod
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_finetune import mean_colour_backbone
 from tests.core.test_head_fit import blobs, twin_heads
@@ -219,7 +219,7 @@ def test_optimizer_state_for_another_shape_is_refused():
 
 def test_few_shot_training_with_the_tape_loop(tmp_path, colour_backbone):
     data = make_image_folder(tmp_path / "data", n_per_class=5)
-    config = TrainConfig(weights=None, loop="tape", clip_norm=1.0, epochs=40, lr=1e-2)
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, loop="tape", clip_norm=1.0, epochs=40, lr=1e-2)
     summary = train(data, config, out=tmp_path / "run")
     # Five per class: one validation and one test image each, three to train on.
     assert (summary["n_train"], summary["n_val"], summary["n_test"]) == (6, 2, 2)
@@ -238,7 +238,7 @@ def test_few_shot_training_with_the_tape_loop(tmp_path, colour_backbone):
 def test_larger_held_out_splits_do_not_warn(tmp_path, colour_backbone):
     data = make_image_folder(tmp_path / "data", n_per_class=3, splits=["train"])
     make_image_folder(data, n_per_class=8, splits=["val", "test"], seed=1)
-    summary = train(data, TrainConfig(weights=None, loop="tape", epochs=1))
+    summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, loop="tape", epochs=1))
     assert (summary["n_val"], summary["n_test"]) == (16, 16)
     assert "few_held_out" not in {w["code"] for w in summary["warnings"]}
 
@@ -248,7 +248,7 @@ def test_few_shot_tape_run_resumes_exactly_after_a_crash(tmp_path, colour_backbo
         pass
 
     data = make_image_folder(tmp_path / "data", n_per_class=5)
-    config = TrainConfig(weights=None, loop="tape", clip_norm=1.0, epochs=6, lr=1e-2, dropout=0.3, seed=2)
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, loop="tape", clip_norm=1.0, epochs=6, lr=1e-2, dropout=0.3, seed=2)
     straight = train(data, config)
 
     def crash_at_four(epoch, logs):
@@ -278,14 +278,14 @@ def test_bad_loop_settings_fail_before_any_work(image_folder, monkeypatch, chang
     built = []
     monkeypatch.setattr(train_mod, "create_backbone", lambda *a, **k: built.append(a))
     with pytest.raises(TLError) as info:
-        train(image_folder, TrainConfig(weights=None, **changes))
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, **changes))
     assert shown in str(info.value) and "\n" not in str(info.value)
     assert built == []
 
 
 def test_cli_tape_loop_with_clipping(tmp_path, colour_backbone):
     data = make_image_folder(tmp_path / "data", n_per_class=5)
-    code, stdout, stderr = run_cli(["train", data, "--out", tmp_path / "run", "--weights", "none", "--epochs", "3",
+    code, stdout, stderr = run_cli(["train", data, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT), "--epochs", "3",
                                     "--loop", "tape", "--clip-norm", "1.0", "--json"])
     assert code == 0, stderr
     summary = last_json(stdout)
@@ -297,7 +297,7 @@ def test_cli_tape_loop_with_clipping(tmp_path, colour_backbone):
 def test_cli_bad_loop_and_clip_norm_exit_2(image_folder, tmp_path):
     assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run", "--loop", "sgd"]),
                       "--loop", "'sgd'")
-    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+    assert_user_error(*run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                 "--loop", "tape", "--clip-norm", "0"]), "clipping", "0.0")
     assert not (tmp_path / "run").exists()
 

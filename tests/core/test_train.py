@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import tlcore.train as train_mod
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.errors import TLError
 from tlcore.model import unfreeze_top_layers
 from tlcore.registry import create_backbone as real_create_backbone
@@ -87,7 +87,7 @@ def n_images(folder):
 
 def test_train_reports_each_epoch_and_a_complete_summary(image_folder, tmp_path, seed):
     events = []
-    config = TrainConfig(weights=None, epochs=3, split=(0.5, 0.25, 0.25))
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=3, split=(0.5, 0.25, 0.25))
     summary = train(image_folder, config, out=tmp_path / "run",
                     on_epoch=lambda epoch, logs: events.append((epoch, logs)))
 
@@ -129,14 +129,14 @@ def test_train_reports_each_epoch_and_a_complete_summary(image_folder, tmp_path,
 
 def test_summary_is_json_serialisable(image_folder, recorder):
     recorder(mean_colour_backbone)
-    summary = train(image_folder, TrainConfig(weights=None, epochs=1))
+    summary = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1))
     assert json.loads(json.dumps(summary)) == summary
 
 
 def test_extract_progress_reaches_total(image_folder, recorder):
     recorder(mean_colour_backbone)
     events = []
-    train(image_folder, TrainConfig(weights=None, epochs=1), on_extract=lambda d, t: events.append((d, t)))
+    train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1), on_extract=lambda d, t: events.append((d, t)))
     assert events[-1] == (16, 16)
     assert [d for d, _ in events] == sorted(d for d, _ in events)
 
@@ -144,7 +144,7 @@ def test_extract_progress_reaches_total(image_folder, recorder):
 def test_should_stop_ends_training_early(image_folder, recorder):
     recorder(mean_colour_backbone)
     events = []
-    summary = train(image_folder, TrainConfig(weights=None, epochs=10, fine_tune_layers=2),
+    summary = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=10, fine_tune_layers=2),
                     on_epoch=lambda e, logs: events.append(e), should_stop=lambda: len(events) >= 2)
     assert events == [1, 2]
     assert len(summary["history"]) == 2
@@ -158,7 +158,7 @@ def test_corrupt_file_is_skipped_and_training_succeeds(image_folder, recorder):
     recorder(mean_colour_backbone)
     bad = image_folder / "red" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    summary = train(image_folder, TrainConfig(weights=None, epochs=2))
+    summary = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=2))
     assert [s["path"] for s in summary["skipped"]] == [str(bad)]
     assert summary["skipped"][0]["reason"]
     assert "skipped_files" in codes(summary)
@@ -169,7 +169,7 @@ def test_corrupt_file_is_skipped_and_training_succeeds(image_folder, recorder):
 def test_train_and_val_folders_give_no_test_split(tmp_path, recorder):
     recorder(mean_colour_backbone)
     data = make_image_folder(tmp_path / "data", n_per_class=6, splits=["train", "val"])
-    summary = train(data, TrainConfig(weights=None, epochs=2, split=(0.5, 0.25, 0.25)))
+    summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=2, split=(0.5, 0.25, 0.25)))
     assert (summary["n_train"], summary["n_val"], summary["n_test"]) == (12, 12, 0)  # folders win over split
     assert summary["test_accuracy"] is None
     assert summary["test"]["accuracy"] is None
@@ -180,7 +180,7 @@ def test_train_and_val_folders_give_no_test_split(tmp_path, recorder):
 def test_train_and_test_folders_carve_validation_from_train(tmp_path, recorder):
     recorder(mean_colour_backbone)
     data = make_image_folder(tmp_path / "data", n_per_class=6, splits=["train", "test"])
-    summary = train(data, TrainConfig(weights=None, epochs=1))
+    summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1))
     assert summary["n_test"] == 12  # the test folder is never touched
     assert summary["n_val"] >= 2 and summary["n_train"] + summary["n_val"] == 12
     assert all(n >= 1 for n in summary["counts"]["val"].values())
@@ -190,7 +190,7 @@ def test_imbalanced_classes_warn(tmp_path, recorder):
     recorder(mean_colour_backbone)
     data = make_image_folder(tmp_path / "data", n_per_class=15, classes=("red",))
     make_image_folder(data, n_per_class=4, classes=("blue",), seed=1)
-    summary = train(data, TrainConfig(weights=None, epochs=1))
+    summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1))
     imbalance = [w for w in summary["warnings"] if w["code"] == "class_imbalance"]
     assert len(imbalance) == 1
     assert "'red'" in imbalance[0]["message"] and "'blue'" in imbalance[0]["message"]
@@ -200,14 +200,14 @@ def test_imbalanced_classes_warn(tmp_path, recorder):
 def test_balanced_classes_do_not_warn(tmp_path, recorder):
     recorder(mean_colour_backbone)
     data = make_image_folder(tmp_path / "data", n_per_class=12)
-    summary = train(data, TrainConfig(weights=None, epochs=1))
+    summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1))
     assert "class_imbalance" not in codes(summary)
     assert "few_images" not in codes(summary)
 
 
 def test_high_learning_rate_warns(image_folder, recorder):
     recorder(mean_colour_backbone)
-    summary = train(image_folder, TrainConfig(weights=None, epochs=1, lr=0.5))
+    summary = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, lr=0.5))
     assert "high_lr" in codes(summary)
 
 
@@ -244,7 +244,7 @@ def test_bad_split_is_rejected_even_when_the_data_has_split_folders(tmp_path, re
     rec = recorder(mean_colour_backbone)
     data = make_image_folder(tmp_path / "data", n_per_class=3, splits=["train", "val"])
     with pytest.raises(TLError, match="split"):
-        train(data, TrainConfig(weights=None, split=(0.9, 0.9, 0.9)))
+        train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, split=(0.9, 0.9, 0.9)))
     assert rec.calls == []
 
 
@@ -258,7 +258,7 @@ def test_unusable_data_is_a_user_error(tmp_path, recorder, problem):
         make_image_folder(data, n_per_class=4, classes=("red",))
         (data / "blue").mkdir()
     with pytest.raises(TLError) as info:
-        train(data, TrainConfig(weights=None, epochs=1))
+        train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1))
     message = str(info.value)
     assert {"missing": str(data), "one_class": "'red'", "empty_class": "'blue'"}[problem] in message
 
@@ -268,7 +268,7 @@ def test_class_with_only_broken_files_is_a_user_error(image_folder, recorder):
     for p in (image_folder / "blue").iterdir():
         p.write_bytes(b"garbage")
     with pytest.raises(TLError, match="'blue'"):
-        train(image_folder, TrainConfig(weights=None, epochs=1))
+        train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1))
 
 
 # Learning -----------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def test_class_with_only_broken_files_is_a_user_error(image_folder, recorder):
 def test_head_learns_colour_classes(tmp_path, recorder):
     recorder(mean_colour_backbone)
     data = make_image_folder(tmp_path / "data", n_per_class=10, classes=("red", "green", "blue"))
-    summary = train(data, TrainConfig(weights=None, epochs=30, lr=0.05, dropout=0.0, split=(0.6, 0.4, 0.0)))
+    summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=30, lr=0.05, dropout=0.0, split=(0.6, 0.4, 0.0)))
     history = summary["history"]
     assert len(history) == 30
     assert history[-1]["loss"] < history[0]["loss"] * 0.5
@@ -288,7 +288,7 @@ def test_head_learns_colour_classes(tmp_path, recorder):
 
 def test_same_seed_gives_same_history(image_folder, recorder):
     recorder(mean_colour_backbone)
-    config = TrainConfig(weights=None, epochs=3, lr=0.01)
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=3, lr=0.01)
     a = train(image_folder, config)
     b = train(image_folder, config)
     assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], rel=1e-5)
@@ -301,7 +301,7 @@ def test_a_fixed_seed_reproduces_a_random_weight_run_and_another_seed_does_not(t
     data = make_image_folder(tmp_path / "data", n_per_class=6)
 
     def run(seed):
-        summary = train(data, TrainConfig(weights=None, epochs=2, seed=seed, split=(0.5, 0.25, 0.25)))
+        summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=2, seed=seed, split=(0.5, 0.25, 0.25)))
         return summary["history"], summary["val"], summary["test"]
 
     first, again, other = run(7), run(7), run(8)
@@ -326,7 +326,7 @@ def changed(before, after):
 def test_fine_tuning_trains_top_layers_and_keeps_batchnorm(image_folder, recorder):
     rec = recorder(small_conv_backbone)
     events = []
-    config = TrainConfig(weights=None, epochs=2, fine_tune_layers=4, fine_tune_epochs=2, fine_tune_lr=1e-4,
+    config = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=2, fine_tune_layers=4, fine_tune_epochs=2, fine_tune_lr=1e-4,
                          patience=5)
     summary = train(image_folder, config, on_epoch=lambda e, logs: events.append((e, logs["phase"])))
 
@@ -354,7 +354,7 @@ def test_fine_tuning_with_real_backbone_keeps_batchnorm(image_folder, recorder):
     """Random Lite0 with ten layers fine-tuned, at 64 pixels (which layers change does not depend on the size). Its vanishing activations make the
     kernel updates tiny, so only what must stay unchanged is checked here."""
     rec = recorder()  # the real create_backbone, recorded
-    config = TrainConfig(weights=None, epochs=2, fine_tune_layers=10, fine_tune_epochs=2, input_size=64)
+    config = TrainConfig(weights=None, epochs=2, fine_tune_layers=10, fine_tune_epochs=2, input_size=SMALL_INPUT)
     summary = train(image_folder, config)
     phases = [h["phase"] for h in summary["history"]]
     assert phases == ["head", "head", "fine_tune", "fine_tune"]

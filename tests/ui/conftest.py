@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.jobs import LIVE, job_status, start_job
 from tlcore.workspace import Workspace, new_session_id
 
@@ -85,7 +85,7 @@ def trained(ui_cache) -> tuple[str, Path]:
     # 64-pixel inputs: what the pages do with a model does not depend on its size, and every job on this run
     # (export, robustness, ideal image) then costs a twelfth of the 224-pixel default (tests/ui/test_browser.py).
     start_job(job, ["train", str(ws.snapshot(job / "data")), "--out", str(job / "run"), "--weights", "none",
-                    "--epochs", "3", "--split", "0.5,0.25,0.25", "--input-size", "64"])
+                    "--epochs", "3", "--split", "0.5,0.25,0.25", "--input-size", str(SMALL_INPUT)])
     status = wait_for_job(job)
     assert status["status"] == "done", status
     ws.update_settings(current_job=str(job))

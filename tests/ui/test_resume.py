@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import make_image_folder
+from tests.conftest import SMALL_INPUT, make_image_folder
 from tests.core.test_checkpoint import Crash, crash_after
 from tests.ui.conftest import open_page, shown, wait_for_job
 from tlcore.checkpoint import checkpoint_dir
@@ -23,7 +23,7 @@ def test_a_dead_training_job_offers_resume_and_finishes(workspace, sid):
     job = workspace.jobs_dir / "run-killed"
     data = workspace.snapshot(job / "data")
     args = ["train", str(data), "--out", str(job / "run"), "--weights", "none", "--epochs", "4",
-            "--split", "0.5,0.25,0.25", "--input-size", "64"]
+            "--split", "0.5,0.25,0.25", "--input-size", str(SMALL_INPUT)]
     events = EventWriter(job / "events.jsonl")
     events({"type": "start", "command": "train", "epochs": 4, "fine_tune_epochs": 0})
 
@@ -33,7 +33,7 @@ def test_a_dead_training_job_offers_resume_and_finishes(workspace, sid):
 
     crash = crash_after(3, [])  # dies in epoch 3: epochs 1 and 2 are checkpointed
     with pytest.raises(Crash):
-        train(data, TrainConfig(weights=None, epochs=4, split=(0.5, 0.25, 0.25), input_size=64), out=job / "run", on_epoch=on_epoch)
+        train(data, TrainConfig(weights=None, epochs=4, split=(0.5, 0.25, 0.25), input_size=SMALL_INPUT), out=job / "run", on_epoch=on_epoch)
     pid = subprocess.Popen(["true"])
     pid.wait()  # finished and reaped: the pid of no live process, as after a kill
     # A command line in job.json (as older versions wrote, or a project could hold) is never what resume runs.
