@@ -1,7 +1,7 @@
 """Transfer Lab dashboard: navigation (titles in the session's language) and the home page."""
 import streamlit as st
 
-from tlcore.gc import start_periodic
+from tlcore.lab.gc import start_periodic
 from ui import access, state
 from ui.i18n import translate
 from ui.layout import setup, t
@@ -31,7 +31,7 @@ def pages(lang: str) -> list:
     ]
 
 
-start_periodic()  # the server's disk clean-up: one daemon thread per process (tlcore.gc)
+start_periodic()  # the server's disk clean-up: one daemon thread per process (tlcore.lab.gc)
 if not state.admitted():
     # The access gate, before any page's own code and before a workspace exists. The pages are declared
     # (hidden) so a page's address still leads to that page once the gate is passed.

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from tlcore.jobs import new_job_dir, start_job
-from tlcore.registry import get_spec, list_backbones
-from tlcore.speed import measure_speed, measured_speeds
+from tlcore.jobs.runner import new_job_dir, start_job
+from tlcore.backbones.registry import get_spec, list_backbones
+from tlcore.backbones.speed import measure_speed, measured_speeds
 from ui import state
 from ui.layout import guard, setup, t
 from ui.leaderboard_view import show_leaderboard

@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from tlcore.alarms import config_alarms
-from tlcore.augment import AugmentConfig, augment_image
-from tlcore.images import load_image
-from tlcore.commands import check_config, train_args
-from tlcore.jobs import job_status, new_job_dir, start_job
-from tlcore.registry import get_spec
-from tlcore.resample import RESAMPLE_MODES
-from tlcore.train import TrainConfig
+from tlcore.training.alarms import config_alarms
+from tlcore.data.augment import AugmentConfig, augment_image
+from tlcore.data.images import load_image
+from tlcore.training.commands import check_config, train_args
+from tlcore.jobs.runner import job_status, new_job_dir, start_job
+from tlcore.backbones.registry import get_spec
+from tlcore.data.resample import RESAMPLE_MODES
+from tlcore.training.config import TrainConfig
 from ui import state
 from ui.advice_view import show_warnings
 from ui.follow import show_job

@@ -3,11 +3,11 @@ import json
 
 import streamlit as st
 
-from tlcore.alarms import config_alarms
-from tlcore.commands import check_config, finetune_args
-from tlcore.jobs import new_job_dir, start_job
-from tlcore.resample import RESAMPLE_MODES
-from tlcore.train import TrainConfig
+from tlcore.training.alarms import config_alarms
+from tlcore.training.commands import check_config, finetune_args
+from tlcore.jobs.runner import new_job_dir, start_job
+from tlcore.data.resample import RESAMPLE_MODES
+from tlcore.training.config import TrainConfig
 from ui import state
 from ui.advice_view import show_warnings
 from ui.follow import show_job

@@ -2,11 +2,11 @@
 import numpy as np
 import streamlit as st
 
-from tlcore.evaluate import classification_metrics
-from tlcore.explain import grad_cam, overlay
-from tlcore.images import load_image
-from tlcore.job_paths import job_path
-from tlcore.run import read_run_json
+from tlcore.analysis.evaluate import classification_metrics
+from tlcore.analysis.explain import grad_cam, overlay
+from tlcore.data.images import load_image
+from tlcore.jobs.folder import job_path
+from tlcore.models.run import read_run_json
 from ui import state
 from ui.calibration_view import show_reliability
 from ui.charts import confusion_figure

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.errors import TLError
-from tlcore.explain import conv_layers, feature_grid, feature_maps, grad_cam, overlay
-from tlcore.images import ImageDecodeError, decode_image
-from tlcore.run import RunModel
+from tlcore.io.errors import TLError
+from tlcore.analysis.explain import conv_layers, feature_grid, feature_maps, grad_cam, overlay
+from tlcore.data.images import ImageDecodeError, decode_image
+from tlcore.models.run import RunModel
 from ui import state
 from ui.calibration_view import choose_threshold, show_answer
 from ui.charts import probabilities_figure

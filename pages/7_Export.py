@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from tlcore.export import FORMATS, RECOMMENDED_CALIBRATION, TFLITE_FORMATS, default_filename
-from tlcore.jobs import new_job_dir, start_job
-from tlcore.run import read_run_json
+from tlcore.export.formats import FORMATS, RECOMMENDED_CALIBRATION, TFLITE_FORMATS, default_filename
+from tlcore.jobs.runner import new_job_dir, start_job
+from tlcore.models.run import read_run_json
 from ui import state
 from ui.export_view import show_export
 from ui.layout import choose_run, guard, setup, t

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.attacks import AttackConfig, attack_image
-from tlcore.errors import TLError
-from tlcore.images import ImageDecodeError, decode_image, load_image
-from tlcore.job_paths import job_path
-from tlcore.jobs import new_job_dir, start_job
-from tlcore.run import read_run_json
+from tlcore.adversarial.attacks import AttackConfig, attack_image
+from tlcore.io.errors import TLError
+from tlcore.data.images import ImageDecodeError, decode_image, load_image
+from tlcore.jobs.folder import job_path
+from tlcore.jobs.runner import new_job_dir, start_job
+from tlcore.models.run import read_run_json
 from ui import state
 from ui.adversarial_view import show_attack, show_harden, show_ideal, show_robustness
 from ui.layout import choose_run, guard, setup, t

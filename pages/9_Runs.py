@@ -1,7 +1,7 @@
 """Runs: every finished run with its settings and scores, side-by-side comparison, from-scratch twins, projects."""
 import streamlit as st
 
-from tlcore.experiments import run_history
+from tlcore.lab.experiments import run_history
 from ui import state
 from ui.layout import setup, t
 from ui.runs_view import (choose_runs, show_comparison, show_disk, show_history, show_projects, show_scratch,

@@ -63,7 +63,7 @@ def attack(run_dir: Path, method: str, cache: Path, steps: int = PGD_STEPS, targ
 def saved_images_linf(out: Path, classes: list[str], size: int) -> tuple[int, float]:
     """How many PNGs ``--out`` wrote, and their largest L-inf distance (fraction of 0..255) from the photos."""
     sys.path.insert(0, str(ROOT))
-    from tlcore.images import load_image
+    from tlcore.data.images import load_image
 
     originals = {}
     for name in classes:

@@ -2,8 +2,8 @@
 
 Baseline, as a tutorial writes it: Pillow opens, converts and resizes one file
 at a time, then Keras ``Model.predict`` runs in batches of 32. Ours:
-:func:`tlcore.features.extract_features` with a cold feature cache and the
-engine of :mod:`tlcore.engine` (decode in threads, overlapped with TFLite
+:func:`tlcore.training.features.extract_features` with a cold feature cache and the
+engine of :mod:`tlcore.training.engine` (decode in threads, overlapped with TFLite
 inference). Both start with the backbone already available (the baseline's
 Keras model built, our engine file converted) and both are timed from the
 file paths to the feature matrix. Each is repeated and the median reported;
@@ -45,8 +45,8 @@ def baseline(files: list[str], model, size: int) -> float:
 
 def ours(files: list[str], backbone: str, size: int, get_backbone) -> float:
     """Seconds for :func:`extract_features` on a cold feature cache (engine file already converted)."""
-    from tlcore.engine import fast_encoder
-    from tlcore.features import FeatureCache, extract_features
+    from tlcore.training.engine import fast_encoder
+    from tlcore.training.features import FeatureCache, extract_features
 
     key = f"{backbone}|imagenet"
     with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
@@ -65,9 +65,9 @@ def parts(files: list[str], backbone: str, size: int, get_backbone) -> tuple[flo
 
     import numpy as np
 
-    from tlcore.engine import fast_encoder
-    from tlcore.features import _decode_workers
-    from tlcore.images import load_image
+    from tlcore.training.engine import fast_encoder
+    from tlcore.training.features import _decode_workers
+    from tlcore.data.images import load_image
 
     start = time.perf_counter()
     with ThreadPoolExecutor(_decode_workers()) as pool:
@@ -93,8 +93,8 @@ def main() -> None:
     # Our own engine cache, so "first run" really converts and the user's cache is untouched.
     os.environ["TLCORE_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-extract-cache-")
 
-    from tlcore.engine import engine_path
-    from tlcore.registry import create_backbone, get_spec
+    from tlcore.training.engine import engine_path
+    from tlcore.backbones.registry import create_backbone, get_spec
 
     size = get_spec(args.backbone).input_size
     model = create_backbone(args.backbone, weights="imagenet")

@@ -124,7 +124,7 @@ def main() -> None:
     text = f"""## Performance: `python -m tlcore bench` on ants vs bees
 
 Command: `python -m tlcore bench ../shared/datasets/hymenoptera --json` ({b['images']} photos, default
-backbone {b['backbone']}; every figure from the same run, see `tlcore/bench.py`).
+backbone {b['backbone']}; every figure from the same run, see `tlcore/lab/bench.py`).
 
 - Date: {date.today().isoformat()}
 - Machine: {machine()}

@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tlcore.access_code import ENV, code_path, ensure_access_code  # noqa: E402
-from tlcore.errors import TLError  # noqa: E402
+from tlcore.lab.access_code import ENV, code_path, ensure_access_code  # noqa: E402
+from tlcore.io.errors import TLError  # noqa: E402
 
 __all__ = ["sso_configured", "share_address", "plan", "main"]
 

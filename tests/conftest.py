@@ -93,7 +93,7 @@ def hymenoptera():
 
 @pytest.fixture
 def lite0_engine_cached(tmp_path_factory, isolated_cache):
-    """This test's cache starts with Lite0's ImageNet engine (tlcore.engine), as a server's does after its
+    """This test's cache starts with Lite0's ImageNet engine (tlcore.training.engine), as a server's does after its
     first run: for tests of what comes after extraction. Tests of the conversion itself (test_engine,
     the second-run test of test_train, the bench) do without it."""
     return seed_lite0_engine(tmp_path_factory)
@@ -105,9 +105,9 @@ def seed_lite0_engine(tmp_path_factory) -> Path:
     import fcntl
     import shutil
 
-    from tlcore.engine import convert_backbone, engine_path
-    from tlcore.registry import DEFAULT_BACKBONE, create_backbone, get_spec
-    from tlcore.train import _weights_key
+    from tlcore.training.engine import convert_backbone, engine_path
+    from tlcore.backbones.registry import DEFAULT_BACKBONE, create_backbone, get_spec
+    from tlcore.training.pipeline import _weights_key
 
     spec = get_spec(DEFAULT_BACKBONE)
     # The workers of one xdist run share the parent of their temporary folders; a plain run has its own.

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import TLError
-from .paths import default_cache_dir
+from .io.errors import TLError
+from .io.paths import default_cache_dir
 
 __all__ = ["main", "route_native_stderr", "log_path"]
 
@@ -50,7 +50,7 @@ def _weights(text: str):
 
 
 def _strategy_option(p) -> None:
-    from .distribute import STRATEGIES
+    from .training.distribute import STRATEGIES
 
     p.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="where fine-tuning runs: this device, mirrored (every GPU of this machine) or multi-worker "
@@ -74,8 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backbones", help="list the available backbones")
     p.add_argument("--json", action="store_true")
 
-    from .registry import DEFAULT_BACKBONE
-    from .train import LOOPS, TrainConfig
+    from .backbones.registry import DEFAULT_BACKBONE
+    from .training.config import LOOPS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a classifier on a folder or zip of class folders")
@@ -141,7 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         "one from the run's validation photos)")
     p.add_argument("--json", action="store_true")
 
-    from .export import FORMATS, ExportConfig
+    from .export.formats import FORMATS, ExportConfig
 
     e = ExportConfig()
     p = sub.add_parser("export", help="export a run to TFLite, .keras or SavedModel, checked against Keras")
@@ -160,7 +160,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=e.seed)
     _job_options(p)
 
-    from .attacks import METHODS, AttackConfig
+    from .adversarial.attacks import METHODS, AttackConfig
 
     a = AttackConfig()
     p = sub.add_parser("attack", help="attack a run's model with adversarial perturbations (FGSM or PGD)")
@@ -176,7 +176,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="save the adversarial images (PNG, per true class)")
     _job_options(p)
 
-    from .defence import DEFAULT_EPSILONS, HardenConfig
+    from .adversarial.defence import DEFAULT_EPSILONS, HardenConfig
 
     h = HardenConfig()
     epsilons = ",".join(f"{e:g}" for e in DEFAULT_EPSILONS)
@@ -254,7 +254,7 @@ def _threshold(text: str) -> float:
 
 
 def _formats(text: str) -> list[str]:
-    from .export import FORMATS
+    from .export.formats import FORMATS
 
     names = [name.lower() for name in _names(text)]
     bad = [n for n in names if n not in FORMATS]
@@ -274,7 +274,7 @@ def _resume_event(events, args, out, kept) -> None:
     ``kept(checkpoint)`` is how many of them this command itself had completed.
     """
     if events and args.resume and out:
-        from .checkpoint import checkpoint_dir, load_checkpoint
+        from .training.checkpoint import checkpoint_dir, load_checkpoint
 
         found = load_checkpoint(checkpoint_dir(out))
         if found is not None:
@@ -290,7 +290,7 @@ def _job_options(p) -> None:
 def _cmd_backbones(args):
     from dataclasses import asdict
 
-    from .registry import get_spec, list_backbones
+    from .backbones.registry import get_spec, list_backbones
 
     rows = [asdict(get_spec(name)) for name in list_backbones()]
     if not args.json:
@@ -312,7 +312,7 @@ def _clear_progress_line() -> None:
 
 def _callbacks(args):
     """Progress for the terminal (unless --json) and for --progress; the stop test for --stop-file."""
-    from .jobs import EventWriter
+    from .jobs.runner import EventWriter
 
     events = EventWriter(args.progress) if args.progress else None
     quiet = args.json
@@ -365,8 +365,8 @@ def _wait_for_slot(argv) -> int | None:
     """As a job (``--progress``), wait for a running slot before anything imports TensorFlow.
 
     Runs before the full parser, whose options' defaults come from modules that import TensorFlow:
-    a waiting worker is a small Python process. A worker started by :func:`tlcore.jobs.start_job`
-    inherits the places it was admitted with (:func:`tlcore.slots.wait_turn`); one started by hand
+    a waiting worker is a small Python process. A worker started by :func:`tlcore.jobs.runner.start_job`
+    inherits the places it was admitted with (:func:`tlcore.jobs.slots.wait_turn`); one started by hand
     queues for a server slot only. While waiting it writes ``waiting`` events; a stop while waiting
     ends the command without work. Returns the exit status when the command ends here, else None.
     """
@@ -377,8 +377,8 @@ def _wait_for_slot(argv) -> int | None:
     known, _ = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
     if not known.progress:
         return None
-    from . import slots
-    from .jobs import EventWriter
+    from .jobs import slots
+    from .jobs.runner import EventWriter
 
     events = EventWriter(known.progress)
 
@@ -434,9 +434,10 @@ def _run_with_events(args, events, start: dict, work, report=None):
 def _cmd_train(args):
     from dataclasses import fields
 
-    from .train import TrainConfig, train
+    from .training.config import TrainConfig
+    from .training.pipeline import train
 
-    # Every TrainConfig field is a train option of the same name (tlcore.commands.TRAIN_OPTIONS).
+    # Every TrainConfig field is a train option of the same name (tlcore.training.commands.TRAIN_OPTIONS).
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     events, on_extract, on_epoch, should_stop = _callbacks(args)
     start = {"command": "train", "epochs": config.epochs,
@@ -448,7 +449,8 @@ def _cmd_train(args):
 
 
 def _cmd_finetune(args):
-    from .train import TrainConfig, fine_tune
+    from .training.config import TrainConfig
+    from .training.pipeline import fine_tune
 
     config = TrainConfig(fine_tune_layers=args.layers, fine_tune_lr=args.lr, fine_tune_epochs=args.epochs,
                          patience=args.patience, batch_size=args.batch_size, augment=args.augment,
@@ -464,13 +466,13 @@ def _cmd_finetune(args):
 
 def _load_model(path: str):
     """A run directory, ``.keras`` or ``.tflite`` model (same prediction API); files that can hold code are refused."""
-    from .model_files import load_model_file
+    from .models.model_files import load_model_file
 
     return load_model_file(path)
 
 
 def _labelled_probs(run, data):
-    from .export import labelled_files
+    from .export.formats import labelled_files
 
     paths, labels, skipped = labelled_files(run.classes, data)
     probs, kept, unreadable = run.predict_files(paths)
@@ -478,7 +480,7 @@ def _labelled_probs(run, data):
 
 
 def _cmd_evaluate(args):
-    from .evaluate import classification_metrics
+    from .analysis.evaluate import classification_metrics
 
     run = _load_model(args.run_dir)
     y, probs, skipped = _labelled_probs(run, args.data)
@@ -500,7 +502,7 @@ def _cmd_evaluate(args):
 def _cmd_predict(args):
     import numpy as np
 
-    from .calibration import apply_threshold
+    from .analysis.calibration import apply_threshold
 
     if args.top_k < 1:
         raise TLError(f"--top-k must be at least 1, got {args.top_k}")
@@ -534,7 +536,7 @@ def _cmd_predict(args):
 
 
 def _cmd_export(args):
-    from .export import TFLITE_FORMATS, ExportConfig, export_formats
+    from .export.formats import TFLITE_FORMATS, ExportConfig, export_formats
 
     if args.bundle and not any(f in TFLITE_FORMATS for f in args.format):
         raise TLError(f"--bundle needs at least one TFLite format ({', '.join(TFLITE_FORMATS)})")
@@ -553,7 +555,7 @@ def _cmd_export(args):
         result = export_formats(args.run_dir, args.format, args.out, config, calibration=args.calibration,
                                 verify=args.verify, on_progress=on_progress, should_stop=should_stop)
         if args.bundle:
-            from .bundle import write_bundle
+            from .export.bundle import write_bundle
 
             result["bundle"] = str(write_bundle(result, args.run_dir, args.bundle))
         return result
@@ -585,7 +587,7 @@ def _report_exports(result) -> None:
 
 
 def _cmd_attack(args):
-    from .attacks import AttackConfig, attack_data
+    from .adversarial.attacks import AttackConfig, attack_data
 
     target = None
     if args.target is not None:
@@ -614,7 +616,7 @@ def _cmd_attack(args):
 
 
 def _run_classes(run_dir: str) -> list[str]:
-    from .run import read_run_json
+    from .models.run import read_run_json
 
     if not (Path(run_dir) / "config.json").is_file():  # as load_run says it (not "train it again")
         raise TLError(f"{run_dir!r} is not a run directory (no config.json)")
@@ -632,7 +634,7 @@ def _print_curve(curve: dict) -> None:
 
 
 def _cmd_robustness(args):
-    from .defence import run_robustness
+    from .adversarial.defence import run_robustness
 
     events, _, _, _ = _callbacks(args)
 
@@ -649,7 +651,7 @@ def _cmd_robustness(args):
 
 
 def _cmd_harden(args):
-    from .defence import HardenConfig, harden
+    from .adversarial.defence import HardenConfig, harden
 
     config = HardenConfig(epsilon=args.epsilon, epochs=args.epochs, lr=args.lr, curve_images=args.curve_images,
                           curve_steps=args.curve_steps)
@@ -669,8 +671,8 @@ def _cmd_harden(args):
 def _cmd_ideal(args):
     from PIL import Image
 
-    from .explain import ideal_class_image
-    from .run import load_run
+    from .analysis.explain import ideal_class_image
+    from .models.run import load_run
 
     classes = _run_classes(args.run_dir)
     if args.class_name not in classes:
@@ -708,7 +710,7 @@ def _cmd_ideal(args):
 
 
 def _cmd_bench(args):
-    from .bench import run_bench
+    from .lab.bench import run_bench
 
     def on_progress(stage, logs):
         if not args.json:
@@ -722,7 +724,7 @@ def _cmd_bench(args):
 
 
 def _cmd_check(args):
-    from .health import check_dataset
+    from .data.health import check_dataset
 
     def on_progress(done, logs):
         if not args.json and sys.stderr.isatty():
@@ -745,7 +747,7 @@ def _cmd_check(args):
 
 
 def _cmd_leaderboard(args):
-    from .leaderboard import leaderboard
+    from .lab.leaderboard import leaderboard
 
     events, _, _, should_stop = _callbacks(args)
 
@@ -771,7 +773,7 @@ def _cmd_leaderboard(args):
 
 
 def _existing_workspace(path: str):
-    from .workspace import Workspace
+    from .lab.workspace import Workspace
 
     if not (Path(path) / "jobs").is_dir() and not (Path(path) / "data").is_dir():
         raise TLError(f"{path!r} is not a workspace (it has no data/ or jobs/ folder)")
@@ -779,7 +781,7 @@ def _existing_workspace(path: str):
 
 
 def _cmd_project(args):
-    from .project import open_project, run_history, save_project
+    from .lab.project import open_project, run_history, save_project
 
     wanted = 1 if args.action == "runs" else 2
     if len(args.paths) != wanted:
@@ -790,7 +792,7 @@ def _cmd_project(args):
         result = {"project": str(dest), "runs": len(run_history(Path(args.paths[0]) / "jobs"))}
         message = f"saved {result['runs']} run(s) to {dest}"
     elif args.action == "open":
-        from .workspace import Workspace
+        from .lab.workspace import Workspace
 
         result = open_project(args.paths[0], Workspace(args.paths[1]))
         message = f"opened {result['name']!r}: {result['photos']} photos, {result['runs']} run(s)"
@@ -805,7 +807,7 @@ def _cmd_project(args):
 
 
 def _cmd_gc(args):
-    from .gc import collect, summary
+    from .lab.gc import collect, summary
 
     result = collect(dry_run=args.dry_run)
     if not args.json:

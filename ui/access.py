@@ -17,8 +17,8 @@ import logging
 
 import streamlit as st
 
-from tlcore import sessions
-from tlcore.access_code import access_code, check_access_code
+from tlcore.lab import sessions
+from tlcore.lab.access_code import access_code, check_access_code
 
 from .i18n import translate
 

@@ -8,8 +8,8 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from tlcore.job_paths import job_path
-from tlcore.jobs import job_status, read_events, request_stop
+from tlcore.jobs.folder import job_path
+from tlcore.jobs.runner import job_status, read_events, request_stop
 
 from . import state
 from .charts import probabilities_figure, robustness_figure

@@ -6,8 +6,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from tlcore.calibration import apply_threshold, suggest_run_threshold
-from tlcore.errors import TLError
+from tlcore.analysis.calibration import apply_threshold, suggest_run_threshold
+from tlcore.io.errors import TLError
 
 from .layout import t
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.checklist import Item, deployment_checklist, gather_facts, training_checklist
+from tlcore.lab.checklist import Item, deployment_checklist, gather_facts, training_checklist
 
 from . import state
 from .i18n import CATALOG, translate
@@ -44,7 +44,7 @@ def show_checklists() -> None:
     """Draw both checklists for this session; on any error, log it and draw nothing.
 
     Runs on every page rerun: gathering reads image headers only when the
-    photos changed and never loads TensorFlow (see :func:`tlcore.checklist.gather_facts`).
+    photos changed and never loads TensorFlow (see :func:`tlcore.lab.checklist.gather_facts`).
     """
     try:  # everything is worded before anything is drawn, so an error never leaves half a list
         lang = state.language()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tlcore.diagnosis import Thresholds
+from tlcore.analysis.diagnosis import Thresholds
 
 from .i18n import CATALOG
 from .layout import t
@@ -50,7 +50,7 @@ def evidence_fields(evidence: dict) -> dict:
 
 
 def show_diagnosis(diagnosis: dict, container=None) -> None:
-    """Draw :func:`tlcore.diagnosis.diagnose`'s result: the verdict coloured by severity, the evidence in
+    """Draw :func:`tlcore.analysis.diagnosis.diagnose`'s result: the verdict coloured by severity, the evidence in
     one sentence and the remedies as a list, in the session's language.
 
     ``container`` (default: the page) is any Streamlit container, e.g. a column. A code the catalog

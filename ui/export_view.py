@@ -8,9 +8,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.export import TFLITE_FORMATS
-from tlcore.job_paths import job_path
-from tlcore.jobs import job_status, read_events, request_stop
+from tlcore.export.formats import TFLITE_FORMATS
+from tlcore.jobs.folder import job_path
+from tlcore.jobs.runner import job_status, read_events, request_stop
 
 from . import state
 from .charts import export_figure

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.diagnosis import diagnose
-from tlcore.job_paths import job_path
-from tlcore.jobs import LIVE, job_status, read_events, request_stop
-from tlcore.resume import resume_job, resume_point
+from tlcore.analysis.diagnosis import diagnose
+from tlcore.jobs.folder import job_path
+from tlcore.jobs.runner import LIVE, job_status, read_events, request_stop
+from tlcore.training.resume import resume_job, resume_point
 
 from . import state
 from .advice_view import show_warnings

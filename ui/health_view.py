@@ -8,8 +8,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from tlcore.health import EXTREME_ASPECT, TINY_SIDE, check_dataset
-from tlcore.workspace import Workspace
+from tlcore.data.health import EXTREME_ASPECT, TINY_SIDE, check_dataset
+from tlcore.lab.workspace import Workspace
 
 from .layout import plain, t
 
@@ -131,7 +131,7 @@ def _show_bias(bias: dict) -> None:
 
 
 def show_report(report: dict, ws: Workspace) -> None:
-    """Draw a :func:`tlcore.health.check_dataset` report of ``ws``'s photos; leaks first, each with a remove button."""
+    """Draw a :func:`tlcore.data.health.check_dataset` report of ``ws``'s photos; leaks first, each with a remove button."""
     rec, counts = report["recommended"], report["counts"]
     codes = {w["code"] for w in report["warnings"]}
     _show_leaks(report["leaks"], ws)

@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.cli import log_path
-from tlcore.errors import TLError
+from tlcore.io.errors import TLError
 
 from . import access, state
 from .checklist_view import show_checklists

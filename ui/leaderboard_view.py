@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.jobs import LIVE, job_status, read_events, request_stop
+from tlcore.jobs.runner import LIVE, job_status, read_events, request_stop
 
 from . import state
 from .charts import leaderboard_figure

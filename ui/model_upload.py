@@ -8,8 +8,8 @@ import shutil
 
 import streamlit as st
 
-from tlcore.errors import TLError
-from tlcore.model_files import load_model_file
+from tlcore.io.errors import TLError
+from tlcore.models.model_files import load_model_file
 
 from . import state
 from .models import checked
@@ -38,7 +38,7 @@ def _size(folder) -> int:
 
 
 def load_uploaded_model(name: str, data: bytes) -> bool:
-    """Keep the upload under ``<workspace>/models/`` and load it with :func:`tlcore.model_files.load_model_file`.
+    """Keep the upload under ``<workspace>/models/`` and load it with :func:`tlcore.models.model_files.load_model_file`.
 
     The upload must fit in the session's disk cap (the uploaded model it
     replaces excepted). Unless this server produced the file (an export

@@ -1,7 +1,7 @@
 """Models the dashboard caches: backbone structures (shared, read-only) and per-session run models.
 
 A run or export this server did not produce (one from an opened project, say) is parsed first in a
-separate, limited process (:func:`tlcore.model_check.ensure_checked`): the server process, shared
+separate, limited process (:func:`tlcore.models.model_check.ensure_checked`): the server process, shared
 by every user, only ever parses model files it made or that passed that check.
 """
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.model import layers_to_unfreeze
-from tlcore.model_check import ensure_checked
-from tlcore.registry import create_backbone
-from tlcore.run import RunModel, load_run
-from tlcore.tflite_model import TFLiteModel, load_tflite
+from tlcore.models.classifier import layers_to_unfreeze
+from tlcore.models.model_check import ensure_checked
+from tlcore.backbones.registry import create_backbone
+from tlcore.models.run import RunModel, load_run
+from tlcore.models.tflite_model import TFLiteModel, load_tflite
 
 from .layout import t
 
@@ -35,7 +35,7 @@ def unfrozen_layers(name: str, k: int) -> list[str]:
 
 def checked(path: Path, name: str) -> None:
     """Return when ``path`` may be parsed in this process (produced here, or it passed the check); else raise
-    :class:`~tlcore.errors.TLError`. A spinner naming ``name`` shows while a check runs (seconds)."""
+    :class:`~tlcore.io.errors.TLError`. A spinner naming ``name`` shows while a check runs (seconds)."""
     ensure_checked(path, progress=lambda: st.spinner(t("models.checking", name=name)))
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.experiments import run_curves, start_scratch_run
-from tlcore.gc import freeable_bytes, remove_job, remove_project
-from tlcore.jobs import LIVE, job_status, list_jobs
-from tlcore.project import open_project, open_project_zip, project_path, project_zip, save_project, saved_projects
+from tlcore.lab.experiments import run_curves, start_scratch_run
+from tlcore.lab.gc import freeable_bytes, remove_job, remove_project
+from tlcore.jobs.runner import LIVE, job_status, list_jobs
+from tlcore.lab.project import open_project, open_project_zip, project_path, project_zip, save_project, saved_projects
 
 from . import state
 from .compare_charts import compare_figure

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.gc import mark_seen
-from tlcore.job_paths import job_path
-from tlcore.jobs import LIVE, job_status, list_jobs
-from tlcore.registry import DEFAULT_BACKBONE
-from tlcore.workspace import Workspace
+from tlcore.lab.gc import mark_seen
+from tlcore.jobs.folder import job_path
+from tlcore.jobs.runner import LIVE, job_status, list_jobs
+from tlcore.backbones.registry import DEFAULT_BACKBONE
+from tlcore.lab.workspace import Workspace
 
 from . import access
 
@@ -48,7 +48,7 @@ def workspace() -> Workspace:
     ws = Workspace.for_session(session_id())
     # The per-file cap Streamlit enforces on uploads is also the one the workspace keeps to.
     ws.max_file_mb = st.get_option("server.maxUploadSize")
-    mark_seen(ws.root)  # idle sessions expire (tlcore.gc); at most one write a minute
+    mark_seen(ws.root)  # idle sessions expire (tlcore.lab.gc); at most one write a minute
     return ws
 
 

@@ -5,7 +5,7 @@ import contextlib
 
 import pytest
 
-import tlcore.run as run_mod
+import tlcore.models.run as run_mod
 from tests.core.test_export import make_export_run
 from tests.core.test_finetune import lite0_standin, wide_lite0_standin
 

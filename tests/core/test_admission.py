@@ -2,7 +2,7 @@
 waiting jobs, no job for a session over its disk cap, decided exactly under a lock in the starting process;
 and a waiting worker holds no TensorFlow.
 
-Most tests call :func:`tlcore.slots.admit` in this process (fast, no worker); those marked slow start real
+Most tests call :func:`tlcore.jobs.slots.admit` in this process (fast, no worker); those marked slow start real
 ``python -m tlcore`` workers, which wait (a small Python process) while the test holds every slot.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import pytest
 from tests.conftest import make_image_folder
 from tests.core.test_jobs import (FINISHED, all_slots_held, end_leftover_workers, stderr_of,  # noqa: F401 - fixtures
                                   wait_for_status, wait_until_finished)
-from tlcore import slots
-from tlcore.errors import TLError
-from tlcore.jobs import job_status, list_jobs, new_job_dir, read_events, request_stop, start_job
-from tlcore.workspace import Workspace
+from tlcore.jobs import slots
+from tlcore.io.errors import TLError
+from tlcore.jobs.runner import job_status, list_jobs, new_job_dir, read_events, request_stop, start_job
+from tlcore.lab.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSION_WAITING = "this session already has a job waiting for a free slot"
@@ -90,7 +90,7 @@ def test_a_dead_waiters_ticket_does_not_count(tmp_path, all_slots_held, monkeypa
     monkeypatch.setenv("TLCORE_MAX_WAITING", "1")
     mine, other = sessions(tmp_path, 2)
     ready = tmp_path / "ready"
-    code = (f"import pathlib, time; from tlcore import slots; a = slots.admit({str(mine)!r}); "
+    code = (f"import pathlib, time; from tlcore.jobs import slots; a = slots.admit({str(mine)!r}); "
             f"pathlib.Path({str(ready)!r}).touch(); time.sleep(600)")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:

@@ -7,17 +7,18 @@ import json
 import numpy as np
 import pytest
 
-import tlcore.run as run_mod
-import tlcore.train as train_mod
+import tlcore.models.run as run_mod
+import tlcore.training.pipeline as train_mod
 from tests.conftest import SMALL_INPUT, make_image_folder, write_image
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_finetune import lite0_standin
-from tlcore.alarms import config_alarms, imbalance_alarms
-from tlcore.augment import AugmentConfig
-from tlcore.errors import TLError
-from tlcore.ledger import fingerprint_test_set, record_test_scoring, times_scored
-from tlcore.resample import resample_indices
-from tlcore.train import TrainConfig, fine_tune, train
+from tlcore.training.alarms import config_alarms, imbalance_alarms
+from tlcore.data.augment import AugmentConfig
+from tlcore.io.errors import TLError
+from tlcore.training.ledger import fingerprint_test_set, record_test_scoring, times_scored
+from tlcore.data.resample import resample_indices
+from tlcore.training.config import TrainConfig
+from tlcore.training.pipeline import fine_tune, train
 
 
 def codes(warnings):

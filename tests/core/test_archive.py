@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import make_image_folder
-from tlcore.archive import ArchiveLimits, is_junk_name, safe_extract
-from tlcore.data import load_dataset
-from tlcore.errors import TLError
-from tlcore.workspace import Workspace
+from tlcore.io.archive import ArchiveLimits, is_junk_name, safe_extract
+from tlcore.data.datasets import load_dataset
+from tlcore.io.errors import TLError
+from tlcore.lab.workspace import Workspace
 
 GOOD = {"red/a.png": b"red image bytes", "blue/b.png": b"blue image bytes"}
 

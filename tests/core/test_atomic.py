@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from tests.core.test_finetune import standin, trained_run  # noqa: F401 - fixtures: a tiny saved run
-from tlcore.atomic import recover_dir, replace_dir, write_bytes_atomic
-from tlcore.run import load_run, save_run
-from tlcore.workspace import Workspace, new_session_id
+from tlcore.io.atomic import recover_dir, replace_dir, write_bytes_atomic
+from tlcore.models.run import load_run, save_run
+from tlcore.lab.workspace import Workspace, new_session_id
 
 
 class DiskFull(OSError):

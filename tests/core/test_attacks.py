@@ -1,4 +1,4 @@
-"""Adversarial attacks (tlcore.attacks) on a tiny classifier: bounds, direction, strength, validation.
+"""Adversarial attacks (tlcore.adversarial.attacks) on a tiny classifier: bounds, direction, strength, validation.
 
 The model is built like a Transfer Lab run (``build_classifier`` of a backbone and a standardise +
 dropout + dense softmax head) on the small stand-in backbone of test_finetune at 32x32, with its head trained on
@@ -15,10 +15,10 @@ import pytest
 
 from tests.conftest import CLASS_COLOURS
 from tests.core.test_finetune import lite0_standin
-from tlcore.attacks import (METHODS, PIXEL_RANGE, AttackConfig, attack, attack_image, fgsm, logits_function, pgd,
-                            robustness_curve, to_uint8_within)
-from tlcore.errors import TLError
-from tlcore.model import build_classifier, build_head
+from tlcore.adversarial.attacks import (METHODS, PIXEL_RANGE, AttackConfig, attack, attack_image, fgsm, pgd,
+                                        robustness_curve, to_uint8_within)
+from tlcore.io.errors import TLError
+from tlcore.models.classifier import build_classifier, build_head, logits_function
 
 SIZE = 32
 CLASSES = ["red", "green", "blue"]

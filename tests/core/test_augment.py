@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcore.augment import AugmentConfig, augment_image
+from tlcore.data.augment import AugmentConfig, augment_image
 
 NO_PHOTOMETRIC = dict(brightness=0.0, contrast=0.0, saturation=0.0)
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.core.test_export import CALIBRATION, CLASSES, N_HELD_OUT, SIZE, shared_exports
-from tlcore.bundle import EXAMPLE_SCRIPT, bundle_bytes, model_card, write_bundle
-from tlcore.errors import TLError
-from tlcore.export import TFLITE_FORMATS, default_filename
+from tlcore.export.bundle import EXAMPLE_SCRIPT, bundle_bytes, model_card, write_bundle
+from tlcore.io.errors import TLError
+from tlcore.export.formats import TFLITE_FORMATS, default_filename
 
 pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone (test_export)
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "tlcore" / "templates" / "predict_tflite.py"
+TEMPLATE = Path(__file__).resolve().parents[2] / "tlcore" / "export" / "templates" / "predict_tflite.py"
 TFLITE_FILES = [default_filename(f) for f in TFLITE_FORMATS]
 
 

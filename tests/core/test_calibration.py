@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from tlcore.calibration import (apply_threshold, expected_calibration_error, reliability, suggest_run_threshold,
-                                suggest_threshold, threshold_effect)
-from tlcore.errors import TLError
-from tlcore.evaluate import classification_metrics
+from tlcore.analysis.calibration import (apply_threshold, expected_calibration_error, reliability,
+                                         suggest_run_threshold, suggest_threshold, threshold_effect)
+from tlcore.io.errors import TLError
+from tlcore.analysis.evaluate import classification_metrics
 
 
 def two_class(confidences, correct):

@@ -7,11 +7,11 @@ import os
 import pytest
 
 from tests.conftest import write_image
-from tlcore import checklist
-from tlcore.checklist import Facts, Item, deployment_checklist, gather_facts, training_checklist
-from tlcore.diagnosis import diagnose
-from tlcore.errors import TLError
-from tlcore.workspace import Workspace
+from tlcore.lab import checklist
+from tlcore.lab.checklist import Facts, Item, deployment_checklist, gather_facts, training_checklist
+from tlcore.analysis.diagnosis import diagnose
+from tlcore.io.errors import TLError
+from tlcore.lab.workspace import Workspace
 
 BALANCED = {"red": 10, "blue": 9}
 
@@ -164,7 +164,7 @@ def test_an_item_refuses_an_unknown_status():
 
 
 def test_defaults_match_training_defaults():
-    from tlcore.train import TrainConfig
+    from tlcore.training.config import TrainConfig
 
     assert Facts().class_weights == TrainConfig().class_weights
 
@@ -173,7 +173,7 @@ def test_defaults_match_training_defaults():
 
 def write_job(ws: Workspace, name: str, kind: str, started: float, result: dict | None = None, parent=None,
               config: dict | None = None, metrics: dict | None = None):
-    """A finished job folder as tlcore.jobs leaves it (job.json, result.json), with a run when given one."""
+    """A finished job folder as tlcore.jobs.runner leaves it (job.json, result.json), with a run when given one."""
     job = ws.jobs_dir / name
     job.mkdir(parents=True)
     meta = {"kind": kind, "argv": [], "pid": 10**7, "started": started, **({"parent": str(parent)} if parent else {})}

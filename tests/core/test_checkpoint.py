@@ -14,10 +14,11 @@ import pytest
 from tests.core.test_finetune import standin  # noqa: F401 - a fixture: Lite0-shaped tiny backbone
 from tests.core.test_train import mean_colour_backbone, small_conv_backbone
 from tests.conftest import SMALL_INPUT
-from tlcore.checkpoint import checkpoint_dir, load_checkpoint
+from tlcore.training.checkpoint import checkpoint_dir, load_checkpoint
 from tlcore.cli import main
-from tlcore.errors import TLError
-from tlcore.train import TrainConfig, fine_tune, train
+from tlcore.io.errors import TLError
+from tlcore.training.config import TrainConfig
+from tlcore.training.pipeline import fine_tune, train
 
 
 class Crash(Exception):
@@ -34,7 +35,7 @@ def crash_after(n: int, seen: list):
 
 @pytest.fixture
 def colour_backbone(monkeypatch):
-    import tlcore.train as train_mod
+    import tlcore.training.pipeline as train_mod
 
     monkeypatch.setattr(train_mod, "create_backbone", lambda name, weights=None, input_shape=None, pooling="avg":
                         mean_colour_backbone(input_shape or (224, 224, 3)))
@@ -42,7 +43,7 @@ def colour_backbone(monkeypatch):
 
 @pytest.fixture
 def conv_backbone(monkeypatch):
-    import tlcore.train as train_mod
+    import tlcore.training.pipeline as train_mod
 
     monkeypatch.setattr(train_mod, "create_backbone", lambda name, weights=None, input_shape=None, pooling="avg":
                         small_conv_backbone(input_shape or (224, 224, 3)))

@@ -56,7 +56,7 @@ def assert_user_error(code, stdout, stderr, *fragments):
 def trained(tmp_path_factory, run_standin):
     """One `train --json` run shared by the tests below, of the Lite0-named stand-in (the real Lite0 is
     trained by the CLI in test_jobs' and the dashboard's worker processes); reloaded as one too."""
-    import tlcore.train as train_mod
+    import tlcore.training.pipeline as train_mod
     from tests.core.test_finetune import lite0_standin
 
     root = tmp_path_factory.mktemp("cli")
@@ -318,7 +318,7 @@ def test_offline_download_failure(image_folder, tmp_path, monkeypatch, tty):
 
 
 def test_internal_error_is_one_line_with_log(monkeypatch, image_folder, tmp_path, isolated_cache):
-    import tlcore.train as train_mod
+    import tlcore.training.pipeline as train_mod
 
     def boom(*args, **kwargs):
         raise RuntimeError("first line\nsecond line")
@@ -367,8 +367,8 @@ def read_progress(path):
 @pytest.fixture
 def standin(monkeypatch):
     """A small, fast backbone named and sized like Lite0, for training and for reloading runs."""
-    import tlcore.run as run_mod
-    import tlcore.train as train_mod
+    import tlcore.models.run as run_mod
+    import tlcore.training.pipeline as train_mod
     from tests.core.test_finetune import lite0_standin
 
     monkeypatch.setattr(train_mod, "create_backbone", lite0_standin)
@@ -448,7 +448,7 @@ def cli_run(image_folder, tmp_path, standin):
 def test_finetune_json_replaces_the_run(cli_run, tmp_path):
     import keras
 
-    from tlcore.run import load_run
+    from tlcore.models.run import load_run
 
     backbone = load_run(cli_run).model.get_layer("efficientnet_lite0")
     top3 = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)][-3:]

@@ -1,7 +1,7 @@
 """`python -m tlcore attack`, in-process via tlcore.cli.main, on a tiny saved run and generated class folders.
 
 The run is the tiny classifier of test_attacks (the stand-in backbone of test_finetune at 32x32, head
-trained on red / green / blue images) saved as a run directory; ``tlcore.run`` reloads it with the
+trained on red / green / blue images) saved as a run directory; ``tlcore.models.run`` reloads it with the
 stand-in for the whole module. The attacked folders hold 40x40 PNGs, resized to 32 on the way in.
 """
 from __future__ import annotations
@@ -16,10 +16,11 @@ import pytest
 from tests.conftest import make_image_folder
 from tests.core.test_attacks import CLASSES, SIZE, tiny_classifier
 from tests.core.test_cli import assert_user_error, last_json, read_progress, run_cli
-from tlcore.attacks import AttackConfig, attack, logits_function
-from tlcore.export import labelled_files
-from tlcore.images import load_image
-from tlcore.run import load_run, save_run
+from tlcore.adversarial.attacks import AttackConfig, attack
+from tlcore.models.classifier import logits_function
+from tlcore.export.formats import labelled_files
+from tlcore.data.images import load_image
+from tlcore.models.run import load_run, save_run
 
 N_PER_CLASS = 4
 FIELDS = {"method", "epsilon", "steps", "target", "n", "clean_accuracy", "adversarial_accuracy", "success_rate",

@@ -14,8 +14,8 @@ import pytest
 from tests.conftest import make_image_folder
 from tests.core.test_attacks import CLASSES, SIZE, tiny_classifier
 from tests.core.test_cli import assert_user_error, last_json, run_cli
-from tlcore.calibration import expected_calibration_error
-from tlcore.run import save_run
+from tlcore.analysis.calibration import expected_calibration_error
+from tlcore.models.run import save_run
 
 
 @pytest.fixture(scope="module")

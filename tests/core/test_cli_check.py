@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tests.conftest import make_image_folder
 from tests.core.test_cli import last_json, run_cli
-from tlcore.data import load_dataset, stratified_split
+from tlcore.data.datasets import load_dataset, stratified_split
 
 
 def test_check_json_has_the_report_keys_and_finds_a_planted_copy(tmp_path):

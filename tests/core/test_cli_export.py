@@ -1,7 +1,7 @@
 """`python -m tlcore export`, and `predict` / `evaluate` on an exported .tflite, in-process via tlcore.cli.main.
 
 The run here uses the small stand-in backbone of test_finetune (named and sized like Lite0), installed
-in ``tlcore.run`` for the whole module, so that each conversion takes about a second; the real
+in ``tlcore.models.run`` for the whole module, so that each conversion takes about a second; the real
 backbone's exports are tested in test_export.py.
 """
 from __future__ import annotations

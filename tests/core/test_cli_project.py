@@ -5,7 +5,7 @@ import json
 
 from tests.core.test_experiments import fake_job
 from tlcore.cli import main
-from tlcore.train import TrainConfig
+from tlcore.training.config import TrainConfig
 
 
 def test_save_open_and_list_runs(tmp_path, capsys):

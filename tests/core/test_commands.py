@@ -1,4 +1,4 @@
-"""Job command lines from settings (tlcore.commands): every TrainConfig field reaches the worker's parser as it
+"""Job command lines from settings (tlcore.training.commands): every TrainConfig field reaches the worker's parser as it
 was, values that look like options stay values, and settings read from a file are checked before use."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import asdict, fields
 import pytest
 
 from tlcore.cli import _build_parser
-from tlcore.commands import FINETUNE_OPTIONS, TRAIN_OPTIONS, config_from_settings, finetune_args, train_args
-from tlcore.errors import TLError
-from tlcore.train import TrainConfig
+from tlcore.training.commands import FINETUNE_OPTIONS, TRAIN_OPTIONS, config_from_settings, finetune_args, train_args
+from tlcore.io.errors import TLError
+from tlcore.training.config import TrainConfig
 
 # Every field away from its default, so a field the mapping forgot shows as a default on the other side.
 ODD = TrainConfig(backbone="mobilenet_v2", weights=None, epochs=7, batch_size=8, lr=0.003, dropout=0.35,

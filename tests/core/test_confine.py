@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from tlcore.confine import confine, confined_or_none, relative_to
-from tlcore.errors import TLError
+from tlcore.io.confine import confine, confined_or_none, relative_to
+from tlcore.io.errors import TLError
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tlcore import cpus
+from tlcore.io import cpus
 
 
 def test_usable_cpus_follows_the_affinity_not_the_machine(monkeypatch):

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import make_image_folder, write_image
-from tlcore.data import load_dataset, stratified_split
-from tlcore.errors import TLError
-from tlcore.features import extract_features
-from tlcore.images import decode_image
+from tlcore.data.datasets import load_dataset, stratified_split
+from tlcore.io.errors import TLError
+from tlcore.training.features import extract_features
+from tlcore.data.images import decode_image
 
 
 def counts_by_class(ds) -> dict[str, int]:
@@ -280,7 +280,7 @@ def test_damaged_or_unsupported_zip_is_a_tlerror(tmp_path, image_folder, isolate
 
 
 def test_zip_extracted_concurrently_by_another_process(tmp_path, image_folder, monkeypatch):
-    import tlcore.data as data_module
+    import tlcore.data.datasets as data_module
 
     real_replace = data_module.os.replace
 

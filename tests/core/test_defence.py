@@ -1,4 +1,4 @@
-"""Robustness curves of a saved run and adversarial training of its head (tlcore.defence), on a
+"""Robustness curves of a saved run and adversarial training of its head (tlcore.adversarial.defence), on a
 small stand-in backbone trained on generated red/blue images."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tests.core.test_finetune import read, standin, trained_run  # noqa: F401 - fixtures
-from tlcore.attacks import logits_function
-from tlcore.defence import HardenConfig, harden, run_robustness, split_images
-from tlcore.errors import TLError
-from tlcore.run import load_run
+from tlcore.models.classifier import logits_function
+from tlcore.adversarial.defence import HardenConfig, harden, run_robustness, split_images
+from tlcore.io.errors import TLError
+from tlcore.models.run import load_run
 
 EPSILONS = (0.0, 0.01, 0.05)
 

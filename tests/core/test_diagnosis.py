@@ -7,12 +7,12 @@ import math
 import pytest
 
 from tests.conftest import SMALL_INPUT, make_image_folder
-from tlcore.diagnosis import CODES, Thresholds, diagnose
-from tlcore.errors import TLError
+from tlcore.analysis.diagnosis import CODES, Thresholds, diagnose
+from tlcore.io.errors import TLError
 
 
 def history(train, val=None, train_loss=None, val_loss=None, phases=None):
-    """Per-epoch dicts as tlcore.train records them; losses default to 1 - accuracy."""
+    """Per-epoch dicts as tlcore.training.pipeline records them; losses default to 1 - accuracy."""
     out = []
     for i, acc in enumerate(train):
         entry = {"epoch": i + 1, "phase": phases[i] if phases else "head", "accuracy": acc,
@@ -183,13 +183,14 @@ def test_accuracy_missing_everywhere_falls_back_on_the_loss():
 
 
 def test_every_code_has_remedies():
-    from tlcore.diagnosis import REMEDIES
+    from tlcore.analysis.diagnosis import REMEDIES
 
     assert set(REMEDIES) == set(CODES)
 
 
 def test_a_real_tiny_training_history_is_accepted(tmp_path, seed):
-    from tlcore.train import TrainConfig, train
+    from tlcore.training.config import TrainConfig
+    from tlcore.training.pipeline import train
 
     data = make_image_folder(tmp_path / "data", n_per_class=6)
     summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=3, batch_size=4, split=(0.5, 0.5, 0.0)))

@@ -1,4 +1,4 @@
-"""Fine-tuning under tf.distribute strategies (tlcore.distribute), and the --strategy option.
+"""Fine-tuning under tf.distribute strategies (tlcore.training.distribute), and the --strategy option.
 
 The mirrored run needs two devices, which this machine gives as two logical CPU devices; TensorFlow
 accepts that setting only before it starts, and pytest has started it, so that test runs a script
@@ -18,9 +18,10 @@ import pytest
 
 from tests.conftest import make_image_folder
 from tests.core.test_cli import run_cli
-from tlcore.distribute import STRATEGIES, make_strategy, read_tf_config
-from tlcore.errors import TLError
-from tlcore.train import TrainConfig, fine_tune, train
+from tlcore.training.distribute import STRATEGIES, make_strategy, read_tf_config
+from tlcore.io.errors import TLError
+from tlcore.training.config import TrainConfig
+from tlcore.training.pipeline import fine_tune, train
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,11 +102,11 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 import numpy as np
 
-import tlcore.run as run_mod
-import tlcore.train as train_mod
+import tlcore.models.run as run_mod
+import tlcore.training.pipeline as train_mod
 from tests.core.test_finetune import lite0_standin
 from tlcore.cli import main
-from tlcore.run import load_run
+from tlcore.models.run import load_run
 
 train_mod.create_backbone = run_mod.create_backbone = lite0_standin
 data, root = Path(sys.argv[1]), Path(sys.argv[2])
@@ -185,8 +186,8 @@ import io, json, sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
-import tlcore.run as run_mod
-import tlcore.train as train_mod
+import tlcore.models.run as run_mod
+import tlcore.training.pipeline as train_mod
 from tests.core.test_finetune import lite0_standin
 from tlcore.cli import main
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import CLASS_COLOURS, make_image_folder, write_image
-from tlcore import engine, features
-from tlcore.engine import TFLiteEncoder, engine_path, fast_encoder, keras_encoder
-from tlcore.errors import TLError
-from tlcore.features import FeatureCache, extract_features
-from tlcore.images import load_image
-from tlcore.preprocessing import Preprocess
+from tlcore.training import engine, features
+from tlcore.training.engine import TFLiteEncoder, engine_path, fast_encoder, keras_encoder
+from tlcore.io.errors import TLError
+from tlcore.training.features import FeatureCache, extract_features
+from tlcore.data.images import load_image
+from tlcore.backbones.preprocessing import Preprocess
 
 SIZE = 16
 KEY = "tiny|imagenet"
@@ -154,7 +154,7 @@ def test_damaged_engine_file_is_converted_again(backbone, conversions):
 
 @pytest.mark.slow
 def test_lite0_engine_matches_keras_on_generated_images(tmp_path):
-    from tlcore.registry import create_backbone
+    from tlcore.backbones.registry import create_backbone
 
     model = create_backbone("efficientnet_lite0", weights="imagenet")
     rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcore.evaluate import classification_metrics
+from tlcore.analysis.evaluate import classification_metrics
 
 CLASSES = ["ant", "bee", "wasp"]
 Y_TRUE = [0, 0, 0, 1, 1, 1, 1, 2, 2, 0]

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import tlcore.experiments as experiments
+import tlcore.lab.experiments as experiments
 from tests.conftest import make_image_folder
 from tlcore.cli import _build_parser
-from tlcore.errors import TLError
-from tlcore.experiments import run_curves, run_history, scratch_args, start_scratch_run
-from tlcore.train import TrainConfig
+from tlcore.io.errors import TLError
+from tlcore.lab.experiments import run_curves, run_history, scratch_args, start_scratch_run
+from tlcore.training.config import TrainConfig
 
 HISTORY = [{"epoch": 1, "loss": 0.9, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5, "phase": "head"},
            {"epoch": 2, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.7, "val_accuracy": 0.75, "phase": "head"}]

@@ -1,4 +1,4 @@
-"""Explanations (tlcore.explain): Grad-CAM, feature maps and ideal class images.
+"""Explanations (tlcore.analysis.explain): Grad-CAM, feature maps and ideal class images.
 
 Most tests use Transfer Lab classifiers built like ``train --weights none`` builds them (a
 random-weight backbone at 64x64 and a standardise + dropout + dense softmax head whose
@@ -12,13 +12,13 @@ import keras
 import numpy as np
 import pytest
 
-from tlcore import explain
-from tlcore.errors import TLError
-from tlcore.explain import (conv_layers, default_cam_layer, feature_grid, feature_maps, grad_cam,
-                            ideal_class_image, jet_colours, overlay, total_variation)
-from tlcore.model import build_classifier, build_head
-from tlcore.registry import create_backbone, get_spec
-from tlcore.run import RunModel, load_run, save_run
+from tlcore.analysis import explain
+from tlcore.io.errors import TLError
+from tlcore.analysis.explain import (conv_layers, default_cam_layer, feature_grid, feature_maps, grad_cam,
+                                     ideal_class_image, jet_colours, overlay, total_variation)
+from tlcore.models.classifier import build_classifier, build_head
+from tlcore.backbones.registry import create_backbone, get_spec
+from tlcore.models.run import RunModel, load_run, save_run
 
 SIZE = 64
 N_CLASSES = 3
@@ -70,7 +70,7 @@ def run(model, tmp_path_factory):
 
 
 def layer_map(model: keras.Model, layer: str, image: np.ndarray) -> np.ndarray:
-    """The backbone layer's output on ``image``, computed independently of tlcore.explain: (h, w, c)."""
+    """The backbone layer's output on ``image``, computed independently of tlcore.analysis.explain: (h, w, c)."""
     backbone = model.layers[1]
     probe = keras.Model(backbone.input, backbone.get_layer(layer).output)
     return np.asarray(probe(image[None].astype(np.float32), training=False))[0]
@@ -245,7 +245,7 @@ def imagenet_classifier():
     """Lite0 with its ImageNet weights as a Transfer Lab classifier: the 1000-class layer as head."""
     skimage_data = pytest.importorskip("skimage.data")
     from tlcore.backbones.efficientnet_lite import lite0_weights_path
-    from tlcore.torch_weights import load_torch_state_dict
+    from tlcore.backbones.torch_weights import load_torch_state_dict
 
     try:
         path = lite0_weights_path()

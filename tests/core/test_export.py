@@ -22,19 +22,19 @@ import keras
 import numpy as np
 import pytest
 
-import tlcore.export as export_mod
-import tlcore.run as run_mod
+import tlcore.export.formats as export_mod
+import tlcore.models.run as run_mod
 from tests.conftest import make_image_folder, write_image
 from tests.core.test_finetune import wide_lite0_standin
-from tlcore.atomic import replace_dir, write_bytes_atomic
-from tlcore.errors import TLError
-from tlcore.export import (FORMATS, TFLITE_FORMATS, ExportConfig, calibration_files, convert_tflite,
-                           default_filename, export_formats, export_model, labelled_files, load_calibration,
-                           tflite_converter)
-from tlcore.images import load_image
-from tlcore.model import build_classifier, build_head
-from tlcore.registry import create_backbone, get_spec
-from tlcore.run import load_run, save_run
+from tlcore.io.atomic import replace_dir, write_bytes_atomic
+from tlcore.io.errors import TLError
+from tlcore.export.formats import (FORMATS, TFLITE_FORMATS, ExportConfig, calibration_files, default_filename,
+                                   export_formats, export_model, labelled_files, load_calibration)
+from tlcore.models.conversion import convert_tflite, export_saved_model, tflite_converter
+from tlcore.data.images import load_image
+from tlcore.models.classifier import build_classifier, build_head
+from tlcore.backbones.registry import create_backbone, get_spec
+from tlcore.models.run import load_run, save_run
 
 pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone
 
@@ -52,7 +52,7 @@ CALIBRATION = 8  # fewer than the 9 training images, so the limit is visible
 def make_export_run(root: Path, backbone=create_backbone, seed: int = 1, splits=SPLITS) -> SimpleNamespace:
     """A saved run like `train --weights none` makes: random backbone, standardised head, samples.json.
 
-    ``backbone`` builds the network (``create_backbone``, or a stand-in that ``tlcore.run`` must
+    ``backbone`` builds the network (``create_backbone``, or a stand-in that ``tlcore.models.run`` must
     then also use to reload the run).
     """
     data = make_image_folder(root / "data", n_per_class=len(splits), classes=CLASSES, size=IMAGE_SIZE, seed=seed)
@@ -239,7 +239,7 @@ def test_int8_io_export_takes_uint8_pixels(shared):
 
 
 def test_float32_tflite_predicts_what_keras_predicts(shared, held_out):
-    from tlcore.tflite_model import TFLiteModel
+    from tlcore.models.tflite_model import TFLiteModel
 
     v = entry(shared.result, "tflite-float32")["verification"]
     assert v["agreement"] == 1.0
@@ -316,7 +316,7 @@ def test_progress_reports_each_stage_in_order(shared):
 
 
 def test_keras_file_reloads_with_the_same_predictions(shared, held_out):
-    from tlcore.model import Standardize  # importing tlcore registers its layers with Keras
+    from tlcore.models.classifier import Standardize  # importing tlcore registers its layers with Keras
 
     model = keras.models.load_model(shared.out / "model.keras")
     assert any(isinstance(layer, Standardize) for layer in model.get_layer("head").layers)
@@ -589,7 +589,7 @@ def failing_converter(monkeypatch):
 
     saved = []
     # Skip the SavedModel (seconds) and make the converter fail.
-    monkeypatch.setattr(export_mod, "_saved_model", lambda model, directory, batch: saved.append(batch))
+    monkeypatch.setattr(export_mod, "export_saved_model", lambda model, directory, batch: saved.append(batch))
     monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", FailingConverter)
     return saved
 
@@ -624,7 +624,7 @@ def test_convert_tflite_argument_errors(tmp_path, failing_converter):
 
 
 def test_one_converter_for_several_formats_carries_no_setting_from_one_to_the_next(shared, run_model, tmp_path):
-    export_mod._saved_model(run_model.model, tmp_path / "batch1", batch=1)
+    export_saved_model(run_model.model, tmp_path / "batch1", batch=1)
     calib, _ = load_calibration(calibration_files(shared.run, None), run_model.input_size, 8, 0)
     # The hardest order: the uint8-in/out INT8 settings first, then the formats that must not keep any of them.
     order = [("tflite-int8", True), ("tflite-float16", False), ("tflite-dynamic", False), ("tflite-float32", False)]

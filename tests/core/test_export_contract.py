@@ -1,7 +1,7 @@
 """The export contract, from the outside: an exported model run by the documented script alone.
 
 The README's example (the python block after ``<!-- example:predict_tflite -->``) is the script the
-bundle ships (tlcore/templates/predict_tflite.py). It is run here in a separate, isolated Python
+bundle ships (tlcore/export/templates/predict_tflite.py). It is run here in a separate, isolated Python
 (``-I``: no PYTHONPATH, no user site, not started from the repository) where tlcore, TensorFlow and
 Keras cannot be imported, on an exported model and generated photos, and must give the labels and
 probabilities tlcore gives for the same images.
@@ -22,13 +22,13 @@ from PIL import Image
 
 from tests.conftest import CLASS_COLOURS
 from tests.core.test_export import CLASSES, SIZE, shared_exports
-from tlcore.export import TFLITE_FORMATS, default_filename
+from tlcore.export.formats import TFLITE_FORMATS, default_filename
 
 pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone (test_export)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
-TEMPLATE = REPO_ROOT / "tlcore" / "templates" / "predict_tflite.py"
+TEMPLATE = REPO_ROOT / "tlcore" / "export" / "templates" / "predict_tflite.py"
 
 # Run the script with tlcore, TensorFlow and Keras made unimportable: it needs LiteRT, Pillow, NumPy only.
 BLOCKING_RUNNER = ("import runpy, sys\n"
@@ -140,7 +140,7 @@ def test_the_isolated_python_cannot_import_tlcore(client):
 
 
 def test_documented_script_predicts_what_tlcore_predicts(shared, client, documented):
-    from tlcore.run import load_run
+    from tlcore.models.run import load_run
 
     folder, images = client
     proc, rows = documented
@@ -160,7 +160,7 @@ def test_documented_script_predicts_what_tlcore_predicts(shared, client, documen
 @pytest.mark.parametrize("fmt", TFLITE_FORMATS)
 def test_every_tflite_file_runs_with_the_script_as_tlcore_runs_it(client, fmt):
     """Same interpreter, same pixels: the script and TFLiteModel agree to the printed digit."""
-    from tlcore.tflite_model import TFLiteModel
+    from tlcore.models.tflite_model import TFLiteModel
 
     folder, images = client
     proc = run_script(folder, default_filename(fmt), images)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import CLASS_COLOURS, make_image_folder, write_image
-from tlcore.features import FeatureCache, extract_features
+from tlcore.training.features import FeatureCache, extract_features
 
 SIZE = 16  # the encoder sees images resized to SIZE x SIZE
 

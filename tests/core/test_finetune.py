@@ -1,8 +1,8 @@
 """What train() saves for later (samples.json, predictions.json), fine_tune() on a saved run, and
 augmented training with its feature cache.
 
-A saved run is reloaded by ``tlcore.run.load_run``, which rebuilds the registered backbone by name, so
-the stand-in backbone here is installed in both ``tlcore.train`` and ``tlcore.run``: a small conv net
+A saved run is reloaded by ``tlcore.models.run.load_run``, which rebuilds the registered backbone by name, so
+the stand-in backbone here is installed in both ``tlcore.training.pipeline`` and ``tlcore.models.run``: a small conv net
 named like the default backbone with its feature size (1280), fast at 224 x 224.
 """
 from __future__ import annotations
@@ -14,13 +14,14 @@ import keras
 import numpy as np
 import pytest
 
-import tlcore.run as run_mod
-import tlcore.train as train_mod
+import tlcore.models.run as run_mod
+import tlcore.training.pipeline as train_mod
 from tests.conftest import SMALL_INPUT, make_image_folder
-from tlcore.errors import TLError
-from tlcore.registry import get_spec
-from tlcore.run import load_run
-from tlcore.train import TrainConfig, fine_tune, train
+from tlcore.io.errors import TLError
+from tlcore.backbones.registry import get_spec
+from tlcore.models.run import load_run
+from tlcore.training.config import TrainConfig
+from tlcore.training.pipeline import fine_tune, train
 
 
 def lite0_standin(name, weights="imagenet", input_shape=None, pooling="avg", hidden: int = 0):
@@ -322,7 +323,7 @@ def test_augmented_features_are_cached(image_folder, monkeypatch, isolated_cache
 
     train(image_folder, TrainConfig(weights="imagenet", epochs=1, augment=True, augment_copies=3))
     # A third copy had to be computed, by the backbone's engine converted and cached on the first run
-    # (tlcore.engine): the Keras backbone is not built again.
+    # (tlcore.training.engine): the Keras backbone is not built again.
     assert builds.calls == 1
     assert len(cached_vectors(isolated_cache)) == 16 + 3 * first["n_train"]
 

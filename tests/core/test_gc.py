@@ -1,4 +1,4 @@
-"""Disk clean-up (tlcore.gc): shared caches trimmed least recently used first, idle sessions expired,
+"""Disk clean-up (tlcore.lab.gc): shared caches trimmed least recently used first, idle sessions expired,
 runs deleted by hand, the `gc` command and the periodic clean-up. Ages come from os.utime, never sleeps."""
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ import pytest
 
 from tests.conftest import make_image_folder
 from tests.core.test_cli import assert_user_error, last_json, run_cli
-from tlcore import engine, gc
-from tlcore.data import load_dataset
-from tlcore.errors import TLError
-from tlcore.features import FeatureCache
-from tlcore.workspace import Workspace
+from tlcore.training import engine
+from tlcore.lab import gc
+from tlcore.data.datasets import load_dataset
+from tlcore.io.errors import TLError
+from tlcore.training.features import FeatureCache
+from tlcore.lab.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
@@ -206,7 +207,7 @@ def test_the_cli_keeps_its_zip_extraction_and_marks_it_when_reused(cache, tmp_pa
 def test_an_extraction_a_process_is_reading_is_never_removed(cache, tmp_path, monkeypatch):
     archive = zip_of(make_image_folder(tmp_path / "src", n_per_class=2), tmp_path / "photos.zip")
     reader = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from tlcore.data import load_dataset; "
+        [sys.executable, "-c", "import sys; from tlcore.data.datasets import load_dataset; "
          "print(load_dataset(sys.argv[1]).samples[0].path, flush=True); sys.stdin.readline()", str(archive)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})

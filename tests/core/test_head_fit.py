@@ -5,9 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from tlcore.head_fit import HeadTrainer
-from tlcore.model import build_head
-from tlcore.tape_loop import TapeTrainer
+from tlcore.training.head_fit import HeadTrainer
+from tlcore.models.classifier import build_head
+from tlcore.training.tape_loop import TapeTrainer
 
 
 def blobs(n=60, dim=12, classes=3, seed=0):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcore.data import load_dataset, stratified_split
-from tlcore.errors import TLError
-from tlcore.health import check_dataset
-from tlcore.phash import near_pairs
+from tlcore.data.datasets import load_dataset, stratified_split
+from tlcore.io.errors import TLError
+from tlcore.data.health import check_dataset
+from tlcore.data.phash import near_pairs
 
 
 def photo(path: Path, rng, size=(96, 96), fmt=None, quality=None, exif=None) -> Path:

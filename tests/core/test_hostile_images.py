@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import EpsImagePlugin, Image
 
-from tlcore.images import MAX_PIXELS, ImageDecodeError, decode_image, load_image
+from tlcore.data.images import MAX_PIXELS, ImageDecodeError, decode_image, load_image
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -265,7 +265,7 @@ _MEMORY_PROBE = textwrap.dedent("""
     import json, resource, sys
     sys.path.insert(0, sys.argv[1])
     from PIL import Image
-    from tlcore.images import ImageDecodeError, decode_image
+    from tlcore.data.images import ImageDecodeError, decode_image
     from tests.core.test_hostile_images import DECLARED, png_bomb
     Image.MAX_IMAGE_PIXELS = None  # only our own cap stands between a header and an allocation
     corpus = [png_bomb(30000, 30000), png_bomb(20000, 4000)] + [make() for make in DECLARED.values()]
@@ -380,7 +380,7 @@ def test_broken_exif_does_not_lose_a_good_photo(monkeypatch):
     def fails(*args, **kwargs):
         raise SyntaxError("not a TIFF file (header b'MM\\x00*\\x00\\x00\\x00\\x08' not valid)")
 
-    monkeypatch.setattr("tlcore.images.ImageOps.exif_transpose", fails)
+    monkeypatch.setattr("tlcore.data.images.ImageOps.exif_transpose", fails)
     img = noisy()
     out = decode_image(encode(img, "PNG"))
     np.testing.assert_array_equal(out, np.asarray(img))

@@ -19,13 +19,13 @@ from PIL import Image
 from tests.conftest import make_image_folder
 from tests.core.test_experiments import fake_job
 from tlcore.cli import main
-from tlcore.data import load_dataset
-from tlcore.errors import TLError
-from tlcore.experiments import start_scratch_run
-from tlcore.jobs import job_status, list_jobs
-from tlcore.project import open_project, open_project_zip
-from tlcore.train import TrainConfig
-from tlcore.workspace import Workspace
+from tlcore.data.datasets import load_dataset
+from tlcore.io.errors import TLError
+from tlcore.lab.experiments import start_scratch_run
+from tlcore.jobs.runner import job_status, list_jobs
+from tlcore.lab.project import open_project, open_project_zip
+from tlcore.training.config import TrainConfig
+from tlcore.lab.workspace import Workspace
 
 
 # Hand-made projects -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import write_image
-from tlcore.images import ImageDecodeError, decode_image, load_image
+from tlcore.data.images import ImageDecodeError, decode_image, load_image
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 

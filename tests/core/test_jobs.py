@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SMALL_INPUT, make_image_folder
-from tlcore import slots
-import tlcore.jobs as jobs_mod
-from tlcore.jobs import (LIVE, EventWriter, job_status, list_jobs, new_job_dir, read_events, request_stop,
-                         start_job)
+from tlcore.jobs import slots
+import tlcore.jobs.runner as jobs_mod
+from tlcore.jobs.runner import (LIVE, EventWriter, job_status, list_jobs, new_job_dir, read_events, request_stop,
+                                start_job)
 
 FINISHED = ("done", "stopped", "failed")
 

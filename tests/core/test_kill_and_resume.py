@@ -11,9 +11,9 @@ import pytest
 
 from tests.conftest import SMALL_INPUT
 from tests.core.test_jobs import end_leftover_workers, stderr_of, wait_until_finished  # noqa: F401 - fixture
-from tlcore.checkpoint import checkpoint_dir, load_checkpoint
-from tlcore.jobs import job_status, read_events, start_job
-from tlcore.resume import resumable, resume_job
+from tlcore.training.checkpoint import checkpoint_dir, load_checkpoint
+from tlcore.jobs.runner import job_status, read_events, start_job
+from tlcore.training.resume import resumable, resume_job
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """leaderboard(): stand-in backbones of known quality, the feature cache, skipped backbones, the CLI.
 
-The registry seen by :mod:`tlcore.leaderboard` is swapped for three tiny stand-ins: ``good``
+The registry seen by :mod:`tlcore.lab.leaderboard` is swapped for three tiny stand-ins: ``good``
 (mean colour, which separates the colour classes), ``poor`` (constant features, chance at best)
 and ``remote`` (weights neither offline nor downloaded).
 """
@@ -14,12 +14,12 @@ import keras
 import numpy as np
 import pytest
 
-import tlcore.leaderboard as lb
+import tlcore.lab.leaderboard as lb
 from tests.conftest import make_image_folder
 from tlcore.cli import main
-from tlcore.errors import TLError
-from tlcore.features import FeatureCache
-from tlcore.registry import BackboneSpec
+from tlcore.io.errors import TLError
+from tlcore.training.features import FeatureCache
+from tlcore.backbones.registry import BackboneSpec
 
 
 def _spec(name, offline=True, size_mb=10.0, params=1_000_000):

@@ -15,16 +15,11 @@ from PIL import Image
 
 from tests.core.test_torch_weights import Storage, Tensor, legacy_bytes
 from tlcore.backbones import efficientnet_lite
-from tlcore.backbones.efficientnet_lite import (
-    LITE0_SHA256,
-    EfficientNetLite0,
-    lite0_classifier,
-    lite0_weights_path,
-)
-from tlcore.errors import TLError
-from tlcore.images import decode_image
-from tlcore.registry import create_backbone, get_spec
-from tlcore.torch_weights import load_torch_state_dict
+from tlcore.backbones.efficientnet_lite import LITE0_SHA256, EfficientNetLite0, lite0_classifier, lite0_weights_path
+from tlcore.io.errors import TLError
+from tlcore.data.images import decode_image
+from tlcore.backbones.registry import create_backbone, get_spec
+from tlcore.backbones.torch_weights import load_torch_state_dict
 
 skimage_data = pytest.importorskip("skimage.data")
 

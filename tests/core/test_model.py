@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from tests.conftest import SMALL_INPUT
-from tlcore.model import build_head
-from tlcore.run import load_run
-from tlcore.train import TrainConfig, train
+from tlcore.models.classifier import build_head
+from tlcore.models.run import load_run
+from tlcore.training.config import TrainConfig
+from tlcore.training.pipeline import train
 
 
 def test_standardize_rescales_tiny_features_to_unit_scale(seed):

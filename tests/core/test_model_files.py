@@ -1,9 +1,9 @@
-"""Model files from users (tlcore.model_files): safe .keras loading, and refusal of files that can hold code.
+"""Model files from users (tlcore.models.model_files): safe .keras loading, and refusal of files that can hold code.
 
 Every hostile file is generated here: a .keras with a Lambda layer, a .keras whose config names a
 custom class or a function from another module, a legacy full-model .h5, and pickles (under several
 extensions, and as a PyTorch-style zip) whose unpickling would create a marker file. The trained run
-uses the small stand-in backbone of test_finetune, installed in ``tlcore.run`` for the module.
+uses the small stand-in backbone of test_finetune, installed in ``tlcore.models.run`` for the module.
 """
 from __future__ import annotations
 
@@ -22,17 +22,17 @@ import keras
 import numpy as np
 import pytest
 
-import tlcore.model_check as model_check
+import tlcore.models.model_check as model_check
 from tests.core.conftest import standin_export_run
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_export import CLASSES, SIZE
 from tlcore.backbones._common import load_weights_file
-from tlcore.errors import TLError
-from tlcore.export import export_formats
-from tlcore.model_check import ensure_checked
-from tlcore.model_files import KerasFileModel, load_model_file
-from tlcore.model_check import is_trusted
-from tlcore.run import RunModel, load_run
+from tlcore.io.errors import TLError
+from tlcore.export.formats import export_formats
+from tlcore.models.model_check import ensure_checked
+from tlcore.models.model_files import KerasFileModel, load_model_file, scan_keras_config
+from tlcore.models.model_check import is_trusted
+from tlcore.models.run import RunModel, load_run
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +388,7 @@ def test_an_h5_named_file_that_is_not_hdf5_is_not_a_model(tmp_path):
     refused(tmp_path / "notes.h5", "'notes.h5'", "not a model file")
 
 
-# Opened in a worker first (tlcore.model_check) ------------------------------------------------------------
+# Opened in a worker first (tlcore.models.model_check) ------------------------------------------------------------
 # Two tests start the real worker (it imports TensorFlow: seconds each); the hang, runaway memory and crash
 # are simulated by replacing the worker's command line, so they check the server-side limits in a second.
 
@@ -428,9 +428,9 @@ def test_a_foreign_model_passes_the_worker_then_loads_and_is_checked_once(export
 
 @pytest.mark.slow  # a real worker process, which imports TensorFlow
 def test_a_run_whose_config_makes_it_allocate_without_bound_is_refused_at_the_memory_limit(tmp_path, monkeypatch):
-    import tlcore.run as run_mod
-    from tlcore.registry import create_backbone
-    from tlcore.run import build_run_model, save_run
+    import tlcore.models.run as run_mod
+    from tlcore.backbones.registry import create_backbone
+    from tlcore.models.run import build_run_model, save_run
 
     monkeypatch.setattr(run_mod, "create_backbone", create_backbone)  # the real network, as the worker builds it
     config = {"backbone": "mobilenet_v3_small", "input_size": 32, "train": {"weights": None, "dropout": 0.2}}
@@ -505,3 +505,16 @@ def test_a_bad_limit_setting_is_one_sentence(monkeypatch, tmp_path, name, unit):
     monkeypatch.setenv(name, "soon")
     with pytest.raises(TLError, match=f"^{name}='soon' is not allowed; set it to a number of {unit} above 0$"):
         ensure_checked(model)
+
+
+@pytest.mark.parametrize("module", ["tlcore.models.classifier", "tlcore.model"])
+def test_files_saved_before_and_after_the_core_was_split_into_layers_name_standardize_by_either_module(module):
+    # A .keras exported before the move names the flat module; both are Transfer Lab's own class.
+    layer = {"class_name": "Standardize", "module": module, "registered_name": "tlcore>Standardize", "config": {}}
+    scan_keras_config({"class_name": "Functional", "module": "keras", "config": {"layers": [layer]}})
+
+
+def test_a_registered_name_from_another_module_is_still_refused():
+    layer = {"class_name": "Standardize", "module": "evil.model", "registered_name": "tlcore>Standardize", "config": {}}
+    with pytest.raises(TLError, match="evil.model"):
+        scan_keras_config({"class_name": "Functional", "module": "keras", "config": {"layers": [layer]}})

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tlcore.errors import TLError
-from tlcore.names import MAX_CLASS_NAME, check_class_name
+from tlcore.io.errors import TLError
+from tlcore.io.names import MAX_CLASS_NAME, check_class_name
 
 BAD = {
     "right-to-left override": "cat\u202egnp.exe",

@@ -1,6 +1,6 @@
-"""Model files this server produced (tlcore.produced): recorded by content when training and export write
+"""Model files this server produced (tlcore.io.produced): recorded by content when training and export write
 them, trusted by the dashboard's loaders without a checking process; anything else (one byte changed, a
-changed model description, a forged marker) is not, and goes to the worker of tlcore.model_check.
+changed model description, a forged marker) is not, and goes to the worker of tlcore.models.model_check.
 
 The run and its exports are the session-wide ones of test_export (their markers live in that run's cache,
 which the ``own_cache`` fixture points at); nothing here converts a model again or starts a worker.
@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-import tlcore.model_check as model_check
+import tlcore.models.model_check as model_check
 from tests.core.test_export import FORMATS, entry, shared_exports
-from tlcore.errors import TLError
-from tlcore.model_check import ensure_checked, is_trusted
-from tlcore.produced import model_digest, produced_dir, record_produced
-from tlcore.project import open_project, save_project
-from tlcore.run import load_run
-from tlcore.tflite_model import load_tflite
-from tlcore.workspace import Workspace
+from tlcore.io.errors import TLError
+from tlcore.models.model_check import ensure_checked, is_trusted
+from tlcore.io.produced import model_digest, produced_dir, record_produced
+from tlcore.lab.project import open_project, save_project
+from tlcore.models.run import load_run
+from tlcore.models.tflite_model import load_tflite
+from tlcore.lab.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone (test_export)
 

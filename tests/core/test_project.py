@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tlcore.project as project_mod
+import tlcore.lab.project as project_mod
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.cli import main
-from tlcore.errors import TLError
-from tlcore.experiments import run_curves, run_history
-from tlcore.jobs import job_status
-from tlcore.project import (open_project, open_project_zip, project_path, project_zip, read_project, save_project,
-                            saved_projects)
-from tlcore.run import load_run
-from tlcore.workspace import Workspace
+from tlcore.io.errors import TLError
+from tlcore.lab.experiments import run_curves, run_history
+from tlcore.jobs.runner import job_status
+from tlcore.lab.project import (open_project, open_project_zip, project_path, project_zip, read_project,
+                                save_project, saved_projects)
+from tlcore.models.run import load_run
+from tlcore.lab.workspace import Workspace
 
 
 def _finished_job(job: Path, kind: str, result: dict, pid: int, started: float, **meta) -> None:

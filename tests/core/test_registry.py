@@ -11,8 +11,8 @@ import pytest
 from keras.src.backend import config as keras_config
 from keras.src.utils import file_utils
 
-from tlcore.errors import TLError
-from tlcore.registry import DEFAULT_BACKBONE, create_backbone, get_spec, list_backbones
+from tlcore.io.errors import TLError
+from tlcore.backbones.registry import DEFAULT_BACKBONE, create_backbone, get_spec, list_backbones
 
 EXPECTED = [
     "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-import tlcore.resume as resume
+import tlcore.training.resume as resume
 from tests.conftest import SMALL_INPUT, make_image_folder
-from tlcore.checkpoint import checkpoint_dir
+from tlcore.training.checkpoint import checkpoint_dir
 from tlcore.cli import _build_parser
-from tlcore.commands import finetune_args, train_args
-from tlcore.errors import TLError
-from tlcore.jobs import job_status
-from tlcore.resume import resumable, resume_job, resume_point
-from tlcore.train import TrainConfig
-from tlcore.workspace import Workspace
+from tlcore.training.commands import finetune_args, train_args
+from tlcore.io.errors import TLError
+from tlcore.jobs.runner import job_status
+from tlcore.training.resume import resumable, resume_job, resume_point
+from tlcore.training.config import TrainConfig
+from tlcore.lab.workspace import Workspace
 
 CONFIG = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=4, lr=0.002, seed=3, split=(0.5, 0.25, 0.25))
 TUNING = TrainConfig(fine_tune_layers=6, fine_tune_epochs=3, fine_tune_lr=3e-5, early_stopping=False)

@@ -11,11 +11,11 @@ import pytest
 
 from tests.conftest import make_image_folder
 from tlcore import __version__
-from tlcore.errors import TLError
-from tlcore.images import load_image
-from tlcore.model import build_classifier, build_head
-from tlcore.registry import create_backbone
-from tlcore.run import RunModel, load_run, save_run
+from tlcore.io.errors import TLError
+from tlcore.data.images import load_image
+from tlcore.models.classifier import build_classifier, build_head
+from tlcore.backbones.registry import create_backbone
+from tlcore.models.run import RunModel, load_run, save_run
 
 BACKBONE = "efficientnet_lite0"
 SIZE = 64  # a small input keeps these tests fast; the run records it and load_run honours it

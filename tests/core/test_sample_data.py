@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcore.data import load_dataset
-from tlcore.images import load_image
-from tlcore.sample_data import SAMPLE_CLASSES, make_shape_image, write_sample_dataset
+from tlcore.data.datasets import load_dataset
+from tlcore.data.images import load_image
+from tlcore.data.sample_data import SAMPLE_CLASSES, make_shape_image, write_sample_dataset
 
 
 def files_by_class(root):
@@ -75,7 +75,8 @@ def test_unknown_shape_is_a_value_error():
 @pytest.mark.slow
 def test_transfer_learning_beats_random_weights_on_the_sample(tmp_path, lite0_engine_cached):
     """The sample's point: ImageNet features separate the shapes, a random backbone does not."""
-    from tlcore.train import TrainConfig, train
+    from tlcore.training.config import TrainConfig
+    from tlcore.training.pipeline import train
 
     data = write_sample_dataset(tmp_path / "shapes", per_class=20)
     pretrained = train(data, TrainConfig())

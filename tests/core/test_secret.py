@@ -5,7 +5,7 @@ import stat
 import subprocess
 import sys
 
-from tlcore.secret import secret_path, server_key, sign, verify
+from tlcore.io.secret import secret_path, server_key, sign, verify
 
 
 def test_the_key_is_created_once_readable_only_by_the_operator(isolated_cache):
@@ -16,7 +16,7 @@ def test_the_key_is_created_once_readable_only_by_the_operator(isolated_cache):
 
 
 def test_another_process_uses_the_same_key(isolated_cache):
-    code = "from tlcore.secret import server_key; print(server_key().hex())"
+    code = "from tlcore.io.secret import server_key; print(server_key().hex())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == server_key().hex()
 

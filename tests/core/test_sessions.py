@@ -6,9 +6,9 @@ import stat
 
 import pytest
 
-from tlcore import access_code, sessions
-from tlcore.errors import TLError
-from tlcore.workspace import Workspace, new_session_id, valid_session_id
+from tlcore.lab import access_code, sessions
+from tlcore.io.errors import TLError
+from tlcore.lab.workspace import Workspace, new_session_id, valid_session_id
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tlcore import slots
-from tlcore.errors import TLError
+from tlcore.jobs import slots
+from tlcore.io.errors import TLError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def test_a_bad_max_jobs_is_one_error_naming_it(monkeypatch, value):
 
 
 def test_a_bad_max_jobs_refuses_to_start_a_job(monkeypatch, tmp_path):
-    from tlcore.jobs import start_job
+    from tlcore.jobs.runner import start_job
 
     monkeypatch.setenv("TLCORE_MAX_JOBS", "none")
     with pytest.raises(TLError, match="TLCORE_MAX_JOBS='none'"):
@@ -69,7 +69,7 @@ def test_no_more_slots_than_the_cap_and_a_released_one_is_free_again(monkeypatch
 
 def hold_in_child(n: int, ready: Path) -> subprocess.Popen:
     """A child process that takes ``n`` slots, says so by creating ``ready``, then sleeps."""
-    code = ("import sys, time, pathlib; from tlcore import slots; "
+    code = ("import sys, time, pathlib; from tlcore.jobs import slots; "
             f"held = [slots.try_acquire() for _ in range({n})]; assert all(held); "
             f"pathlib.Path({str(ready)!r}).touch(); time.sleep(600)")
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -8,17 +8,18 @@ import keras
 import numpy as np
 import pytest
 
-import tlcore.train as train_mod
+import tlcore.training.pipeline as train_mod
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_finetune import mean_colour_backbone
 from tests.core.test_head_fit import blobs, twin_heads
-from tlcore.checkpoint import checkpoint_dir, load_checkpoint
-from tlcore.errors import TLError
-from tlcore.head_fit import HeadTrainer
-from tlcore.model import build_head
-from tlcore.tape_loop import TapeTrainer
-from tlcore.train import TrainConfig, train
+from tlcore.training.checkpoint import checkpoint_dir, load_checkpoint
+from tlcore.io.errors import TLError
+from tlcore.training.head_fit import HeadTrainer
+from tlcore.models.classifier import build_head
+from tlcore.training.tape_loop import TapeTrainer
+from tlcore.training.config import TrainConfig
+from tlcore.training.pipeline import train
 
 
 def epoch_logs():
@@ -306,7 +307,7 @@ def test_cli_bad_loop_and_clip_norm_exit_2(image_folder, tmp_path):
 def test_five_real_photos_per_class_generalise(hymenoptera, tmp_path, lite0_engine_cached):
     # Five ants and five bees (three of each to train on) with ImageNet features: the shared validation
     # photos, never seen, are mostly right (about 0.9 when written).
-    from tlcore.run import load_run
+    from tlcore.models.run import load_run
 
     pairs = [(str(p), label) for label in ("ants", "bees")
              for p in sorted((hymenoptera / "train" / label).iterdir())[:5]]

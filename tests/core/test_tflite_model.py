@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tests.core.test_export import CLASSES, SIZE, shared_exports
-from tlcore.errors import TLError
-from tlcore.tflite_model import TFLiteModel, load_tflite, read_labels
+from tlcore.io.errors import TLError
+from tlcore.models.tflite_model import TFLiteModel, load_tflite, read_labels
 
 pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone (test_export)
 
@@ -161,14 +161,14 @@ def test_predictions_are_probabilities_that_vary(float32, images):
     assert kept == list(range(len(images))) and skipped == []
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     assert np.ptp(probs, axis=0).max() > 0.05
-    from tlcore.images import load_image
+    from tlcore.data.images import load_image
 
     batch = np.stack([load_image(p, SIZE) for p in images[:2]]).astype(np.float32)
     np.testing.assert_allclose(float32.predict_batch(batch), probs[:2], atol=1e-6)
 
 
 def test_predict_files_matches_the_keras_model(shared, float32, images):
-    from tlcore.run import load_run
+    from tlcore.models.run import load_run
 
     keras_probs, _, _ = load_run(shared.run).predict_files(images)
     probs, _, _ = float32.predict_files(images)
@@ -234,7 +234,7 @@ def test_float_interface_is_passed_through():
 
 
 def test_latency(float32, images):
-    from tlcore.images import load_image
+    from tlcore.data.images import load_image
 
     ms = float32.latency_ms(load_image(images[0], SIZE), repeats=3, warmup=1)
     assert 0 < ms < 10_000

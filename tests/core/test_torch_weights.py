@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlcore import torch_weights
-from tlcore.errors import TLError
-from tlcore.torch_weights import load_torch_state_dict
+from tlcore.backbones import torch_weights
+from tlcore.io.errors import TLError
+from tlcore.backbones.torch_weights import load_torch_state_dict
 
 MAGIC = 0x1950A86A20F9469CFC6C
 SYS_INFO = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}

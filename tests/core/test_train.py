@@ -1,6 +1,6 @@
 """train(): progress, summary, splits, warnings, validation, fine-tuning and the feature cache.
 
-Most tests swap ``tlcore.train.create_backbone`` for a tiny Keras model, which keeps them fast and
+Most tests swap ``tlcore.training.pipeline.create_backbone`` for a tiny Keras model, which keeps them fast and
 makes their features meaningful: with random weights the real backbones' activations vanish
 (about 1e-12 after Lite0's 16 blocks), so nothing would be learnable from them. The real backbone
 is used with ``weights=None`` where learning does not matter, and with ImageNet weights in the
@@ -14,13 +14,14 @@ import keras
 import numpy as np
 import pytest
 
-import tlcore.train as train_mod
+import tlcore.training.pipeline as train_mod
 from tests.conftest import SMALL_INPUT, make_image_folder
-from tlcore.errors import TLError
-from tlcore.model import unfreeze_top_layers
-from tlcore.registry import create_backbone as real_create_backbone
-from tlcore.run import load_run
-from tlcore.train import ImageBatches, TrainConfig, train
+from tlcore.io.errors import TLError
+from tlcore.models.classifier import unfreeze_top_layers
+from tlcore.backbones.registry import create_backbone as real_create_backbone
+from tlcore.models.run import load_run
+from tlcore.training.config import TrainConfig
+from tlcore.training.pipeline import ImageBatches, train
 
 SUMMARY_KEYS = {"classes", "n_train", "n_val", "n_test", "val_accuracy", "test_accuracy", "history",
                 "seconds", "skipped", "warnings"}
@@ -49,7 +50,7 @@ def small_conv_backbone(input_shape):
 
 
 class BackboneRecorder:
-    """Stands in for ``tlcore.train.create_backbone``: counts builds and keeps each model with a
+    """Stands in for ``tlcore.training.pipeline.create_backbone``: counts builds and keeps each model with a
     snapshot of its weights taken at creation time."""
 
     def __init__(self, build=None):
@@ -522,7 +523,7 @@ def test_hymenoptera_default_config(hymenoptera, tmp_path, lite0_engine_cached):
     assert "random_weights" not in codes(summary)
 
     # The saved run predicts the validation photos as well as training measured.
-    from tlcore.data import load_dataset
+    from tlcore.data.datasets import load_dataset
 
     run = load_run(tmp_path / "run")
     val = [s for s in load_dataset(hymenoptera).samples if s.split == "val"]

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tlcore.train as train_mod
+import tlcore.training.pipeline as train_mod
 from tests.conftest import CLASS_COLOURS, make_image_folder
-from tlcore.images import load_image
-from tlcore.train import TrainConfig, train
+from tlcore.data.images import load_image
+from tlcore.training.config import TrainConfig
+from tlcore.training.pipeline import train
 
 CLASSES = ("red", "blue")
 N_GOOD = 8  # per class

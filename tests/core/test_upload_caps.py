@@ -7,8 +7,9 @@ import zipfile
 import pytest
 
 from tests.conftest import CLASS_COLOURS, make_image_folder, write_image
-from tlcore.errors import TLError
-from tlcore.workspace import DEFAULT_MAX_SESSION_MB, Workspace
+from tlcore.io.errors import TLError
+from tlcore.io.quota import DEFAULT_MAX_SESSION_MB
+from tlcore.lab.workspace import Workspace
 
 MB = 1024 * 1024
 

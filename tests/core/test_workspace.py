@@ -8,8 +8,8 @@ import zipfile
 import pytest
 
 from tests.conftest import CLASS_COLOURS, make_image_folder, write_image
-from tlcore.errors import TLError
-from tlcore.workspace import Workspace, new_session_id, valid_session_id
+from tlcore.io.errors import TLError
+from tlcore.lab.workspace import Workspace, new_session_id, valid_session_id
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_settings_round_trip(ws):
 def test_session_ids_are_validated_before_they_name_a_folder(tmp_path):
     sid = new_session_id()
     assert valid_session_id(sid) and not valid_session_id("../" + sid[3:]) and not valid_session_id(None)
-    folder = sid.split(".")[0]  # a signed id names the folder of its random part (tlcore.sessions)
+    folder = sid.split(".")[0]  # a signed id names the folder of its random part (tlcore.lab.sessions)
     assert Workspace.for_session(sid, tmp_path).root == tmp_path / folder
     with pytest.raises(TLError, match="invalid session id"):
         Workspace.for_session("../../etc", tmp_path)

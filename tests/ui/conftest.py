@@ -9,8 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import SMALL_INPUT, make_image_folder
-from tlcore.jobs import LIVE, job_status, start_job
-from tlcore.workspace import Workspace, new_session_id
+from tlcore.jobs.runner import LIVE, job_status, start_job
+from tlcore.lab.workspace import Workspace, new_session_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,7 +95,7 @@ def trained(ui_cache) -> tuple[str, Path]:
 def copy_of_trained(trained: tuple[str, Path], folder: Path) -> tuple[str, Path]:
     """A new session holding what ``trained`` holds, moved as a user would (a project saved to ``folder``
     and opened): for tests that add jobs or exports, so that the shared session stays as made."""
-    from tlcore.project import open_project, save_project
+    from tlcore.lab.project import open_project, save_project
 
     sid, job = trained
     saved = save_project(Workspace.for_session(sid), folder / "trained-project")

@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import write_image
 from tests.ui.browser import browser_page, dashboard, missing_browser_reason, wait_idle
 from tests.ui.conftest import ROOT, open_page, shown
-from tlcore import sessions
-from tlcore.workspace import Workspace, new_session_id
+from tlcore.lab import sessions
+from tlcore.lab.workspace import Workspace, new_session_id
 
 CODE = "okapi-tulip-9314"
 PAGES = ["app.py"] + sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tests.ui.conftest import open_page, shown, wait_for_job
 from tests.ui.test_pages import png
-from tlcore.workspace import Workspace
+from tlcore.lab.workspace import Workspace
 
 
 def _button(at, label):

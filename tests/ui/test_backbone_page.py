@@ -6,7 +6,7 @@ import time
 
 from tests.conftest import make_image_folder
 from tests.ui.conftest import open_page, wait_for_job
-from tlcore.jobs import request_stop
+from tlcore.jobs.runner import request_stop
 
 
 def _button(at, label):

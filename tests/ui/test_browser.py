@@ -29,6 +29,6 @@ def test_newcomer_trains_on_the_sample_reads_the_confusion_matrix_and_exports(tm
     for name in ("1_data", "3_train", "5_evaluate", "7_export"):
         assert (shots / f"{name}.png").stat().st_size > 10_000
     # The run survived leaving the page and a refresh: exactly one run, finished, in this session's workspace.
-    folder = facts["session"].split(".")[0]  # a session id names the folder of its random part (tlcore.sessions)
+    folder = facts["session"].split(".")[0]  # a session id names the folder of its random part (tlcore.lab.sessions)
     runs = [j for j in (cache / "sessions" / folder / "jobs").iterdir() if not j.name.startswith("export-")]
     assert len(runs) == 1 and (runs[0] / "run" / "model.weights.h5").is_file()

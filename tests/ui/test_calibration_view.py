@@ -8,7 +8,7 @@ import pytest
 
 from tests.ui.conftest import open_page
 from tests.ui.test_pages import png, texts
-from tlcore.calibration import suggest_run_threshold
+from tlcore.analysis.calibration import suggest_run_threshold
 from ui.calibration_view import reliability_figure
 
 

@@ -8,8 +8,8 @@ import pytest
 from tests.conftest import make_image_folder
 from tests.core.test_checklist import epochs
 from tests.ui.conftest import open_page
-from tlcore.checklist import Facts, Item, deployment_checklist, training_checklist
-from tlcore.diagnosis import CODES, diagnose
+from tlcore.lab.checklist import Facts, Item, deployment_checklist, training_checklist
+from tlcore.analysis.diagnosis import CODES, diagnose
 from ui.checklist_view import item_line
 from ui.i18n import CATALOG
 

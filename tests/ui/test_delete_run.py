@@ -11,7 +11,7 @@ import pytest
 
 from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import png
-from tlcore import gc
+from tlcore.lab import gc
 
 PAGE = "pages/9_Runs.py"
 MB = 1024 * 1024
@@ -59,7 +59,7 @@ def test_a_live_run_is_not_deleted_and_the_page_says_why_in_one_sentence(sid, wo
 
 
 def test_the_runs_page_deletes_a_saved_project(sid, workspace):
-    from tlcore.project import project_path, save_project
+    from tlcore.lab.project import project_path, save_project
 
     workspace.add_class("cats")
     workspace.add_image("cats", "a.png", png())

@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 from tests.core.test_diagnosis import FORGET, GOOD, OVERFIT
 from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import texts
-from tlcore.diagnosis import CODES, REMEDIES
-from tlcore.jobs import EventWriter
+from tlcore.analysis.diagnosis import CODES, REMEDIES
+from tlcore.jobs.runner import EventWriter
 from ui.diagnosis_view import SEVERITY, evidence_fields
 from ui.i18n import CATALOG
 
@@ -83,7 +83,7 @@ def test_a_real_finished_run_gets_a_diagnosis(trained):
 
 
 def _panel(history, code=None):
-    from tlcore.diagnosis import diagnose
+    from tlcore.analysis.diagnosis import diagnose
     from ui.diagnosis_view import show_diagnosis
 
     diagnosis = diagnose(history)

@@ -8,8 +8,8 @@ import pytest
 
 from tests.ui.conftest import copy_of_trained, open_page, shown, wait_for_job
 from tests.ui.test_pages import png, texts
-from tlcore.jobs import job_status
-from tlcore.workspace import Workspace
+from tlcore.jobs.runner import job_status
+from tlcore.lab.workspace import Workspace
 
 
 def _button(at, label):
@@ -125,7 +125,7 @@ def test_predict_page_runs_the_exported_tflite_model(exported):
 def test_export_page_reports_a_failed_export_in_one_sentence(trained, tmp_path):
     sid, job = trained
     ws = Workspace.for_session(sid)
-    from tlcore.jobs import start_job
+    from tlcore.jobs.runner import start_job
 
     bad = ws.jobs_dir / "export-00000000-000000"
     # A calibration folder without images: the worker fails with a user error.

@@ -6,7 +6,7 @@ import numpy as np
 from tests.conftest import make_image_folder, write_image
 from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import texts
-from tlcore.health import check_dataset
+from tlcore.data.health import check_dataset
 
 
 def _pairs(ws):

@@ -23,10 +23,10 @@ from tests.core.test_experiments import fake_job
 from tests.core.test_hostile_project import _hostile_cases, contents, honest, png, zip_bytes
 from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import texts
-from tlcore.jobs import list_jobs
-from tlcore.project import open_project, project_path, save_project
-from tlcore.train import TrainConfig
-from tlcore.workspace import Workspace, new_session_id
+from tlcore.jobs.runner import list_jobs
+from tlcore.lab.project import open_project, project_path, save_project
+from tlcore.training.config import TrainConfig
+from tlcore.lab.workspace import Workspace, new_session_id
 
 PAGES = ["app.py", *sorted(str(p.relative_to(Path(__file__).resolve().parents[2]))
                            for p in (Path(__file__).resolve().parents[2] / "pages").glob("*.py"))]

@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import write_image
 from tests.ui.conftest import open_page
 from tests.ui.test_pages import texts
-from tlcore import sessions
-from tlcore.workspace import Workspace, new_session_id, valid_session_id
+from tlcore.lab import sessions
+from tlcore.lab.workspace import Workspace, new_session_id, valid_session_id
 
 
 def test_two_sessions_of_the_data_page_do_not_share_data():

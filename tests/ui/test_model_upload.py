@@ -11,9 +11,10 @@ import pytest
 
 from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import png
-import tlcore.model_files as model_files
-from tlcore.export import export_formats
-from tlcore.workspace import Workspace
+import tlcore.io.model_safety as model_safety
+import tlcore.models.model_files as model_files
+from tlcore.export.formats import export_formats
+from tlcore.lab.workspace import Workspace
 
 
 class Boom:
@@ -149,7 +150,7 @@ def test_a_hostile_model_upload_is_opened_only_in_a_worker_and_refused_with_one_
     # The dashboard's own process must never hand this file to Keras, h5py or LiteRT: only the worker may.
     monkeypatch.setattr(keras.saving, "load_model", parsed_here)
     monkeypatch.setattr(model_files, "_load_with_metadata", parsed_here)
-    monkeypatch.setattr(model_files, "_h5_has_model", parsed_here)
+    monkeypatch.setattr(model_safety, "_h5_has_model", parsed_here)
     at = open_page("pages/6_Predict.py", sid)
     upload_model(at, "bomb.keras", bomb_keras)
     assert not at.exception

@@ -5,7 +5,7 @@ import pytest
 
 from tests.conftest import make_image_folder
 from tests.ui.conftest import open_page, shown
-from tlcore.workspace import Workspace
+from tlcore.lab.workspace import Workspace
 
 
 def texts(at) -> str:

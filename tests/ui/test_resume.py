@@ -11,9 +11,10 @@ import pytest
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tests.core.test_checkpoint import Crash, crash_after
 from tests.ui.conftest import open_page, shown, wait_for_job
-from tlcore.checkpoint import checkpoint_dir
-from tlcore.jobs import EventWriter, job_status
-from tlcore.train import TrainConfig, train
+from tlcore.training.checkpoint import checkpoint_dir
+from tlcore.jobs.runner import EventWriter, job_status
+from tlcore.training.config import TrainConfig
+from tlcore.training.pipeline import train
 
 pytestmark = pytest.mark.slow
 

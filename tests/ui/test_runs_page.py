@@ -7,10 +7,10 @@ import pytest
 
 from tests.ui.conftest import open_page, shown, wait_for_job
 from tests.ui.test_pages import texts
-from tlcore.experiments import run_history
-from tlcore.jobs import list_jobs
-from tlcore.project import open_project, project_path, save_project
-from tlcore.workspace import Workspace, new_session_id
+from tlcore.lab.experiments import run_history
+from tlcore.jobs.runner import list_jobs
+from tlcore.lab.project import open_project, project_path, save_project
+from tlcore.lab.workspace import Workspace, new_session_id
 
 PAGE = "pages/9_Runs.py"
 

@@ -16,13 +16,13 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import make_image_folder
 from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import runs_radio, texts
-from tlcore import slots
+from tlcore.jobs import slots
 from tlcore.cli import _build_parser, log_path
-from tlcore.commands import finetune_args, train_args
-from tlcore.jobs import EventWriter, job_status
-from tlcore.project import open_project, project_path, save_project
-from tlcore.train import TrainConfig
-from tlcore.workspace import Workspace, new_session_id
+from tlcore.training.commands import finetune_args, train_args
+from tlcore.jobs.runner import EventWriter, job_status
+from tlcore.lab.project import open_project, project_path, save_project
+from tlcore.training.config import TrainConfig
+from tlcore.lab.workspace import Workspace, new_session_id
 
 
 def waiting_job(workspace, position=2, slots=1):
@@ -96,7 +96,7 @@ def test_a_start_refused_by_the_waiting_cap_is_one_error_and_leaves_no_job(sid, 
 @pytest.fixture
 def recorded_starts(monkeypatch):
     """Jobs the pages start, recorded instead of run: (job folder, arguments, kind, meta)."""
-    import tlcore.jobs
+    import tlcore.jobs.runner
 
     calls = []
 
@@ -108,13 +108,13 @@ def recorded_starts(monkeypatch):
         (Path(job_dir) / "result.json").write_text(json.dumps({"exit_code": 0, "pid": 0, "result": {}}))
         return Path(job_dir)
 
-    monkeypatch.setattr(tlcore.jobs, "start_job", start_job)
+    monkeypatch.setattr(tlcore.jobs.runner, "start_job", start_job)
     return calls
 
 
 def test_train_page_starts_the_command_built_from_its_settings_in_a_new_folder(sid, workspace, recorded_starts,
                                                                                monkeypatch):
-    """Issue 14, items 2 and 7: the command comes from tlcore.commands, the folder from new_job_dir."""
+    """Issue 14, items 2 and 7: the command comes from tlcore.training.commands, the folder from new_job_dir."""
     real = time.strftime
     monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20250101-120000" if fmt == "%Y%m%d-%H%M%S" else real(fmt, *a))
     make_image_folder(workspace.data_dir, n_per_class=12, size=16)
@@ -173,7 +173,7 @@ def test_an_unexpected_error_is_one_sentence_and_its_traceback_goes_to_the_log_f
 
 def test_a_user_error_is_shown_as_it_is_and_not_logged_as_a_failure():
     def script():
-        from tlcore.errors import TLError
+        from tlcore.io.errors import TLError
         from ui.layout import guard
 
         with guard():
@@ -186,7 +186,7 @@ def test_a_user_error_is_shown_as_it_is_and_not_logged_as_a_failure():
 
 def test_a_user_error_is_shown_character_for_character_not_as_markdown():
     def script():
-        from tlcore.names import check_class_name
+        from tlcore.io.names import check_class_name
         from ui.layout import guard
 
         with guard():

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import keras
 
-from ..errors import TLError
+from ..io.errors import TLError
+from ..io.model_safety import check_weights_file
 
 __all__ = ["finish_backbone", "load_weights_file"]
 
@@ -27,8 +28,6 @@ def load_weights_file(model: keras.Model, path, backbone: str) -> None:
     Pickles (whatever their extension) and legacy full-model ``.h5`` files
     are refused before Keras opens them: both can carry code.
     """
-    from ..model_files import check_weights_file
-
     path = Path(path)
     if not path.is_file():
         raise TLError(f"weights file {str(path)!r} does not exist; pass imagenet, none or a file path")

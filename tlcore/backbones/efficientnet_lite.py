@@ -14,10 +14,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..errors import TLError
-from ..preprocessing import Preprocess
-from ..registry import BackboneSpec, register_backbone
-from ..torch_weights import load_torch_state_dict
+from ..io.errors import TLError
+from .preprocessing import Preprocess
+from .registry import BackboneSpec, register_backbone
+from .torch_weights import load_torch_state_dict
 from ._common import finish_backbone, load_weights_file
 
 __all__ = ["EfficientNetLite", "EfficientNetLite0", "lite0_weights_path", "LITE0_SHA256"]

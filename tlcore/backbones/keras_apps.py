@@ -10,9 +10,9 @@ import re
 import keras
 import numpy as np
 
-from ..errors import TLError
-from ..preprocessing import Preprocess
-from ..registry import BackboneSpec, register_backbone
+from ..io.errors import TLError
+from .preprocessing import Preprocess
+from .registry import BackboneSpec, register_backbone
 from ._common import load_weights_file
 
 __all__ = ["KERAS_APPLICATIONS"]

@@ -1,0 +1,1 @@
+"""Adversarial examples: attacks, robustness curves and hardening."""

@@ -1,0 +1,1 @@
+"""What a trained model is worth: metrics, calibration, curve diagnosis and explanations."""

@@ -1,0 +1,1 @@
+"""Exports: the formats, their verification against Keras, and the deployment bundle."""

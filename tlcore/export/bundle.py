@@ -1,0 +1,114 @@
+"""A downloadable bundle: TFLite models, ``labels.txt``, a model card and an example script."""
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+from ..io.atomic import write_bytes_atomic
+from ..io.errors import TLError
+from .formats import TFLITE_FORMATS
+from ..models.run import read_run_json
+
+__all__ = ["EXAMPLE_SCRIPT", "model_card", "bundle_bytes", "write_bundle"]
+
+EXAMPLE_SCRIPT = Path(__file__).with_name("templates") / "predict_tflite.py"
+
+_QUANTIZATION = {
+    "tflite-float32": "none (float32 weights and activations)",
+    "tflite-float16": "float16 weights, float32 compute",
+    "tflite-dynamic": "dynamic range: int8 weights, float activations",
+    "tflite-int8": "full integer: int8 weights and activations, calibrated",
+}
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
+def _ms(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def model_card(result: dict, run_dir: str | Path, date: str | None = None) -> str:
+    """A Markdown model card for an :func:`~tlcore.export.formats.export_formats` result."""
+    config = read_run_json(run_dir, "config.json")
+    metrics = read_run_json(run_dir, "metrics.json")
+    try:
+        samples = read_run_json(run_dir, "samples.json")
+    except TLError:
+        samples = []
+    counts = Counter((s["label"], s.get("split") or "train") for s in samples)
+    classes = config.get("classes", [])
+    train = config.get("train", {})
+    lines = [
+        "# Model card",
+        "",
+        f"- Date: {date or time.strftime('%Y-%m-%d')}",
+        f"- Backbone: {config.get('backbone')} (weights: {config.get('weights') or 'random initialisation'}), input {config.get('input_size')}"
+        f"x{config.get('input_size')} RGB",
+        f"- Training: head {train.get('epochs')} epochs at lr {train.get('lr')}"
+        + (f", fine-tuned {len(metrics.get('fine_tuned_layers') or [])} layers at lr {train.get('fine_tune_lr')}"
+           if config.get("fine_tuned") else ", backbone frozen (feature extraction)"),
+        f"- Validation accuracy: {_pct(metrics.get('val_accuracy'))}; test accuracy: {_pct(metrics.get('test_accuracy'))}",
+        "",
+        "## Data (images per class)",
+        "",
+        "| class | train | val | test |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {c} | {counts[(c, 'train')]} | {counts[(c, 'val')]} | {counts[(c, 'test')]} |" for c in classes]
+    data = result.get("verification_data") or {}
+    lines += ["", "## Exports and verification", "",
+              f"Checked against the Keras model on {data.get('n', 0)} held-out images ({data.get('source', 'none')}); "
+              f"latency is one image on the exporting machine's CPU.", "",
+              "| file | quantization | size (MB) | Keras accuracy | TFLite accuracy | agreement | latency (ms) |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for e in result["exports"]:
+        if e["format"] not in TFLITE_FORMATS:
+            continue
+        v = e.get("verification") or {}
+        quant = _QUANTIZATION[e["format"]]
+        if e["format"] == "tflite-int8":
+            quant += f" on {e.get('calibration_samples')} training images"
+            if e["input"]["dtype"] == "uint8":
+                quant += "; uint8 input and output"
+        lines.append(f"| {Path(e['path']).name} | {quant} | {e['size_bytes'] / 1e6:.2f} | {_pct(v.get('keras_accuracy'))} "
+                     f"| {_pct(v.get('tflite_accuracy'))} | {_pct(v.get('agreement'))} | {_ms(v.get('latency_ms'))} |")
+    if result.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w['message']}" for w in result["warnings"]]
+    lines += ["", "## How to use", "",
+              "Input: float32 RGB pixel values 0..255, shape [1, H, W, 3], resized with bilinear filtering; "
+              "no normalisation (it is inside the model). Output: one probability per class, in the order of "
+              "`labels.txt`. A `*_uint8io` file takes uint8 pixels and gives uint8 scores (use the tensors' "
+              "scale and zero point).", "",
+              "    pip install ai-edge-litert pillow numpy",
+              "    python predict_tflite.py model_float32.tflite photo.jpg", ""]
+    return "\n".join(lines)
+
+
+def bundle_bytes(result: dict, run_dir: str | Path) -> bytes:
+    """The ZIP bundle of an export result, in memory."""
+    files = [Path(e["path"]) for e in result["exports"] if e["format"] in TFLITE_FORMATS]
+    if not files:
+        raise TLError("the bundle needs at least one TFLite export")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise TLError(f"the exported file {missing[0]!r} is gone; export again")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in files:
+            z.write(f, f.name)
+        z.write(files[0].with_name("labels.txt"), "labels.txt")
+        z.writestr("MODEL_CARD.md", model_card(result, run_dir))
+        z.write(EXAMPLE_SCRIPT, "predict_tflite.py")
+        z.writestr("export.json", json.dumps(result, indent=2))
+    return buffer.getvalue()
+
+
+def write_bundle(result: dict, run_dir: str | Path, out: str | Path) -> Path:
+    """Write :func:`bundle_bytes` to ``out`` atomically."""
+    return write_bytes_atomic(out, bundle_bytes(result, run_dir))

@@ -1,0 +1,355 @@
+"""Export a trained run: TFLite (float32, float16, dynamic range, INT8), ``.keras`` and SavedModel.
+
+Every TFLite export follows one contract: input float32 RGB pixels 0..255 of
+shape ``[1, H, W, 3]`` (the backbone's normalisation is inside the graph),
+output one probability per class, ``labels.txt`` beside the file. With
+``int8_io`` an INT8 export takes uint8 pixels instead (microcontroller
+style). Each file is written to a temporary name and renamed into place, so
+a failed conversion never leaves a partial file. TFLite exports are then
+checked against the Keras model on held-out images (:mod:`tlcore.export.verify`).
+Every file written is recorded as produced by this server
+(:mod:`tlcore.io.produced`), so the dashboard may load it in its own process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..io.atomic import replace_dir, write_bytes_atomic
+from ..io.errors import TLError
+from ..data.images import ImageDecodeError, load_image
+from ..io.produced import record_produced
+from ..models.conversion import TFLITE_FORMATS, convert_tflite, export_saved_model, tflite_converter
+from ..models.run import RunModel, held_out_samples, load_run, read_run_json
+
+__all__ = ["FORMATS", "TFLITE_FORMATS", "ExportConfig", "default_filename", "calibration_files",
+           "load_calibration", "export_formats", "export_model", "labelled_files"]
+
+log = logging.getLogger("tlcore")
+
+FORMATS = (*TFLITE_FORMATS, "keras", "saved-model")
+_FILENAMES = {"tflite-float32": "model_float32.tflite", "tflite-float16": "model_float16.tflite",
+              "tflite-dynamic": "model_dynamic.tflite", "tflite-int8": "model_int8.tflite",
+              "keras": "model.keras", "saved-model": "saved_model"}
+RECOMMENDED_CALIBRATION = (100, 500)
+INT8_MAX_DROP = 0.01  # accuracy points (as a fraction) an INT8 export may lose before we say so
+
+ProgressCallback = Callable[[int, dict], None]
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Settings for an export; validated by :func:`export_formats`."""
+
+    calibration_samples: int = 200
+    int8_io: bool = False
+    seed: int = 0
+    verify: bool = True
+
+
+def default_filename(fmt: str, int8_io: bool = False) -> str:
+    """The file (or folder, for a SavedModel) name an export gets inside an output folder."""
+    _check_format(fmt)
+    if fmt == "tflite-int8" and int8_io:
+        return "model_int8_uint8io.tflite"
+    return _FILENAMES[fmt]
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise TLError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _visible_files(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") or part == "__MACOSX"
+                                             for part in p.relative_to(folder).parts))
+
+
+def calibration_files(run_dir: str | Path, source: str | Path | None = None) -> list[str]:
+    """Candidate calibration images: all files under ``source``, or the run's training split."""
+    if source is None:
+        samples = read_run_json(run_dir, "samples.json")
+        files = [s["path"] for s in samples if s.get("split") == "train" and Path(s["path"]).is_file()]
+        if not files:
+            raise TLError("no calibration data: the run's training images are gone; give a folder of images")
+        return files
+    path = Path(source)
+    if path.is_dir():
+        files = _visible_files(path)
+    elif path.is_file():
+        from ..data.datasets import load_dataset
+
+        files = [s.path for s in load_dataset(path).samples]
+    else:
+        raise TLError(f"calibration data {str(path)!r} does not exist")
+    if not files:
+        raise TLError(f"no calibration data: {str(path)!r} holds no files")
+    return files
+
+
+def load_calibration(files: Sequence[str], size: int, n: int, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """Up to ``n`` decodable images from ``files`` (shuffled with ``seed``) as uint8 ``(k, size, size, 3)``.
+
+    Files that cannot be decoded are skipped and reported, not fatal.
+    """
+    if n < 1:
+        raise TLError(f"the calibration size must be at least 1 image, got {n}")
+    order = list(files)
+    random.Random(seed).shuffle(order)
+    images, skipped = [], []
+    for path in order:
+        if len(images) >= n:
+            break
+        try:
+            images.append(load_image(path, size))
+        except ImageDecodeError as exc:
+            skipped.append({"path": str(path), "reason": str(exc)})
+    if not images:
+        raise TLError("no calibration data: none of the calibration files is a readable image")
+    return np.stack(images), skipped
+
+
+def labelled_files(classes: Sequence[str], data) -> tuple[list[str], list[int], list[dict]]:
+    """Files and class indices (in ``classes`` order) of labelled ``data``; unknown classes are an error."""
+    from ..data.datasets import load_dataset
+
+    dataset = load_dataset(data)
+    unknown = sorted(set(dataset.classes) - set(classes))
+    if unknown:
+        raise TLError(f"class {unknown[0]!r} in {str(data)!r} is not one the model knows ({', '.join(classes)})")
+    return ([s.path for s in dataset.samples], [list(classes).index(s.label) for s in dataset.samples],
+            list(dataset.skipped))
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _write_keras(model, out: Path, run_config: dict | None = None) -> None:
+    """``model.save`` to ``out``, plus the run's config as ``tlcore.json`` inside the archive.
+
+    With that entry Transfer Lab reloads the file by rebuilding the
+    architecture itself and reading only the weights (:mod:`tlcore.models.model_files`);
+    Keras ignores the extra entry, so ``keras.saving.load_model`` still works.
+    """
+    import json
+    import zipfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save(str(tmp / "model.keras"))
+        if run_config is not None:
+            with zipfile.ZipFile(tmp / "model.keras", "a") as archive:
+                archive.writestr("tlcore.json", json.dumps(run_config, indent=2))
+        os.replace(tmp / "model.keras", out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _record(target: Path) -> None:
+    """Record an export (each file of a SavedModel folder) as produced here, by content."""
+    for path in sorted(target.rglob("*")) if target.is_dir() else [target]:
+        if path.is_file():
+            record_produced(path)
+
+
+def _writeexport_saved_model(model, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        export_saved_model(model, tmp / "model", batch=None)
+        replace_dir(tmp / "model", out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_target(fmt: str, target: Path, int8_io: bool) -> None:
+    """Refuse, before any work, a target an export would fail on or whose replacement would lose files."""
+    if fmt == "saved-model":
+        if target.exists() and not target.is_dir():
+            raise TLError(f"{str(target)!r} is a file; a SavedModel is written as a folder")
+        if target.is_dir() and any(target.iterdir()) and not (target / "saved_model.pb").is_file():
+            raise TLError(f"{str(target)!r} is a folder that is not a SavedModel and exporting would replace it "
+                          "with everything in it; choose a new folder")
+    elif target.is_dir():
+        raise TLError(f"{str(target)!r} is a folder; give the file to write, such as "
+                      f"{str(target / default_filename(fmt, int8_io))!r}")
+
+
+def _input_contract(run: RunModel, fmt: str, int8_io: bool) -> dict:
+    size = run.input_size
+    dtype = "uint8" if fmt == "tflite-int8" and int8_io else "float32"
+    batch = 1 if fmt in TFLITE_FORMATS else None
+    return {"shape": [batch, size, size, 3], "dtype": dtype, "pixels": "RGB 0..255"}
+
+
+def export_formats(
+    run_dir: str | Path,
+    formats: Sequence[str],
+    out: str | Path,
+    config: ExportConfig | None = None,
+    calibration: str | Path | None = None,
+    verify: str | Path | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
+    """Export the run in ``run_dir`` to each of ``formats`` and check every TFLite file.
+
+    With one format ``out`` is the file to write (a folder for
+    ``saved-model``); with several it is a folder and each export gets its
+    :func:`default_filename`. ``labels.txt`` is written beside the exports.
+    Calibration images come from ``calibration`` (a folder or zip) or else
+    the run's training split; verification uses labelled ``verify`` data or
+    else the run's held-out split (test, or validation when there is no test
+    split) when ``config.verify``. ``on_progress(step, logs)`` hears about
+    each stage; ``should_stop()`` is asked between formats.
+
+    Returns ``{"run_dir", "exports": [...], "verification_data", "warnings",
+    "stopped"}``; each export has ``format``, ``path``, ``size_bytes``,
+    ``input`` and, for TFLite, ``verification``.
+    """
+    config = config or ExportConfig()
+    formats = list(dict.fromkeys(formats))  # keep order, drop repeats
+    if not formats:
+        raise TLError(f"choose at least one export format: {', '.join(FORMATS)}")
+    for fmt in formats:
+        _check_format(fmt)
+    if config.calibration_samples < 1:
+        raise TLError(f"the calibration size must be at least 1 image, got {config.calibration_samples}")
+    out = Path(out)
+    if len(formats) == 1:
+        targets = {formats[0]: out}
+    else:
+        if out.exists() and not out.is_dir():
+            raise TLError(f"{str(out)!r} is a file; several formats need an output folder")
+        targets = {fmt: out / default_filename(fmt, config.int8_io) for fmt in formats}
+    for fmt, target in targets.items():
+        _check_target(fmt, target, config.int8_io)
+
+    progress = on_progress or (lambda step, logs: None)
+    step = iter(range(10**6))
+    t_start = time.perf_counter()
+    run = load_run(run_dir)
+    warnings: list[dict] = []
+
+    verification_data = None
+    reference = None
+    if any(f in TFLITE_FORMATS for f in formats) and (verify is not None or config.verify):
+        from .verify import keras_reference
+
+        if verify is not None:
+            paths, y, skipped = labelled_files(run.classes, verify)
+            verification_data = {"source": str(verify), "n": len(paths), "skipped": skipped}
+        else:
+            split, samples = held_out_samples(run_dir)
+            paths = [s["path"] for s in samples if Path(s["path"]).is_file()]
+            y = [run.classes.index(s["label"]) for s in samples if Path(s["path"]).is_file()]
+            verification_data = {"source": f"run {split} split" if split else "none", "n": len(paths), "skipped": []}
+        if paths:
+            progress(next(step), {"stage": "reference", "format": "keras", "n": len(paths)})
+            reference = keras_reference(run, paths, y)
+            verification_data["skipped"] += reference["skipped"]
+            verification_data["n"] = reference["n"]  # the images checked: the readable ones
+            if not reference["n"]:
+                reference = None
+                why = f"none of the {len(paths)} verification images could be read"
+        else:
+            why = "the run kept no held-out images"
+        if reference is None:
+            warnings.append({"code": "no_verification_data",
+                             "message": f"the exports were not checked: {why}; give labelled data to verify on"})
+
+    calib = None
+    if "tflite-int8" in formats:
+        files = calibration_files(run_dir, calibration)
+        progress(next(step), {"stage": "calibration", "format": "tflite-int8", "n": min(len(files), config.calibration_samples)})
+        calib, calib_skipped = load_calibration(files, run.input_size, config.calibration_samples, config.seed)
+        low, high = RECOMMENDED_CALIBRATION
+        if len(calib) < low:
+            warnings.append({"code": "few_calibration_images",
+                             "message": f"INT8 calibration used {len(calib)} images; {low}-{high} are recommended "
+                                        "for stable quantisation ranges"})
+
+    exports, stopped = [], False
+    with tempfile.TemporaryDirectory(prefix="tlcore-export-") as tmp:
+        converter = None
+        for fmt in formats:
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            target = targets[fmt]
+            progress(next(step), {"stage": "convert", "format": fmt})
+            t0 = time.perf_counter()
+            if fmt in TFLITE_FORMATS:
+                if converter is None:
+                    export_saved_model(run.model, Path(tmp) / "batch1", batch=1)
+                    converter = tflite_converter(Path(tmp) / "batch1")
+                data = convert_tflite(converter, fmt, calib if fmt == "tflite-int8" else None, config.int8_io)
+                write_bytes_atomic(target, data)
+            elif fmt == "keras":
+                _write_keras(run.model, target, run.config)
+            else:
+                _writeexport_saved_model(run.model, target)
+            _record(target)
+            labels = target.parent / "labels.txt"
+            write_bytes_atomic(labels, "".join(f"{c}\n" for c in run.classes).encode("utf-8"))
+            entry = {"format": fmt, "path": str(target), "labels": str(labels), "size_bytes": _size(target),
+                     "input": _input_contract(run, fmt, config.int8_io),
+                     "convert_seconds": round(time.perf_counter() - t0, 3)}
+            if fmt == "tflite-int8":
+                entry["calibration_samples"] = int(len(calib))
+                entry["calibration_skipped"] = calib_skipped
+            if fmt in TFLITE_FORMATS and reference is not None:
+                from ..models.tflite_model import TFLiteModel
+                from .verify import compare
+
+                progress(next(step), {"stage": "verify", "format": fmt, "n": reference["n"]})
+                entry["verification"] = compare(reference, TFLiteModel(target, run.classes), run.classes)
+                warnings += _verification_warnings(fmt, entry["verification"])
+            exports.append(entry)
+            progress(next(step), {"stage": "exported", "format": fmt, "size_bytes": entry["size_bytes"]})
+    if reference is not None:
+        verification_data["keras_accuracy"] = reference["accuracy"]
+        verification_data["keras_latency_ms"] = reference["latency_ms"]
+    return {"run_dir": str(run_dir), "exports": exports, "verification_data": verification_data,
+            "warnings": warnings, "stopped": stopped, "seconds": round(time.perf_counter() - t_start, 3)}
+
+
+def _verification_warnings(fmt: str, v: dict) -> list[dict]:
+    out = []
+    # Rounded: 0.90 - 0.89 is 0.010000000000000009 in floats, and exactly one point is allowed.
+    drop = round(v["keras_accuracy"] - v["tflite_accuracy"], 9)
+    if fmt == "tflite-int8" and drop > INT8_MAX_DROP:
+        out.append({"code": "int8_accuracy_drop",
+                    "message": f"the INT8 model loses {drop * 100:.1f} points of accuracy against Keras "
+                               f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); "
+                               "use tflite-float16 instead, or calibrate on more images"})
+    elif fmt == "tflite-dynamic" and drop > INT8_MAX_DROP:
+        out.append({"code": "quantized_accuracy_drop",
+                    "message": f"the dynamic-range model loses {drop * 100:.1f} points of accuracy against Keras "
+                               f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); use tflite-float16 instead"})
+    elif fmt in ("tflite-float32", "tflite-float16") and v["agreement"] < 0.99:
+        out.append({"code": "low_agreement",
+                    "message": f"the {fmt} model agrees with Keras on only {v['agreement']:.1%} of the images"})
+    return out
+
+
+def export_model(run_dir: str | Path, fmt: str, out: str | Path, config: ExportConfig | None = None,
+                 calibration: str | Path | None = None, verify: str | Path | None = None,
+                 on_progress: ProgressCallback | None = None) -> dict:
+    """Export one format to the file ``out``; the entry of :func:`export_formats` plus its warnings."""
+    result = export_formats(run_dir, [fmt], out, config, calibration, verify, on_progress)
+    return {**result["exports"][0], "warnings": result["warnings"], "verification_data": result["verification_data"]}

@@ -1,0 +1,76 @@
+"""Anti-pattern alarms on training settings, usable before training (pages) and in it (summaries).
+
+Each alarm is a ``{"code", "message"}`` dict: the code is stable (the
+dashboard explains it and gives the fix), the message is one sentence with
+the numbers. Settings that trigger an alarm are allowed; the alarm only
+says they stray from the usual practice.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+from ..data.health import IMBALANCE_RATIO  # one threshold for the health report and the training alarms
+
+if TYPE_CHECKING:  # only for annotations: the config imports the registry, which imports Keras
+    from .config import TrainConfig
+
+__all__ = ["config_alarms", "imbalance_alarms", "STRONG_AUGMENTATION",
+           "LONG_FINE_TUNE_EPOCHS"]
+
+STRONG_AUGMENTATION = 0.3  # brightness/contrast/saturation range; about 0.2 is the usual advice
+LONG_FINE_TUNE_EPOCHS = 10  # more fine-tuning epochs than this need early stopping
+HIGH_LR = 1e-2
+HIGH_FINE_TUNE_LR = 1e-4
+
+
+def imbalance_alarms(config: "TrainConfig", class_counts: Mapping[str, int]) -> list[dict]:
+    """``imbalance_uncompensated`` when the classes of ``class_counts`` (name -> images) are imbalanced
+    and neither class weights nor resampling compensate; otherwise no alarm."""
+    present = {c: int(n) for c, n in class_counts.items() if n}
+    if len(present) < 2:
+        return []
+    largest, smallest = max(present, key=present.get), min(present, key=present.get)
+    ratio = present[largest] / present[smallest]
+    if ratio <= IMBALANCE_RATIO or config.class_weights != "none" or config.resample != "none":
+        return []
+    return [{"code": "imbalance_uncompensated",
+             "message": f"training classes are imbalanced ({largest!r} has {present[largest]}, {smallest!r} has "
+                        f"{present[smallest]} images, {ratio:.1f} to 1) and neither class weights nor resampling "
+                        "compensate"}]
+
+
+def config_alarms(config: "TrainConfig", class_counts: Mapping[str, int] | None = None) -> list[dict]:
+    """The alarms ``config`` raises before any training, in a fixed order.
+
+    ``class_counts`` (class name -> training images), when known, adds the
+    imbalance check; the pages pass the workspace's counts, training passes
+    its training split's.
+    """
+    out = []
+    if config.lr > HIGH_LR:
+        out.append({"code": "high_lr", "message": f"head learning rate {config.lr:g} is high; about 1e-3 is usual"})
+    if config.fine_tune_layers and config.fine_tune_lr > HIGH_FINE_TUNE_LR:
+        out.append({"code": "high_fine_tune_lr", "message": f"fine-tuning learning rate {config.fine_tune_lr:g} may "
+                    "wreck the pretrained features; about 1e-5 is usual"})
+    if config.weights is None:
+        out.append({"code": "random_weights", "message": "the backbone starts from random weights, so this is not "
+                    "transfer learning; expect much lower accuracy"})
+    if config.fine_tune_layers and not config.early_stopping and config.fine_tune_epochs > LONG_FINE_TUNE_EPOCHS:
+        out.append({"code": "long_fine_tune_without_early_stopping",
+                    "message": f"fine-tuning runs {config.fine_tune_epochs} epochs without early stopping; above "
+                               f"{LONG_FINE_TUNE_EPOCHS} it tends to overfit, so turn early stopping on"})
+    if config.augment and config.augment_strength > STRONG_AUGMENTATION:
+        out.append({"code": "strong_augmentation",
+                    "message": f"augmentation strength {config.augment_strength:g} is strong (above "
+                               f"{STRONG_AUGMENTATION:g}); about 0.2 is usual"})
+    if config.input_size is not None and config.weights is not None:
+        from ..backbones.registry import get_spec  # only when a size is chosen: the registry loads the backbone modules
+
+        native = get_spec(config.backbone).input_size
+        if config.input_size < native:
+            out.append({"code": "small_input",
+                        "message": f"input size {config.input_size} px is smaller than the {native} px "
+                                   f"{config.backbone} was pretrained on: faster, but usually less accurate"})
+    if class_counts is not None:
+        out += imbalance_alarms(config, class_counts)
+    return out
