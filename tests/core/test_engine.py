@@ -153,15 +153,18 @@ def test_damaged_engine_file_is_converted_again(backbone, conversions):
 
 
 @pytest.mark.slow
-def test_lite0_engine_matches_keras_on_generated_images(tmp_path):
+def test_lite0_engine_matches_keras_on_generated_images(tmp_path, lite0_engine_cached):
+    """Lite0's ImageNet engine, as ``convert_backbone`` made it for this run's cache (tests/conftest.py), and
+    as ``fast_encoder`` then serves it: the conversion branch itself is tested on the tiny backbone above."""
     from tlcore.backbones.registry import create_backbone
 
     model = create_backbone("efficientnet_lite0", weights="imagenet")
     rng = np.random.default_rng(0)
     paths = [write_image(tmp_path / f"{k}.jpg", rng.integers(0, 256, 3), size=300, rng=rng) for k in range(16)]
     batch = np.stack([load_image(p, 224) for p in paths])
-    encoder = fast_encoder(lambda: model, "efficientnet_lite0|imagenet", 224)
-    assert isinstance(encoder, TFLiteEncoder)
+    builds = Builds(model)
+    encoder = fast_encoder(builds, "efficientnet_lite0|imagenet", 224)
+    assert isinstance(encoder, TFLiteEncoder) and builds.calls == 0
     got, ref = encoder(batch), keras_encoder(model)(batch)
     assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-3
     # What matters downstream: a linear head on either set of features makes the same predictions.
