@@ -319,11 +319,14 @@ def tiny_backbone():
     return keras.Model(inputs, keras.layers.Dense(4, name="proj")(keras.layers.GlobalAveragePooling2D()(inputs)))
 
 
+def never_built():
+    pytest.fail("the backbone was built before its weights file was checked")
+
+
 def test_weights_file_for_training_still_loads_weights_only_h5(tmp_path, seed):
     source = tiny_backbone()
     source.save_weights(tmp_path / "backbone.weights.h5")
-    target = tiny_backbone()
-    load_weights_file(target, tmp_path / "backbone.weights.h5", "tiny")
+    target = load_weights_file(tiny_backbone, tmp_path / "backbone.weights.h5", "tiny")
     for a, b in zip(source.get_weights(), target.get_weights()):
         assert np.array_equal(a, b)
 
@@ -331,7 +334,7 @@ def test_weights_file_for_training_still_loads_weights_only_h5(tmp_path, seed):
 def test_weights_file_for_training_refuses_a_full_model_h5(tmp_path):
     tiny_backbone().save(tmp_path / "full.h5")
     with pytest.raises(TLError, match="'full.h5' is a legacy full-model .h5 file"):
-        load_weights_file(tiny_backbone(), tmp_path / "full.h5", "tiny")
+        load_weights_file(never_built, tmp_path / "full.h5", "tiny")
 
 
 @pytest.mark.parametrize("name", ["backbone.weights.h5", "backbone.pth"])
@@ -339,7 +342,7 @@ def test_weights_file_for_training_refuses_pickles(tmp_path, name):
     marker = tmp_path / "pickle-ran"
     (tmp_path / name).write_bytes(pickle.dumps(Boom(marker)))
     with pytest.raises(TLError, match="pickle files can run code"):
-        load_weights_file(tiny_backbone(), tmp_path / name, "tiny")
+        load_weights_file(never_built, tmp_path / name, "tiny")
     assert not marker.exists()
 
 

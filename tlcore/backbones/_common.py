@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import keras
 
@@ -22,11 +23,12 @@ def finish_backbone(model: keras.Model, feature_layer: str, pooling) -> keras.Mo
     return keras.Model(model.input, x, name=model.name)
 
 
-def load_weights_file(model: keras.Model, path, backbone: str) -> None:
-    """Load a Keras weights file (weights only, never code) into ``model``.
+def load_weights_file(build: Callable[[], keras.Model], path, backbone: str) -> keras.Model:
+    """``build()`` with the weights of the Keras weights file ``path`` (weights only, never code).
 
-    Pickles (whatever their extension) and legacy full-model ``.h5`` files
-    are refused before Keras opens them: both can carry code.
+    The file is checked before anything is built (building a backbone takes about a second): a
+    missing file, a pickle (whatever its extension), a legacy full-model ``.h5`` (both can carry
+    code) and any other extension are refused at once.
     """
     path = Path(path)
     if not path.is_file():
@@ -36,8 +38,10 @@ def load_weights_file(model: keras.Model, path, backbone: str) -> None:
         raise TLError(
             f"weights file {path.name!r} is not a Keras weights file (.weights.h5 or .h5)"
         )
+    model = build()
     try:
         model.load_weights(str(path))
     except Exception as exc:  # Keras raises ValueError, OSError or KeyError depending on the mismatch
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")  # Keras's are many lines
         raise TLError(f"weights file {path.name!r} does not fit the {backbone} architecture ({detail})") from exc
+    return model

@@ -196,15 +196,14 @@ LITE0_SPEC = BackboneSpec(
 def _build_lite0(spec, weights, input_shape, pooling):
     if weights is None:
         return EfficientNetLite0(input_shape=input_shape, pooling=pooling)
+    if weights != "imagenet" and not str(weights).endswith((".pth", ".pt", ".bin")):
+        return load_weights_file(lambda: EfficientNetLite0(input_shape=input_shape, pooling=pooling), weights,
+                                 spec.name)
     model = EfficientNetLite0(include_top=True, input_shape=input_shape)
     if weights == "imagenet":
         load_lite_torch_weights(model, lite0_weights_path(), LITE0_SHA256)
-    elif str(weights).endswith((".pth", ".pt", ".bin")):
-        load_lite_torch_weights(model, weights)
     else:
-        model = EfficientNetLite0(input_shape=input_shape, pooling=pooling)
-        load_weights_file(model, weights, spec.name)
-        return model
+        load_lite_torch_weights(model, weights)
     return finish_backbone(model, "head_relu6", pooling)
 
 

@@ -52,6 +52,8 @@ def _download_error(name: str, exc: Exception) -> TLError:
 
 def _make_builder(constructor_name: str):
     def build(spec, weights, input_shape, pooling):
+        if weights not in (None, "imagenet"):
+            return load_weights_file(lambda: build(spec, None, input_shape, pooling), weights, spec.name)
         constructor = getattr(keras.applications, constructor_name)
         inputs = keras.Input(shape=input_shape, name="pixels")
         x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
@@ -68,8 +70,6 @@ def _make_builder(constructor_name: str):
         model = keras.Model(inputs, model.output, name=spec.name)
         if keras_weights and constructor_name.startswith("EfficientNetB"):
             model = _fold_imagenet_rescaling(model, build(spec, None, input_shape, pooling))
-        if weights not in (None, "imagenet"):
-            load_weights_file(model, weights, spec.name)
         return model
 
     return build
