@@ -22,13 +22,17 @@ run: $(STAMP)
 serve: $(STAMP)
 	$(PY) scripts/serve.py --port $(PORT)
 
+# Compiled test modules are kept between runs (__pycache__, ignored by git) even where the environment sets
+# PYTHONDONTWRITEBYTECODE: pytest otherwise rewrites every test module's asserts again on each run (5 s a worker).
+PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
+
 # The whole suite, shared between one worker per core (tests/conftest.py says how); docs/TESTING.md.
 test: $(STAMP)
-	$(PY) -m pytest -n auto --dist loadscope
+	$(PYTEST) -n auto --dist loadscope
 
 # The inner loop: the unit tests only (no browser, no slow integration test).
 test-fast: $(STAMP)
-	$(PY) -m pytest -n auto --dist loadscope -m "not slow and not browser" tests/core
+	$(PYTEST) -n auto --dist loadscope -m "not slow and not browser" tests/core
 
 bench: $(STAMP)
 	$(PY) scripts/bench_core.py
