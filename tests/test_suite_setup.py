@@ -28,6 +28,9 @@ def test_ci_sets_ci_and_runs_make_test():
 
 def test_make_test_shares_the_suite_between_the_cores_and_prints_the_slowest_tests():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    (pytest_command,) = re.findall(r"^PYTEST := (.+)$", makefile, re.M)
+    makefile = makefile.replace("$(PYTEST)", pytest_command)
+    assert pytest_command.startswith("PYTHONDONTWRITEBYTECODE= ")  # compiled test modules are kept between runs
     (recipe,) = re.findall(r"^test: .*\n\t(.+)$", makefile, re.M)
     assert "-m pytest -n auto --dist loadscope" in recipe and " -m \"" not in recipe  # every test, none left out
     (fast,) = re.findall(r"^test-fast: .*\n\t(.+)$", makefile, re.M)
