@@ -11,9 +11,8 @@ from tlcore.data.images import load_image
 from tlcore.training.commands import check_config, train_args
 from tlcore.jobs.runner import job_status, new_job_dir, start_job
 from tlcore.backbones.registry import get_spec
-from tlcore.data.resample import RESAMPLE_MODES
 from tlcore.training.config import TrainConfig
-from ui import state
+from ui import state, widgets
 from ui.advice_view import show_warnings
 from ui.follow import show_job
 from ui.layout import guard, setup, t
@@ -29,21 +28,20 @@ if len(counts) < 2:
     st.warning(t("no_data"))
 else:
     c1, c2, c3, c4 = st.columns(4)
-    epochs = c1.slider(t("train.epochs"), 1, 100, 20)
-    batch = c2.selectbox(t("train.batch"), [8, 16, 32, 64], index=2)
-    lr = c3.select_slider(t("train.lr"), [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], value=1e-3,
-                          format_func=lambda v: f"{v:g}")
-    dropout = c4.slider(t("train.dropout"), 0.0, 0.8, 0.2, 0.05)
+    epochs = widgets.slider(c1, TrainConfig, "epochs", t("train.epochs"))
+    batch = widgets.choice(c2, TrainConfig, "batch_size", t("train.batch"))
+    lr = widgets.ladder(c3, TrainConfig, "lr", t("train.lr"), format_func=lambda v: f"{v:g}")
+    dropout = widgets.slider(c4, TrainConfig, "dropout", t("train.dropout"), step=0.05)
     c1, c2 = st.columns(2)
-    class_weights = c1.selectbox(t("alarm.class_weights"), ["auto", "balanced", "none"], key="class_weights",
-                                 format_func=lambda v: t(f"alarm.class_weights.{v}"))
-    resample = c2.selectbox(t("alarm.resample"), list(RESAMPLE_MODES), key="resample",
-                            format_func=lambda v: t(f"alarm.resample.{v}"))
-    augment = st.checkbox(t("train.augment"))
+    class_weights = widgets.choice(c1, TrainConfig, "class_weights", t("alarm.class_weights"), key="class_weights",
+                                   format_func=lambda v: t(f"alarm.class_weights.{v}"))
+    resample = widgets.choice(c2, TrainConfig, "resample", t("alarm.resample"), key="resample",
+                              format_func=lambda v: t(f"alarm.resample.{v}"))
+    augment = widgets.flag(st, TrainConfig, "augment", t("train.augment"))
     strength = TrainConfig.augment_strength
     if augment:
-        strength = round(st.slider(t("alarm.augment_strength"), 0.0, 0.6, TrainConfig.augment_strength, 0.05,
-                                   key="augment_strength"), 2)  # 0.3, not 0.30000000000000004, at the alarm's edge
+        strength = round(widgets.slider(st, TrainConfig, "augment_strength", t("alarm.augment_strength"), step=0.05,
+                                        key="augment_strength"), 2)  # 0.3, not 0.30000000000000004, at the alarm's edge
         first = ws.images(next(iter(counts)))[0]
         with guard():
             image = load_image(first, get_spec(backbone).input_size)
@@ -53,11 +51,11 @@ else:
             st.image([image] + [augment_image(image, rng, look) for _ in range(5)], width=120)
     few = min(counts.values()) < 10  # few-shot data: the step-by-step loop with clipping is the safer default
     with st.expander(t("fewshot.loop"), expanded=few):
-        loop = st.radio(t("fewshot.loop"), ["fit", "tape"], horizontal=True, help=t("fewshot.loop.help"),
-                        format_func=lambda v: t(f"fewshot.loop.{v}"), index=1 if few else 0, key="loop",
-                        label_visibility="collapsed")
+        loop = widgets.choice(st, TrainConfig, "loop", t("fewshot.loop"), widget="radio", start="tape" if few else None,
+                              horizontal=True, help=t("fewshot.loop.help"), format_func=lambda v: t(f"fewshot.loop.{v}"),
+                              key="loop", label_visibility="collapsed")
         clip = loop == "tape" and st.checkbox(t("fewshot.clip"), value=True, help=t("fewshot.clip.help"))
-        clip_norm = st.number_input(t("fewshot.clip_norm"), 0.1, 100.0, 1.0) if clip else None
+        clip_norm = widgets.number(st, TrainConfig, "clip_norm", t("fewshot.clip_norm")) if clip else None
     # The same alarms training will report, while the settings can still be changed.
     show_warnings(config_alarms(TrainConfig(backbone=backbone, epochs=epochs, batch_size=batch, lr=lr, dropout=dropout,
                                             class_weights=class_weights, resample=resample, augment=augment,

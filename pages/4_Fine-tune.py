@@ -1,47 +1,52 @@
 """Fine-tune: phase 2, unfreeze the backbone's top layers at a low learning rate."""
-import json
-
 import streamlit as st
 
 from tlcore.training.alarms import config_alarms
 from tlcore.training.commands import check_config, finetune_args
 from tlcore.jobs.runner import new_job_dir, start_job
-from tlcore.data.resample import RESAMPLE_MODES
+from tlcore.models.run_files import read_run_json
 from tlcore.training.config import TrainConfig
-from ui import state
+from ui import state, widgets
 from ui.advice_view import show_warnings
 from ui.follow import show_job
 from ui.layout import choose_run, guard, setup, t
-from ui.models import backbone_structure, unfrozen_layers
+from ui.models import learning_layer_count, unfrozen_layers
 
 setup("ft.title")
 st.write(t("ft.intro"))
 ws = state.workspace()
 base = choose_run("ft.base")
-config = json.loads((base / "config.json").read_text(encoding="utf-8"))
-backbone = config["backbone"]
-trained_with = config.get("train", {})
+k = None
 with guard():
-    n_layers = len(backbone_structure(backbone).layers) - 1
+    config = read_run_json(base, "config.json")
+    backbone = config["backbone"]
+    trained_with = config.get("train", {})
     c1, c2 = st.columns([2, 1])
-    k = c1.slider(t("ft.layers"), 1, n_layers, min(20, n_layers))
+    # Counted in layers that learn (BatchNorm stays frozen; activations have no weights): the number chosen here is
+    # the number the caption lists, the run records and the Runs page and model card show.
+    k = widgets.slider(c1, TrainConfig, "fine_tune_layers", t("ft.layers"), high=learning_layer_count(backbone),
+                       suggested=True)
     trainable = unfrozen_layers(backbone, k)
     c1.caption(t("ft.trainable", n=len(trainable)) + " " + ", ".join(trainable[-12:]) + (" …" if len(trainable) > 12 else ""))
-    lr = c2.select_slider(t("ft.lr"), [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3], value=1e-5, format_func=lambda v: f"{v:g}")
-    epochs = c2.slider(t("ft.epochs"), 1, 20, 5)
-    early_stopping = c2.toggle(t("alarm.early_stopping"), value=True, key="early_stopping")
-    patience = c2.slider(t("ft.patience"), 1, 10, 3) if early_stopping else TrainConfig.patience
+    lr = widgets.ladder(c2, TrainConfig, "fine_tune_lr", t("ft.lr"), format_func=lambda v: f"{v:g}")
+    epochs = widgets.slider(c2, TrainConfig, "fine_tune_epochs", t("ft.epochs"))
+    early_stopping = widgets.flag(c2, TrainConfig, "early_stopping", t("alarm.early_stopping"), widget="toggle",
+                                  key="early_stopping")
+    patience = widgets.slider(c2, TrainConfig, "patience", t("ft.patience")) if early_stopping else TrainConfig.patience
     # Start from the base run's choice: fine-tuning sees the same training images.
-    modes, saved_resample = list(RESAMPLE_MODES), trained_with.get("resample", "none")
-    resample = c2.selectbox(t("alarm.resample"), modes, key="resample", format_func=lambda v: t(f"alarm.resample.{v}"),
-                            index=modes.index(saved_resample) if saved_resample in modes else 0)
+    saved_resample = trained_with.get("resample")
+    resample = widgets.choice(c2, TrainConfig, "resample", t("alarm.resample"), key="resample",
+                              start=saved_resample if saved_resample in widgets.options(TrainConfig, "resample") else None,
+                              format_func=lambda v: t(f"alarm.resample.{v}"))
     # The same alarms fine-tuning will report, on the base run's training images.
-    train_counts = json.loads((base / "metrics.json").read_text(encoding="utf-8")).get("counts", {}).get("train")
+    train_counts = read_run_json(base, "metrics.json").get("counts", {}).get("train")
     show_warnings(config_alarms(TrainConfig(
         weights=config.get("weights", "imagenet"), class_weights=trained_with.get("class_weights", "auto"),
         fine_tune_layers=k, fine_tune_lr=lr, fine_tune_epochs=epochs, early_stopping=early_stopping,
         resample=resample), train_counts or ws.counts()))
 
+if k is None:  # the run's files could not be read: guard said why
+    st.stop()
 running = state.job_running()
 if st.button(t("ft.start"), type="primary", icon=":material/lock_open:", disabled=running):
     with guard():

@@ -6,7 +6,7 @@ from tlcore.analysis.evaluate import classification_metrics
 from tlcore.analysis.explain import grad_cam, overlay
 from tlcore.data.images import load_image
 from tlcore.jobs.folder import job_path
-from tlcore.models.run import read_run_json
+from tlcore.models.run_files import read_run_json, run_classes
 from ui import state
 from ui.calibration_view import show_reliability
 from ui.charts import confusion_figure
@@ -25,10 +25,11 @@ def photo(row: dict) -> str | None:
     path = job_path(root, row.get("path"), "photo")
     return str(path) if path is not None and path.is_file() else None
 
+
 split = st.radio(t("eval.split"), ["test", "val"], format_func=lambda s: t(f"eval.split.{s}"), horizontal=True)
 
 with guard():
-    classes = (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
+    classes = run_classes(run_dir)
     rows = [p for p in read_run_json(run_dir, "predictions.json") if p["split"] == split]
     if not rows:
         st.info(t("eval.empty_split"))

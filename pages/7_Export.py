@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from tlcore.export.formats import FORMATS, RECOMMENDED_CALIBRATION, TFLITE_FORMATS, default_filename
+from tlcore.export.formats import (DEFAULT_FORMATS, FORMATS, RECOMMENDED_CALIBRATION, TFLITE_FORMATS, ExportConfig,
+                                   default_filename, export_args)
 from tlcore.jobs.runner import new_job_dir, start_job
-from tlcore.models.run import read_run_json
-from ui import state
+from tlcore.models.run_files import read_run_json
+from ui import state, widgets
 from ui.export_view import show_export
 from ui.layout import choose_run, guard, setup, t
 
@@ -14,10 +15,10 @@ st.write(t("export.intro"))
 ws = state.workspace()
 run_dir = choose_run()
 
-formats = st.multiselect(t("export.formats"), list(FORMATS), default=["tflite-float32", "tflite-float16", "tflite-int8"],
+formats = st.multiselect(t("export.formats"), list(FORMATS), default=list(DEFAULT_FORMATS),
                          format_func=lambda f: t(f"export.format.{f}"))
 low, high = RECOMMENDED_CALIBRATION
-int8_io, calibration = False, 2 * low
+int8_io, calibration = ExportConfig.int8_io, ExportConfig.calibration_samples
 if "tflite-int8" in formats:
     n_train = 0  # unknown when samples.json cannot be read (guard says why): the full slider then
     with guard():
@@ -27,12 +28,11 @@ if "tflite-int8" in formats:
         calibration = n_train
         c1.warning(t("export.calibration_few", n=n_train, low=low, high=high))
     else:
-        top = min(high, n_train) if n_train else high
-        calibration = c1.slider(t("export.calibration"), 10, top, min(calibration, top), 10,
-                                help=t("export.calibration_help"))
+        calibration = widgets.slider(c1, ExportConfig, "calibration_samples", t("export.calibration"),
+                                     high=n_train or None, step=10, help=t("export.calibration_help"))
         if calibration < low:
             c1.warning(t("export.calibration_low", low=low, high=high))
-    int8_io = c2.checkbox(t("export.int8_io"), help=t("export.int8_io_help"))
+    int8_io = widgets.flag(c2, ExportConfig, "int8_io", t("export.int8_io"), help=t("export.int8_io_help"))
 
 running = state.job_running()
 if st.button(t("export.start"), type="primary", icon=":material/ios_share:", disabled=running or not formats):
@@ -41,13 +41,10 @@ if st.button(t("export.start"), type="primary", icon=":material/ios_share:", dis
         out = job_dir / "exports"
         if len(formats) == 1:  # one format: --out names the file itself
             out = out / default_filename(formats[0], int8_io)
-        args = ["export", str(run_dir), "--format", ",".join(formats), "--out", str(out),
-                "--calibration-samples", str(calibration), "--verify-held-out"]
-        if int8_io:
-            args.append("--int8-io")
-        if any(f in TFLITE_FORMATS for f in formats):
-            args += ["--bundle", str(job_dir / "transfer-lab-model.zip")]
-        start_job(job_dir, args, kind="export", meta={"parent": str(run_dir)})
+        bundle = job_dir / "transfer-lab-model.zip" if any(f in TFLITE_FORMATS for f in formats) else None
+        config = ExportConfig(calibration_samples=calibration, int8_io=int8_io)
+        start_job(job_dir, export_args(config, run_dir, formats, out, bundle), kind="export",
+                  meta={"parent": str(run_dir)})
         st.rerun()
 if running:
     st.caption(t("train.busy"))

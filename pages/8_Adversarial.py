@@ -4,12 +4,14 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.adversarial.attacks import AttackConfig, attack_image
+from tlcore.adversarial.defence import HardenConfig, harden_args, robustness_args
+from tlcore.analysis.explain import IdealImageConfig, ideal_args
 from tlcore.io.errors import TLError
 from tlcore.data.images import ImageDecodeError, decode_image, load_image
 from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import new_job_dir, start_job
-from tlcore.models.run import read_run_json
-from ui import state
+from tlcore.models.run_files import read_run_json, run_classes
+from ui import state, widgets
 from ui.adversarial_view import show_attack, show_harden, show_ideal, show_robustness
 from ui.layout import choose_run, guard, setup, t
 from ui.models import run_model
@@ -18,7 +20,11 @@ setup("adv.title")
 st.write(t("adv.intro"))
 ws = state.workspace()
 run_dir = choose_run()
-classes = (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines()
+classes = []
+with guard():
+    classes = run_classes(run_dir)
+if not classes:  # the run's files could not be read: guard said why
+    st.stop()
 
 st.subheader(t("adv.one"))
 left, right = st.columns([1, 1])
@@ -38,9 +44,11 @@ with left:
     else:
         photo = st.file_uploader(t("predict.upload"), type=None, key="adv_upload")
 with right:
-    method = st.radio(t("adv.method"), ["pgd", "fgsm"], horizontal=True, format_func=lambda m: t(f"adv.method.{m}"))
-    epsilon = st.slider(t("adv.epsilon"), 0.0, 0.1, 0.03, 0.001, format="%.3f", help=t("adv.epsilon_help"))
-    steps = st.slider(t("adv.steps"), 1, 50, 10) if method == "pgd" else 1
+    method = widgets.choice(st, AttackConfig, "method", t("adv.method"), widget="radio", horizontal=True,
+                            format_func=lambda m: t(f"adv.method.{m}"))
+    epsilon = widgets.slider(st, AttackConfig, "epsilon", t("adv.epsilon"), step=0.001, format="%.3f",
+                             help=t("adv.epsilon_help"))
+    steps = widgets.slider(st, AttackConfig, "steps", t("adv.steps")) if method == "pgd" else 1
     target = st.selectbox(t("adv.target"), [None] + classes, format_func=lambda c: t("adv.untargeted") if c is None else c)
 
 if st.button(t("adv.attack"), type="primary", icon=":material/bolt:", disabled=photo is None):
@@ -70,13 +78,13 @@ c1, c2 = st.columns(2)
 if c1.button(t("adv.measure"), icon=":material/monitoring:", disabled=running):
     with guard():
         job_dir = new_job_dir(ws.jobs_dir, "robustness")
-        start_job(job_dir, ["robustness", str(run_dir)], kind="robustness", meta={"parent": str(run_dir)})
+        start_job(job_dir, robustness_args(run_dir), kind="robustness", meta={"parent": str(run_dir)})
         st.rerun()
-harden_eps = c2.select_slider(t("adv.harden_eps"), [0.002, 0.005, 0.01, 0.02, 0.03], value=0.01)
+harden_eps = widgets.ladder(c2, HardenConfig, "epsilon", t("adv.harden_eps"))
 if c2.button(t("adv.harden"), icon=":material/shield:", disabled=running):
     with guard():
         job_dir = new_job_dir(ws.jobs_dir, "harden")
-        start_job(job_dir, ["harden", str(run_dir), "--out", str(job_dir / "run"), "--epsilon", str(harden_eps)],
+        start_job(job_dir, harden_args(HardenConfig(epsilon=harden_eps), run_dir, job_dir / "run"),
                   kind="harden", meta={"parent": str(run_dir)})
         st.rerun()
 if running:
@@ -94,12 +102,12 @@ st.subheader(t("adv.ideal"))
 st.write(t("adv.ideal_intro"))
 i1, i2 = st.columns(2)
 ideal_class = i1.selectbox(t("adv.ideal_class"), classes)
-ideal_steps = i2.slider(t("adv.ideal_steps"), 20, 300, 100, 10)
+ideal_steps = widgets.slider(i2, IdealImageConfig, "steps", t("adv.ideal_steps"), step=10)
 if st.button(t("adv.ideal_start"), icon=":material/auto_awesome:", disabled=running):
     with guard():
         job_dir = new_job_dir(ws.jobs_dir, "ideal")
-        start_job(job_dir, ["ideal", str(run_dir), f"--class={ideal_class}", "--steps", str(ideal_steps),
-                            "--out", str(job_dir / "frames")], kind="ideal", meta={"parent": str(run_dir)})
+        start_job(job_dir, ideal_args(IdealImageConfig(steps=ideal_steps), run_dir, ideal_class, job_dir / "frames"),
+                  kind="ideal", meta={"parent": str(run_dir)})
         st.rerun()
 ideals = state.jobs_of(run_dir, "ideal")
 if ideals:

@@ -107,7 +107,7 @@ def seed_lite0_engine(tmp_path_factory) -> Path:
 
     from tlcore.training.engine import convert_backbone, engine_path
     from tlcore.backbones.registry import DEFAULT_BACKBONE, create_backbone, get_spec
-    from tlcore.training.pipeline import _weights_key
+    from tlcore.training.pipeline import weights_key
 
     spec = get_spec(DEFAULT_BACKBONE)
     # The workers of one xdist run share the parent of their temporary folders; a plain run has its own.
@@ -120,7 +120,7 @@ def seed_lite0_engine(tmp_path_factory) -> Path:
             part = shared.with_suffix(".part")
             part.write_bytes(convert_backbone(create_backbone(spec.name, weights="imagenet")))
             part.replace(shared)
-    target = engine_path(_weights_key(spec.name, "imagenet"), spec.input_size)
+    target = engine_path(weights_key(spec.name, "imagenet"), spec.input_size)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shared, target)
     return target

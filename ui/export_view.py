@@ -87,10 +87,10 @@ def _downloads(job_dir: Path, result: dict) -> None:
                            file_name=bundle.name, mime="application/zip", type="primary",
                            icon=":material/folder_zip:", on_click="ignore", key=f"dl_bundle_{job_dir.name}")
     columns = st.columns(4)
-    files = [job_path(root, e.get("path"), "export") for e in result["exports"] if isinstance(e, dict)]
-    files = [f for f in files if f is not None]
-    if files:
-        files.append(job_path(root, files[0].parent / "labels.txt"))
+    exports = [e for e in result["exports"] if isinstance(e, dict)]
+    files = [f for f in (job_path(root, e.get("path"), "export") for e in exports) if f is not None]
+    if files:  # the labels every file of the export shares (one labels.txt beside them)
+        files.append(next((job_path(root, e.get("labels"), "labels") for e in exports if e.get("labels")), None))
     for i, path in enumerate(p for p in files if p is not None and p.exists()):
         if path.is_dir():
             data, name = functools.partial(_zip_folder, path, root), f"{path.name}.zip"

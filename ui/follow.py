@@ -1,14 +1,15 @@
 """Follow a background job: progress bar, live curves, Stop, final message and the curves' diagnosis."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import streamlit as st
 
 from tlcore.analysis.diagnosis import diagnose
 from tlcore.jobs.folder import job_path
-from tlcore.jobs.runner import LIVE, job_status, read_events, request_stop
+from tlcore.io.errors import TLError
+from tlcore.jobs.runner import LIVE, job_meta, job_status, read_events, request_stop
+from tlcore.models.run_files import read_run_json
 from tlcore.training.resume import resume_job, resume_point
 
 from . import state
@@ -26,14 +27,13 @@ def curve_labels() -> dict:
 
 def job_history(job_dir: Path) -> list[dict]:
     """Per-epoch logs: the parent run's history (for a fine-tuning job), then this job's epochs."""
-    meta = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
     history = []
     # The parent run named by job.json is read only when it is inside this session's workspace.
-    parent = job_path(state.workspace().root, meta.get("parent"), "parent run")
+    parent = job_path(state.workspace().root, (job_meta(job_dir) or {}).get("parent"), "parent run")
     if parent is not None:
         try:
-            history = json.loads((parent / "metrics.json").read_text(encoding="utf-8")).get("history", [])
-        except (OSError, ValueError, AttributeError):
+            history = list(read_run_json(parent, "metrics.json").get("history", []))
+        except (TLError, AttributeError, TypeError):
             history = []
     for e in read_events(job_dir):
         if e.get("type") == "resume":  # a resumed worker starts again from its checkpoint's history

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.models.classifier import layers_to_unfreeze
+from tlcore.models.classifier import layers_to_unfreeze, learning_layers
 from tlcore.models.model_check import ensure_checked
 from tlcore.backbones.registry import create_backbone
 from tlcore.models.run import RunModel, load_run
@@ -18,7 +18,7 @@ from tlcore.models.tflite_model import TFLiteModel, load_tflite
 
 from .layout import t
 
-__all__ = ["backbone_structure", "unfrozen_layers", "checked", "run_model", "tflite_model"]
+__all__ = ["backbone_structure", "learning_layer_count", "unfrozen_layers", "checked", "run_model", "tflite_model"]
 
 
 @st.cache_resource(show_spinner=False)
@@ -27,10 +27,14 @@ def backbone_structure(name: str):
     return create_backbone(name, weights=None)
 
 
+def learning_layer_count(name: str) -> int:
+    """How many layers of backbone ``name`` fine-tuning can train (the unit a number of fine-tuned layers counts)."""
+    return len(learning_layers(backbone_structure(name)))
+
+
 def unfrozen_layers(name: str, k: int) -> list[str]:
-    """Layers with weights that unfreezing the top ``k`` layers of backbone ``name`` makes trainable."""
-    model = backbone_structure(name)
-    return [n for n in layers_to_unfreeze(model, k) if model.get_layer(n).weights]
+    """The layers that fine-tuning the top ``k`` layers of backbone ``name`` trains."""
+    return layers_to_unfreeze(backbone_structure(name), k)
 
 
 def checked(path: Path, name: str) -> None:

@@ -15,6 +15,7 @@ from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import LIVE, job_status, list_jobs
 from tlcore.backbones.registry import DEFAULT_BACKBONE
 from tlcore.lab.workspace import Workspace
+from tlcore.models.run_files import is_run
 
 from . import access
 
@@ -148,7 +149,7 @@ def finished_runs() -> list[tuple[Path, dict]]:
         if job_path(ws.root, job / "run", "run") is None:
             continue  # a link leading out of the workspace
         status = job_status(job)
-        if status["status"] in ("done", "stopped") and (job / "run" / "config.json").is_file():
+        if status["status"] in ("done", "stopped") and is_run(job / "run"):
             runs.append((job / "run", status))
     return runs
 

@@ -120,7 +120,7 @@ def test_everything_right_needs_no_threshold_and_unreachable_target_gives_none()
 
 
 def test_suggest_run_threshold_reads_validation_predictions_only(tmp_path):
-    (tmp_path / "labels.txt").write_text("ant\nbee\n")
+    (tmp_path / "config.json").write_text(json.dumps({"classes": ["ant", "bee"]}))  # the run's classes
     rows = [{"path": f"v{i}.png", "label": "ant", "split": "val", "probs": [c, 1 - c]}
             for i, c in enumerate([0.9, 0.8])]
     rows.append({"path": "v2.png", "label": "bee", "split": "val", "probs": [0.6, 0.4]})  # wrong at 0.6
@@ -132,7 +132,7 @@ def test_suggest_run_threshold_reads_validation_predictions_only(tmp_path):
 
 
 def test_suggest_run_threshold_without_predictions_is_a_user_error(tmp_path):
-    (tmp_path / "labels.txt").write_text("ant\nbee\n")
+    (tmp_path / "config.json").write_text(json.dumps({"classes": ["ant", "bee"]}))  # the run's classes
     with pytest.raises(TLError, match="predictions.json"):
         suggest_run_threshold(tmp_path)
 

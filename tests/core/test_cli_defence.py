@@ -37,7 +37,7 @@ def test_user_errors_are_one_line(trained_run, tmp_path):
     run_dir, _ = trained_run
     for argv, fragment in ((["robustness", run_dir, "--epsilons", "a,b"], "numbers separated by commas"),
                            (["robustness", run_dir, "--epsilons", "0,2"], "epsilon 2.0 is outside 0..1"),
-                           (["harden", run_dir, "--epochs", "0"], "at least one epoch"),
+                           (["harden", run_dir, "--epochs", "0"], "epochs must be a whole number >= 1, got 0"),
                            (["robustness", tmp_path], "is not a run directory")):
         code, out, err = run_cli(argv)
         assert code == 2, (argv, err)

@@ -148,7 +148,7 @@ def test_export_stopped_by_the_stop_file(cli, tmp_path):
 @pytest.mark.parametrize("argv, fragments", [
     (["--format", "tflite-float32,onnx"], ["'onnx'", "tflite-float16", "python -m tlcore export --help"]),
     (["--format", ","], ["unknown format"]),
-    (["--format", "tflite-int8", "--calibration-samples", "0"], ["at least 1 image, got 0"]),
+    (["--format", "tflite-int8", "--calibration-samples", "0"], ["calibration size must be a whole number >= 1, got 0"]),
 ])
 def test_export_user_errors(cli, tmp_path, argv, fragments):
     out = tmp_path / "out" / "m.tflite"

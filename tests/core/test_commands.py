@@ -6,7 +6,7 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from tlcore.cli import _build_parser
+from tlcore.cli import build_parser
 from tlcore.training.commands import FINETUNE_OPTIONS, TRAIN_OPTIONS, config_from_settings, finetune_args, train_args
 from tlcore.io.errors import TLError
 from tlcore.training.config import TrainConfig
@@ -25,7 +25,7 @@ def test_the_odd_config_differs_from_the_defaults_in_every_field():
 
 
 def test_train_args_give_the_worker_every_setting():
-    parsed = _build_parser().parse_args(train_args(ODD, "/w/jobs/run-1/data", "/w/jobs/run-1/run"))
+    parsed = build_parser().parse_args(train_args(ODD, "/w/jobs/run-1/data", "/w/jobs/run-1/run"))
     assert (parsed.command, parsed.data, parsed.out) == ("train", "/w/jobs/run-1/data", "/w/jobs/run-1/run")
     assert set(TRAIN_OPTIONS) == {f.name for f in fields(TrainConfig)}
     got = {name: getattr(parsed, name) for name in TRAIN_OPTIONS}
@@ -33,16 +33,15 @@ def test_train_args_give_the_worker_every_setting():
 
 
 def test_finetune_args_give_the_worker_every_fine_tuning_setting():
-    parsed = _build_parser().parse_args(finetune_args(ODD, "/w/jobs/run-1/run", "/w/jobs/finetune-1/run"))
+    parsed = build_parser().parse_args(finetune_args(ODD, "/w/jobs/run-1/run", "/w/jobs/finetune-1/run"))
     assert (parsed.command, parsed.run_dir, parsed.out) == ("finetune", "/w/jobs/run-1/run", "/w/jobs/finetune-1/run")
-    renamed = {"fine_tune_layers": "layers", "fine_tune_lr": "lr", "fine_tune_epochs": "epochs"}
-    got = {name: getattr(parsed, renamed.get(name, name)) for name in FINETUNE_OPTIONS}
+    got = {name: getattr(parsed, name) for name in FINETUNE_OPTIONS}  # each option's value lands in its field
     assert got == {name: getattr(ODD, name) for name in FINETUNE_OPTIONS}
 
 
 def test_a_value_that_looks_like_an_option_stays_a_value():
     config = TrainConfig(weights="--out=/elsewhere")  # a weights file by that name
-    parsed = _build_parser().parse_args(train_args(config, "-data", "--out"))
+    parsed = build_parser().parse_args(train_args(config, "-data", "--out"))
     assert (parsed.weights, parsed.data, parsed.out) == ("--out=/elsewhere", "./-data", "--out")
 
 

@@ -76,9 +76,9 @@ def test_harden_trains_the_head_on_adversarial_images_and_saves_a_loadable_run(t
 
 
 @pytest.mark.parametrize("config, message", [
-    (HardenConfig(epsilon=0), "between 0 and 1"),
+    (HardenConfig(epsilon=0), "training epsilon must be above 0 and at most 1, got 0"),
     (HardenConfig(epsilon=2), "got 2"),
-    (HardenConfig(epochs=0), "at least one epoch"),
+    (HardenConfig(epochs=0), "epochs must be a whole number >= 1, got 0"),
 ])
 def test_harden_refuses_bad_settings(trained_run, tmp_path, config, message):
     run_dir, _ = trained_run

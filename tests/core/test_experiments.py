@@ -10,7 +10,7 @@ import pytest
 
 import tlcore.lab.experiments as experiments
 from tests.conftest import make_image_folder
-from tlcore.cli import _build_parser
+from tlcore.cli import build_parser
 from tlcore.io.errors import TLError
 from tlcore.lab.experiments import run_curves, run_history, scratch_args, start_scratch_run
 from tlcore.training.config import TrainConfig
@@ -29,8 +29,11 @@ def fake_job(jobs: Path, name: str, config: TrainConfig, *, kind="train", status
     (job / "run" / "config.json").write_text(json.dumps(
         {"backbone": config.backbone, "weights": config.weights, "input_size": 224, "train": asdict(config),
          "fine_tuned": fine_tuned, "classes": ["blue", "red"]}))
+    # A fine-tuned run records the layers that learnt, as many as its settings asked for.
+    layers = [f"conv{i}" for i in range(config.fine_tune_layers)] if fine_tuned else []
     (job / "run" / "metrics.json").write_text(json.dumps(
-        {"history": HISTORY, "val_accuracy": 0.75, "test_accuracy": 0.5, "seconds": {"total": 4.2}}))
+        {"history": HISTORY, "val_accuracy": 0.75, "test_accuracy": 0.5, "seconds": {"total": 4.2},
+         "fine_tuned_layers": layers}))
     (job / "job.json").write_text(json.dumps({"kind": kind, "argv": [], "pid": 0, "started": started, **meta}))
     if status == "done":
         (job / "result.json").write_text(json.dumps({"exit_code": 0, "pid": 0, "result": {"seconds": {"total": 5.0}}}))
@@ -63,7 +66,7 @@ def test_scratch_args_repeat_the_run_with_random_weights_and_the_same_budget(tmp
                          patience=2)
     job = fake_job(tmp_path, "finetune-x", config, kind="finetune", fine_tuned=True)
     args = scratch_args(job / "run", "DATA", "OUT")
-    parsed = _build_parser().parse_args(args)  # what the worker will read
+    parsed = build_parser().parse_args(args)  # what the worker will read
     assert (parsed.command, parsed.data, parsed.out, parsed.weights) == ("train", "DATA", "OUT", None)
     assert (parsed.backbone, parsed.epochs, parsed.batch_size, parsed.lr, parsed.dropout, parsed.seed) == \
         ("mobilenet_v2", 9, 16, 3e-3, 0.3, 11)
@@ -71,14 +74,14 @@ def test_scratch_args_repeat_the_run_with_random_weights_and_the_same_budget(tmp
     assert (parsed.fine_tune_layers, parsed.fine_tune_epochs, parsed.fine_tune_lr, parsed.patience) == (8, 3, 1e-4, 2)
 
     plain = fake_job(tmp_path, "run-y", TrainConfig(epochs=4))
-    assert _build_parser().parse_args(scratch_args(plain / "run", "DATA", "OUT")).fine_tune_layers == 0
+    assert build_parser().parse_args(scratch_args(plain / "run", "DATA", "OUT")).fine_tune_layers == 0
 
 
 def test_scratch_args_keep_augmentation_rebalancing_and_the_training_loop(tmp_path):
     config = TrainConfig(augment=True, augment_copies=3, augment_strength=0.3, resample="oversample",
                          early_stopping=False, loop="tape", clip_norm=1.5)
     job = fake_job(tmp_path, "run-z", config)
-    parsed = _build_parser().parse_args(scratch_args(job / "run", "DATA", "OUT"))
+    parsed = build_parser().parse_args(scratch_args(job / "run", "DATA", "OUT"))
     assert (parsed.augment, parsed.augment_copies, parsed.augment_strength, parsed.resample) == (True, 3, 0.3, "oversample")
     assert (parsed.early_stopping, parsed.loop, parsed.clip_norm) == (False, "tape", 1.5)
 
@@ -94,7 +97,7 @@ def test_start_scratch_run_trains_on_a_copy_of_the_runs_own_photos(tmp_path, mon
     job = start_scratch_run(tuned / "run", tmp_path)
     assert job.name.startswith("scratch-") and started["kind"] == "train"
     assert started["meta"] == {"scratch_of": str(tuned / "run")}
-    parsed = _build_parser().parse_args(started["args"])
+    parsed = build_parser().parse_args(started["args"])
     assert parsed.data == str(job / "data") and parsed.out == str(job / "run") and parsed.fine_tune_layers == 2
     copied = sorted(p.relative_to(job / "data") for p in (job / "data").rglob("*.png"))
     assert copied == sorted(p.relative_to(base / "data") for p in (base / "data").rglob("*.png")) and len(copied) == 4
@@ -126,5 +129,5 @@ def test_scratch_args_refuse_settings_a_hostile_config_json_holds(tmp_path, trai
 
 def test_scratch_args_keep_a_value_that_looks_like_an_option_a_value(tmp_path):
     job = fake_job(tmp_path, "run-v", TrainConfig())
-    parsed = _build_parser().parse_args(scratch_args(job / "run", "-DATA", "--OUT"))
+    parsed = build_parser().parse_args(scratch_args(job / "run", "-DATA", "--OUT"))
     assert (parsed.data, parsed.out) == ("./-DATA", "--OUT")

@@ -466,7 +466,7 @@ def test_unknown_format_is_named(shared, tmp_path):
 
 @pytest.mark.parametrize("n", [0, -5])
 def test_calibration_size_below_one(shared, tmp_path, n):
-    with pytest.raises(TLError, match=f"at least 1 image, got {n}"):
+    with pytest.raises(TLError, match=f"calibration size must be a whole number >= 1, got {n}"):
         export_formats(shared.run, ["tflite-int8"], tmp_path / "m.tflite", ExportConfig(calibration_samples=n))
     with pytest.raises(TLError, match=f"got {n}"):
         load_calibration([], SIZE, n)

@@ -161,7 +161,7 @@ def test_fine_tune_continues_a_saved_run(trained_run, tmp_path):
     metrics_before = (run_dir / "metrics.json").read_text()
     epochs = []
 
-    summary = fine_tune(run_dir, TrainConfig(fine_tune_layers=5, fine_tune_epochs=2), out=tmp_path / "tuned",
+    summary = fine_tune(run_dir, TrainConfig(fine_tune_layers=2, fine_tune_epochs=2), out=tmp_path / "tuned",
                         on_epoch=lambda e, logs: epochs.append((e, logs["phase"])))
 
     # History continues: the head's epochs, then the fine-tuning ones, numbered on.
@@ -170,7 +170,7 @@ def test_fine_tune_continues_a_saved_run(trained_run, tmp_path):
         (1, "head"), (2, "head"), (3, "fine_tune"), (4, "fine_tune")]
     assert epochs == [(3, "fine_tune"), (4, "fine_tune")]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(summary["history"][-1])
-    # Top 5 layers: conv3 bn3 relu3 avg_pool proj; BatchNorm stays frozen, the rest has no weights.
+    # The top 2 layers that learn: conv3 and proj (BatchNorm stays frozen; activations and pooling have no weights).
     assert summary["fine_tuned_layers"] == ["conv3", "proj"]
     # The run's own split assignment.
     for key in ("classes", "n_train", "n_val", "n_test", "counts"):
@@ -181,7 +181,7 @@ def test_fine_tune_continues_a_saved_run(trained_run, tmp_path):
     # The new run reloads; the old one is left as it was.
     after = load_run(tmp_path / "tuned")
     assert after.config["fine_tuned"] is True
-    assert after.config["train"]["fine_tune_layers"] == 5
+    assert after.config["train"]["fine_tune_layers"] == 2
     assert after.config["train"]["epochs"] == 2  # the head's settings are kept, not reset to defaults
     assert after.classes == before.classes
     assert json.loads((tmp_path / "tuned" / "metrics.json").read_text())["history"] == summary["history"]

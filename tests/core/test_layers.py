@@ -105,3 +105,51 @@ def test_the_core_never_imports_streamlit_or_the_dashboard():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             assert not [n for n in names if n.split(".")[0] in ("streamlit", "ui", "pages")], module
+
+
+ROOT = CORE.parent
+# Every Python file of the product: the core, the dashboard's helpers and pages.
+PRODUCT = sorted([*CORE.rglob("*.py"), *(ROOT / "ui").rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "app.py"])
+
+
+def _own_modules(path: Path) -> set[str]:
+    """The names under which ``path``'s module knows the product's modules it imports (``import tlcore.x as y``,
+    ``from tlcore import x``, ``from . import x``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] in ("tlcore", "ui")):
+            names |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.asname or a.name.split(".")[0] for a in node.names if a.name.split(".")[0] in ("tlcore", "ui")}
+    return names
+
+
+@pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_private_name_crosses_a_module_boundary(path):
+    """A name starting with ``_`` is its module's own: another module neither imports it nor reaches it through
+    a module it imported (what a test may do, the product may not)."""
+    own = _own_modules(path)
+    crossing = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] in ("tlcore", "ui")):
+            crossing += [a.name for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+        elif (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+              and isinstance(node.value, ast.Name) and node.value.id in own):
+            crossing.append(f"{node.value.id}.{node.attr}")
+    assert not crossing, f"{path.relative_to(ROOT)} uses another module's private {crossing}"
+
+
+def test_import_tlcore_gives_its_public_names_without_tensorflow():
+    import subprocess
+    import sys
+
+    script = ("import sys, tlcore; loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
+              "print(loaded, sorted(n for n in tlcore.__all__ if not n.startswith('_')))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("[] ")  # nothing heavy at import time
+    import tlcore
+
+    assert tlcore.TrainConfig.__module__ == "tlcore.training.config" and callable(tlcore.train)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tlcore.nope  # noqa: B018

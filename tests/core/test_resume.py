@@ -17,7 +17,7 @@ import pytest
 import tlcore.training.resume as resume
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.training.checkpoint import checkpoint_dir
-from tlcore.cli import _build_parser
+from tlcore.cli import build_parser
 from tlcore.training.commands import finetune_args, train_args
 from tlcore.io.errors import TLError
 from tlcore.jobs.runner import job_status
@@ -94,7 +94,7 @@ def test_resume_rebuilds_the_command_whatever_job_json_argv_says(ws, started, ar
     [(job_dir, args, kind, meta)] = started
     assert job_dir == job and kind == "train"
     assert args == [*train_args(CONFIG, job / "data", job / "run"), "--resume"]
-    parsed = _build_parser().parse_args(args)
+    parsed = build_parser().parse_args(args)
     assert (parsed.command, parsed.data, parsed.out, parsed.resume) == ("train", str(job / "data"), str(job / "run"), True)
     assert not any("elsewhere" in a or "owned" in a for a in args)
     assert "argv" not in meta and meta["resumed"] is True
@@ -115,7 +115,7 @@ def test_a_parent_written_relative_to_the_workspace_is_found(ws, started):
     parent = finished_run(ws.jobs_dir, "run-1")
     job = failed_job(ws.jobs_dir, "finetune-1", kind="finetune", parent="jobs/run-1/run")
     resume_job(job)
-    assert Path(_build_parser().parse_args(started[0][1]).run_dir).resolve() == parent.resolve()
+    assert Path(build_parser().parse_args(started[0][1]).run_dir).resolve() == parent.resolve()
 
 
 @pytest.mark.parametrize("where", ["absolute-outside", "other-workspace", "climbing", "its-own-run", "no-run"])

@@ -110,12 +110,21 @@ def test_train_page_defaults_to_the_tape_loop_with_clipping_for_few_shot_data(si
 
 
 def test_fine_tune_page_lists_trainable_layers(trained):
+    from tlcore.io.settings import setting_info
+    from tlcore.training.config import TrainConfig
+
     sid, _ = trained
     at = open_page("pages/4_Fine-tune.py", sid)
     assert not at.exception
-    assert at.slider[0].value == 20
-    assert "layers with weights become trainable" in texts(at)
-    assert at.select_slider[0].value == 1e-5
+    suggested = setting_info(TrainConfig, "fine_tune_layers").suggested
+    assert at.slider[0].value == suggested and at.slider[0].max == 49  # Lite0 has 49 layers that learn
+    # One unit: the number chosen is the number of layers the caption says will learn, and lists.
+    for k in (suggested, 3):
+        at.slider[0].set_value(k).run()
+        caption = next(c.value for c in at.caption if "become trainable" in c.value)
+        assert caption.startswith(f"{k} layers with weights become trainable")
+        assert len(caption.split(":", 1)[1].split(",")) == k
+    assert at.select_slider[0].value == TrainConfig.fine_tune_lr
     assert any(b.label == "Fine-tune" for b in at.button)
 
 

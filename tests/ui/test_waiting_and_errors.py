@@ -17,7 +17,7 @@ from tests.conftest import make_image_folder
 from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import runs_radio, texts
 from tlcore.jobs import slots
-from tlcore.cli import _build_parser, log_path
+from tlcore.cli import build_parser, log_path
 from tlcore.training.commands import finetune_args, train_args
 from tlcore.jobs.runner import EventWriter, job_status
 from tlcore.lab.project import open_project, project_path, save_project
@@ -124,7 +124,7 @@ def test_train_page_starts_the_command_built_from_its_settings_in_a_new_folder(s
     assert not at.exception and not at.error
     [(job, args, kind, _)] = recorded_starts
     assert kind == "train" and job == workspace.jobs_dir / "run-20250101-120000-001"  # its own folder
-    parsed = _build_parser().parse_args(args)
+    parsed = build_parser().parse_args(args)
     assert (parsed.command, parsed.data, parsed.out) == ("train", str(job / "data"), str(job / "run"))
     assert (parsed.backbone, parsed.weights, parsed.loop) == ("efficientnet_lite0", "imagenet", "fit")
     assert args == train_args(TrainConfig(epochs=parsed.epochs, batch_size=parsed.batch_size, lr=parsed.lr,
@@ -145,8 +145,11 @@ def test_fine_tune_page_starts_the_command_built_from_its_settings(trained, reco
     [(job, args, kind, meta)] = recorded_starts
     base = ws.jobs_dir / "run-test" / "run"
     assert kind == "finetune" and job.name.startswith("finetune-") and meta == {"parent": str(base)}
-    assert args == finetune_args(TrainConfig(fine_tune_layers=20, fine_tune_lr=1e-5, fine_tune_epochs=5, patience=3),
-                                 base, job / "run")
+    # The page's widgets start from TrainConfig: its suggested layer count and its fine-tuning defaults.
+    from tlcore.io.settings import setting_info
+
+    suggested = setting_info(TrainConfig, "fine_tune_layers").suggested
+    assert args == finetune_args(TrainConfig(fine_tune_layers=suggested), base, job / "run")
 
 
 def _failing_script(marker: str) -> None:

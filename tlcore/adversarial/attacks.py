@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..io.errors import TLError
+from ..io.settings import check_settings, setting
 
 __all__ = ["AttackConfig", "METHODS", "fgsm", "pgd", "attack", "attack_data", "attack_image", "robustness_curve",
            "to_uint8_within"]
@@ -28,24 +29,22 @@ PIXEL_RANGE = 255.0
 class AttackConfig:
     """One attack's settings; validated by :func:`attack`."""
 
-    method: str = "pgd"
-    epsilon: float = 0.03
-    steps: int = 10
-    step_size: float | None = None  # fraction of the pixel range; default 2.5 * epsilon / steps
-    target: int | None = None  # class index for a targeted attack
-    random_start: bool = True
-    seed: int = 0
+    method: str = setting("pgd", "fgsm (one step) or pgd (several smaller steps, stronger)", choices=METHODS)
+    epsilon: float = setting(0.03, "largest change per pixel, as a fraction of 0..255", minimum=0, maximum=1,
+                             offered=(0.0, 0.1))
+    steps: int = setting(10, "PGD steps (FGSM takes one)", offered=(1, 50))
+    step_size: float | None = setting(None, "PGD step, as a fraction of 0..255 (default 2.5 * epsilon / steps)",
+                                      above=0, maximum=1, label="step size")
+    target: int | None = None  # class index for a targeted attack (the command line names the class)
+    random_start: bool = setting(True, "PGD starts from a random point within epsilon of the image",
+                                 option="--no-random-start", flag_help="PGD starts from the image itself")
+    seed: int = setting(0, "seed of PGD's random start")
 
 
 def _validate(config: AttackConfig, n_classes: int) -> None:
-    if config.method not in METHODS:
-        raise TLError(f"unknown attack {config.method!r}; choose one of {', '.join(METHODS)}")
-    if not 0 <= config.epsilon <= 1:
-        raise TLError(f"epsilon is a fraction of the pixel range, between 0 and 1; got {config.epsilon}")
+    check_settings(config)
     if config.method == "pgd" and config.steps < 1:
         raise TLError(f"PGD needs at least one step, got {config.steps}")
-    if config.step_size is not None and not 0 < config.step_size <= 1:
-        raise TLError(f"the step size is a fraction of the pixel range, between 0 and 1; got {config.step_size}")
     if config.target is not None and not 0 <= config.target < n_classes:
         raise TLError(f"target class {config.target} is not one of the model's {n_classes} classes")
 

@@ -12,12 +12,15 @@ import numpy as np
 from ..models.classifier import logits_function
 from .attacks import fgsm, robustness_curve
 from ..io.errors import TLError
+from ..io.settings import as_positional, check_settings, setting, to_options
 from ..data.images import ImageDecodeError, load_image
 from ..training.head_fit import HeadTrainer
-from ..models.run import RunModel, load_run, read_run_json, save_run
+from ..models.run import RunModel, load_run, save_run
+from ..models.run_files import read_run_json
 from ..training.pipeline import held_out_results
 
-__all__ = ["DEFAULT_EPSILONS", "HardenConfig", "split_images", "run_robustness", "harden"]
+__all__ = ["DEFAULT_EPSILONS", "HardenConfig", "HARDEN_SETTINGS", "CURVE_SETTINGS", "CURVE_RENAMES", "robustness_args",
+           "harden_args", "split_images", "run_robustness", "harden"]
 
 DEFAULT_EPSILONS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03)
 
@@ -28,13 +31,33 @@ EpochCallback = Callable[[int, dict], None]
 class HardenConfig:
     """Adversarial training of the head: FGSM images at ``epsilon`` mixed with the clean ones."""
 
-    epsilon: float = 0.01
-    epochs: int = 5
-    lr: float = 1e-3
-    batch_size: int = 32
-    curve_images: int = 64  # held-out images the before/after curves are measured on (PGD is slow)
-    curve_steps: int = 5
-    seed: int = 0
+    epsilon: float = setting(0.01, "FGSM epsilon of the training images, as a fraction of 0..255", above=0,
+                             maximum=1, offered=(0.002, 0.005, 0.01, 0.02, 0.03), label="training epsilon")
+    epochs: int = setting(5, "epochs of adversarial training", minimum=1)
+    lr: float = setting(1e-3, "learning rate of the head", above=0, label="learning rate")
+    batch_size: int = setting(32, "images per training step", minimum=1, label="batch size")
+    curve_images: int = setting(64, "held-out images the robustness curves are measured on (PGD is slow)",
+                                minimum=1, label="curve images")
+    curve_steps: int = setting(5, "PGD steps of the robustness curves", minimum=1, label="curve steps")
+    seed: int = setting(0, "seed of the choice of curve images and of the head's training")
+
+
+# The settings ``harden`` takes, and those ``robustness`` takes under shorter names (what they mean there).
+HARDEN_SETTINGS = ("epsilon", "epochs", "lr", "curve_images", "curve_steps")
+CURVE_SETTINGS = ("curve_steps", "curve_images")
+CURVE_RENAMES = {"curve_steps": ("--steps",), "curve_images": ("--limit",)}
+
+
+def robustness_args(run_dir, config: HardenConfig = HardenConfig()) -> list[str]:
+    """``tlcore robustness`` arguments: the run's curves, measured as ``config`` says."""
+    check_settings(config)
+    return ["robustness", as_positional(run_dir), *to_options(config, CURVE_SETTINGS, CURVE_RENAMES)]
+
+
+def harden_args(config: HardenConfig, run_dir, out) -> list[str]:
+    """``tlcore harden`` arguments that harden ``run_dir`` into ``out`` with ``config``."""
+    check_settings(config)
+    return ["harden", as_positional(run_dir), f"--out={out}", *to_options(config, HARDEN_SETTINGS)]
 
 
 def split_images(run: RunModel, run_dir, split: str, limit: int | None = None, seed: int = 0):
@@ -58,8 +81,9 @@ def split_images(run: RunModel, run_dir, split: str, limit: int | None = None, s
     return np.stack(images), np.asarray(labels), split
 
 
-def run_robustness(run_dir, epsilons: Sequence[float] = DEFAULT_EPSILONS, methods=("fgsm", "pgd"), steps: int = 5,
-                   limit: int | None = 64, on_progress: EpochCallback | None = None) -> dict:
+def run_robustness(run_dir, epsilons: Sequence[float] = DEFAULT_EPSILONS, methods=("fgsm", "pgd"),
+                   steps: int = HardenConfig.curve_steps, limit: int | None = HardenConfig.curve_images,
+                   on_progress: EpochCallback | None = None) -> dict:
     """Accuracy against epsilon on the run's held-out images (at most ``limit`` of them)."""
     bad = [e for e in epsilons if not 0 <= e <= 1]
     if bad:
@@ -82,10 +106,7 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
     and after; the hardened run is saved to ``out`` (default: a sibling
     ``<run>-hardened`` folder) and the summary returned.
     """
-    if not 0 < config.epsilon <= 1:
-        raise TLError(f"the training epsilon must be between 0 and 1 (a fraction of the pixel range), got {config.epsilon}")
-    if config.epochs < 1:
-        raise TLError(f"adversarial training needs at least one epoch, got {config.epochs}")
+    check_settings(config)
     t_start = time.perf_counter()
     run = load_run(run_dir)
     logits_fn = logits_function(run.model)

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..io.errors import TLError
+from ..models.run_files import read_run_json, run_classes
 
 __all__ = ["reliability", "expected_calibration_error", "threshold_effect", "suggest_threshold",
            "suggest_run_threshold", "apply_threshold", "DEFAULT_TARGET_PRECISION"]
@@ -157,12 +158,7 @@ def suggest_run_threshold(run_dir: str | Path, target_precision: float = DEFAULT
     ``"threshold"`` is ``None`` when the run kept no validation images or
     none reaches the target.
     """
-    from ..models.run import read_run_json  # here: tlcore.models.run loads Keras, which the metrics above never need
-
-    try:
-        classes = (Path(run_dir) / "labels.txt").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        raise TLError(f"{str(run_dir)!r} is not a run directory (no readable labels.txt)") from None
+    classes = run_classes(run_dir)
     rows = [r for r in read_run_json(run_dir, "predictions.json") if r.get("split") == "val"]
     try:
         y_true = [classes.index(r["label"]) for r in rows]

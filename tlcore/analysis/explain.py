@@ -17,6 +17,7 @@ gradient says little about where the evidence is.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import keras
@@ -24,9 +25,10 @@ import numpy as np
 
 from ..models.classifier import classifier_parts, logits_function
 from ..io.errors import TLError
+from ..io.settings import as_positional, check_settings, setting, to_options
 from ..models.run import RunModel
 
-__all__ = ["conv_layers", "default_cam_layer", "grad_cam", "overlay", "jet_colours", "feature_maps",
+__all__ = ["IdealImageConfig", "IDEAL_SETTINGS", "ideal_args", "conv_layers", "default_cam_layer", "grad_cam", "overlay", "jet_colours", "feature_maps",
            "feature_grid", "ideal_class_image", "total_variation"]
 
 # Layers whose outputs are worth showing: what a block has computed (after its non-linearity) or a
@@ -289,9 +291,34 @@ def total_variation(image: np.ndarray) -> float:
     return float(np.abs(np.diff(u, axis=0)).mean() + np.abs(np.diff(u, axis=1)).mean())
 
 
-def ideal_class_image(model, class_index: int, steps: int = 100, lr: float = 0.05, tv_weight: float = 1000.0,
-                      l2_weight: float = 100.0, jitter: int | None = None, size: int | None = None, seed: int = 0,
-                      snapshot_every: int = 10, on_step: Callable[[int, dict], None] | None = None,
+@dataclass(frozen=True)
+class IdealImageConfig:
+    """The settings of :func:`ideal_class_image` a command line or a page chooses (its keyword defaults)."""
+
+    steps: int = setting(100, "gradient-ascent steps", minimum=1, offered=(20, 300))
+    lr: float = setting(0.05, "learning rate of the ascent", above=0, label="learning rate")
+    tv_weight: float = setting(1000.0, "total-variation penalty (smoothness)", minimum=0, label="tv weight")
+    l2_weight: float = setting(100.0, "penalty on the distance from mid-grey", minimum=0, label="l2 weight")
+    seed: int = setting(0, "seed of the starting noise and of the shifts")
+    snapshot_every: int = setting(10, "keep an image every this many steps", minimum=1)
+
+
+_IDEAL = IdealImageConfig()
+# The settings the ``ideal`` command takes.
+IDEAL_SETTINGS = ("steps", "tv_weight", "seed")
+
+
+def ideal_args(config: IdealImageConfig, run_dir, class_name: str, out) -> list[str]:
+    """``tlcore ideal`` arguments that grow ``class_name``'s image for ``run_dir`` into the folder ``out``."""
+    check_settings(config)
+    return ["ideal", as_positional(run_dir), f"--class={class_name}", f"--out={out}",
+            *to_options(config, IDEAL_SETTINGS)]
+
+
+def ideal_class_image(model, class_index: int, steps: int = _IDEAL.steps, lr: float = _IDEAL.lr,
+                      tv_weight: float = _IDEAL.tv_weight, l2_weight: float = _IDEAL.l2_weight,
+                      jitter: int | None = None, size: int | None = None, seed: int = _IDEAL.seed,
+                      snapshot_every: int = _IDEAL.snapshot_every, on_step: Callable[[int, dict], None] | None = None,
                       should_stop: Callable[[], bool] | None = None) -> dict:
     """An image the model finds typical of ``class_index``, grown from faint noise by gradient ascent.
 

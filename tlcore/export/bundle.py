@@ -11,7 +11,7 @@ from pathlib import Path
 from ..io.atomic import write_bytes_atomic
 from ..io.errors import TLError
 from .formats import TFLITE_FORMATS
-from ..models.run import read_run_json
+from ..models.run_files import read_run_json
 
 __all__ = ["EXAMPLE_SCRIPT", "model_card", "bundle_bytes", "write_bundle"]
 

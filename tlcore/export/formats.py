@@ -18,7 +18,7 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,10 +28,12 @@ from ..io.atomic import replace_dir, write_bytes_atomic
 from ..io.errors import TLError
 from ..data.images import ImageDecodeError, load_image
 from ..io.produced import record_produced
+from ..io.settings import as_positional, check_settings, setting, to_options
 from ..models.conversion import TFLITE_FORMATS, convert_tflite, export_saved_model, tflite_converter
-from ..models.run import RunModel, held_out_samples, load_run, read_run_json
+from ..models.run import RunModel, load_run
+from ..models.run_files import held_out_samples, read_run_json
 
-__all__ = ["FORMATS", "TFLITE_FORMATS", "ExportConfig", "default_filename", "calibration_files",
+__all__ = ["FORMATS", "TFLITE_FORMATS", "DEFAULT_FORMATS", "RECOMMENDED_CALIBRATION", "ExportConfig", "export_args", "default_filename", "calibration_files",
            "load_calibration", "export_formats", "export_model", "labelled_files"]
 
 log = logging.getLogger("tlcore")
@@ -50,10 +52,18 @@ ProgressCallback = Callable[[int, dict], None]
 class ExportConfig:
     """Settings for an export; validated by :func:`export_formats`."""
 
-    calibration_samples: int = 200
-    int8_io: bool = False
-    seed: int = 0
-    verify: bool = True
+    calibration_samples: int = setting(200, "how many calibration images for INT8 (100-500 recommended)", minimum=1,
+                                       offered=(10, RECOMMENDED_CALIBRATION[1]), metavar="N",
+                                       label="calibration size")
+    int8_io: bool = setting(False, "INT8 model with uint8 input and output")
+    seed: int = setting(0, "seed of the choice of calibration images")
+    verify: bool = setting(True, "check each TFLite file against Keras on the run's held-out photos (its test split, "
+                                 "else its validation split) unless --verify gives other photos", option="--no-verify",
+                            flag_help="do not check the TFLite files against Keras")
+
+
+# What the Export page offers first: the three TFLite files most devices take.
+DEFAULT_FORMATS = ("tflite-float32", "tflite-float16", "tflite-int8")
 
 
 def default_filename(fmt: str, int8_io: bool = False) -> str:
@@ -62,6 +72,18 @@ def default_filename(fmt: str, int8_io: bool = False) -> str:
     if fmt == "tflite-int8" and int8_io:
         return "model_int8_uint8io.tflite"
     return _FILENAMES[fmt]
+
+
+def export_args(config: ExportConfig, run_dir: str | Path, formats: Sequence[str], out: str | Path,
+                bundle: str | Path | None = None) -> list[str]:
+    """``tlcore export`` arguments that export ``run_dir`` to ``formats`` at ``out`` with ``config`` (and the
+    bundle ZIP ``bundle``); checked first, so a refused setting starts no job."""
+    for fmt in formats:
+        _check_format(fmt)
+    check_settings(config)
+    args = ["export", as_positional(run_dir), f"--format={','.join(formats)}", f"--out={out}",
+            *to_options(config, [f.name for f in fields(ExportConfig)])]
+    return args + ([f"--bundle={bundle}"] if bundle else [])
 
 
 def _check_format(fmt: str) -> None:
@@ -227,8 +249,7 @@ def export_formats(
         raise TLError(f"choose at least one export format: {', '.join(FORMATS)}")
     for fmt in formats:
         _check_format(fmt)
-    if config.calibration_samples < 1:
-        raise TLError(f"the calibration size must be at least 1 image, got {config.calibration_samples}")
+    check_settings(config)
     out = Path(out)
     if len(formats) == 1:
         targets = {formats[0]: out}

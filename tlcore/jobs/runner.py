@@ -24,7 +24,7 @@ from pathlib import Path
 from ..io.errors import TLError
 from ..io.quota import check_room
 
-__all__ = ["new_job_dir", "start_job", "read_events", "job_status", "request_stop", "list_jobs", "EventWriter", "LIVE"]
+__all__ = ["new_job_dir", "start_job", "read_events", "job_meta", "job_status", "request_stop", "list_jobs", "EventWriter", "LIVE"]
 
 # A job in one of these states still has a worker process (waiting for a slot, working, or ending).
 LIVE = ("waiting", "running", "stopping")
@@ -189,6 +189,16 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def job_meta(job_dir: str | Path) -> dict | None:
+    """What ``job.json`` says of a job (its kind, pid, start time, parent run, label...), or None when it cannot be
+    read. Its path values are the job's, not checked: open one only through :func:`tlcore.jobs.folder.job_path`."""
+    try:
+        meta = json.loads((Path(job_dir) / _META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def job_status(job_dir: str | Path) -> dict:
     """``{"status": waiting|running|stopping|done|stopped|failed|missing, "result"?, "error"?, ...}`` of a job.
 
@@ -196,9 +206,8 @@ def job_status(job_dir: str | Path) -> dict:
     ``position`` (1 = next) and ``slots`` (how many jobs run at once on this server).
     """
     job_dir = Path(job_dir)
-    try:
-        meta = json.loads((job_dir / _META).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    meta = job_meta(job_dir)
+    if meta is None:
         return {"status": "missing"}
     stopped = (job_dir / _STOP).exists()
     try:

@@ -13,7 +13,6 @@ unless asked to.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from ..data.health import IMBALANCE_RATIO
 from ..analysis.diagnosis import diagnose
 from ..io.errors import TLError
 from ..jobs.runner import job_status, list_jobs
+from ..models.run_files import read_run_json
 from ..backbones.registry import DEFAULT_BACKBONE
 from .workspace import Workspace
 
@@ -235,23 +235,21 @@ def _split_folders(data_dir: Path) -> bool:
     return "train" in names and bool(names & {"val", "validation", "test"})
 
 
-_JSON: dict[str, tuple[int, object]] = {}
+_JSON: dict[str, tuple[int, dict]] = {}
 
 
-def _read_json(path: Path):
-    """A JSON file, parsed again only when its modification time changes; None when absent or damaged."""
+def _run_json(run_dir: Path, name: str) -> dict:
+    """A run's JSON file (read by its owner, :mod:`tlcore.models.run_files`), parsed again only when its
+    modification time changes (the checklist is drawn on every page run); empty when absent or damaged."""
+    path = run_dir / name
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:
-        return None
+        return {}
     cached = _JSON.get(str(path))
     if cached and cached[0] == mtime:
         return cached[1]
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        log.warning("checklist: %s cannot be read", path)
-        value = None
+    value = read_run_json(run_dir, name, default={})
     _remember(_JSON, str(path), (mtime, value))
     return value
 
@@ -306,8 +304,8 @@ def gather_facts(workspace: Workspace, import_backbones: bool = True) -> Facts:
     counts, sides = _image_sides(workspace)
     jobs = [(job, job_status(job)) for job in list_jobs(workspace.jobs_dir)]
     run_dir = _newest_run(jobs)
-    config = (_read_json(run_dir / "config.json") if run_dir else None) or {}
-    metrics = (_read_json(run_dir / "metrics.json") if run_dir else None) or {}
+    config = _run_json(run_dir, "config.json") if run_dir else {}
+    metrics = _run_json(run_dir, "metrics.json") if run_dir else {}
     trained = config.get("train") or {}
     backbone = settings.get("backbone") or DEFAULT_BACKBONE
     return Facts(

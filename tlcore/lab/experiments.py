@@ -7,7 +7,6 @@ the pretrained weights bring.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import replace
@@ -15,19 +14,12 @@ from pathlib import Path
 
 from ..io.confine import confined_or_none
 from ..io.errors import TLError
-from ..jobs.runner import job_status, list_jobs, new_job_dir, start_job
+from ..jobs.runner import job_meta, job_status, list_jobs, new_job_dir, start_job
+from ..models.run_files import fine_tuned_layers, read_run_json
 
 __all__ = ["run_history", "run_curves", "scratch_args", "start_scratch_run"]
 
 _FINISHED = ("done", "stopped")
-
-
-def _json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _weights_label(weights) -> str:
@@ -49,9 +41,10 @@ def run_history(jobs_dir: str | Path) -> list[dict]:
         run = job / "run"
         if status["status"] not in _FINISHED or not (run / "config.json").is_file():
             continue
-        config, metrics = _json(run / "config.json"), _json(run / "metrics.json")
+        config, metrics = read_run_json(run, "config.json", default={}), read_run_json(run, "metrics.json", default={})
         train = config.get("train") or {}
-        tuned = bool(config.get("fine_tuned")) and int(train.get("fine_tune_layers") or 0) > 0
+        tuned_layers = fine_tuned_layers(run)  # counted as every page counts them: the layers that learnt
+        tuned = bool(tuned_layers)
         result = status.get("result") or {}
         rows.append({
             "name": job.name,
@@ -64,7 +57,7 @@ def run_history(jobs_dir: str | Path) -> list[dict]:
             "batch_size": train.get("batch_size"),
             "lr": train.get("lr"),
             "dropout": train.get("dropout"),
-            "fine_tune_layers": int(train.get("fine_tune_layers") or 0) if tuned else 0,
+            "fine_tune_layers": len(tuned_layers),
             "fine_tune_epochs": train.get("fine_tune_epochs") if tuned else None,
             "fine_tune_lr": train.get("fine_tune_lr") if tuned else None,
             "seed": train.get("seed"),
@@ -83,7 +76,7 @@ def run_curves(run_dir: str | Path) -> list[dict]:
 
     A fine-tuned run's history starts with its head epochs, so its curves are complete on their own.
     """
-    return list(_json(Path(run_dir) / "metrics.json").get("history") or [])
+    return list(read_run_json(run_dir, "metrics.json", default={}).get("history") or [])
 
 
 def _job_data(job_dir: Path) -> Path:
@@ -102,8 +95,7 @@ def _job_data(job_dir: Path) -> Path:
         if data is not None and data.is_dir():
             _check_no_link_out(root, data, job.name)
             return data
-        meta = confined_or_none(root, job / "job.json")
-        parent = confined_or_none(root, _json(meta).get("parent") if meta else None, "parent run")
+        parent = confined_or_none(root, (job_meta(job) or {}).get("parent"), "parent run")
         if parent is None:
             break
         job_dir = parent.parent
@@ -128,7 +120,7 @@ def _twin_config(run_dir: str | Path):
     """
     from ..training.commands import config_from_settings  # TensorFlow's import, only when a twin is made
 
-    config = _json(Path(run_dir) / "config.json")
+    config = read_run_json(run_dir, "config.json", default={})
     train = config.get("train")
     if not isinstance(train, dict) or not config.get("backbone"):
         raise TLError(f"{str(run_dir)!r} has no training settings in its config.json, so it cannot be repeated")

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..io.errors import TLError
 
-__all__ = ["Standardize", "build_head", "build_classifier", "unfreeze_top_layers", "layers_to_unfreeze",
+__all__ = ["Standardize", "build_head", "build_classifier", "unfreeze_top_layers", "learning_layers", "layers_to_unfreeze",
            "trainable_layer_names", "classifier_parts", "logits_function"]
 
 
@@ -60,11 +60,14 @@ def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:
 
 
 def unfreeze_top_layers(backbone: keras.Model, k: int) -> list[str]:
-    """Make the top ``k`` layers of ``backbone`` trainable, all others frozen.
+    """Make the top ``k`` layers with weights of ``backbone`` trainable, all others frozen.
 
+    ``k`` counts the layers that learn (convolutions, dense layers): layers
+    without weights (activations, additions, pooling) are not counted, and
     BatchNorm layers stay frozen whatever ``k`` is (their statistics must
-    not drift on a small dataset). Returns the names of the layers with
-    weights that became trainable.
+    not drift on a small dataset). Returns the names of the layers that
+    became trainable, in the backbone's order: ``k`` of them, or all the
+    backbone has when it has fewer.
     """
     backbone.trainable = True
     chosen = set(layers_to_unfreeze(backbone, k))
@@ -73,11 +76,17 @@ def unfreeze_top_layers(backbone: keras.Model, k: int) -> list[str]:
     return trainable_layer_names(backbone)
 
 
+def learning_layers(backbone: keras.Model) -> list[str]:
+    """Names of the layers fine-tuning can train, in the backbone's order: those with trainable variables,
+    BatchNorm excepted. The unit in which a number of fine-tuned layers is given and shown."""
+    return [layer.name for layer in backbone.layers
+            if not isinstance(layer, keras.layers.BatchNormalization) and any(w.trainable for w in layer.weights)]
+
+
 def layers_to_unfreeze(backbone: keras.Model, k: int) -> list[str]:
-    """Names of the layers :func:`unfreeze_top_layers` would make trainable (BatchNorm excluded)."""
-    layers = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
-    cut = max(len(layers) - max(int(k), 0), 0)
-    return [layer.name for layer in layers[cut:] if not isinstance(layer, keras.layers.BatchNormalization)]
+    """Names of the layers :func:`unfreeze_top_layers` makes trainable: the top ``k`` of :func:`learning_layers`."""
+    layers = learning_layers(backbone)
+    return layers[max(len(layers) - max(int(k), 0), 0):] if int(k) > 0 else []
 
 
 def trainable_layer_names(backbone: keras.Model) -> list[str]:

@@ -25,9 +25,9 @@ from ..data.images import ImageDecodeError, load_image
 from .classifier import build_classifier, build_head
 from ..io.produced import model_digest, record_digest
 from ..backbones.registry import BackboneSpec, create_backbone, get_spec
+from .run_files import read_run_json
 
-__all__ = ["RunModel", "run_digest", "predict_image_files", "save_run", "load_run", "build_run_model", "model_description",
-           "read_run_json", "held_out_samples"]
+__all__ = ["RunModel", "run_digest", "predict_image_files", "save_run", "load_run", "build_run_model", "model_description"]
 
 _WEIGHTS = "model.weights.h5"
 
@@ -174,29 +174,3 @@ def run_digest(run_dir: str | Path) -> str:
     h.update(model_digest(run_dir / _WEIGHTS).encode("ascii") + b"\n")
     h.update(json.dumps(description, sort_keys=True).encode("utf-8"))
     return h.hexdigest()
-
-
-def read_run_json(run_dir: str | Path, name: str):
-    """The parsed JSON file ``name`` of a run, or a :class:`TLError` saying what is missing."""
-    path = Path(run_dir) / name
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TLError(f"{str(run_dir)!r} has no {name}; train it again with this version") from None
-    except (OSError, ValueError) as exc:
-        raise TLError(f"{str(path)!r} is damaged ({exc})") from None
-
-
-def held_out_samples(run_dir: str | Path) -> tuple[str, list[dict]]:
-    """The run's test split, or its validation split when it has no test split: ``(split, samples)``.
-
-    These images never trained the weights, so they are where an exported
-    model is checked against the Keras one. Returns ``("", [])`` when the
-    run kept neither.
-    """
-    samples = read_run_json(run_dir, "samples.json")
-    for split in ("test", "val"):
-        chosen = [s for s in samples if s.get("split") == split]
-        if chosen:
-            return split, chosen
-    return "", []

@@ -17,10 +17,11 @@ from ..io.cpus import usable_cpus
 from ..io.errors import TLError
 from .run import predict_image_files
 
-__all__ = ["TFLiteModel", "load_tflite", "read_labels"]
+__all__ = ["TFLiteModel", "load_tflite", "read_labels", "interpreter_class"]
 
 
-def _interpreter_class():
+def interpreter_class():
+    """LiteRT's interpreter class (TensorFlow's own only where LiteRT is missing)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - ai-edge-litert is a pinned requirement
@@ -47,7 +48,7 @@ class TFLiteModel:
             raise TLError(f"model file {str(self.path)!r} does not exist")
         self.classes = list(classes) if classes is not None else read_labels(self.path.with_name("labels.txt"))
         try:
-            self.interpreter = _interpreter_class()(model_path=str(self.path),
+            self.interpreter = interpreter_class()(model_path=str(self.path),
                                                     num_threads=num_threads or usable_cpus())
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:

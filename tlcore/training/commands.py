@@ -13,19 +13,20 @@ from pathlib import Path
 
 from ..io.errors import TLError
 from ..backbones.registry import get_spec
+from ..io.settings import as_positional, option_name, to_options
 from .config import FINE_TUNE_SETTINGS, TrainConfig
 from .pipeline import validate_config
 
-__all__ = ["TRAIN_OPTIONS", "FINETUNE_OPTIONS", "train_args", "finetune_args", "config_from_settings",
+__all__ = ["TRAIN_OPTIONS", "FINETUNE_OPTIONS", "FINETUNE_RENAMES", "train_args", "finetune_args", "config_from_settings",
            "check_config"]
 
-_FLAG_OFF = {"early_stopping": "--no-early-stopping"}  # a flag that sets its field to False
-
-# Each TrainConfig field and the ``train`` option that sets it: the option is the field's name.
-TRAIN_OPTIONS = {f.name: _FLAG_OFF.get(f.name, "--" + f.name.replace("_", "-")) for f in fields(TrainConfig)}
-# ``finetune`` takes the fine-tuning fields only, three of them under shorter names (what they mean there).
-_FINETUNE_NAMES = {"fine_tune_layers": "--layers", "fine_tune_lr": "--lr", "fine_tune_epochs": "--epochs"}
-FINETUNE_OPTIONS = {name: _FINETUNE_NAMES.get(name, TRAIN_OPTIONS[name]) for name in FINE_TUNE_SETTINGS}
+# Each TrainConfig field and the ``train`` option that sets it (the field's own: tlcore.io.settings.option_name).
+TRAIN_OPTIONS = {f.name: option_name(TrainConfig, f.name) for f in fields(TrainConfig)}
+# ``finetune`` takes the fine-tuning fields only, three of them under shorter names (what they mean there); the
+# first name of each is the one job command lines use.
+FINETUNE_RENAMES = {"fine_tune_layers": ("--layers",), "fine_tune_lr": ("--lr", "--fine-tune-lr"),
+                    "fine_tune_epochs": ("--epochs",)}
+FINETUNE_OPTIONS = {name: FINETUNE_RENAMES.get(name, (TRAIN_OPTIONS[name],))[0] for name in FINE_TUNE_SETTINGS}
 
 _NULLABLE = {"weights": str, "clip_norm": float, "input_size": int}  # fields whose default or value may be None
 
@@ -38,39 +39,17 @@ def check_config(config: TrainConfig) -> TrainConfig:
     return config
 
 
-def _positional(path) -> str:
-    text = str(path)
-    return f"./{text}" if text.startswith("-") else text  # never read as an option
-
-
-def _options(config: TrainConfig, options: dict[str, str]) -> list[str]:
-    args = []
-    for name, option in options.items():
-        value = getattr(config, name)
-        if name in _FLAG_OFF:
-            args += [] if value else [option]
-        elif isinstance(value, bool):
-            args += [option] if value else []
-        elif value is None:
-            args += [f"{option}=none"] if name == "weights" else []  # no clipping: the option is left out
-        elif name == "split":
-            args.append(f"{option}={','.join(repr(float(v)) for v in value)}")
-        else:
-            args.append(f"{option}={value!r}" if isinstance(value, float) else f"{option}={value}")
-    return args
-
-
 def train_args(config: TrainConfig, data: str | Path, out: str | Path) -> list[str]:
     """``tlcore train`` arguments that train ``config`` on ``data`` into the run folder ``out``."""
     check_config(config)
-    return ["train", _positional(data), f"--out={out}", *_options(config, TRAIN_OPTIONS)]
+    return ["train", as_positional(data), f"--out={out}", *to_options(config, TRAIN_OPTIONS)]
 
 
 def finetune_args(config: TrainConfig, run_dir: str | Path, out: str | Path) -> list[str]:
     """``tlcore finetune`` arguments that fine-tune the run ``run_dir`` with ``config``'s fine-tuning settings
     into ``out`` (its other settings come from the run itself)."""
     check_config(config)
-    return ["finetune", _positional(run_dir), f"--out={out}", *_options(config, FINETUNE_OPTIONS)]
+    return ["finetune", as_positional(run_dir), f"--out={out}", *to_options(config, FINE_TUNE_SETTINGS, FINETUNE_RENAMES)]
 
 
 def _kind_ok(name: str, value, default) -> bool:

@@ -16,11 +16,10 @@ import keras
 
 from ..io.errors import TLError
 from ..models.classifier import build_classifier, unfreeze_top_layers
+from .config import STRATEGIES
 
 __all__ = ["STRATEGIES", "check_strategy", "read_tf_config", "make_strategy", "replicate", "fine_tuning_classifier",
            "build_for_fit"]
-
-STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 def check_strategy(name: str) -> None:

@@ -90,10 +90,10 @@ class TFLiteEncoder:
     """
 
     def __init__(self, model: str | Path | bytes, num_threads: int | None = None):
-        from ..models.tflite_model import _interpreter_class
+        from ..models.tflite_model import interpreter_class
 
         source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
-        self.interpreter = _interpreter_class()(**source, num_threads=num_threads or usable_cpus())
+        self.interpreter = interpreter_class()(**source, num_threads=num_threads or usable_cpus())
         self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]

@@ -17,7 +17,8 @@ import numpy as np
 from ..data.health import IMBALANCE_RATIO
 from .alarms import config_alarms, imbalance_alarms
 from ..data.augment import AugmentConfig, augment_image
-from .config import FINE_TUNE_SETTINGS, LOOPS, MAX_INPUT_SIZE, MIN_INPUT_SIZE, TrainConfig
+from .config import FINE_TUNE_SETTINGS, LOOPS, TrainConfig
+from ..io.settings import check_settings
 from .checkpoint import (Checkpoint, CheckpointCallback, check_matches, checkpoint_dir, data_fingerprint,
                          load_checkpoint, restore_training)
 from ..data.datasets import Dataset, assign_splits, check_classes, load_dataset, stratified_split
@@ -32,40 +33,23 @@ from .ledger import fingerprint_test_set, record_test_scoring
 from ..models.classifier import build_classifier, build_head
 from ..backbones.registry import create_backbone, get_spec
 from ..data.resample import check_resample, resample_indices
-from ..models.run import load_run, read_run_json, save_run
+from ..models.run import load_run, save_run
+from ..models.run_files import read_run_json
 from .tape_loop import TapeTrainer, check_clip_norm
 
-__all__ = ["train", "fine_tune", "validate_config", "ImageBatches", "held_out_results"]
+__all__ = ["train", "fine_tune", "validate_config", "weights_key", "ImageBatches", "held_out_results"]
 
 EpochCallback = Callable[[int, dict], None]
 
 
 def validate_config(config: TrainConfig) -> None:
-    checks = [
-        (isinstance(config.epochs, int) and config.epochs >= 1, f"epochs must be a whole number >= 1, got {config.epochs!r}"),
-        (isinstance(config.batch_size, int) and config.batch_size >= 1, f"batch size must be a whole number >= 1, got {config.batch_size!r}"),
-        (config.lr > 0 and math.isfinite(config.lr), f"learning rate must be positive, got {config.lr!r}"),
-        (0 <= config.dropout < 1, f"dropout must be in [0, 1), got {config.dropout!r}"),
-        (config.class_weights in ("auto", "balanced", "none"), f"class weights {config.class_weights!r} must be auto, balanced or none"),
-        (isinstance(config.fine_tune_layers, int) and config.fine_tune_layers >= 0, f"fine-tune layers must be a whole number >= 0, got {config.fine_tune_layers!r}"),
-        (isinstance(config.fine_tune_epochs, int) and config.fine_tune_epochs >= 1, f"fine-tune epochs must be a whole number >= 1, got {config.fine_tune_epochs!r}"),
-        (config.fine_tune_lr > 0 and math.isfinite(config.fine_tune_lr), f"fine-tune learning rate must be positive, got {config.fine_tune_lr!r}"),
-        (isinstance(config.patience, int) and config.patience >= 1, f"patience must be a whole number >= 1, got {config.patience!r}"),
-        (isinstance(config.augment_copies, int) and 1 <= config.augment_copies <= 10, f"augmented copies must be a whole number from 1 to 10, got {config.augment_copies!r}"),
-        (isinstance(config.augment_strength, (int, float)) and 0 <= config.augment_strength < 1, f"augmentation strength must be in [0, 1), got {config.augment_strength!r}"),
-        (isinstance(config.early_stopping, bool), f"early stopping must be true or false, got {config.early_stopping!r}"),
-        (config.input_size is None or (isinstance(config.input_size, int) and not isinstance(config.input_size, bool)
-                                       and MIN_INPUT_SIZE <= config.input_size <= MAX_INPUT_SIZE),
-         f"input size must be a whole number of pixels from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE}, got {config.input_size!r}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise TLError(message)
+    """Raise :class:`TLError` for the first setting training cannot start with, repeating its value."""
     check_strategy(config.strategy)
     check_resample(config.resample)
     if config.loop not in LOOPS:
         raise TLError(f"unknown training loop {config.loop!r}; choose one of {', '.join(LOOPS)}")
     check_clip_norm(config.clip_norm)
+    check_settings(config)  # each field's own limits (tlcore.training.config)
     if config.clip_norm is not None and config.loop != "tape":
         raise TLError(f"gradient clipping (clip norm {config.clip_norm!r}) needs the tape loop, not loop {config.loop!r}")
     # Fail before the expensive feature extraction, and also for data that brings its own splits.
@@ -99,7 +83,7 @@ def _test_set_alarm(test_paths) -> list[dict]:
              "by validation accuracy and score the test set once at the end"}]
 
 
-def _weights_key(name: str, weights, size: int | None = None) -> str | None:
+def weights_key(name: str, weights, size: int | None = None) -> str | None:
     """Identity of the backbone's weights (and of an input ``size`` other than the backbone's own) for the
     feature cache; None = do not cache."""
     if weights is None:
@@ -377,7 +361,7 @@ def train(
     warnings = _advice(config)
     dataset = source if isinstance(source, Dataset) else load_dataset(source)
     classes = dataset.classes
-    weights_key = _weights_key(spec.name, config.weights, None if size == spec.input_size else size)
+    backbone_key = weights_key(spec.name, config.weights, None if size == spec.input_size else size)
     cache = cache if cache is not None else FeatureCache()
 
     backbone_holder: list[keras.Model] = []
@@ -392,11 +376,11 @@ def train(
         # The frozen backbone runs as a cached TFLite engine (Keras for random weights or on failure).
         from .engine import fast_encoder
 
-        return fast_encoder(get_backbone, weights_key, size)
+        return fast_encoder(get_backbone, backbone_key, size)
 
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]
-    feats = extract_features(paths, weights_key, get_encoder, size, cache, on_progress=on_extract)
+    feats = extract_features(paths, backbone_key, get_encoder, size, cache, on_progress=on_extract)
     samples = [dataset.samples[i] for i in feats.kept]
     skipped = dataset.skipped + feats.skipped
     check_classes(samples, classes, "the data")
@@ -429,7 +413,7 @@ def train(
     if config.augment:
         train_paths = [samples[i].path for i in idx["train"]]
         for copy in range(1, config.augment_copies + 1):
-            key = f"{weights_key}|{_augment_key(config, copy)}" if weights_key else None
+            key = f"{backbone_key}|{_augment_key(config, copy)}" if backbone_key else None
             aug = extract_features(train_paths, key, get_encoder, size, cache,
                                    transform=_augmenter(config.seed, copy, _augment_config(config)))
             x_train = np.concatenate([x_train, aug.features])

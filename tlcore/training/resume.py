@@ -9,7 +9,6 @@ job in the same ``jobs/`` folder.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .checkpoint import checkpoint_dir, load_checkpoint
@@ -17,7 +16,7 @@ from .commands import config_from_settings, finetune_args, train_args
 from ..io.confine import confine
 from ..io.errors import TLError
 from ..jobs.folder import job_path
-from ..jobs.runner import job_status, start_job
+from ..jobs.runner import job_meta, job_status, start_job
 
 __all__ = ["resume_point", "resumable", "resume_job"]
 
@@ -106,7 +105,7 @@ def resume_job(job_dir: str | Path) -> Path:
     """
     job_dir = Path(job_dir)
     kind, args, _ = _plan(job_dir)
-    meta = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
+    meta = job_meta(job_dir) or {}
     extra = {k: v for k, v in meta.items() if k not in ("kind", "argv", "pid", "started", "resumed")}
     kept = {name: (job_dir / name).read_bytes() for name in _RESTARTED if (job_dir / name).is_file()}
     for name in kept:

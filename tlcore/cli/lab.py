@@ -1,0 +1,171 @@
+"""``backbones``, ``check``, ``leaderboard``, ``bench``, ``project`` and ``gc``: the workbench around training."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..io.errors import TLError
+from .options import add_settings, job_options, names
+from .progress import callbacks, clear_progress_line, progress_line, run_with_events
+
+__all__ = ["add_parsers", "COMMANDS"]
+
+_DATA_HELP = "folder of class folders, folder with train/ val/ [test/], or a .zip of either"
+
+
+def add_parsers(sub) -> None:
+    """The ``backbones``, ``check``, ``leaderboard``, ``bench``, ``project`` and ``gc`` commands."""
+    from ..training.config import TrainConfig
+
+    p = sub.add_parser("backbones", help="list the available backbones")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", help="measure extraction speed, head training, TFLite latency and memory on DATA")
+    p.add_argument("data", help="folder (or .zip) of class folders, as for train")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("check", help="check a dataset's health: counts, duplicates, leaks across splits, imbalance, bias")
+    p.add_argument("data", help=_DATA_HELP)
+    add_settings(p, TrainConfig, ("split", "seed"))  # the split training would make
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("leaderboard", help="score every backbone available here on DATA: accuracy, size and speed")
+    p.add_argument("data", help="folder (or .zip) of class folders, as for train")
+    p.add_argument("--backbones", type=names, help="backbones to compare, separated by commas (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and of the heads")
+    job_options(p)
+
+    p = sub.add_parser("project", help="save a workspace as a project, open a project into one, or list its runs")
+    p.add_argument("action", choices=("save", "open", "runs"))
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="save WORKSPACE DEST | open PROJECT WORKSPACE (a folder or .zip) | runs WORKSPACE")
+    p.add_argument("--name", help="project name (save; default: the folder's name)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("gc", help="free disk: remove idle sessions and trim the shared caches to their limit")
+    p.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    p.add_argument("--json", action="store_true")
+
+
+def _backbones(args):
+    from dataclasses import asdict
+
+    from ..backbones.registry import get_spec, list_backbones
+
+    rows = [asdict(get_spec(name)) for name in list_backbones()]
+    if not args.json:
+        print(f"{'name':<20} {'input':>5} {'features':>8} {'params':>12} {'top-1':>6}  weights")
+        for r in rows:
+            print(f"{r['name']:<20} {r['input_size']:>5} {r['feature_dim']:>8} {r['params']:>12,} "
+                  f"{r['imagenet_top1']:>6.1%}  {'offline' if r['offline'] else 'download'}")
+    return rows
+
+
+def _bench(args):
+    from ..lab.bench import run_bench
+
+    def on_progress(stage, logs):
+        if not args.json:
+            print(f"bench: {stage} {json.dumps(logs)}", file=sys.stderr, flush=True)
+
+    result = run_bench(args.data, on_progress)
+    if not args.json:
+        for key, value in result.items():
+            print(f"{key:<40} {value}")
+    return result
+
+
+def _check(args):
+    from ..data.health import check_dataset
+
+    def on_progress(done, logs):
+        if not args.json:
+            progress_line(f"reading {done}/{logs['total']}")
+
+    report = check_dataset(args.data, split=args.split, seed=args.seed, on_progress=on_progress)
+    clear_progress_line()
+    if not args.json:
+        rec = report["recommended"]
+        print(f"{'class':<24} {'train':>7} {'val':>7} {'test':>7} {'total':>7}   recommended: "
+              f"{rec['minimum']:,}-{rec['good']:,} per class")
+        for name, row in report["counts"].items():
+            print(f"{name:<24} {row['train']:>7} {row['val']:>7} {row['test']:>7} {row['total']:>7}")
+        for warning in report["warnings"]:
+            print(f"{warning['level']}: {warning['message']}")
+        if not report["warnings"]:
+            print("no problems found")
+    return report
+
+
+def _leaderboard(args):
+    from ..lab.leaderboard import leaderboard
+
+    events, _, _, should_stop = callbacks(args)
+
+    def on_progress(logs):
+        if events:
+            events({"type": "leaderboard", **logs})
+        if not args.json and logs["stage"] == "scored":  # skipped ones are listed with the result
+            print(f"{logs['backbone']}: accuracy {logs['row']['accuracy']:.3f}", file=sys.stderr, flush=True)
+
+    def report(r):
+        print(f"accuracy on {r['n_val']} held-out images ({r['n_train']} to train each head):")
+        print(f"{'backbone':<20} {'accuracy':>8} {'MB':>6} {'params':>12} {'images/s':>9}")
+        for row in r["rows"]:
+            speed = "-" if row["images_per_s"] is None else f"{row['images_per_s']:.1f}"
+            print(f"{row['name']:<20} {row['accuracy']:>8.3f} {row['size_mb']:>6g} {row['params']:>12,} {speed:>9}")
+        for s in r["skipped"]:
+            print(f"skipped {s['name']}: {s['reason']}", file=sys.stderr)
+        if r["stopped"]:
+            print("stopped before every backbone was scored", file=sys.stderr)
+
+    return run_with_events(args, events, {"command": "leaderboard"}, lambda: leaderboard(
+        args.data, args.backbones, on_progress=on_progress, should_stop=should_stop, seed=args.seed), report)
+
+
+def _existing_workspace(path: str):
+    from ..lab.workspace import Workspace
+
+    if not (Path(path) / "jobs").is_dir() and not (Path(path) / "data").is_dir():
+        raise TLError(f"{path!r} is not a workspace (it has no data/ or jobs/ folder)")
+    return Workspace(path)
+
+
+def _project(args):
+    from ..lab.project import open_project, run_history, save_project
+
+    wanted = 1 if args.action == "runs" else 2
+    if len(args.paths) != wanted:
+        usage = {"save": "WORKSPACE DEST", "open": "PROJECT WORKSPACE", "runs": "WORKSPACE"}[args.action]
+        raise TLError(f"project {args.action} takes {usage}, got {len(args.paths)} path(s)")
+    if args.action == "save":
+        dest = save_project(_existing_workspace(args.paths[0]), args.paths[1], name=args.name)
+        result = {"project": str(dest), "runs": len(run_history(Path(args.paths[0]) / "jobs"))}
+        message = f"saved {result['runs']} run(s) to {dest}"
+    elif args.action == "open":
+        from ..lab.workspace import Workspace
+
+        result = open_project(args.paths[0], Workspace(args.paths[1]))
+        message = f"opened {result['name']!r}: {result['photos']} photos, {result['runs']} run(s)"
+    else:
+        result = {"runs": run_history(_existing_workspace(args.paths[0]).jobs_dir)}
+        message = "\n".join(f"{r['name']}  {r['backbone']}  weights={r['weights']}  epochs={r['epochs']}  "
+                            f"lr={r['lr']}  seed={r['seed']}  val={r['val_accuracy']}  test={r['test_accuracy']}"
+                            for r in result["runs"]) or "no finished runs"
+    if not args.json:
+        print(message)
+    return result
+
+
+def _gc(args):
+    from ..lab.gc import collect, summary
+
+    result = collect(dry_run=args.dry_run)
+    if not args.json:
+        print(summary(result))
+    return result
+
+
+COMMANDS = {"backbones": _backbones, "bench": _bench, "check": _check, "leaderboard": _leaderboard,
+            "project": _project, "gc": _gc}

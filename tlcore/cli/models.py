@@ -1,0 +1,177 @@
+"""``evaluate``, ``predict`` and ``export``: what a trained model does, and the files it leaves as."""
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+
+from ..io.errors import TLError
+from .options import add_settings, config_from_args, job_options, names, threshold
+from .progress import callbacks, run_with_events
+
+__all__ = ["add_parsers", "COMMANDS"]
+
+_MODEL_HELP = ("run directory, .keras file, or .tflite file with labels.txt beside it "
+               "(pickles and full-model .h5 files are refused: they can run code)")
+
+
+def _formats(text: str) -> list[str]:
+    import argparse
+
+    from ..export.formats import FORMATS
+
+    chosen = [name.lower() for name in names(text)]
+    bad = [n for n in chosen if n not in FORMATS]
+    if bad or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown format {bad[0] if bad else text!r}; choose from {', '.join(FORMATS)}")
+    return chosen
+
+
+def add_parsers(sub) -> None:
+    """The ``evaluate``, ``predict`` and ``export`` commands."""
+    from ..export.formats import FORMATS, ExportConfig
+
+    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras or .tflite) on labelled data")
+    p.add_argument("run_dir", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("data")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="classify images with a run or an exported .keras or .tflite")
+    p.add_argument("run_dir", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--threshold", type=threshold, metavar="P",
+                   help="answer 'unknown' when the top probability is below P (0 to 1; the Predict page suggests "
+                        "one from the run's validation photos)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", help="export a run to TFLite, .keras or SavedModel, checked against Keras")
+    p.add_argument("run_dir")
+    p.add_argument("--format", required=True, type=_formats,
+                   help=f"{'|'.join(FORMATS)}; several separated by commas write into the folder --out")
+    p.add_argument("--out", required=True, help="file to write (a folder for saved-model or several formats)")
+    p.add_argument("--calibration", metavar="DATA", help="INT8 calibration images (default: the run's training split)")
+    add_settings(p, ExportConfig, [f.name for f in fields(ExportConfig)])
+    # Verification on the held-out photos is the default; the option of earlier versions still reads.
+    p.add_argument("--verify-held-out", dest="verify", action="store_true", help="the default; kept for old scripts")
+    p.add_argument("--verify", dest="verify_data", metavar="DATA",
+                   help="labelled data to compare the TFLite model with Keras on")
+    p.add_argument("--bundle", metavar="ZIP", help="also write a ZIP with the TFLite files, labels, model card and example")
+    job_options(p)
+
+
+def _labelled_probs(run, data):
+    from ..export.formats import labelled_files
+
+    paths, labels, skipped = labelled_files(run.classes, data)
+    probs, kept, unreadable = run.predict_files(paths)
+    return [labels[i] for i in kept], probs, skipped + unreadable
+
+
+def _evaluate(args):
+    from ..analysis.evaluate import classification_metrics
+    from ..models.model_files import load_model_file
+
+    run = load_model_file(args.run_dir)
+    y, probs, skipped = _labelled_probs(run, args.data)
+    if not y:
+        raise TLError(f"no readable images in {args.data!r}")
+    metrics = classification_metrics(y, probs, run.classes)
+    # The headline calibration figure also at the top level, beside accuracy; the bins stay under "calibration".
+    result = {"classes": run.classes, **metrics, "ece": metrics["calibration"]["ece"], "skipped": skipped}
+    if not args.json:
+        print(f"accuracy {result['accuracy']:.3f} on {result['n']} images")
+        for name, m in result["per_class"].items():
+            print(f"  {name:<20} precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  n {m['support']}")
+        c = metrics["calibration"]
+        print(f"expected calibration error {c['ece']:.3f} (mean confidence {c['mean_confidence']:.3f} "
+              f"against accuracy {c['accuracy']:.3f})")
+    return result
+
+
+def _predict(args):
+    import numpy as np
+
+    from ..analysis.calibration import apply_threshold
+    from ..models.model_files import load_model_file
+
+    if args.top_k < 1:
+        raise TLError(f"--top-k must be at least 1, got {args.top_k}")
+    run = load_model_file(args.run_dir)
+    probs, kept, skipped = run.predict_files(args.images)
+    predictions = []
+    for row, i in zip(probs, kept):
+        order = np.argsort(row)[::-1][: args.top_k]
+        label = run.classes[int(order[0])]
+        if args.threshold is not None:
+            label = apply_threshold(row, run.classes, args.threshold)
+        predictions.append({
+            "path": args.images[i],
+            "label": label,  # None: "unknown", the top probability is below --threshold
+            "unknown": label is None,
+            "confidence": float(row[order[0]]),
+            "top_k": [{"label": run.classes[int(j)], "probability": float(row[j])} for j in order],
+        })
+    if not predictions and skipped:
+        raise TLError(f"no readable image among the inputs ({skipped[0]['path']}: {skipped[0]['reason']})")
+    if not args.json:
+        for p in predictions:
+            if p["unknown"]:
+                print(f"{p['path']}: unknown (best guess {p['top_k'][0]['label']} at {p['confidence']:.1%}, "
+                      f"below the threshold {args.threshold:.1%})")
+            else:
+                print(f"{p['path']}: {p['label']} ({p['confidence']:.1%})")
+        for s in skipped:
+            print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    return {"classes": run.classes, "threshold": args.threshold, "predictions": predictions, "skipped": skipped}
+
+
+def _export(args):
+    from ..export.formats import TFLITE_FORMATS, ExportConfig, export_formats
+
+    if args.bundle and not any(f in TFLITE_FORMATS for f in args.format):
+        raise TLError(f"--bundle needs at least one TFLite format ({', '.join(TFLITE_FORMATS)})")
+    config = config_from_args(ExportConfig, args, [f.name for f in fields(ExportConfig)])
+    events, _, _, should_stop = callbacks(args)
+
+    def on_progress(step, logs):
+        if events:
+            events({"type": "export", "step": step, **logs})
+        if not args.json:
+            print(f"{logs['stage']:<11} {logs['format']}", file=sys.stderr, flush=True)
+
+    def work():
+        result = export_formats(args.run_dir, args.format, args.out, config, calibration=args.calibration,
+                                verify=args.verify_data, on_progress=on_progress, should_stop=should_stop)
+        if args.bundle:
+            from ..export.bundle import write_bundle
+
+            result["bundle"] = str(write_bundle(result, args.run_dir, args.bundle))
+        return result
+
+    result = run_with_events(args, events, {"command": "export", "formats": args.format}, work, _report_exports)
+    if len(args.format) == 1 and result["exports"]:
+        # One format: the export itself, with its verification figures at the top level.
+        entry = result["exports"][0]
+        v = entry.get("verification") or {}
+        flat = {k: v.get(k) for k in ("keras_accuracy", "tflite_accuracy", "agreement", "latency_ms") if k in v}
+        return {**entry, **flat, **{k: v for k, v in result.items() if k != "run_dir"}}
+    return result
+
+
+def _report_exports(result) -> None:
+    for e in result["exports"]:
+        v = e.get("verification")
+        check = ""
+        if v:
+            check = (f"; Keras {v['keras_accuracy']:.1%}, TFLite {v['tflite_accuracy']:.1%}, "
+                     f"agreement {v['agreement']:.1%}, {v['latency_ms']:.1f} ms per image")
+        print(f"{e['format']}: {e['path']} ({e['size_bytes'] / 1e6:.2f} MB){check}")
+    for w in result["warnings"]:
+        print(f"warning: {w['message']}", file=sys.stderr)
+    if result.get("stopped"):
+        print("stopped before all formats were exported", file=sys.stderr)
+    if result.get("bundle"):
+        print(f"bundle: {result['bundle']}")
+
+
+COMMANDS = {"evaluate": _evaluate, "predict": _predict, "export": _export}
