@@ -1,12 +1,12 @@
 """Check an exported model against the Keras one on the same held-out images."""
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import numpy as np
 
 from ..data.images import load_image
+from ..models.latency import median_latency_ms
 from ..models.run import RunModel
 
 __all__ = ["keras_reference", "compare"]
@@ -28,13 +28,8 @@ def keras_reference(run: RunModel, paths: Sequence[str], y: Sequence[int], repea
     latency = None
     if kept_paths:
         image = load_image(kept_paths[0], run.input_size)[None].astype(np.float32)
-        run.predict_batch(image)  # first call traces the graph
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            run.predict_batch(image)
-            times.append(time.perf_counter() - t0)
-        latency = float(np.median(times) * 1000.0)
+        # One warm-up call: the first one traces the graph.
+        latency = median_latency_ms(lambda: run.predict_batch(image), repeats, warmup=1)
     return {"paths": kept_paths, "y": labels, "probs": probs, "n": len(kept_paths), "skipped": skipped,
             "accuracy": _accuracy(labels, probs.argmax(axis=1)) if len(kept_paths) else None,
             "latency_ms": latency}

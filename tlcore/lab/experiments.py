@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..io.confine import confined_or_none
 from ..io.errors import TLError
+from ..io.files import link_tree
 from ..jobs.runner import job_meta, job_status, list_jobs, new_job_dir, start_job
 from ..models.run_files import fine_tuned_layers, read_run_json
 
@@ -154,14 +155,8 @@ def start_scratch_run(run_dir: str | Path, jobs_dir: str | Path) -> Path:
     job_dir = new_job_dir(jobs_dir, "scratch")
     args = train_args(twin, job_dir / "data", job_dir / "run")
 
-    def link(src, dst):
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
     try:
-        shutil.copytree(data, job_dir / "data", copy_function=link)
+        link_tree(data, job_dir / "data")
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise

@@ -7,7 +7,6 @@ everything again. Files are checked as images before they are kept.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from ..io import quota as session_disk
 from ..io.atomic import write_bytes_atomic
 from ..data.datasets import load_dataset
 from ..io.errors import TLError
+from ..io.files import link_tree
 from ..data.images import ImageDecodeError, decode_image
 from ..io.names import check_class_name
 from ..io.paths import default_cache_dir
@@ -217,16 +217,7 @@ class Workspace:
 
     def snapshot(self, dest: str | Path) -> Path:
         """A frozen copy of the data (hard links where possible) for a training job."""
-        dest = Path(dest)
-
-        def link(src, dst):
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
-
-        shutil.copytree(self.data_dir, dest, copy_function=link)
-        return dest
+        return link_tree(self.data_dir, dest)
 
     # Settings ------------------------------------------------------------------------------
     def settings(self) -> dict:

@@ -7,7 +7,6 @@ beside the model with one class name per line in output order.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from ..io.cpus import usable_cpus
 from ..io.errors import TLError
+from .latency import median_latency_ms
 from .run import predict_image_files
 
 __all__ = ["TFLiteModel", "load_tflite", "read_labels", "interpreter_class"]
@@ -94,15 +94,8 @@ class TFLiteModel:
         return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size)
 
     def latency_ms(self, image: np.ndarray, repeats: int = 20, warmup: int = 3) -> float:
-        """Median wall time of one inference on ``image``, in milliseconds."""
-        for _ in range(warmup):
-            self._invoke(image)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            self._invoke(image)
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times) * 1000.0)
+        """Median wall time of one inference on ``image``, in milliseconds, after ``warmup`` untimed ones."""
+        return median_latency_ms(lambda: self._invoke(image), repeats, warmup)
 
 
 def load_tflite(path: str | Path, num_threads: int | None = None) -> TFLiteModel:

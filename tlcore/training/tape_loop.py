@@ -15,7 +15,9 @@ Keras head's own variables. Prefer it when:
 
 On tiny data (few-shot) its per-step overhead does not matter, since an
 epoch is one or two steps; on thousands of embeddings the NumPy trainer is
-several times faster.
+several times faster. The epoch loop and the callbacks are
+:class:`tlcore.training.head_trainer.BaseHeadTrainer`'s; this module is the
+TensorFlow step.
 """
 from __future__ import annotations
 
@@ -27,10 +29,9 @@ import numpy as np
 import tensorflow as tf
 
 from ..io.errors import TLError
-from .head_fit import MIN_PROB, loss_and_accuracy, softmax
+from .head_trainer import MIN_PROB, BaseHeadTrainer
 
 __all__ = ["TapeTrainer", "check_clip_norm"]
-
 
 
 def check_clip_norm(clip_norm) -> None:
@@ -42,12 +43,7 @@ def check_clip_norm(clip_norm) -> None:
         raise TLError(f"gradient clipping norm must be a positive number, got {clip_norm!r}")
 
 
-def _has_batch_hook(callback) -> bool:
-    # Reading a step's numbers back from TensorFlow costs a sync per step: only pay it when someone listens.
-    return type(callback).on_train_batch_end is not keras.callbacks.Callback.on_train_batch_end
-
-
-class TapeTrainer:
+class TapeTrainer(BaseHeadTrainer):
     """Adam on ``head``'s dense layer (``head_dense``) with ``tf.GradientTape``, optionally clipping gradients.
 
     Drop-in for :class:`tlcore.training.head_fit.HeadTrainer`: same constructor
@@ -56,29 +52,25 @@ class TapeTrainer:
     methods. ``clip_norm``, when set, rescales each step's gradients so
     their global norm is at most ``clip_norm`` before Adam sees them.
     ``last_grad_norm`` is the last step's global gradient norm before
-    clipping.
+    clipping. Callbacks overriding ``on_train_batch_end`` get each step's
+    ``loss`` and ``grad_norm``.
     """
+
+    label_dtype = np.int32  # the traced step compares labels with tf.argmax's int32
 
     def __init__(self, head: keras.Model, lr: float, seed: int = 0, clip_norm: float | None = None,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):
         check_clip_norm(clip_norm)
-        self.head = head
-        self.dense = head.get_layer("head_dense")
+        super().__init__(head, float(lr), beta_1, beta_2, epsilon)
         self.kernel, self.bias = self.dense.kernel, self.dense.bias
-        self.rate = float(head.get_layer("head_dropout").rate)
-        self.lr, self.beta_1, self.beta_2, self.epsilon = float(lr), beta_1, beta_2, epsilon
         self.seed, self.clip_norm = int(seed), None if clip_norm is None else float(clip_norm)
         self.last_grad_norm: float | None = None
+        self._norm = None  # the last step's gradient norm, a tensor read only when someone asks for it
         self.t = tf.Variable(0, dtype=tf.int64, trainable=False, name="adam_step")
         self.m_w, self.v_w = (tf.Variable(tf.zeros(self.kernel.shape), trainable=False) for _ in range(2))
         self.m_b, self.v_b = (tf.Variable(tf.zeros(self.bias.shape), trainable=False) for _ in range(2))
-        try:
-            mean, inv_std = head.get_layer("head_standardize").get_weights()
-            self.standardize = (mean.astype(np.float32), inv_std.astype(np.float32))
-        except ValueError:  # pretrained features need no standardisation
-            self.standardize = None
-        # Every batch is padded to one shape (see fit), so this traces once per batch size and feature size.
-        self._step = tf.function(self._train_step)
+        # Every batch is padded to one shape (see _train_batch), so this traces once per batch size and feature size.
+        self._step = tf.function(self._tf_step)
 
     # Optimizer state, for checkpoints ---------------------------------------------------------
     def optimizer_arrays(self) -> list[np.ndarray]:
@@ -95,14 +87,10 @@ class TapeTrainer:
             variable.assign(np.asarray(value, np.float32))
 
     # Training ---------------------------------------------------------------------------------
-    def _inputs(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float32)
-        if self.standardize is not None:  # constant during training: applied once, not at every step
-            mean, inv_std = self.standardize
-            x = (x - mean) * inv_std
-        return x
+    def _dense_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.kernel.numpy(), self.bias.numpy()
 
-    def _train_step(self, x, y, weights, n_real):
+    def _tf_step(self, x, y, weights, n_real):
         """One Adam step on a padded batch; padding rows have weight 0 and lie beyond ``n_real``."""
         kernel, bias = self.kernel.value, self.bias.value
         step = self.t + 1
@@ -131,52 +119,24 @@ class TapeTrainer:
         correct = tf.reduce_sum(tf.cast(valid & (tf.argmax(logits, axis=1, output_type=tf.int32) == y), tf.int32))
         return loss_sum, correct, norm
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy without dropout (inference mode)."""
-        return loss_and_accuracy(softmax(self._inputs(x) @ self.kernel.numpy() + self.bias.numpy()), y)
+    def _epoch_order(self, epoch: int, n: int) -> np.ndarray:
+        # The order depends on (seed, epoch) alone, so a resumed run shuffles as the original did.
+        return np.random.default_rng([self.seed, epoch]).permutation(n)
 
-    def fit(self, x, y, epochs: int, batch_size: int = 32, initial_epoch: int = 0, class_weight: dict | None = None,
-            validation_data: tuple | None = None, callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
-        """Train from epoch ``initial_epoch`` to ``epochs``, calling ``callbacks``' ``on_epoch_end`` with Keras's logs.
+    def _train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int):
+        # Tensors, not numbers: reading them back from TensorFlow would cost a sync at every step.
+        n_real = len(y)
+        pad = batch_size - n_real  # the last batch is padded, so one traced graph serves every step
+        x = np.pad(x, ((0, pad), (0, 0)))
+        y, weights = np.pad(y, (0, pad)), np.pad(weights, (0, pad))
+        loss_sum, correct, self._norm = self._step(x, y, weights, tf.constant(n_real, tf.float32))
+        return loss_sum, correct
 
-        Logs hold ``loss`` and ``accuracy`` (training batches, dropout on,
-        class-weighted loss as Keras computes it) and, with
-        ``validation_data``, ``val_loss`` and ``val_accuracy``. A callback
-        setting ``model.stop_training`` ends training after that epoch.
-        Callbacks overriding ``on_train_batch_end(step, logs)`` also get each
-        step's ``loss`` and ``grad_norm`` (before clipping).
-        """
-        x, y = self._inputs(x), np.asarray(y, np.int32)
-        n = len(y)
-        weights = (np.array([class_weight[int(c)] for c in y], np.float32) if class_weight
-                   else np.ones(n, np.float32))
-        size = max(1, min(batch_size, n))
-        batch_hooks = [cb for cb in callbacks if _has_batch_hook(cb)]
-        self.head.stop_training = False
-        for cb in callbacks:
-            cb.set_model(self.head)
-        for epoch in range(initial_epoch, epochs):
-            # The order depends on (seed, epoch) alone, so a resumed run shuffles as the original did.
-            order = np.random.default_rng([self.seed, epoch]).permutation(n)
-            loss_sum, correct = tf.constant(0.0), tf.constant(0)
-            for batch, start in enumerate(range(0, n, size)):
-                idx = order[start:start + size]
-                pad = size - len(idx)  # the last batch is padded, so one traced graph serves every step
-                xb = np.pad(x[idx], ((0, pad), (0, 0)))
-                yb, wb = np.pad(y[idx], (0, pad)), np.pad(weights[idx], (0, pad))
-                batch_loss, batch_correct, norm = self._step(xb, yb, wb, tf.constant(len(idx), tf.float32))
-                loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-                if batch_hooks:
-                    self.last_grad_norm = float(norm)
-                    step_logs = {"loss": float(batch_loss) / len(idx), "grad_norm": self.last_grad_norm}
-                    for cb in batch_hooks:
-                        cb.on_train_batch_end(batch, dict(step_logs))
-            if n:
-                self.last_grad_norm = float(norm)
-            logs = {"loss": float(loss_sum) / max(n, 1), "accuracy": int(correct) / max(n, 1)}
-            if validation_data is not None:
-                logs["val_loss"], logs["val_accuracy"] = self.evaluate(*validation_data)
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, dict(logs))
-            if self.head.stop_training:
-                break
+    def _step_logs(self, batch_loss, n_batch: int) -> dict:
+        self.last_grad_norm = float(self._norm)
+        return {"loss": float(batch_loss) / n_batch, "grad_norm": self.last_grad_norm}
+
+    def _epoch_done(self) -> None:
+        if self._norm is not None:  # None when the epoch had no steps (no training data)
+            self.last_grad_norm = float(self._norm)
+            self._norm = None
