@@ -5,7 +5,7 @@ import streamlit as st
 
 from tlcore.analysis.diagnosis import Thresholds
 
-from .i18n import CATALOG
+from .i18n import catalog
 from .layout import t
 
 __all__ = ["SEVERITY", "evidence_fields", "show_diagnosis"]
@@ -60,7 +60,7 @@ def show_diagnosis(diagnosis: dict, container=None) -> None:
     code = str(diagnosis.get("code", ""))
     kind = SEVERITY.get(code, "info")
     target.markdown(f"**{t('diag.title')}**")
-    if f"diag.{code}" in CATALOG:
+    if f"diag.{code}" in catalog():
         verdict = t(f"diag.{code}")
         sentence = t(f"diag.{code}.evidence", **evidence_fields(diagnosis.get("evidence", {})))
         remedies = [line for line in t(f"diag.{code}.remedies").split("\n") if line.strip()]

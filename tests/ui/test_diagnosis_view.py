@@ -14,7 +14,7 @@ from tests.ui.test_pages import texts
 from tlcore.analysis.diagnosis import CODES, REMEDIES
 from tlcore.jobs.runner import EventWriter
 from ui.diagnosis_view import SEVERITY, evidence_fields
-from ui.i18n import CATALOG
+from ui.i18n import catalog
 
 
 def finished_job(workspace, history, name="run-planted", warnings=()):
@@ -95,7 +95,7 @@ def _panel(history, code=None):
 def test_a_planted_overfitting_history_yields_the_overfitting_panel():
     at = AppTest.from_function(_panel, args=(OVERFIT,), default_timeout=30).run()
     assert not at.exception
-    assert [shown(w.value) for w in at.warning] == [CATALOG["diag.overfitting"][0]]
+    assert [shown(w.value) for w in at.warning] == [catalog("en")["diag.overfitting"]]
     assert not at.success and not at.error
     markdown = "\n".join(m.value for m in at.markdown)
     for remedy in REMEDIES["overfitting"]:
@@ -113,11 +113,11 @@ def test_an_unknown_code_shows_tlcore_message_and_remedies():
 def test_every_code_has_a_verdict_evidence_and_remedies_in_both_languages(code):
     assert code in SEVERITY
     for suffix in ("", ".evidence", ".remedies"):
-        en, fr = CATALOG[f"diag.{code}{suffix}"]
+        en, fr = (catalog(lang)[f"diag.{code}{suffix}"] for lang in ("en", "fr"))
         assert en and fr and en != fr
     # The English remedies are tlcore's, line for line (the CLI and metrics.json say the same).
-    assert CATALOG[f"diag.{code}.remedies"][0].split("\n") == REMEDIES[code]
+    assert catalog("en")[f"diag.{code}.remedies"].split("\n") == REMEDIES[code]
     # Every sentence formats even with no evidence at all ("–" for the unknown numbers).
     fields = {k: "–" for k in evidence_fields({})}
-    for text in CATALOG[f"diag.{code}.evidence"]:
+    for text in (catalog(lang)[f"diag.{code}.evidence"] for lang in ("en", "fr")):
         assert text.format(**fields)
