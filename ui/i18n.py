@@ -1,8 +1,15 @@
 """The dashboard's texts: one JSON file per language in ``ui/locales/``, ``<code>.json``, key -> text.
 
-``en.json`` is the reference: every other language file has exactly its keys (``tests/ui/test_i18n.py``
-lists what is missing or extra). Adding a language is adding one file, named after the language's code;
-its ``"language.name"`` is what the language menu shows.
+``en.json`` is the reference: every other language file has exactly its keys, plus the translations of
+``tlcore``'s texts described below (``tests/ui/test_i18n.py`` lists what is missing or extra). Adding a
+language is adding one file, named after the language's code; its ``"language.name"`` is what the language
+menu shows.
+
+English has one home per text. The texts the dashboard shows as ``tlcore`` returns them (today the
+diagnosis remedies, ``tlcore.analysis.diagnosis.REMEDIES``) are written in English in ``tlcore`` only: the
+CLI speaks English, and ``tlcore`` never reads the dashboard's files. So English is ``en.json`` plus those
+texts of ``tlcore``'s, and every other language translates both: its file also has ``diag.<code>.remedies``
+for each diagnosis code, one line per remedy in ``tlcore``'s order, which ``en.json`` does not have.
 
 Each file is read once per process (a language added while the server runs appears after a restart).
 """
@@ -71,7 +78,8 @@ def catalog(lang: str = ENGLISH) -> Mapping[str, str]:
     """Every text of language ``lang`` (read-only, key -> text, in its file's order).
 
     Empty for a language without a file. ``key in catalog()`` tells whether the dashboard has a text for
-    ``key`` at all (English has every key); ``key in catalog(lang)`` whether ``lang`` translates it.
+    ``key`` (English has every key but the translations of ``tlcore``'s texts, see the module's docstring);
+    ``key in catalog(lang)`` whether ``lang`` has it.
     Raises ``ValueError`` (one sentence) if the file is not a JSON object of texts.
     """
     path = _files(LOCALES).get(lang)

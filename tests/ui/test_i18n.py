@@ -1,4 +1,8 @@
-"""The language files (ui/locales/*.json) agree with English and with the code, and a language is one file."""
+"""The language files (ui/locales/*.json) agree with English and with the code, and a language is one file.
+
+English is en.json plus the texts the dashboard shows as tlcore returns them (the diagnosis remedies);
+every other language translates both (ui/i18n.py says why).
+"""
 from __future__ import annotations
 
 import json
@@ -10,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tlcore.adversarial.attacks import METHODS
-from tlcore.analysis.diagnosis import CODES
+from tlcore.analysis.diagnosis import CODES, REMEDIES
 from tlcore.data.datasets import SPLITS
 from tlcore.data.health import RECOMMENDED
 from tlcore.data.resample import RESAMPLE_MODES
@@ -39,7 +43,6 @@ _BUILT = re.compile(r"""\b(?:t|translate)\(\s*f(["'])(.*?)\1""")
 EXPANSIONS = {
     "diag.{}": CODES,
     "diag.{}.evidence": CODES,
-    "diag.{}.remedies": CODES,
     "alarm.resample.{}": RESAMPLE_MODES,
     "alarm.class_weights.{}": ("auto", "balanced", "none"),  # pages/3_Train.py's choices (TrainConfig.class_weights)
     "fewshot.loop.{}": LOOPS,
@@ -69,10 +72,15 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_repeats)
 
 
+def english(folder: Path = LOCALES) -> dict[str, str]:
+    """Every English text by key: en.json's, then tlcore's remedies as a translation holds them (one per line)."""
+    return {**_load(folder / "en.json"), **{f"diag.{code}.remedies": "\n".join(lines) for code, lines in REMEDIES.items()}}
+
+
 def differences(lang: str, folder: Path = LOCALES) -> tuple[list[str], list[str]]:
-    """(keys of en.json that ``lang``'s file lacks, keys it has that en.json does not)."""
-    english, other = _load(folder / "en.json"), _load(folder / f"{lang}.json")
-    return [k for k in english if k not in other], [k for k in other if k not in english]
+    """(English keys that ``lang``'s file lacks, keys it has that English does not)."""
+    reference, other = english(folder), _load(folder / f"{lang}.json")
+    return [k for k in reference if k not in other], [k for k in other if k not in reference]
 
 
 def fields(text: str) -> set[str]:
@@ -114,18 +122,33 @@ def test_a_language_file_is_one_flat_object_of_texts(lang):
     assert texts["language.name"] == LANGUAGES[lang]
 
 
+def test_english_texts_have_one_home():
+    # tlcore's remedies are not repeated in en.json; the dashboard shows tlcore's own in English.
+    assert set(REMEDIES) == set(CODES)
+    repeated = [key for key in catalog("en") if re.fullmatch(r"diag\.\w+\.remedies", key)]
+    assert not repeated, f"en.json repeats tlcore's remedies: {repeated}"
+
+
 @pytest.mark.parametrize("lang", OTHERS)
 def test_every_language_has_exactly_the_keys_of_english(lang):
     missing, extra = differences(lang)
-    assert not missing, f"ui/locales/{lang}.json lacks {len(missing)} key(s) of en.json: {missing}"
-    assert not extra, f"ui/locales/{lang}.json has {len(extra)} key(s) en.json does not: {extra}"
+    assert not missing, f"ui/locales/{lang}.json lacks {len(missing)} key(s) of English: {missing}"
+    assert not extra, f"ui/locales/{lang}.json has {len(extra)} key(s) English does not: {extra}"
+
+
+@pytest.mark.parametrize("lang", OTHERS)
+def test_every_language_translates_each_of_tlcores_remedies(lang):
+    texts = catalog(lang)
+    for code, lines in REMEDIES.items():
+        translated = texts[f"diag.{code}.remedies"].split("\n")
+        assert len(translated) == len(lines) and all(line.strip() for line in translated), (lang, code, translated)
 
 
 @pytest.mark.parametrize("lang", OTHERS)
 def test_every_text_takes_the_same_placeholders_as_english(lang):
-    english, other = catalog("en"), catalog(lang)
-    wrong = {key: (sorted(fields(english[key])), sorted(fields(other[key])))
-             for key in english if key in other and fields(english[key]) != fields(other[key])}
+    reference, other = english(), catalog(lang)
+    wrong = {key: (sorted(fields(reference[key])), sorted(fields(other[key])))
+             for key in reference if key in other and fields(reference[key]) != fields(other[key])}
     assert not wrong, f"ui/locales/{lang}.json: placeholders differ from English (en, {lang}): {wrong}"
 
 
@@ -174,7 +197,7 @@ def _third_language(folder: Path, drop: str = "") -> None:
     """``folder`` holding English, French and German (German with ``drop`` left out)."""
     for path in LOCALES.glob("*.json"):
         shutil.copy(path, folder / path.name)
-    german = {**_load(LOCALES / "en.json"), "language.name": "Deutsch", "sidebar.language": "Sprache",
+    german = {**english(), "language.name": "Deutsch", "sidebar.language": "Sprache",
               "data.added": "{n} Foto(s) hinzugefügt."}
     german.pop(drop, None)
     (folder / "de.json").write_text(json.dumps(german, ensure_ascii=False, indent=2), encoding="utf-8")
