@@ -10,6 +10,7 @@ import re
 import shutil
 import string
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,7 +21,7 @@ from tlcore.data.health import RECOMMENDED
 from tlcore.data.resample import RESAMPLE_MODES
 from tlcore.export.formats import FORMATS
 from tlcore.training.config import LOOPS
-from ui import i18n
+from ui import access, i18n
 from ui.i18n import LANGUAGES, catalog, translate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,6 +213,14 @@ def test_adding_a_language_is_adding_one_file(tmp_path, monkeypatch):
     assert translate("data.added", "de", n=2) == "2 Foto(s) hinzugefügt."
     assert translate("sidebar.language", "fr") == "Langue"
     assert differences("de", tmp_path) == ([], [])
+
+
+def test_the_gate_speaks_the_browsers_language_when_there_is_a_file_for_it(tmp_path, monkeypatch):
+    _third_language(tmp_path)
+    monkeypatch.setattr(i18n, "LOCALES", tmp_path)
+    for locale, lang in (("de-AT", "de"), ("fr-FR", "fr"), ("fr", "fr"), ("en-GB", "en"), ("pt-BR", "en"), (None, "en")):
+        monkeypatch.setattr(access, "st", SimpleNamespace(context=SimpleNamespace(locale=locale)))
+        assert access.gate_language() == lang, locale
 
 
 def test_a_language_file_lacking_a_key_is_listed_and_falls_back_to_english(tmp_path, monkeypatch):
