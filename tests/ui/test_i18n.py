@@ -75,7 +75,8 @@ def _load(path: Path) -> dict:
 
 def english(folder: Path = LOCALES) -> dict[str, str]:
     """Every English text by key: en.json's, then tlcore's remedies as a translation holds them (one per line)."""
-    return {**_load(folder / "en.json"), **{f"diag.{code}.remedies": "\n".join(lines) for code, lines in REMEDIES.items()}}
+    remedies = {f"diag.{code}.remedies": "\n".join(lines) for code, lines in REMEDIES.items()}
+    return {**_load(folder / "en.json"), **remedies}
 
 
 def differences(lang: str, folder: Path = LOCALES) -> tuple[list[str], list[str]]:
@@ -162,7 +163,8 @@ def test_placeholders_are_named():
 
 def test_every_key_the_code_writes_out_exists():
     used = used_keys()
-    assert {"app.title", "data.title", "no_data", "calib.well", "checklist.training", "ft.base"} <= used  # the scan works
+    # The scan works: a t() key, setup()'s, a bare one, a returned one, _section()'s, choose_run()'s.
+    assert {"app.title", "data.title", "no_data", "calib.well", "checklist.training", "ft.base"} <= used
     missing = sorted(key for key in used if key not in catalog("en"))
     assert not missing, f"keys used in the code but not in ui/locales/en.json: {missing}"
 
@@ -172,7 +174,8 @@ def test_every_key_the_code_builds_is_listed_and_exists():
     assert "diag.{}.evidence" in built and "export.format.{}" in built  # the scan works
     unlisted = {template: files for template, files in built.items() if template not in EXPANSIONS}
     assert not unlisted, f"keys built at run time without their expansions in EXPANSIONS: {unlisted}"
-    assert not set(EXPANSIONS) - set(built), f"EXPANSIONS lists keys the code no longer builds: {set(EXPANSIONS) - set(built)}"
+    stale = set(EXPANSIONS) - set(built)
+    assert not stale, f"EXPANSIONS lists keys the code no longer builds: {stale}"
     missing = sorted(template.format(value) for template, values in EXPANSIONS.items() for value in values
                      if template.format(value) not in catalog("en"))
     assert not missing, f"built keys missing from ui/locales/en.json: {missing}"
@@ -218,7 +221,8 @@ def test_adding_a_language_is_adding_one_file(tmp_path, monkeypatch):
 def test_the_gate_speaks_the_browsers_language_when_there_is_a_file_for_it(tmp_path, monkeypatch):
     _third_language(tmp_path)
     monkeypatch.setattr(i18n, "LOCALES", tmp_path)
-    for locale, lang in (("de-AT", "de"), ("fr-FR", "fr"), ("fr", "fr"), ("en-GB", "en"), ("pt-BR", "en"), (None, "en")):
+    for locale, lang in (("de-AT", "de"), ("fr-FR", "fr"), ("fr", "fr"), ("en-GB", "en"), ("pt-BR", "en"),
+                         (None, "en")):
         monkeypatch.setattr(access, "st", SimpleNamespace(context=SimpleNamespace(locale=locale)))
         assert access.gate_language() == lang, locale
 
@@ -236,5 +240,6 @@ def test_a_broken_language_file_is_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(i18n, "LOCALES", tmp_path)
     with pytest.raises(ValueError, match=r"^The language file .*en\.json cannot be read as JSON \(.*\)\.$"):
         translate("a")
-    with pytest.raises(ValueError, match=r"^The language file .*xx\.json must be one JSON object whose values are all texts\.$"):
+    with pytest.raises(ValueError, match=r"^The language file .*xx\.json must be one JSON object whose values are all "
+                                         r"texts\.$"):
         catalog("xx")
