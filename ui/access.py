@@ -20,7 +20,7 @@ import streamlit as st
 from tlcore.lab import sessions
 from tlcore.lab.access_code import access_code, check_access_code
 
-from .i18n import translate
+from .i18n import ENGLISH, LANGUAGES, translate
 
 __all__ = ["mode", "admission", "admitted_session", "gate_language", "sign_out_button"]
 
@@ -40,9 +40,11 @@ def mode() -> str:
 
 
 def gate_language() -> str:
-    """The language of the gate: the browser's (the one chosen is kept in the workspace, behind the gate)."""
-    locale = st.context.locale or ""
-    return "fr" if locale.lower().startswith("fr") else "en"
+    """The language of the gate: the browser's if the dashboard has it, else English (the one chosen is kept
+    in the workspace, behind the gate)."""
+    locale = (st.context.locale or "").lower()  # "fr-FR", "de-AT", "en"
+    code = locale.replace("_", "-").split("-")[0]
+    return code if code in LANGUAGES else ENGLISH
 
 
 def _user_admission() -> str | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .i18n import CATALOG
+from .i18n import catalog
 from .layout import plain, t
 
 __all__ = ["alarm_text", "show_warnings"]
@@ -18,10 +18,10 @@ def alarm_text(warning: dict) -> str:
     code = str(warning.get("code", ""))
     message = str(warning.get("message", "")).strip()
     key = f"alarm.{code}"
-    if key not in CATALOG:
+    if key not in catalog():
         return plain(message or code)
     text = f"**{t(key)}**"
-    if f"{key}.fix" in CATALOG:
+    if f"{key}.fix" in catalog():
         text += "  \n" + t("alarm.fix", fix=t(f"{key}.fix"))
     if message:
         # The message comes from tlcore in English; in another language it is only the detail with the numbers.

@@ -10,7 +10,7 @@ import streamlit as st
 from tlcore.lab.checklist import Item, deployment_checklist, gather_facts, training_checklist
 
 from . import state
-from .i18n import CATALOG, translate
+from .i18n import catalog, translate
 
 __all__ = ["show_checklists", "item_line"]
 
@@ -29,7 +29,7 @@ def item_line(item: Item, lang: str = "en") -> tuple[str, str]:
             detail[name] = float(detail[name]) * 100
     key = f"checklist.{item.key}.{item.reason}"
     # A diagnosis code newer than this catalog still gets its (English) message rather than a key.
-    why = translate(key, lang, **detail) if key in CATALOG else str(detail.get("message") or item.reason)
+    why = translate(key, lang, **detail) if key in catalog() else str(detail.get("message") or item.reason)
     return f"{_ICONS[item.status]} {translate('checklist.' + item.key, lang)}", why
 
 

@@ -5,7 +5,8 @@ import streamlit as st
 
 from tlcore.analysis.diagnosis import Thresholds
 
-from .i18n import CATALOG
+from . import state
+from .i18n import catalog
 from .layout import t
 
 __all__ = ["SEVERITY", "evidence_fields", "show_diagnosis"]
@@ -53,17 +54,22 @@ def show_diagnosis(diagnosis: dict, container=None) -> None:
     """Draw :func:`tlcore.analysis.diagnosis.diagnose`'s result: the verdict coloured by severity, the evidence in
     one sentence and the remedies as a list, in the session's language.
 
-    ``container`` (default: the page) is any Streamlit container, e.g. a column. A code the catalog
-    does not know (a newer tlcore) is shown with tlcore's own English message and remedies.
+    The remedies are tlcore's own (English) unless the session's language translates them
+    (``diag.<code>.remedies``, see :mod:`ui.i18n`). ``container`` (default: the page) is any Streamlit
+    container, e.g. a column. A code the catalog does not know (a newer tlcore) is shown with tlcore's
+    own English message and remedies.
     """
     target = container if container is not None else st
     code = str(diagnosis.get("code", ""))
     kind = SEVERITY.get(code, "info")
     target.markdown(f"**{t('diag.title')}**")
-    if f"diag.{code}" in CATALOG:
+    if f"diag.{code}" in catalog():
         verdict = t(f"diag.{code}")
         sentence = t(f"diag.{code}.evidence", **evidence_fields(diagnosis.get("evidence", {})))
-        remedies = [line for line in t(f"diag.{code}.remedies").split("\n") if line.strip()]
+        # English remedies live in tlcore alone (the CLI says them too); other languages translate them line by line.
+        translated = catalog(state.language()).get(f"diag.{code}.remedies")
+        remedies = ([line for line in translated.split("\n") if line.strip()] if translated
+                    else list(diagnosis.get("remedies", [])))
     else:
         verdict, sentence, remedies = diagnosis.get("message", code), "", list(diagnosis.get("remedies", []))
     getattr(target, kind)(verdict, icon=_ICONS[kind])

@@ -1,866 +1,99 @@
-"""Every piece of UI text, in English and French, in one catalog."""
+"""The dashboard's texts: one JSON file per language in ``ui/locales/``, ``<code>.json``, key -> text.
+
+``en.json`` is the reference: every other language file has exactly its keys, plus the translations of
+``tlcore``'s texts described below (``tests/ui/test_i18n.py`` lists what is missing or extra). Adding a
+language is adding one file, named after the language's code; its ``"language.name"`` is what the language
+menu shows.
+
+English has one home per text. The texts the dashboard shows as ``tlcore`` returns them (today the
+diagnosis remedies, ``tlcore.analysis.diagnosis.REMEDIES``) are written in English in ``tlcore`` only: the
+CLI speaks English, and ``tlcore`` never reads the dashboard's files. So English is ``en.json`` plus those
+texts of ``tlcore``'s, and every other language translates both: its file also has ``diag.<code>.remedies``
+for each diagnosis code, one line per remedy in ``tlcore``'s order, which ``en.json`` does not have.
+
+Each file is read once per process (a language added while the server runs appears after a restart).
+"""
 from __future__ import annotations
 
-__all__ = ["LANGUAGES", "CATALOG", "translate"]
+import functools
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
 
-LANGUAGES = {"en": "English", "fr": "Français"}
+__all__ = ["ENGLISH", "LANGUAGES", "LOCALES", "catalog", "translate"]
 
-CATALOG: dict[str, tuple[str, str]] = {
-    # Shared
-    "app.title": ("Transfer Lab", "Transfer Lab"),
-    "nav.home": ("Home", "Accueil"),
-    "app.tagline": ("Train an image classifier on your own photos by transfer learning, offline.",
-                    "Entraînez un classifieur d'images sur vos propres photos par apprentissage par transfert, hors ligne."),
-    "app.steps": ("**1. Data** add photos per class, or load the sample · **2. Backbone** choose a pretrained network · "
-                  "**3. Train** train a new head · **4. Fine-tune** unfreeze top layers · **5. Evaluate** · **6. Predict** · **7. Export** a verified TFLite model · **8. Adversarial** fool it, measure, harden · **9. Runs** compare runs, save and reopen a project",
-                  "**1. Données** ajoutez des photos par classe, ou chargez l'exemple · **2. Backbone** choisissez un réseau pré-entraîné · "
-                  "**3. Entraîner** une nouvelle tête · **4. Affiner** dégeler les couches hautes · **5. Évaluer** · **6. Prédire** · **7. Exporter** un modèle TFLite vérifié · **8. Attaques adverses** le tromper, mesurer, renforcer · **9. Entraînements** comparer les entraînements, enregistrer et rouvrir un projet"),
-    "app.start": ("Start with the Data page in the sidebar.", "Commencez par la page Données dans la barre latérale."),
-    "sidebar.language": ("Language", "Langue"),
-    "sidebar.session": ("Your session: bookmark this page's address to come back to your data and runs.",
-                        "Votre session : ajoutez l'adresse de cette page à vos favoris pour retrouver données et entraînements."),
-    "error.internal": ("Something went wrong on the server; if it happens again, give its operator the reference "
-                       "{ref} (the details are in the server's log).",
-                       "Une erreur est survenue sur le serveur ; si elle se reproduit, donnez à son responsable la "
-                       "référence {ref} (les détails sont dans le journal du serveur)."),
-    "no_data": ("Add at least two classes with photos on the Data page first.",
-                "Ajoutez d'abord au moins deux classes avec des photos sur la page Données."),
-    "no_run": ("No finished training yet: train a model on the Train page first.",
-               "Aucun entraînement terminé : entraînez d'abord un modèle sur la page Entraîner."),
-    "choose_run": ("Model (training run)", "Modèle (entraînement)"),
-    # Data
-    "data.title": ("1 · Data", "1 · Données"),
-    "data.intro": ("Each class is a folder of example photos. Add at least two classes; 20 or more photos per class work best.",
-                   "Chaque classe est un dossier de photos d'exemple. Ajoutez au moins deux classes ; 20 photos ou plus par classe, c'est mieux."),
-    "data.sample": ("Load the sample dataset (shapes: circle, square, triangle)",
-                    "Charger le jeu d'exemple (formes : cercle, carré, triangle)"),
-    "data.sample_done": ("Sample loaded: {n} images in {k} classes.", "Exemple chargé : {n} images dans {k} classes."),
-    "data.new_class": ("New class name", "Nom de la nouvelle classe"),
-    "data.add_class": ("Add class", "Ajouter la classe"),
-    "data.target_class": ("Add photos to class", "Ajouter des photos à la classe"),
-    "data.upload": ("Upload photos", "Téléverser des photos"),
-    "data.upload_zip": ("Or upload a ZIP of class folders", "Ou téléversez un ZIP de dossiers de classes"),
-    "data.camera": ("Or take a photo with the webcam", "Ou prenez une photo avec la webcam"),
-    "data.add_files": ("Add these photos", "Ajouter ces photos"),
-    "data.added": ("Added {n} photo(s).", "{n} photo(s) ajoutée(s)."),
-    "data.rejected": ("{n} file(s) could not be used:", "{n} fichier(s) inutilisable(s) :"),
-    "data.quota": ("This session holds {used:.1f} MB on disk (photos, runs, exports, saved projects); limits: "
-                   "{file:g} MB per file, {session:g} MB per session.",
-                   "Cette session occupe {used:.1f} Mo sur le disque (photos, entraînements, exports, projets enregistrés) ; "
-                   "limites : {file:g} Mo par fichier, {session:g} Mo par session."),
-    "data.classes": ("Your classes", "Vos classes"),
-    "data.empty": ("No classes yet: load the sample or add a class.", "Aucune classe : chargez l'exemple ou ajoutez une classe."),
-    "data.remove_class": ("Delete class {name}", "Supprimer la classe {name}"),
-    "data.remove_image": ("Remove", "Retirer"),
-    "data.counts": ("Photos per class", "Photos par classe"),
-    "data.split": ("Split (train / validation / test)", "Répartition (entraînement / validation / test)"),
-    "data.split_help": ("The test share is never used for tuning: it gives the honest final score.",
-                        "La part de test ne sert jamais aux réglages : elle donne le score final honnête."),
-    "data.train_pct": ("Train %", "Entraînement %"),
-    "data.val_pct": ("Validation %", "Validation %"),
-    "data.test_pct": ("Test %", "Test %"),
-    "data.seed": ("Random seed", "Graine aléatoire"),
-    "data.split_bad": ("The three shares must add up to 100 (now {total}).", "Les trois parts doivent faire 100 (actuellement {total})."),
-    "data.more_shown": ("{n} more not shown.", "{n} de plus non affichées."),
-    # Backbone
-    "backbone.title": ("2 · Backbone", "2 · Backbone"),
-    "backbone.intro": (
-        "A backbone is a network already trained on ImageNet (1.2 million photos). **Feature extraction**: it stays frozen and turns "
-        "each photo into a vector; only a small new head learns your classes (fast, works with few photos). **Fine-tuning**: "
-        "afterwards, its top layers are unfrozen and trained a little, at a very low learning rate, to adapt them to your photos.",
-        "Un backbone est un réseau déjà entraîné sur ImageNet (1,2 million de photos). **Extraction de caractéristiques** : il reste "
-        "gelé et transforme chaque photo en vecteur ; seule une petite tête nouvelle apprend vos classes (rapide, peu de photos "
-        "suffisent). **Affinage** : ensuite, ses couches hautes sont dégelées et ré-entraînées un peu, avec un taux "
-        "d'apprentissage très faible, pour s'adapter à vos photos."),
-    "backbone.choose": ("Backbone", "Backbone"),
-    "backbone.offline": ("offline", "hors ligne"),
-    "backbone.download": ("download on first use", "téléchargé à la première utilisation"),
-    "backbone.needs_download": ("{name} downloads its ImageNet weights (about {mb} MB) on first use; without network access, choose efficientnet_lite0.",
-                                "{name} télécharge ses poids ImageNet (environ {mb} Mo) à la première utilisation ; sans réseau, choisissez efficientnet_lite0."),
-    "backbone.measure": ("Measure speed on this machine", "Mesurer la vitesse sur cette machine"),
-    "backbone.measuring": ("Measuring {name}…", "Mesure de {name}…"),
-    "backbone.col.name": ("backbone", "backbone"),
-    "backbone.col.params": ("parameters (M)", "paramètres (M)"),
-    "backbone.col.size": ("weights (MB)", "poids (Mo)"),
-    "backbone.col.top1": ("ImageNet top-1", "top-1 ImageNet"),
-    "backbone.col.input": ("input (px)", "entrée (px)"),
-    "backbone.col.speed": ("images/s here", "images/s ici"),
-    "backbone.col.weights": ("weights", "poids"),
-    "backbone.chosen": ("Chosen: {name}", "Choisi : {name}"),
-    "backbone.lb_title": ("Leaderboard on your photos", "Classement sur vos photos"),
-    "backbone.lb_intro": ("Every backbone usable here (offline, or with its weights already downloaded) embeds your photos; a quick head is trained on 80% of them and scored on the rest (on your validation photos if your data has them). A backbone already used for training reuses its cached embeddings.",
-                          "Chaque backbone utilisable ici (hors ligne, ou dont les poids sont déjà téléchargés) encode vos photos ; une tête rapide est entraînée sur 80 % d'entre elles et notée sur le reste (sur vos photos de validation si vos données en ont). Un backbone déjà utilisé pour un entraînement réutilise ses encodages en cache."),
-    "backbone.lb_start": ("Compare on my photos", "Comparer sur mes photos"),
-    "backbone.lb_embedding": ("{name} ({i} of {n}): {done}/{total} photos embedded…",
-                              "{name} ({i} sur {n}) : {done}/{total} photos encodées…"),
-    "backbone.lb_failed": ("The comparison failed: {error}", "La comparaison a échoué : {error}"),
-    "backbone.lb_caption": ("Accuracy on {n_val} held-out photos ({where}); each head trained on {n_train} photos.",
-                            "Précision sur {n_val} photos mises de côté ({where}) ; chaque tête entraînée sur {n_train} photos."),
-    "backbone.lb_where.val": ("your validation photos", "vos photos de validation"),
-    "backbone.lb_where.split": ("20% of each class", "20 % de chaque classe"),
-    "backbone.lb_stopped": ("Stopped: only the backbones scored before the stop are shown.",
-                            "Arrêté : seuls les backbones notés avant l'arrêt sont montrés."),
-    "backbone.lb_none": ("No backbone could be scored; the reasons are below.",
-                         "Aucun backbone n'a pu être noté ; les raisons sont ci-dessous."),
-    "backbone.lb_skipped": ("{n} backbone(s) not compared", "{n} backbone(s) non comparé(s)"),
-    "backbone.lb_best": ("{name} is the most accurate on your photos.", "{name} est le plus précis sur vos photos."),
-    "backbone.lb_use": ("Use {name}", "Utiliser {name}"),
-    "backbone.lb_no_speed": ("Speed unknown for {names}: their embeddings came from the cache; measure it above.",
-                             "Vitesse inconnue pour {names} : leurs encodages venaient du cache ; mesurez-la plus haut."),
-    "backbone.chart.size": ("Accuracy against weights size", "Précision selon la taille des poids"),
-    "backbone.chart.speed": ("Accuracy against speed", "Précision selon la vitesse"),
-    "backbone.chart.mb": ("weights (MB)", "poids (Mo)"),
-    "backbone.chart.images_per_s": ("images/s here", "images/s ici"),
-    "backbone.chart.chosen": ("chosen", "choisi"),
-    "backbone.chart.others": ("other backbones", "autres backbones"),
-    "backbone.col.rank": ("rank", "rang"),
-    "backbone.col.accuracy": ("accuracy on your photos", "précision sur vos photos"),
-    "backbone.col.chosen": ("chosen", "choisi"),
-    # Train
-    "train.title": ("3 · Train", "3 · Entraîner"),
-    "train.intro": ("Phase 1: the backbone stays frozen; a new head (dropout + dense layer) learns your classes.",
-                    "Phase 1 : le backbone reste gelé ; une nouvelle tête (dropout + couche dense) apprend vos classes."),
-    "train.epochs": ("Epochs", "Époques"),
-    "train.batch": ("Batch size", "Taille de lot"),
-    "train.lr": ("Learning rate", "Taux d'apprentissage"),
-    "train.dropout": ("Dropout", "Dropout"),
-    "train.augment": ("Augment training photos (flip, brightness/contrast/saturation)",
-                      "Augmenter les photos d'entraînement (miroir, luminosité/contraste/saturation)"),
-    "train.preview": ("Augmented samples", "Exemples augmentés"),
-    "train.start": ("Train", "Entraîner"),
-    "train.stop": ("Stop", "Arrêter"),
-    "train.running": ("Training runs in the background: you can use other pages meanwhile.",
-                      "L'entraînement tourne en arrière-plan : vous pouvez utiliser les autres pages pendant ce temps."),
-    "train.extracting": ("Computing features: {done}/{total} photos", "Calcul des caractéristiques : {done}/{total} photos"),
-    "train.epoch": ("Epoch {epoch}/{total}", "Époque {epoch}/{total}"),
-    "train.starting": ("Starting…", "Démarrage…"),
-    "train.done": ("Done: validation accuracy {val}, test accuracy {test} ({seconds:.0f} s).",
-                   "Terminé : précision validation {val}, précision test {test} ({seconds:.0f} s)."),
-    "train.stopped": ("Stopped; the model trained so far is kept.", "Arrêté ; le modèle entraîné jusque-là est conservé."),
-    "train.failed": ("Training failed: {error}", "L'entraînement a échoué : {error}"),
-    "train.resume": ("Resume after epoch {n}, the last one completed",
-                     "Reprendre après l'époque {n}, la dernière terminée"),
-    "train.runs": ("Runs", "Entraînements"),
-    "train.status.waiting": ("waiting", "en attente"),
-    "job.waiting": ("Waiting for a free training slot ({slots} jobs run at once on this server).",
-                    "En attente d'une place libre pour l'entraînement ({slots} tâches tournent à la fois sur ce serveur)."),
-    "job.position": ("Place in line: {n}.", "Place dans la file : {n}."),
-    "job.stopped_waiting": ("Stopped while waiting for a free slot; nothing was run.",
-                            "Arrêté pendant l'attente d'une place libre ; rien n'a été lancé."),
-    "train.status.running": ("running", "en cours"),
-    "train.status.stopping": ("stopping", "arrêt en cours"),
-    "train.status.done": ("done", "terminé"),
-    "train.status.stopped": ("stopped", "arrêté"),
-    "train.status.failed": ("failed", "échoué"),
-    "train.status.missing": ("missing", "introuvable"),
-    "train.busy": ("A run is already in progress; wait for it or stop it.", "Un entraînement est déjà en cours ; attendez-le ou arrêtez-le."),
-    "chart.loss": ("Loss", "Perte"),
-    "chart.accuracy": ("Accuracy", "Précision"),
-    "chart.train": ("train", "entraînement"),
-    "chart.val": ("validation", "validation"),
-    "chart.epoch": ("epoch", "époque"),
-    "chart.fine_tune_start": ("fine-tuning starts", "début de l'affinage"),
-    "chart.count": ("photos", "photos"),
-    "chart.class": ("class", "classe"),
-    "chart.true": ("true class", "vraie classe"),
-    "chart.predicted": ("predicted class", "classe prédite"),
-    "chart.probability": ("probability", "probabilité"),
-    # Fine-tune
-    "ft.title": ("4 · Fine-tune", "4 · Affiner"),
-    "ft.intro": ("Phase 2: unfreeze the backbone's top layers and train them with the head at a very low learning rate. "
-                 "BatchNorm layers stay frozen, in inference mode.",
-                 "Phase 2 : dégeler les couches hautes du backbone et les entraîner avec la tête, à un taux très faible. "
-                 "Les couches BatchNorm restent gelées, en mode inférence."),
-    "ft.layers": ("Top layers to unfreeze", "Couches hautes à dégeler"),
-    "ft.trainable": ("{n} layers with weights become trainable:", "{n} couches avec poids deviennent entraînables :"),
-    "ft.lr": ("Learning rate", "Taux d'apprentissage"),
-    "ft.epochs": ("Epochs", "Époques"),
-    "ft.patience": ("Early-stopping patience (epochs without validation improvement)",
-                    "Patience de l'arrêt précoce (époques sans amélioration en validation)"),
-    "ft.start": ("Fine-tune", "Affiner"),
-    "ft.base": ("Continue from", "Continuer à partir de"),
-    # Evaluate
-    "eval.title": ("5 · Evaluate", "5 · Évaluer"),
-    "eval.split": ("Held-out split", "Partie réservée"),
-    "eval.split.test": ("test (honest final score)", "test (score final honnête)"),
-    "eval.split.val": ("validation", "validation"),
-    "eval.empty_split": ("This split has no images.", "Cette partie ne contient aucune image."),
-    "eval.accuracy": ("Accuracy", "Précision"),
-    "eval.images": ("Images", "Images"),
-    "eval.mistakes_n": ("Mistakes", "Erreurs"),
-    "eval.per_class": ("Per class", "Par classe"),
-    "eval.confusion": ("Confusion matrix: choose a cell to see its images", "Matrice de confusion : choisissez une case pour voir ses images"),
-    "eval.cell": ("True {true}, predicted {pred}: {n} image(s)", "Vraie {true}, prédite {pred} : {n} image(s)"),
-    "eval.mistakes": ("Mistakes", "Erreurs"),
-    "eval.no_mistakes": ("No mistakes on this split.", "Aucune erreur sur cette partie."),
-    "eval.caption": ("true {true} → {pred} ({conf:.0%})", "vraie {true} → {pred} ({conf:.0%})"),
-    # Predict
-    "predict.title": ("6 · Predict", "6 · Prédire"),
-    "predict.upload": ("Upload a photo", "Téléverser une photo"),
-    "predict.camera": ("Or take one with the webcam", "Ou prenez-en une avec la webcam"),
-    "predict.result": ("Prediction: **{label}** ({conf:.1%})", "Prédiction : **{label}** ({conf:.1%})"),
-    "predict.topk": ("Top classes", "Classes les plus probables"),
-    "predict.model": ("Model to run", "Modèle à exécuter"),
-    "predict.keras": ("Keras model (the run itself)", "Modèle Keras (l'entraînement lui-même)"),
-    "predict.tflite": ("Exported {name}", "Exporté {name}"),
-    "predict.tflite_hint": ("Export the run on the Export page to try its TFLite versions here.",
-                            "Exportez l'entraînement sur la page Exporter pour essayer ici ses versions TFLite."),
-    "predict.no_model": ("Train a model first, or upload one under \u201cUse a model file\u201d above.",
-                         "Entraînez d'abord un modèle, ou chargez-en un dans \u00ab\u00a0Utiliser un fichier de "
-                         "modèle\u00a0\u00bb ci-dessus."),
-    "predict.model_file": ("Use a model file", "Utiliser un fichier de modèle"),
-    "predict.model_file_upload": ("Upload a .keras file exported by Transfer Lab",
-                                  "Téléverser un fichier .keras exporté par Transfer Lab"),
-    "predict.model_file_help": ("Only the weights are read, into an architecture Transfer Lab builds itself. Files "
-                                "that can run code when loaded are refused: pickles (.pkl, .pt, .pth), full-model "
-                                ".h5 files, and .keras files with Lambda layers or custom objects.",
-                                "Seuls les poids sont lus, dans une architecture construite par Transfer Lab. Les "
-                                "fichiers qui peuvent exécuter du code au chargement sont refusés : pickles (.pkl, "
-                                ".pt, .pth), fichiers .h5 de modèle complet, et fichiers .keras avec des couches "
-                                "Lambda ou des objets personnalisés."),
-    "predict.uploaded": ("Uploaded {name}", "Téléversé {name}"),
-    # Export
-    "export.title": ("7 · Export", "7 · Exporter"),
-    "export.intro": ("Download the model for a phone, a Raspberry Pi or a web service. Every TFLite file takes RGB "
-                     "pixels 0..255 at the backbone's size (normalisation is inside the model), gives one probability "
-                     "per class in the order of labels.txt, and is checked against the Keras model on the run's "
-                     "held-out photos before you download it.",
-                     "Téléchargez le modèle pour un téléphone, un Raspberry Pi ou un service web. Chaque fichier TFLite "
-                     "prend des pixels RVB 0..255 à la taille du backbone (la normalisation est dans le modèle), donne "
-                     "une probabilité par classe dans l'ordre de labels.txt, et est comparé au modèle Keras sur les "
-                     "photos réservées de l'entraînement avant téléchargement."),
-    "export.formats": ("Formats", "Formats"),
-    "export.format.tflite-float32": ("TFLite float32 (reference, largest)", "TFLite float32 (référence, le plus gros)"),
-    "export.format.tflite-float16": ("TFLite float16 (half the size, same accuracy)", "TFLite float16 (moitié de la taille, même précision)"),
-    "export.format.tflite-dynamic": ("TFLite dynamic range (int8 weights)", "TFLite plage dynamique (poids int8)"),
-    "export.format.tflite-int8": ("TFLite INT8 (smallest and fastest, calibrated)", "TFLite INT8 (le plus petit et rapide, calibré)"),
-    "export.format.keras": ("Keras .keras (whole model)", "Keras .keras (modèle complet)"),
-    "export.format.saved-model": ("TensorFlow SavedModel (folder, as a zip)", "TensorFlow SavedModel (dossier, en zip)"),
-    "export.calibration": ("INT8 calibration images (from the training split)",
-                           "Images de calibration INT8 (de la partie entraînement)"),
-    "export.calibration_help": ("INT8 needs the range of every activation; it measures them on these photos. "
-                                "100-500 is the usual advice.",
-                                "L'INT8 a besoin de la plage de chaque activation ; il la mesure sur ces photos. "
-                                "100 à 500 est l'usage."),
-    "export.calibration_low": ("Under {low} calibration images the INT8 ranges may be unstable ({low}-{high} recommended).",
-                               "Sous {low} images de calibration, les plages INT8 peuvent être instables ({low} à {high} recommandées)."),
-    "export.calibration_few": ("INT8 calibration will use all {n} training images of this run; {low}-{high} are "
-                               "recommended, so check the INT8 row of the verification below (or choose float16).",
-                               "La calibration INT8 utilisera les {n} images d'entraînement de ce modèle ; {low} à {high} "
-                               "sont recommandées : vérifiez la ligne INT8 ci-dessous (ou choisissez float16)."),
-    "export.int8_io": ("uint8 input and output", "Entrée et sortie uint8"),
-    "export.int8_io_help": ("For microcontroller-style runtimes: the INT8 model takes uint8 pixels and gives uint8 "
-                            "scores (see the README).",
-                            "Pour les environnements de type microcontrôleur : le modèle INT8 prend des pixels uint8 "
-                            "et rend des scores uint8 (voir le README)."),
-    "export.start": ("Export and verify", "Exporter et vérifier"),
-    "export.latest": ("Latest export of this model", "Dernier export de ce modèle"),
-    "export.none": ("This model has not been exported yet.", "Ce modèle n'a pas encore été exporté."),
-    "export.running": ("Exporting in the background: you can leave this page and come back.",
-                       "Export en arrière-plan : vous pouvez quitter cette page et revenir."),
-    "export.starting": ("Starting…", "Démarrage…"),
-    "export.stage.reference": ("Running the Keras model on {n} held-out photos…",
-                               "Exécution du modèle Keras sur {n} photos réservées…"),
-    "export.stage.calibration": ("Loading {n} calibration photos…", "Chargement de {n} photos de calibration…"),
-    "export.stage.convert": ("Converting to {format}…", "Conversion en {format}…"),
-    "export.stage.verify": ("Checking {format} against Keras on {n} photos…",
-                            "Vérification de {format} face à Keras sur {n} photos…"),
-    "export.stage.exported": ("{format} written.", "{format} écrit."),
-    "export.failed": ("Export failed: {error}", "L'export a échoué : {error}"),
-    "export.stopped": ("Export stopped: only the formats listed below were written.",
-                       "Export arrêté : seuls les formats ci-dessous ont été écrits."),
-    "export.verified": ("Checked on {n} held-out photos ({source}); the Keras model scores {keras:.1%} on them.",
-                        "Vérifié sur {n} photos réservées ({source}) ; le modèle Keras y obtient {keras:.1%}."),
-    "export.col.format": ("format", "format"),
-    "export.col.file": ("file", "fichier"),
-    "export.col.size": ("size (MB)", "taille (Mo)"),
-    "export.col.ratio": ("vs float32", "vs float32"),
-    "export.col.keras": ("Keras accuracy", "précision Keras"),
-    "export.col.tflite": ("TFLite accuracy", "précision TFLite"),
-    "export.col.change": ("change (points)", "écart (points)"),
-    "export.col.agreement": ("same top-1 as Keras", "même top-1 que Keras"),
-    "export.col.latency": ("ms per photo", "ms par photo"),
-    "export.chart.size": ("File size (MB)", "Taille du fichier (Mo)"),
-    "export.chart.latency": ("Latency per photo on this server (ms)", "Latence par photo sur ce serveur (ms)"),
-    "export.per_class": ("Accuracy per class, Keras vs TFLite", "Précision par classe, Keras vs TFLite"),
-    "export.downloads": ("Downloads", "Téléchargements"),
-    "export.bundle": ("Download the bundle (TFLite files, labels, model card, example script)",
-                      "Télécharger le paquet (fichiers TFLite, étiquettes, fiche du modèle, script d'exemple)"),
-    # Adversarial
-    "adv.title": ("8 · Adversarial",
-        "8 · Attaques adverses"),
-    "adv.intro": ("A change too small to see can make a classifier change its mind. Try it on your own model: choose a photo and a budget epsilon (the largest change per pixel, as a fraction of the 0-255 range), then measure how accuracy falls as epsilon grows, and harden the model against it.",
-        "Un changement trop petit pour être vu peut faire changer d'avis un classifieur. Essayez sur votre modèle : choisissez une photo et un budget epsilon (la plus grande modification par pixel, en fraction de la plage 0-255), puis mesurez la chute de précision quand epsilon grandit, et renforcez le modèle."),
-    "adv.one": ("Fool the model on one photo",
-        "Tromper le modèle sur une photo"),
-    "adv.source": ("Photo",
-        "Photo"),
-    "adv.source.data": ("From the held-out photos",
-        "Parmi les photos réservées"),
-    "adv.source.upload": ("Upload",
-        "Téléverser"),
-    "adv.image": ("Held-out photo",
-        "Photo réservée"),
-    "adv.no_held_out": ("This run kept no held-out photos; upload one instead.",
-        "Cet entraînement n'a gardé aucune photo réservée ; téléversez-en une."),
-    "adv.method": ("Method",
-        "Méthode"),
-    "adv.method.fgsm": ("FGSM (one step)",
-        "FGSM (un pas)"),
-    "adv.method.pgd": ("PGD (iterative, stronger)",
-        "PGD (itérative, plus forte)"),
-    "adv.epsilon": ("Epsilon (largest change per pixel, fraction of 0-255)",
-        "Epsilon (plus grande modification par pixel, fraction de 0-255)"),
-    "adv.epsilon_help": ("0.03 is about 8 levels out of 255: invisible to most people.",
-        "0,03 correspond à environ 8 niveaux sur 255 : invisible pour la plupart des gens."),
-    "adv.steps": ("PGD steps",
-        "Pas de PGD"),
-    "adv.target": ("Target class",
-        "Classe visée"),
-    "adv.untargeted": ("none: any wrong class",
-        "aucune : n'importe quelle mauvaise classe"),
-    "adv.attack": ("Attack",
-        "Attaquer"),
-    "adv.working": ("Computing the perturbation…",
-        "Calcul de la perturbation…"),
-    "adv.original": ("Original: {label} ({conf:.0%})",
-        "Originale : {label} ({conf:.0%})"),
-    "adv.perturbation": ("Perturbation, amplified (L-inf {linf:.3f})",
-        "Perturbation, amplifiée (L-inf {linf:.3f})"),
-    "adv.adversarial": ("Adversarial: {label} ({conf:.0%})",
-        "Adverse : {label} ({conf:.0%})"),
-    "adv.fooled": ("Fooled: {before} became {after} with changes of at most {eps:.3f} of the pixel range.",
-        "Trompé : {before} est devenu {after} avec des changements d'au plus {eps:.3f} de la plage."),
-    "adv.resisted": ("The model still says {label}: try a larger epsilon or PGD.",
-        "Le modèle dit toujours {label} : essayez un epsilon plus grand ou PGD."),
-    "adv.before": ("Top classes before",
-        "Classes les plus probables avant"),
-    "adv.after": ("Top classes after",
-        "Classes les plus probables après"),
-    "adv.download": ("Download the adversarial image (PNG)",
-        "Télécharger l'image adverse (PNG)"),
-    "adv.robustness": ("Robustness",
-        "Robustesse"),
-    "adv.robustness_intro": ("Accuracy on held-out photos as epsilon grows, for FGSM and PGD; hardening retrains the head with FGSM images mixed in (the backbone stays frozen) and shows the curves before and after.",
-        "Précision sur les photos réservées quand epsilon grandit, pour FGSM et PGD ; le renforcement réentraîne la tête avec des images FGSM mélangées (le backbone reste gelé) et montre les courbes avant et après."),
-    "adv.measure": ("Measure robustness",
-        "Mesurer la robustesse"),
-    "adv.harden_eps": ("Hardening epsilon",
-        "Epsilon du renforcement"),
-    "adv.harden": ("Harden: adversarial training of the head",
-        "Renforcer : entraînement adverse de la tête"),
-    "adv.harden_caption": ("Latest hardening (its model appears in the run lists):",
-        "Dernier renforcement (son modèle apparaît dans les listes d'entraînements) :"),
-    "adv.measuring": ("Measuring {method} at epsilon {eps:g}…",
-        "Mesure de {method} à epsilon {eps:g}…"),
-    "adv.hardening": ("Adversarial training, epoch {epoch} of {total}…",
-        "Entraînement adverse, époque {epoch} sur {total}…"),
-    "adv.harden_start": ("Measuring robustness before hardening…",
-        "Mesure de la robustesse avant renforcement…"),
-    "adv.hardened": ("Hardened model saved; validation accuracy {val}.",
-        "Modèle renforcé enregistré ; précision de validation {val}."),
-    "adv.curve_caption": ("Accuracy on {n} {split} photos; PGD with {steps} steps.",
-        "Précision sur {n} photos ({split}) ; PGD en {steps} pas."),
-    "adv.curve_before": ("before",
-        "avant"),
-    "adv.curve_after": ("after",
-        "après"),
-    "adv.chart.epsilon": ("epsilon (fraction of the pixel range)",
-        "epsilon (fraction de la plage des pixels)"),
-    "adv.job_failed": ("It failed: {error}",
-        "Échec : {error}"),
-    # Grad-CAM
-    "cam.show": ("Show where the model looks (Grad-CAM)",
-        "Montrer où le modèle regarde (Grad-CAM)"),
-    "cam.help": ("Grad-CAM colours the regions whose features raise the chosen class's score: red is strong evidence. A model that looks at the background or a watermark has learned the wrong thing.",
-        "Grad-CAM colore les régions dont les caractéristiques augmentent le score de la classe choisie : le rouge est une preuve forte. Un modèle qui regarde le fond ou un filigrane a appris la mauvaise chose."),
-    "cam.class": ("Evidence for class",
-        "Preuves pour la classe"),
-    "cam.caption": ("Where the model sees {label}",
-        "Là où le modèle voit {label}"),
-    "cam.mistakes": ("Show where the model looked (Grad-CAM, predicted class)",
-        "Montrer où le modèle a regardé (Grad-CAM, classe prédite)"),
-    "cam.working": ("Computing Grad-CAM heatmaps…",
-        "Calcul des cartes Grad-CAM…"),
-    "cam.first": ("Heatmaps for the {n} most confident mistakes.",
-        "Cartes pour les {n} erreurs les plus confiantes."),
-    "adv.ideal": ("What the model thinks a class looks like",
-        "Ce que le modèle croit voir dans une classe"),
-    "adv.ideal_intro": ("Starting from faint noise, the image is changed step by step to raise the class's score, with a smoothness penalty (total variation) that turns noise into patterns. What appears is what the model has learned to look for, including any bias from the pretrained backbone.",
-        "En partant d'un bruit léger, l'image est modifiée pas à pas pour augmenter le score de la classe, avec une pénalité de régularité (variation totale) qui transforme le bruit en motifs. Ce qui apparaît est ce que le modèle a appris à chercher, y compris les biais du backbone pré-entraîné."),
-    "adv.ideal_class": ("Class",
-        "Classe"),
-    "adv.ideal_steps": ("Steps",
-        "Pas"),
-    "adv.ideal_start": ("Generate the ideal image",
-        "Générer l'image idéale"),
-    "adv.ideal_step": ("Step {step} of {total}: probability {p:.1%}…",
-        "Pas {step} sur {total} : probabilité {p:.1%}…"),
-    "adv.ideal_frame": ("After {step} steps",
-        "Après {step} pas"),
-    "adv.ideal_done": ("Ideal {label}: the model gives it {p:.1%}",
-        "{label} idéal : le modèle lui donne {p:.1%}"),
-    "adv.ideal_evolution": ("How it grew (steps):",
-        "Comment elle est apparue (pas) :"),
-    "maps.show": ("Show feature maps of a backbone layer",
-        "Montrer les cartes de caractéristiques d'une couche"),
-    "maps.help": ("What the backbone's channels respond to in this photo: early layers find edges and textures, later layers larger parts. The 16 most active channels are shown, bright where they respond.",
-        "Ce à quoi réagissent les canaux du backbone sur cette photo : les premières couches trouvent contours et textures, les suivantes des parties plus grandes. Les 16 canaux les plus actifs sont montrés, clairs là où ils réagissent."),
-    "maps.layer": ("Layer (early → late)",
-        "Couche (première → dernière)"),
-    "maps.caption": ("{layer} (layer {depth} of {total}): the {n} most active channels",
-        "{layer} (couche {depth} sur {total}) : les {n} canaux les plus actifs"),
-    # Dataset health (issue 8)
-    "health.title": ("Dataset health", "Santé du jeu de données"),
-    "health.intro": ("Checked with the split above, exactly as training will use it: copies, leaks between splits, balance and how the photos were taken.",
-        "Vérifié avec la répartition ci-dessus, exactement comme l'entraînement l'utilisera : copies, fuites entre parts, équilibre et façon dont les photos ont été prises."),
-    "health.reading": ("Checking every photo…", "Vérification de chaque photo…"),
-    "health.need_two": ("Add photos to at least two classes to check the dataset.",
-        "Ajoutez des photos à au moins deux classes pour vérifier le jeu de données."),
-    "health.split_train": ("train", "entraînement"),
-    "health.split_val": ("validation", "validation"),
-    "health.split_test": ("test", "test"),
-    "health.chart_minimum": ("recommended minimum", "minimum recommandé"),
-    "health.recommended": ("With {kind}, {minimum:,} to {good:,} photos per class are the usual minimum; below that expect lower accuracy and scores that change from one run to the next. Augmentation becomes essential under {augment:,} per class.",
-        "Avec {kind}, {minimum:,} à {good:,} photos par classe sont le minimum habituel ; en dessous, attendez-vous à une précision plus faible et à des scores qui varient d'un entraînement à l'autre. L'augmentation devient indispensable sous {augment:,} par classe."),
-    "health.kind_binary": ("two classes", "deux classes"),
-    "health.kind_multiclass": ("three classes or more", "trois classes ou plus"),
-    "health.too_few": ("{n} class(es) have fewer than {minimum:,} photos ({classes}): add photos, and turn augmentation on when you train.",
-        "{n} classe(s) ont moins de {minimum:,} photos ({classes}) : ajoutez des photos et activez l'augmentation à l'entraînement."),
-    "health.leak": ("{b} ({bsplit}) is {kind} of {a} ({asplit}): the same photo in two splits makes the {bsplit} score look better than the model really is.",
-        "{b} ({bsplit}) est {kind} de {a} ({asplit}) : la même photo dans deux parts rend le score de {bsplit} meilleur que le modèle ne l'est vraiment."),
-    "health.kind_exact": ("an exact copy", "une copie exacte"),
-    "health.kind_near": ("a near copy (resized or re-encoded)", "une quasi-copie (redimensionnée ou réencodée)"),
-    "health.remove_copy": ("Remove the copy", "Retirer la copie"),
-    "health.leak_more": ("{n} more copies across splits are not shown; remove these first.",
-        "{n} autres copies entre parts ne sont pas affichées ; retirez d'abord celles-ci."),
-    "health.duplicates": ("{n} group(s) of copies inside one split: copies count twice in training.",
-        "{n} groupe(s) de copies dans une même part : les copies comptent deux fois à l'entraînement."),
-    "health.keep_one": ("Keep {keep}, remove {n} cop(ies)", "Garder {keep}, retirer {n} copie(s)"),
-    "health.imbalance": ("Classes are imbalanced: {big} has {nbig} photos and {small} {nsmall} ({ratio:.1f} to 1), so the model will favour {big}. Training can balance them with class weights ({weights}), by oversampling the small classes or by undersampling the large ones.",
-        "Les classes sont déséquilibrées : {big} a {nbig} photos et {small} {nsmall} ({ratio:.1f} pour 1), le modèle favorisera donc {big}. L'entraînement peut les équilibrer par des poids de classe ({weights}), en suréchantillonnant les petites classes ou en sous-échantillonnant les grandes."),
-    "health.bias_size": ("{a} photos are mostly {va} px but {b} photos {vb} px: the model may learn the picture size instead of what the photos show. Collect every class the same way.",
-        "Les photos de {a} font surtout {va} px mais celles de {b} {vb} px : le modèle risque d'apprendre la taille de l'image plutôt que son contenu. Collectez chaque classe de la même façon."),
-    "health.bias_format": ("{a} files are mostly {va} ({pa:.0%}) but {b} files {vb} ({pb:.0%}): the model may learn the file format instead of what the photos show. Collect every class the same way.",
-        "Les fichiers de {a} sont surtout en {va} ({pa:.0%}) mais ceux de {b} en {vb} ({pb:.0%}) : le modèle risque d'apprendre le format de fichier plutôt que le contenu. Collectez chaque classe de la même façon."),
-    "health.bias_camera": ("{a} photos mostly come from {va} ({pa:.0%}) but {b} photos from {vb} ({pb:.0%}): the model may learn the camera instead of what the photos show. Collect every class the same way.",
-        "Les photos de {a} viennent surtout de {va} ({pa:.0%}) mais celles de {b} de {vb} ({pb:.0%}) : le modèle risque d'apprendre l'appareil plutôt que le contenu. Collectez chaque classe de la même façon."),
-    "health.no_camera": ("no camera data", "aucune donnée d'appareil"),
-    "health.bias_jpeg_quality": ("{a} JPEGs are saved at quality about {va} but {b} JPEGs at about {vb}: the model may learn the compression instead of what the photos show. Collect every class the same way.",
-        "Les JPEG de {a} sont enregistrés en qualité {va} environ mais ceux de {b} en {vb} : le modèle risque d'apprendre la compression plutôt que le contenu. Collectez chaque classe de la même façon."),
-    "health.tiny": ("{n} photo(s) are smaller than {side} px on their short side ({files}): enlarged to the model's input they are mostly blur.",
-        "{n} photo(s) font moins de {side} px sur leur petit côté ({files}) : agrandies à l'entrée du modèle, elles sont surtout du flou."),
-    "health.extreme": ("{n} photo(s) have one side more than {ratio} times the other ({files}): squeezed into a square, their content is distorted.",
-        "{n} photo(s) ont un côté plus de {ratio} fois plus long que l'autre ({files}) : tassées dans un carré, leur contenu est déformé."),
-    "health.skipped": ("{n} file(s) cannot be used and are left out:", "{n} fichier(s) inutilisable(s), laissé(s) de côté :"),
-    "health.all_good": ("No copies, leaks, imbalance or capture bias found.",
-        "Aucune copie, fuite, déséquilibre ni biais de prise de vue trouvé."),
-    # Alarms (issue 8)
-    "alarm.fix": ("Fix: {fix}", "Correction : {fix}"),
-    "alarm.details": ("Details: {message}", "Détails : {message}"),
-    "alarm.high_lr": ("The head's learning rate is high: training may jump around and never settle.",
-        "Le taux d'apprentissage de la tête est élevé : l'entraînement risque d'osciller sans jamais se stabiliser."),
-    "alarm.high_lr.fix": ("Use about 0.001.", "Utilisez environ 0,001."),
-    "alarm.high_fine_tune_lr": ("The fine-tuning learning rate is high: big steps can erase what the pretrained backbone already knows.",
-        "Le taux d'apprentissage de l'affinage est élevé : de grands pas peuvent effacer ce que le backbone pré-entraîné sait déjà."),
-    "alarm.high_fine_tune_lr.fix": ("Use about 0.00001 (1e-5), 100 times lower than for the head.",
-        "Utilisez environ 0,00001 (1e-5), 100 fois moins que pour la tête."),
-    "alarm.random_weights": ("The backbone starts from random weights, so nothing is transferred: accuracy will be much lower.",
-        "Le backbone part de poids aléatoires, donc rien n'est transféré : la précision sera bien plus faible."),
-    "alarm.random_weights.fix": ("Use the pretrained (ImageNet) weights.", "Utilisez les poids pré-entraînés (ImageNet)."),
-    "alarm.no_validation": ("There are no validation photos, so nothing tells you whether the model works on photos it has not learned from.",
-        "Il n'y a pas de photos de validation : rien ne dit si le modèle marche sur des photos qu'il n'a pas apprises."),
-    "alarm.no_validation.fix": ("Add more photos per class or give the validation split a larger share on the Data page.",
-        "Ajoutez des photos par classe ou donnez une plus grande part à la validation sur la page Données."),
-    "alarm.no_test_split": ("There are no test photos, so the final accuracy is not measured on untouched photos.",
-        "Il n'y a pas de photos de test : la précision finale n'est pas mesurée sur des photos jamais vues."),
-    "alarm.no_test_split.fix": ("Keep about 10% of the photos for the test split on the Data page.",
-        "Gardez environ 10 % des photos pour le test sur la page Données."),
-    "alarm.few_images": ("A class has very few training photos: the model cannot learn what varies within it.",
-        "Une classe a très peu de photos d'entraînement : le modèle ne peut pas apprendre ce qui varie en son sein."),
-    "alarm.few_images.fix": ("Add photos until each class has 10 or more for training (20 or more is better).",
-        "Ajoutez des photos jusqu'à 10 ou plus par classe pour l'entraînement (20 ou plus, c'est mieux)."),
-    "alarm.class_imbalance": ("Some classes have many more photos than others: the model leans towards the big ones.",
-        "Certaines classes ont bien plus de photos que d'autres : le modèle penche vers les grandes."),
-    "alarm.class_imbalance.fix": ("Keep class weights on auto or balanced, resample, or add photos to the small classes.",
-        "Gardez les poids de classe sur auto ou équilibrés, rééchantillonnez, ou ajoutez des photos aux petites classes."),
-    "alarm.imbalance_uncompensated": ("The classes are imbalanced and nothing compensates: the model will learn to favour the biggest class and still look accurate.",
-        "Les classes sont déséquilibrées et rien ne compense : le modèle apprendra à favoriser la plus grande classe tout en paraissant précis."),
-    "alarm.imbalance_uncompensated.fix": ("Set class weights to auto or balanced, or choose oversampling or undersampling.",
-        "Mettez les poids de classe sur auto ou équilibrés, ou choisissez le suréchantillonnage ou le sous-échantillonnage."),
-    "alarm.long_fine_tune_without_early_stopping": ("Long fine-tuning without early stopping: past its best epoch the model memorises the training photos and gets worse on new ones.",
-        "Affinage long sans arrêt anticipé : après sa meilleure époque, le modèle mémorise les photos d'entraînement et se dégrade sur les nouvelles."),
-    "alarm.long_fine_tune_without_early_stopping.fix": ("Turn early stopping on, or fine-tune for 10 epochs or fewer.",
-        "Activez l'arrêt anticipé, ou affinez pendant 10 époques ou moins."),
-    "alarm.strong_augmentation": ("The augmentation is strong: photos this distorted no longer look like the real ones the model will see.",
-        "L'augmentation est forte : des photos aussi déformées ne ressemblent plus aux vraies que le modèle verra."),
-    "alarm.strong_augmentation.fix": ("Use a strength of about 0.2.", "Utilisez une intensité d'environ 0,2."),
-    "alarm.small_input": ("The photos are shrunk below the size the backbone was pretrained on: it runs faster, but sees less detail than it learned from.",
-        "Les photos sont réduites sous la taille sur laquelle le backbone a été pré-entraîné : il va plus vite, mais voit moins de détails que pendant son apprentissage."),
-    "alarm.small_input.fix": ("Keep the backbone's own input size unless the model must run on a very small device.",
-        "Gardez la taille d'entrée du backbone, sauf si le modèle doit tourner sur un très petit appareil."),
-    "alarm.test_set_reuse": ("This test set has been scored by several runs: picking the run with the best test accuracy tunes the model on the test set, so its score becomes too optimistic.",
-        "Ce jeu de test a été noté par plusieurs entraînements : choisir celui qui a la meilleure précision de test règle le modèle sur le test, dont le score devient trop optimiste."),
-    "alarm.test_set_reuse.fix": ("Choose between runs by validation accuracy, and look at the test accuracy once, for the run you keep.",
-        "Choisissez entre les entraînements par la précision de validation, et regardez la précision de test une seule fois, pour celui que vous gardez."),
-    "alarm.skipped_files": ("Some files could not be read as images and were left out.",
-        "Certains fichiers n'ont pas pu être lus comme images et ont été écartés."),
-    "alarm.skipped_files.fix": ("Check those files on the Data page, or remove them.", "Vérifiez ces fichiers sur la page Données, ou supprimez-les."),
-    "alarm.nothing_unfrozen": ("The unfrozen layers have no weights to learn, so only the head was trained.",
-        "Les couches dégelées n'ont pas de poids à apprendre : seule la tête a été entraînée."),
-    "alarm.nothing_unfrozen.fix": ("Unfreeze more layers.", "Dégelez davantage de couches."),
-    "alarm.one_replica": ("Only one device was found, so the training was not spread over several.",
-        "Un seul appareil a été trouvé : l'entraînement n'a pas été réparti."),
-    "alarm.resample": ("Rebalance classes (training photos only)", "Rééquilibrer les classes (photos d'entraînement seulement)"),
-    "alarm.resample.none": ("no resampling", "pas de rééchantillonnage"),
-    "alarm.resample.oversample": ("oversample: repeat photos of small classes", "suréchantillonner : répéter les photos des petites classes"),
-    "alarm.resample.undersample": ("undersample: leave out photos of big classes", "sous-échantillonner : écarter des photos des grandes classes"),
-    "alarm.class_weights": ("Class weights", "Poids de classe"),
-    "alarm.class_weights.auto": ("auto (when imbalanced)", "auto (si déséquilibré)"),
-    "alarm.class_weights.balanced": ("balanced", "équilibrés"),
-    "alarm.class_weights.none": ("none", "aucun"),
-    "alarm.augment_strength": ("Augmentation strength (brightness/contrast/saturation ±)", "Intensité de l'augmentation (luminosité/contraste/saturation ±)"),
-    "alarm.early_stopping": ("Early stopping (stop when validation loss stops improving)", "Arrêt anticipé (arrêter quand la perte de validation ne s'améliore plus)"),
-    # Curve diagnosis (issue 8)
-    "diag.title": ("What the curves say", "Ce que disent les courbes"),
-    "diag.remedies": ("What to try:", "À essayer :"),
-    "diag.trend.rising": ("still rising", "encore en hausse"),
-    "diag.trend.flat": ("no longer rising", "qui ne monte plus"),
-    "diag.good_fit": ("Good fit: the model does as well on new photos as on its training photos.",
-                      "Bon ajustement : le modèle réussit aussi bien sur de nouvelles photos que sur celles d'entraînement."),
-    "diag.good_fit.evidence": ("Over the last {window} epoch(s), training accuracy is {train} and validation {val}.",
-                               "Sur les {window} dernière(s) époque(s), la précision d'entraînement est de {train} et celle de validation de {val}."),
-    "diag.good_fit.remedies": ("Check the test score and the mistakes on the Evaluate page.\n"
-                               "For a few more points, fine-tune the top backbone layers at a low learning rate (1e-5).",
-                               "Vérifiez le score de test et les erreurs sur la page Évaluer.\n"
-                               "Pour quelques points de plus, affinez les couches hautes du backbone avec un faible taux d'apprentissage (1e-5)."),
-    "diag.overfitting": ("Overfitting: the model learns its training photos by heart instead of what makes each class.",
-                         "Surapprentissage : le modèle apprend ses photos d'entraînement par cœur au lieu de ce qui fait chaque classe."),
-    "diag.overfitting.evidence": ("Training accuracy {train} against validation {val}: a gap of {gap} points, {growth} more than "
-                                  "at the start. Validation was best at epoch {best_epoch}; its loss was lowest at epoch "
-                                  "{low_epoch} and is now {rise} higher.",
-                                  "Précision d'entraînement {train} contre {val} en validation : un écart de {gap} points, {growth} "
-                                  "de plus qu'au début. La validation était au mieux à l'époque {best_epoch} ; sa perte était "
-                                  "au plus bas à l'époque {low_epoch} et elle est maintenant {rise} plus haute."),
-    "diag.overfitting.remedies": ("Add more photos per class, or turn on augmentation (flips, brightness, contrast).\n"
-                                  "Raise dropout (for example from 0.2 to 0.4).\n"
-                                  "Train fewer epochs, or stop at the best validation epoch (early stopping).\n"
-                                  "When fine-tuning, unfreeze fewer layers.",
-                                  "Ajoutez des photos par classe, ou activez l'augmentation (retournements, luminosité, contraste).\n"
-                                  "Augmentez le dropout (par exemple de 0,2 à 0,4).\n"
-                                  "Entraînez moins d'époques, ou arrêtez à la meilleure époque de validation (arrêt précoce).\n"
-                                  "Pour l'affinage, dégelez moins de couches."),
-    "diag.underfitting": ("Underfitting: the model has not yet learned what the photos allow.",
-                          "Sous-apprentissage : le modèle n'a pas encore appris ce que les photos permettent."),
-    "diag.underfitting.evidence": ("Over the last {window} epoch(s), training accuracy is only {train} and validation {val}, {trend}.",
-                                   "Sur les {window} dernière(s) époque(s), la précision d'entraînement n'est que de {train} et "
-                                   "celle de validation de {val}, {trend}."),
-    "diag.underfitting.remedies": ("Train for more epochs.\n"
-                                   "Raise the head learning rate (for example from 1e-3 to 3e-3).\n"
-                                   "Choose a bigger backbone.\n"
-                                   "Fine-tune: unfreeze the backbone's top layers at a low learning rate (1e-5).",
-                                   "Entraînez plus d'époques.\n"
-                                   "Augmentez le taux d'apprentissage de la tête (par exemple de 1e-3 à 3e-3).\n"
-                                   "Choisissez un backbone plus grand.\n"
-                                   "Affinez : dégelez les couches hautes du backbone avec un faible taux d'apprentissage (1e-5)."),
-    "diag.forgetting": ("Forgetting: unfreezing the backbone damaged what it had learned.",
-                        "Oubli : dégeler le backbone a abîmé ce qu'il avait appris."),
-    "diag.forgetting.evidence": ("Right after unfreezing at epoch {boundary}, validation accuracy went from {before} to {after} "
-                                 "and validation loss from {loss_before} to {loss_after}.",
-                                 "Juste après le dégel à l'époque {boundary}, la précision de validation est passée de {before} "
-                                 "à {after} et la perte de validation de {loss_before} à {loss_after}."),
-    "diag.forgetting.remedies": ("Fine-tune with a lower learning rate (1e-5 or lower).\n"
-                                 "Unfreeze fewer layers (for example the top 10 to 20).\n"
-                                 "Keep BatchNorm layers in inference mode (frozen) while fine-tuning.\n"
-                                 "Train the head until its curves are flat before unfreezing.",
-                                 "Affinez avec un taux d'apprentissage plus faible (1e-5 ou moins).\n"
-                                 "Dégelez moins de couches (par exemple les 10 à 20 du haut).\n"
-                                 "Gardez les couches BatchNorm en mode inférence (gelées) pendant l'affinage.\n"
-                                 "Entraînez la tête jusqu'à ce que ses courbes soient plates avant de dégeler."),
-    "diag.diverged": ("Training broke down: the loss is no longer a number.",
-                      "L'entraînement a déraillé : la perte n'est plus un nombre."),
-    "diag.diverged.evidence": ("The loss became invalid at epoch {bad_epoch}, usually because the learning rate is too high.",
-                               "La perte est devenue invalide à l'époque {bad_epoch}, en général parce que le taux "
-                               "d'apprentissage est trop élevé."),
-    "diag.diverged.remedies": ("Train again with a lower learning rate (about 1e-3 for the head, 1e-5 for fine-tuning).\n"
-                               "Do not use this model: its weights are no longer numbers.",
-                               "Entraînez à nouveau avec un taux d'apprentissage plus faible (environ 1e-3 pour la tête, 1e-5 pour l'affinage).\n"
-                               "N'utilisez pas ce modèle : ses poids ne sont plus des nombres."),
-    "diag.no_validation": ("No diagnosis: without validation photos the curves cannot show how the model does on new photos.",
-                           "Pas de diagnostic : sans photos de validation, les courbes ne montrent pas comment le modèle "
-                           "se comporte sur de nouvelles photos."),
-    "diag.no_validation.evidence": ("{epochs} epoch(s), training accuracy {train}, no validation score.",
-                                    "{epochs} époque(s), précision d'entraînement {train}, pas de score de validation."),
-    "diag.no_validation.remedies": ("Give the validation split at least 10% of the photos.\n"
-                                    "Add photos so that every class has some in each split (10 or more per class).",
-                                    "Donnez au moins 10 % des photos à la validation.\n"
-                                    "Ajoutez des photos pour que chaque classe en ait dans chaque partie (10 ou plus par classe)."),
-    "diag.too_short": ("Too short to judge: a trend needs at least 3 epochs.",
-                       "Trop court pour juger : une tendance demande au moins 3 époques."),
-    "diag.too_short.evidence": ("{usable} of this run's {epochs} epoch(s) have usable scores.",
-                                "{usable} des {epochs} époque(s) de cet entraînement ont des scores utilisables."),
-    "diag.too_short.remedies": ("Train for at least 3 epochs (5 to 20 is usual).",
-                                "Entraînez au moins 3 époques (5 à 20 est courant)."),
-    # Checklists (issue 8)
-    "checklist.training": ("Before training", "Avant l'entraînement"),
-    "checklist.deployment": ("Before deployment", "Avant le déploiement"),
-    "checklist.run": ("Checked on the newest finished run, {name}.", "Vérifié sur le dernier entraînement terminé, {name}."),
-    "checklist.balanced": ("Classes balanced or compensated", "Classes équilibrées ou compensées"),
-    "checklist.balanced.no_data": ("Add photos to at least two classes on the Data page.",
-        "Ajoutez des photos dans au moins deux classes sur la page Données."),
-    "checklist.balanced.balanced": ("The largest class ({largest}) has {ratio:g} times the photos of the smallest ({smallest}).",
-        "La plus grande classe ({largest}) a {ratio:g} fois les photos de la plus petite ({smallest})."),
-    "checklist.balanced.class_weights": ("{largest} has {ratio:g} times the photos of {smallest}; class weights ({mode}) compensate.",
-        "{largest} a {ratio:g} fois les photos de {smallest} ; les poids de classe ({mode}) compensent."),
-    "checklist.balanced.resampled": ("{largest} has {ratio:g} times the photos of {smallest}; resampling ({mode}) compensates.",
-        "{largest} a {ratio:g} fois les photos de {smallest} ; le rééchantillonnage ({mode}) compense."),
-    "checklist.balanced.imbalanced": ("{largest} has {ratio:g} times the photos of {smallest} and nothing compensates: add photos to the small classes, or use class weights or resampling.",
-        "{largest} a {ratio:g} fois les photos de {smallest} et rien ne compense : ajoutez des photos aux petites classes, ou utilisez des poids de classe ou le rééchantillonnage."),
-    "checklist.splits": ("Three separate splits", "Trois jeux séparés"),
-    "checklist.splits.folders": ("The data brings its own train and validation or test folders.",
-        "Les données apportent leurs propres dossiers d'entraînement et de validation ou de test."),
-    "checklist.splits.missing": ("Training {train}%, validation {val}%, test {test}%: give validation and test a share above 0% on the Data page.",
-        "Entraînement {train} %, validation {val} %, test {test} % : donnez à la validation et au test une part au-dessus de 0 % sur la page Données."),
-    "checklist.splits.few": ("Class {smallest} has only {n} photo(s): a class needs 3 or more to have one in each split.",
-        "La classe {smallest} n'a que {n} photo(s) : il en faut 3 ou plus pour en avoir une dans chaque jeu."),
-    "checklist.splits.separate": ("Training {train}%, validation {val}%, test {test}%.",
-        "Entraînement {train} %, validation {val} %, test {test} %."),
-    "checklist.image_size": ("Photos at the backbone's size", "Photos à la taille du backbone"),
-    "checklist.image_size.no_data": ("No photos yet.", "Pas encore de photos."),
-    "checklist.image_size.size_unknown": ("Checked once {backbone} is loaded (open the Backbone or Train page).",
-        "Vérifié une fois {backbone} chargé (ouvrez la page Backbone ou Entraîner)."),
-    "checklist.image_size.large_enough": ("All {n} photos are at least {size}×{size} pixels, the input of {backbone}.",
-        "Les {n} photos font au moins {size}×{size} pixels, l'entrée de {backbone}."),
-    "checklist.image_size.smaller": ("{smaller} of {n} photos are smaller than {size}×{size} pixels, the input of {backbone}: they are enlarged and look blurred to the model.",
-        "{smaller} photos sur {n} sont plus petites que {size}×{size} pixels, l'entrée de {backbone} : elles sont agrandies et paraissent floues au modèle."),
-    "checklist.frozen": ("Backbone frozen for phase 1", "Backbone gelé en phase 1"),
-    "checklist.frozen.no_run": ("Checked after the first training.", "Vérifié après le premier entraînement."),
-    "checklist.frozen.frozen": ("{head} head epoch(s) on the frozen backbone, then {fine_tune} fine-tuning epoch(s).",
-        "{head} époque(s) de tête sur le backbone gelé, puis {fine_tune} époque(s) d'affinage."),
-    "checklist.frozen.not_frozen": ("The run did not start by training the head on the frozen backbone: train a head first, then fine-tune it.",
-        "L'entraînement n'a pas commencé par la tête sur le backbone gelé : entraînez d'abord une tête, puis affinez-la."),
-    "checklist.curves": ("Curves checked", "Courbes vérifiées"),
-    "checklist.curves.no_run": ("Train a model first.", "Entraînez d'abord un modèle."),
-    "checklist.curves.good_fit": ("The curves show a good fit.", "Les courbes montrent un bon ajustement."),
-    "checklist.curves.overfitting": ("The curves show overfitting: see the diagnosis on the Train page.",
-        "Les courbes montrent un surapprentissage : voir le diagnostic sur la page Entraîner."),
-    "checklist.curves.underfitting": ("The curves show underfitting: see the diagnosis on the Train page.",
-        "Les courbes montrent un sous-apprentissage : voir le diagnostic sur la page Entraîner."),
-    "checklist.curves.forgetting": ("Fine-tuning damaged what the backbone knew: see the diagnosis on the Train page.",
-        "L'affinage a abîmé ce que savait le backbone : voir le diagnostic sur la page Entraîner."),
-    "checklist.curves.diverged": ("The training diverged: see the diagnosis on the Train page.",
-        "L'entraînement a divergé : voir le diagnostic sur la page Entraîner."),
-    "checklist.curves.no_validation": ("Without validation photos the curves cannot be checked.",
-        "Sans photos de validation, les courbes ne peuvent pas être vérifiées."),
-    "checklist.curves.too_short": ("Too few epochs to read a trend: train for more epochs.",
-        "Trop peu d'époques pour lire une tendance : entraînez plus longtemps."),
-    "checklist.test_set": ("Test-set evaluation done", "Évaluation sur le jeu de test faite"),
-    "checklist.test_set.no_run": ("Train a model first.", "Entraînez d'abord un modèle."),
-    "checklist.test_set.evaluated": ("Test accuracy {accuracy:.1%} on {n} photos never used for training.",
-        "Précision de test {accuracy:.1%} sur {n} photos jamais utilisées pour l'entraînement."),
-    "checklist.test_set.no_test": ("The run kept no test photos: give the test split a share on the Data page and train again.",
-        "L'entraînement n'a gardé aucune photo de test : donnez une part au test sur la page Données et entraînez à nouveau."),
-    "checklist.export": ("Export verified, INT8 drop under 2 points", "Export vérifié, perte INT8 sous 2 points"),
-    "checklist.export.no_run": ("Train a model first.", "Entraînez d'abord un modèle."),
-    "checklist.export.no_export": ("Export the run on the Export page.", "Exportez l'entraînement sur la page Exporter."),
-    "checklist.export.unverified": ("The export was not checked against Keras: the run kept no held-out photos.",
-        "L'export n'a pas été vérifié face à Keras : l'entraînement n'a gardé aucune photo mise de côté."),
-    "checklist.export.no_int8": ("The export has no INT8 file: add tflite-int8 to measure its accuracy drop.",
-        "L'export n'a pas de fichier INT8 : ajoutez tflite-int8 pour mesurer sa perte de précision."),
-    "checklist.export.int8_drop": ("The INT8 file loses {drop:.1f} points of accuracy against Keras ({limit:.0f} allowed): calibrate on more photos or deploy float16.",
-        "Le fichier INT8 perd {drop:.1f} points de précision face à Keras ({limit:.0f} permis) : calibrez sur plus de photos ou déployez en float16."),
-    "checklist.export.verified": ("Verified against Keras; the INT8 file loses {drop:.1f} points (under {limit:.0f}).",
-        "Vérifié face à Keras ; le fichier INT8 perd {drop:.1f} points (moins de {limit:.0f})."),
-    # Projects and runs (issue 8)
-    "runs.title": ("9 · Runs", "9 · Entraînements"),
-    "runs.intro": ("Every finished training of this session with its settings and scores. Compare runs side by side, "
-                   "train one again from random weights to see what transfer learning brings, and save everything as a project.",
-                   "Tous les entraînements terminés de cette session, avec leurs réglages et leurs scores. Comparez-les côte à côte, "
-                   "réentraînez-en un à partir de poids aléatoires pour voir ce qu'apporte le transfert, et enregistrez le tout comme projet."),
-    "runs.history": ("Run history", "Historique des entraînements"),
-    "runs.compare_header": ("Compare runs", "Comparer des entraînements"),
-    "runs.compare": ("Runs to compare", "Entraînements à comparer"),
-    "runs.compare_hint": ("Choose one or more runs to see their curves and scores side by side.",
-                          "Choisissez un ou plusieurs entraînements pour voir leurs courbes et leurs scores côte à côte."),
-    "runs.col.name": ("Run", "Entraînement"),
-    "runs.col.setting": ("Setting", "Réglage"),
-    "runs.col.kind": ("Kind", "Type"),
-    "runs.col.backbone": ("Backbone", "Backbone"),
-    "runs.col.weights": ("Starting weights", "Poids de départ"),
-    "runs.col.epochs": ("Epochs (head)", "Époques (tête)"),
-    "runs.col.batch": ("Batch size", "Taille de lot"),
-    "runs.col.lr": ("Learning rate", "Taux d'apprentissage"),
-    "runs.col.fine_tune": ("Fine-tuning", "Affinage"),
-    "runs.col.seed": ("Seed", "Graine"),
-    "runs.col.val": ("Validation accuracy", "Précision en validation"),
-    "runs.col.test": ("Test accuracy", "Précision en test"),
-    "runs.col.seconds": ("Seconds", "Secondes"),
-    "runs.fine_tune_cell": ("{layers} layers × {epochs} epochs at {lr}", "{layers} couches × {epochs} époques à {lr}"),
-    "runs.weights.none": ("random (from scratch)", "aléatoires (à partir de zéro)"),
-    "runs.kind.train": ("training", "entraînement"),
-    "runs.kind.finetune": ("fine-tuning", "affinage"),
-    "runs.kind.harden": ("hardened", "renforcé"),
-    "runs.kind.scratch": ("from scratch, like {of}", "à partir de zéro, comme {of}"),
-    "runs.scratch.header": ("What does transfer learning bring?", "Qu'apporte l'apprentissage par transfert ?"),
-    "runs.scratch.intro": ("Train the same network on the same photos, split and number of epochs, but starting from random "
-                           "weights instead of the ImageNet ones. With about 2,000 photos, training from scratch usually stalls "
-                           "around 60-65% accuracy, where transfer learning does far better.",
-                           "Entraînez le même réseau sur les mêmes photos, le même découpage et le même nombre d'époques, mais "
-                           "en partant de poids aléatoires plutôt que de ceux d'ImageNet. Avec environ 2 000 photos, "
-                           "l'entraînement à partir de zéro plafonne en général vers 60-65 % de précision, bien en dessous du transfert."),
-    "runs.scratch.no_pretrained": ("Train a run with pretrained weights first.",
-                                   "Entraînez d'abord un modèle avec des poids pré-entraînés."),
-    "runs.scratch.base": ("Run to repeat from scratch", "Entraînement à refaire à partir de zéro"),
-    "runs.scratch.start": ("Train from scratch for comparison", "Entraîner à partir de zéro pour comparer"),
-    "runs.project.header": ("Save or open a project", "Enregistrer ou ouvrir un projet"),
-    "runs.project.intro": ("A project keeps this session's photos, settings, runs, curves and exports together, "
-                           "to reopen later or on another computer.",
-                           "Un projet garde ensemble les photos, réglages, entraînements, courbes et exports de cette session, "
-                           "pour les rouvrir plus tard ou sur un autre ordinateur."),
-    "runs.project.name": ("Project name", "Nom du projet"),
-    "runs.project.save": ("Save project", "Enregistrer le projet"),
-    "runs.project.saved": ("Project {name!r} saved. Download it below to keep a copy.",
-                           "Projet {name!r} enregistré. Téléchargez-le ci-dessous pour en garder une copie."),
-    "runs.project.replaces": ("Opening a project replaces this session's photos and runs.",
-                              "Ouvrir un projet remplace les photos et les entraînements de cette session."),
-    "runs.project.none": ("No saved project yet.", "Aucun projet enregistré pour l'instant."),
-    "runs.project.item": ("**{name}** · saved {created} · {runs} run(s)", "**{name}** · enregistré le {created} · {runs} entraînement(s)"),
-    "runs.project.open": ("Open", "Ouvrir"),
-    "runs.project.download": ("Download ZIP", "Télécharger le ZIP"),
-    "runs.project.upload": ("Or open a project ZIP", "Ou ouvrez un ZIP de projet"),
-    "runs.project.open_zip": ("Open this ZIP", "Ouvrir ce ZIP"),
-    "runs.project.opened": ("Project {name!r} opened: {photos} photos and {runs} run(s).",
-                            "Projet {name!r} ouvert : {photos} photos et {runs} entraînement(s)."),
-    # Few-shot loop (issue 8)
-    "fewshot.loop": ("Training loop", "Boucle d'entraînement"),
-    "fewshot.loop.fit": ("standard (fastest)", "standard (la plus rapide)"),
-    "fewshot.loop.tape": ("step by step (can clip gradients; for a few photos per class)",
-        "pas à pas (peut écrêter les gradients ; pour quelques photos par classe)"),
-    "fewshot.loop.help": ("Both loops learn the same way. The step-by-step loop can limit how far one unusual photo pushes the model at each step, which matters when each class has only a handful of photos.",
-        "Les deux boucles apprennent de la même façon. La boucle pas à pas peut limiter jusqu'où une photo inhabituelle pousse le modèle à chaque pas, ce qui compte quand chaque classe n'a qu'une poignée de photos."),
-    "fewshot.clip": ("Limit each step (gradient clipping)", "Limiter chaque pas (écrêtage des gradients)"),
-    "fewshot.clip_norm": ("Largest gradient size (norm)", "Taille maximale du gradient (norme)"),
-    "fewshot.clip.help": ("Each step's gradient is scaled down to at most this size; about 1 is usual.",
-        "Le gradient de chaque pas est réduit à cette taille au plus ; environ 1 est l'usage."),
-    "alarm.few_held_out": ("Very few validation or test photos: each photo moves the accuracy by a big step, so these scores are rough.",
-        "Très peu de photos de validation ou de test : chaque photo fait bouger la précision d'un grand pas, ces scores sont donc approximatifs."),
-    "alarm.few_held_out.fix": ("Add photos until validation and test each have 10 or more, or read their accuracy as a rough guide.",
-        "Ajoutez des photos jusqu'à 10 ou plus en validation et en test, ou lisez leur précision comme une indication grossière."),
-    # Calibration (issue 8)
-    "calib.title": ("Calibration: can you trust its confidence?", "Calibration : peut-on se fier à sa confiance ?"),
-    "calib.ece": ("Calibration error (ECE)", "Erreur de calibration (ECE)"),
-    "calib.ece_help": ("Expected calibration error: the average gap between the confidence the model states and how "
-                       "often it is right, weighted by the number of photos in each confidence band. 0 is perfect.",
-        "Erreur de calibration attendue : l'écart moyen entre la confiance annoncée par le modèle et la fréquence à "
-        "laquelle il a raison, pondéré par le nombre de photos de chaque tranche de confiance. 0 est parfait."),
-    "calib.over": ("The model is **over-confident**: it says {conf:.0%} on average but is right {acc:.0%} of the time, "
-                   "so trust its high scores a little less.",
-        "Le modèle est **trop sûr de lui** : il annonce {conf:.0%} en moyenne mais a raison {acc:.0%} du temps ; "
-        "fiez-vous un peu moins à ses scores élevés."),
-    "calib.under": ("The model is **under-confident**: it says {conf:.0%} on average but is right {acc:.0%} of the "
-                    "time, so its answers are better than its scores suggest.",
-        "Le modèle **manque d'assurance** : il annonce {conf:.0%} en moyenne mais a raison {acc:.0%} du temps ; "
-        "ses réponses valent mieux que ses scores."),
-    "calib.well": ("The model's confidence matches how often it is right ({conf:.0%} stated, {acc:.0%} right): its "
-                   "scores can be read as chances.",
-        "La confiance du modèle correspond à la fréquence où il a raison ({conf:.0%} annoncé, {acc:.0%} juste) : "
-        "ses scores se lisent comme des chances."),
-    "calib.chart.perfect": ("perfect calibration", "calibration parfaite"),
-    "calib.chart.accuracy": ("right answers", "réponses justes"),
-    "calib.chart.confidence": ("stated confidence", "confiance annoncée"),
-    "calib.chart.range": ("confidence band", "tranche de confiance"),
-    "calib.chart.count": ("photos", "photos"),
-    "calib.threshold": ("Answer \u201cunknown\u201d below this confidence",
-        "Répondre \u00ab inconnu \u00bb sous cette confiance"),
-    "calib.threshold_help": ("When the best class's probability is lower than this, the answer is \u201cunknown\u201d "
-                             "rather than a guess. Higher: fewer answers, but more of them right.",
-        "Quand la probabilité de la meilleure classe est plus basse, la réponse est \u00ab inconnu \u00bb plutôt "
-        "qu'une supposition. Plus haut : moins de réponses, mais plus souvent justes."),
-    "calib.suggested": ("Suggested from the run's {n} validation photos: from {threshold:.0%} up, the answered ones "
-                        "were {precision:.0%} right and {unknown:.0%} were \u201cunknown\u201d.",
-        "Suggéré d'après les {n} photos de validation de l'entraînement : à partir de {threshold:.0%}, les réponses "
-        "données étaient justes à {precision:.0%} et {unknown:.0%} étaient \u00ab inconnu \u00bb."),
-    "calib.not_needed": ("On the run's {n} validation photos the answers were already {precision:.0%} right without a "
-                         "threshold; it starts at {default:.2f} so that unsure answers, such as for a photo unlike any class, "
-                         "are still \"unknown\".",
-        "Sur les {n} photos de validation de l'entraînement, les réponses étaient déjà justes à {precision:.0%} sans "
-        "seuil ; il commence à {default:.2f} pour que les réponses incertaines, par exemple pour une photo "
-        "qui ne ressemble à aucune classe, restent « inconnu »."),
-    "calib.no_suggestion": ("No threshold makes {target:.0%} of the answers right on the run's {n} validation photos; "
-                            "starting at {default:.0%}.",
-        "Aucun seuil ne donne {target:.0%} de réponses justes sur les {n} photos de validation de l'entraînement ; "
-        "départ à {default:.0%}."),
-    "calib.no_run": ("No validation photos come with this model to suggest a threshold; starting at {default:.0%}.",
-        "Aucune photo de validation n'accompagne ce modèle pour suggérer un seuil ; départ à {default:.0%}."),
-    "calib.unknown": ("Prediction: **unknown**", "Prédiction : **inconnu**"),
-    "calib.unknown_why": ("Its best guess, {label}, has only {conf:.1%}, below your threshold of {threshold:.0%}: "
-                          "too unsure to answer.",
-        "Sa meilleure hypothèse, {label}, n'a que {conf:.1%}, sous votre seuil de {threshold:.0%} : "
-        "trop incertain pour répondre."),
-    # Projects from others and paths
-    # Disk: session caps, deleting runs, clean-up
-    "disk.near": ("This session uses {used:.1f} MB of its {session:g} MB: delete runs or saved projects you no "
-                  "longer need on the Runs page before adding more.",
-        "Cette session utilise {used:.1f} Mo de ses {session:g} Mo : supprimez sur la page Entraînements les "
-        "entraînements ou projets enregistrés dont vous n'avez plus besoin avant d'en ajouter."),
-    "disk.over": ("This session holds {used:.1f} MB, over its limit of {session:g} MB: nothing more can be added "
-                  "until you delete runs, saved projects or photos (Runs page).",
-        "Cette session contient {used:.1f} Mo, au-delà de sa limite de {session:g} Mo : rien ne peut plus être "
-        "ajouté tant que vous n'avez pas supprimé des entraînements, projets enregistrés ou photos (page Entraînements)."),
-    "disk.header": ("Free room", "Libérer de la place"),
-    "disk.intro": ("This session holds {used:.1f} MB of its {session:g} MB (photos, runs, exports, saved projects). "
-                   "Deleting a run removes its model, curves, exports and checkpoints; it cannot be undone.",
-        "Cette session contient {used:.1f} Mo sur ses {session:g} Mo (photos, entraînements, exports, projets "
-        "enregistrés). Supprimer un entraînement efface son modèle, ses courbes, ses exports et ses points de "
-        "reprise ; c'est définitif."),
-    "disk.no_jobs": ("No runs to delete.", "Aucun entraînement à supprimer."),
-    "disk.choose": ("Run to delete", "Entraînement à supprimer"),
-    "disk.item": ("{name} · {kind} · {status} · frees {mb:.1f} MB", "{name} · {kind} · {status} · libère {mb:.1f} Mo"),
-    "disk.delete_run": ("Delete run", "Supprimer"),
-    "disk.run_deleted": ("Run {name!r} deleted: {mb:.1f} MB freed.", "Entraînement {name!r} supprimé : {mb:.1f} Mo libérés."),
-    "disk.delete_project": ("Delete", "Supprimer"),
-    "disk.project_deleted": ("Project {name!r} deleted: {mb:.1f} MB freed.", "Projet {name!r} supprimé : {mb:.1f} Mo libérés."),
-    "disk.status.waiting": ("waiting", "en attente"),
-    "disk.status.running": ("running", "en cours"),
-    "disk.status.stopping": ("stopping", "en arrêt"),
-    "disk.status.done": ("finished", "terminé"),
-    "disk.status.stopped": ("stopped", "arrêté"),
-    "disk.status.failed": ("failed", "échoué"),
-    "disk.status.missing": ("damaged", "endommagé"),
-    # Jobs: admission, waiting line, resume
-    # Access: sessions, access code, sign-in
-    "access.title": ("Transfer Lab: sign in", "Transfer Lab : connexion"),
-    "access.code_intro": ("This server is shared: enter the access code the organiser gave you. You enter it once; "
-                          "then bookmark the page's address to come back without it.",
-                          "Ce serveur est partagé : saisissez le code d'accès donné par l'organisateur. Vous le "
-                          "saisissez une fois ; ajoutez ensuite l'adresse de la page à vos favoris pour revenir sans lui."),
-    "access.code": ("Access code", "Code d'accès"),
-    "access.enter": ("Enter", "Entrer"),
-    "access.wrong_code": ("That access code is not the right one; check it with the organiser and try again.",
-                          "Ce code d'accès n'est pas le bon ; vérifiez-le auprès de l'organisateur et réessayez."),
-    "access.sso_intro": ("This server is shared: sign in with your organisation's account to reach your own workspace.",
-                         "Ce serveur est partagé : connectez-vous avec le compte de votre organisation pour retrouver "
-                         "votre espace de travail."),
-    "access.sign_in": ("Sign in", "Se connecter"),
-    "access.sign_in_failed": ("Sign-in is not available on this server ({detail}); ask its operator to check the "
-                              "[auth] settings and that the Authlib package is installed.",
-                              "La connexion n'est pas disponible sur ce serveur ({detail}) ; demandez à son "
-                              "administrateur de vérifier la section [auth] et que le paquet Authlib est installé."),
-    "access.no_identity": ("Your sign-in did not say who you are (no \"sub\" or \"email\" claim), so no workspace "
-                           "can be opened; ask the server's operator.",
-                           "Votre connexion n'indique pas qui vous êtes (ni \"sub\" ni \"email\"), donc aucun espace "
-                           "de travail ne peut être ouvert ; demandez à l'administrateur du serveur."),
-    "access.sign_out": ("Sign out", "Se déconnecter"),
-    # Model files from others
-    "models.checking": ("Checking {name} in a separate process before loading it (model files from outside this "
-                        "server are opened there first)…",
-        "Vérification de {name} dans un processus séparé avant de le charger (les fichiers de modèle venus "
-        "d'ailleurs que ce serveur y sont ouverts d'abord)…"),
-}
+# Where the language files are read from; a module attribute so that a test can point it at a folder of its own.
+LOCALES = Path(__file__).resolve().parent / "locales"
+ENGLISH = "en"
+_NAME_KEY = "language.name"
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-def translate(key: str, lang: str = "en", **values) -> str:
-    """The text for ``key`` in ``lang`` (English if missing), formatted with ``values``."""
-    en, fr = CATALOG.get(key, (key, key))
-    text = fr if lang == "fr" else en
+@functools.lru_cache(maxsize=None)
+def _files(folder: Path) -> dict[str, Path]:
+    """The language files of ``folder`` by code: English first (the menu's default), then by code."""
+    codes = sorted((path.stem for path in folder.glob("*.json")), key=lambda code: (code != ENGLISH, code))
+    return {code: folder / f"{code}.json" for code in codes}
+
+
+@functools.lru_cache(maxsize=None)
+def _read(path: Path) -> Mapping[str, str]:
+    try:
+        texts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError covers bad JSON and bad UTF-8
+        raise ValueError(f"The language file {path} cannot be read as JSON ({exc}).") from None
+    if not isinstance(texts, dict) or not all(isinstance(text, str) for text in texts.values()):
+        raise ValueError(f"The language file {path} must be one JSON object whose values are all texts.")
+    # Read-only: the cached texts are shared by every session of the process.
+    return MappingProxyType(texts)
+
+
+@functools.lru_cache(maxsize=None)
+def _names(folder: Path) -> dict[str, str]:
+    return {code: _read(path).get(_NAME_KEY, code) for code, path in _files(folder).items()}
+
+
+class _Languages(Mapping):
+    """Code -> name of each language in :data:`LOCALES`, English first, looked up on use rather than at import
+    so that it always agrees with :func:`translate` (also when a test points :data:`LOCALES` elsewhere)."""
+
+    def __getitem__(self, code: str) -> str:
+        return _names(LOCALES)[code]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_names(LOCALES))
+
+    def __len__(self) -> int:
+        return len(_names(LOCALES))
+
+    def __repr__(self) -> str:
+        return repr(_names(LOCALES))
+
+
+LANGUAGES: Mapping[str, str] = _Languages()
+
+
+def catalog(lang: str = ENGLISH) -> Mapping[str, str]:
+    """Every text of language ``lang`` (read-only, key -> text, in its file's order).
+
+    Empty for a language without a file. ``key in catalog()`` tells whether the dashboard has a text for
+    ``key`` (English has every key but the translations of ``tlcore``'s texts, see the module's docstring);
+    ``key in catalog(lang)`` whether ``lang`` has it.
+    Raises ``ValueError`` (one sentence) if the file is not a JSON object of texts.
+    """
+    path = _files(LOCALES).get(lang)
+    return _read(path) if path is not None else _EMPTY
+
+
+def translate(key: str, lang: str = ENGLISH, **values) -> str:
+    """The text ``key`` in language ``lang``, formatted with ``values``.
+
+    A language without a file, or without ``key``, falls back to English, and a key English lacks too
+    comes back as the key itself, so a missing text never breaks a page. ``str.format(**values)``
+    is applied only when values are given, so a text without placeholders may hold braces.
+    """
+    text = catalog(lang).get(key)
+    if text is None:
+        text = catalog(ENGLISH).get(key, key)
     return text.format(**values) if values else text

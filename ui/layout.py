@@ -101,8 +101,10 @@ def setup(title_key: str) -> None:
     state.session_id()  # the access gate: until this browser session is admitted, the page stops here
     with st.sidebar:
         current = state.language()
-        choice = st.selectbox(translate("sidebar.language", current), list(LANGUAGES), format_func=LANGUAGES.get,
-                              index=list(LANGUAGES).index(current), key="language_select")
+        codes = list(LANGUAGES)
+        # A saved language whose file is gone reads as English (translate's fallback) and the menu says so.
+        choice = st.selectbox(translate("sidebar.language", current), codes, format_func=LANGUAGES.get,
+                              index=codes.index(current) if current in LANGUAGES else 0, key="language_select")
         if choice != current:
             state.set_language(choice)
             st.rerun()

@@ -15,7 +15,7 @@ from tlcore.lab.project import open_project, open_project_zip, project_path, pro
 from . import state
 from .compare_charts import compare_figure
 from .follow import curve_labels, show_job
-from .i18n import CATALOG
+from .i18n import catalog
 from .layout import guard, t
 
 __all__ = ["show_projects", "show_history", "choose_runs", "show_comparison", "show_scratch", "show_twin_job",
@@ -190,7 +190,7 @@ def _job_label(job: Path, status: dict) -> str:
     kind = status.get("kind", "train")
     kind = t(f"runs.kind.{kind}") if kind in _RUN_KINDS else str(kind)
     word = f"disk.status.{status['status']}"
-    return t("disk.item", name=job.name, kind=kind, status=t(word) if word in CATALOG else status["status"],
+    return t("disk.item", name=job.name, kind=kind, status=t(word) if word in catalog() else status["status"],
              mb=freeable_bytes(job) / _MB)
 
 

@@ -11,7 +11,7 @@ from tests.ui.conftest import open_page
 from tlcore.lab.checklist import Facts, Item, deployment_checklist, training_checklist
 from tlcore.analysis.diagnosis import CODES, diagnose
 from ui.checklist_view import item_line
-from ui.i18n import CATALOG
+from ui.i18n import catalog
 
 OK, TODO, WARN = ":material/check_circle:", ":material/radio_button_unchecked:", ":material/warning:"
 
@@ -120,9 +120,9 @@ def test_every_item_is_worded_in_both_languages(lang):
         for item in training_checklist(facts) + deployment_checklist(facts):
             seen.add((item.key, item.reason))
             line, why = item_line(item, lang)
-            assert f"checklist.{item.key}.{item.reason}" in CATALOG and "{" not in why and why
+            assert f"checklist.{item.key}.{item.reason}" in catalog(lang) and "{" not in why and why
     # the cases reach every worded reason; the curves' verdicts come from the diagnosis, each worded too
-    worded = {tuple(k.split(".")[1:]) for k in CATALOG if k.startswith("checklist.") and k.count(".") == 2}
+    worded = {tuple(k.split(".")[1:]) for k in catalog(lang) if k.startswith("checklist.") and k.count(".") == 2}
     verdicts = {("curves", code) for code in CODES}
     assert verdicts <= worded and worded - verdicts == seen - verdicts
 

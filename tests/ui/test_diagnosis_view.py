@@ -14,7 +14,7 @@ from tests.ui.test_pages import texts
 from tlcore.analysis.diagnosis import CODES, REMEDIES
 from tlcore.jobs.runner import EventWriter
 from ui.diagnosis_view import SEVERITY, evidence_fields
-from ui.i18n import CATALOG
+from ui.i18n import catalog
 
 
 def finished_job(workspace, history, name="run-planted", warnings=()):
@@ -95,7 +95,7 @@ def _panel(history, code=None):
 def test_a_planted_overfitting_history_yields_the_overfitting_panel():
     at = AppTest.from_function(_panel, args=(OVERFIT,), default_timeout=30).run()
     assert not at.exception
-    assert [shown(w.value) for w in at.warning] == [CATALOG["diag.overfitting"][0]]
+    assert [shown(w.value) for w in at.warning] == [catalog("en")["diag.overfitting"]]
     assert not at.success and not at.error
     markdown = "\n".join(m.value for m in at.markdown)
     for remedy in REMEDIES["overfitting"]:
@@ -109,15 +109,30 @@ def test_an_unknown_code_shows_tlcore_message_and_remedies():
     assert any(REMEDIES["overfitting"][0] in m.value for m in at.markdown)
 
 
+def test_in_french_the_panel_shows_the_catalogs_remedies_not_tlcores():
+    at = AppTest.from_function(_panel, args=(OVERFIT,), default_timeout=30)
+    at.session_state["tl_language"] = "fr"
+    at.run()
+    assert not at.exception
+    markdown = "\n".join(m.value for m in at.markdown)
+    french = catalog("fr")["diag.overfitting.remedies"].split("\n")
+    assert len(french) == len(REMEDIES["overfitting"])
+    for remedy in french:
+        assert f"- {remedy}" in markdown
+    assert not any(remedy in markdown for remedy in REMEDIES["overfitting"])
+
+
 @pytest.mark.parametrize("code", CODES)
 def test_every_code_has_a_verdict_evidence_and_remedies_in_both_languages(code):
     assert code in SEVERITY
-    for suffix in ("", ".evidence", ".remedies"):
-        en, fr = CATALOG[f"diag.{code}{suffix}"]
+    for suffix in ("", ".evidence"):
+        en, fr = (catalog(lang)[f"diag.{code}{suffix}"] for lang in ("en", "fr"))
         assert en and fr and en != fr
-    # The English remedies are tlcore's, line for line (the CLI and metrics.json say the same).
-    assert CATALOG[f"diag.{code}.remedies"][0].split("\n") == REMEDIES[code]
+    # The English remedies are tlcore's alone (the CLI and metrics.json say them); French translates each line.
+    assert f"diag.{code}.remedies" not in catalog("en")
+    french = catalog("fr")[f"diag.{code}.remedies"].split("\n")
+    assert len(french) == len(REMEDIES[code]) and all(french) and not set(french) & set(REMEDIES[code])
     # Every sentence formats even with no evidence at all ("–" for the unknown numbers).
     fields = {k: "–" for k in evidence_fields({})}
-    for text in CATALOG[f"diag.{code}.evidence"]:
+    for text in (catalog(lang)[f"diag.{code}.evidence"] for lang in ("en", "fr")):
         assert text.format(**fields)

@@ -29,6 +29,14 @@ def test_language_switch_translates_the_page(sid):
     assert Workspace.for_session(sid).settings()["language"] == "fr"
 
 
+def test_a_saved_language_without_a_file_reads_as_english(sid, workspace):
+    workspace.update_settings(language="xx")  # e.g. its file was removed since it was chosen
+    at = open_page("app.py", sid)
+    assert not at.exception
+    assert "Start with the Data page" in texts(at)
+    assert at.selectbox(key="language_select").value == "en"
+
+
 def test_data_page_loads_the_sample_and_draws_counts(sid, workspace):
     at = open_page("pages/1_Data.py", sid)
     assert not at.exception

@@ -71,6 +71,9 @@ def _check(thresholds: Thresholds) -> None:
             raise TLError(f"diagnosis threshold {f.name} must be {need}, got {value!r}")
 
 
+# The one English text of each remedy (the CLI and the dashboard both show these). The dashboard's other
+# languages translate them line for line (diag.<code>.remedies in ui/locales/<lang>.json): a change here is
+# a change to make there too; tests/ui/test_i18n.py catches a remedy added or removed, not one reworded.
 REMEDIES = {
     "good_fit": [
         "Check the test score and the mistakes on the Evaluate page.",
