@@ -2,9 +2,10 @@
 import streamlit as st
 
 from tlcore.lab.gc import start_periodic
-from ui import access, state
-from ui.i18n import translate
-from ui.layout import setup, t
+from ui.frame import access, state
+from ui.frame.i18n import translate
+from ui.frame.layout import t
+from ui.views.page import setup
 
 
 def home():

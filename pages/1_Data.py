@@ -1,8 +1,10 @@
 """Data: classes and photos (upload, ZIP, webcam, sample), counts, split settings and the dataset's health."""
 import streamlit as st
 
-from ui import health_view, state
-from ui.layout import guard, setup, t
+from ui.views import health as health_view
+from ui.frame import state
+from ui.frame.layout import guard, t
+from ui.views.page import setup
 
 NEAR_FULL = 0.9  # share of the session cap from which the page warns
 

@@ -5,9 +5,10 @@ import streamlit as st
 from tlcore.jobs.runner import new_job_dir, start_job
 from tlcore.backbones.registry import get_spec, list_backbones
 from tlcore.backbones.speed import measure_speed, measured_speeds
-from ui import state
-from ui.layout import guard, setup, t
-from ui.leaderboard_view import show_leaderboard
+from ui.frame import state
+from ui.frame.layout import guard, t
+from ui.views.page import setup
+from ui.views.leaderboard import show_leaderboard
 
 setup("backbone.title")
 st.markdown(t("backbone.intro"))

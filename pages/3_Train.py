@@ -12,10 +12,11 @@ from tlcore.training.commands import check_config, train_args
 from tlcore.jobs.runner import job_status, new_job_dir, start_job
 from tlcore.backbones.registry import get_spec
 from tlcore.training.config import TrainConfig
-from ui import state, widgets
-from ui.advice_view import show_warnings
-from ui.follow import show_job
-from ui.layout import guard, setup, t
+from ui.frame import state, widgets
+from ui.views.advice import show_warnings
+from ui.views.follow import show_job
+from ui.frame.layout import guard, t
+from ui.views.page import setup
 
 setup("train.title")
 st.write(t("train.intro"))

@@ -6,11 +6,12 @@ from tlcore.training.commands import check_config, finetune_args
 from tlcore.jobs.runner import new_job_dir, start_job
 from tlcore.models.run_files import read_run_json
 from tlcore.training.config import TrainConfig
-from ui import state, widgets
-from ui.advice_view import show_warnings
-from ui.follow import show_job
-from ui.layout import choose_run, guard, setup, t
-from ui.models import learning_layer_count, unfrozen_layers
+from ui.frame import state, widgets
+from ui.views.advice import show_warnings
+from ui.views.follow import show_job
+from ui.frame.layout import choose_run, guard, t
+from ui.views.page import setup
+from ui.frame.models import learning_layer_count, unfrozen_layers
 
 setup("ft.title")
 st.write(t("ft.intro"))

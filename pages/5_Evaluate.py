@@ -7,11 +7,12 @@ from tlcore.analysis.explain import grad_cam, overlay
 from tlcore.data.images import load_image
 from tlcore.jobs.folder import job_path
 from tlcore.models.run_files import read_run_json, run_classes
-from ui import state
-from ui.calibration_view import show_reliability
-from ui.charts import confusion_figure
-from ui.layout import choose_run, guard, setup, t
-from ui.models import run_model
+from ui.frame import state
+from ui.views.calibration import show_reliability
+from ui.charts.figures import confusion_figure
+from ui.frame.layout import choose_run, guard, t
+from ui.views.page import setup
+from ui.frame.models import run_model
 
 _CAM_MISTAKES = 8
 

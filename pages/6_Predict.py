@@ -8,12 +8,13 @@ from tlcore.io.errors import TLError
 from tlcore.analysis.explain import conv_layers, feature_grid, feature_maps, grad_cam, overlay
 from tlcore.data.images import ImageDecodeError, decode_image
 from tlcore.models.run import RunModel
-from ui import state
-from ui.calibration_view import choose_threshold, show_answer
-from ui.charts import probabilities_figure
-from ui.layout import choose_run, guard, setup, t
-from ui.model_upload import load_uploaded_model, uploaded_model
-from ui.models import backbone_structure, run_model, tflite_model
+from ui.frame import state
+from ui.views.calibration import choose_threshold, show_answer
+from ui.charts.figures import probabilities_figure
+from ui.frame.layout import choose_run, guard, t
+from ui.views.page import setup
+from ui.views.model_upload import load_uploaded_model, uploaded_model
+from ui.frame.models import backbone_structure, run_model, tflite_model
 
 setup("predict.title")
 run_dir = choose_run(required=False)  # a model file brought by the user works without a run

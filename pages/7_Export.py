@@ -6,9 +6,10 @@ from tlcore.export.formats import (DEFAULT_FORMATS, FORMATS, RECOMMENDED_CALIBRA
                                    default_filename, export_args)
 from tlcore.jobs.runner import new_job_dir, start_job
 from tlcore.models.run_files import read_run_json
-from ui import state, widgets
-from ui.export_view import show_export
-from ui.layout import choose_run, guard, setup, t
+from ui.frame import state, widgets
+from ui.views.export import show_export
+from ui.frame.layout import choose_run, guard, t
+from ui.views.page import setup
 
 setup("export.title")
 st.write(t("export.intro"))

@@ -11,10 +11,11 @@ from tlcore.data.images import ImageDecodeError, decode_image, load_image
 from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import new_job_dir, start_job
 from tlcore.models.run_files import read_run_json, run_classes
-from ui import state, widgets
-from ui.adversarial_view import show_attack, show_harden, show_ideal, show_robustness
-from ui.layout import choose_run, guard, setup, t
-from ui.models import run_model
+from ui.frame import state, widgets
+from ui.views.adversarial import show_attack, show_harden, show_ideal, show_robustness
+from ui.frame.layout import choose_run, guard, t
+from ui.views.page import setup
+from ui.frame.models import run_model
 
 setup("adv.title")
 st.write(t("adv.intro"))

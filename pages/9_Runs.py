@@ -2,9 +2,10 @@
 import streamlit as st
 
 from tlcore.lab.experiments import run_history
-from ui import state
-from ui.layout import setup, t
-from ui.runs_view import (choose_runs, show_comparison, show_disk, show_history, show_projects, show_scratch,
+from ui.frame import state
+from ui.frame.layout import t
+from ui.views.page import setup
+from ui.views.runs import (choose_runs, show_comparison, show_disk, show_history, show_projects, show_scratch,
                           show_twin_job)
 
 setup("runs.title")

@@ -42,7 +42,7 @@ def shared_ui_cache(ui_cache, monkeypatch):
 
 
 def shown(text) -> str:
-    """What a reader sees of a page's Markdown ``text`` where data was escaped (``ui.layout.plain``):
+    """What a reader sees of a page's Markdown ``text`` where data was escaped (``ui.frame.layout.plain``):
     CommonMark drops the backslash before punctuation."""
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(text))
 

@@ -57,7 +57,7 @@ def test_fine_tune_page_warns_about_long_fine_tuning_without_early_stopping(trai
 
 
 def _warnings_script():
-    from ui.advice_view import show_warnings
+    from ui.views.advice import show_warnings
 
     show_warnings([{"code": "mystery_code", "message": "something odd happened (3 times)"},
                    {"code": "test_set_reuse", "message": "this test set has now been scored 4 times; ..."},

@@ -9,7 +9,7 @@ import pytest
 from tests.ui.conftest import open_page
 from tests.ui.test_pages import png, texts
 from tlcore.analysis.calibration import suggest_run_threshold
-from ui.calibration_view import reliability_figure
+from ui.views.calibration import reliability_figure
 
 
 def copy_run(trained, workspace, rewrite) -> tuple[list[dict], list[str]]:

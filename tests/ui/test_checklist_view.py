@@ -10,8 +10,8 @@ from tests.core.test_checklist import epochs
 from tests.ui.conftest import open_page
 from tlcore.lab.checklist import Facts, Item, deployment_checklist, training_checklist
 from tlcore.analysis.diagnosis import CODES, diagnose
-from ui.checklist_view import item_line
-from ui.i18n import catalog
+from ui.views.checklist import item_line
+from ui.frame.i18n import catalog
 
 OK, TODO, WARN = ":material/check_circle:", ":material/radio_button_unchecked:", ":material/warning:"
 
@@ -89,12 +89,12 @@ def test_the_checklists_speak_french(sid):
 
 
 def test_a_failing_checklist_leaves_the_page_whole(sid, monkeypatch, caplog):
-    import ui.checklist_view
+    import ui.views.checklist
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ui.checklist_view, "gather_facts", broken)
+    monkeypatch.setattr(ui.views.checklist, "gather_facts", broken)
     at = open_page("app.py", sid)
     assert not at.exception and not at.error
     assert at.title[0].value == "Transfer Lab"

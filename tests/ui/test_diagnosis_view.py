@@ -13,8 +13,8 @@ from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import texts
 from tlcore.analysis.diagnosis import CODES, REMEDIES
 from tlcore.jobs.runner import EventWriter
-from ui.diagnosis_view import SEVERITY, evidence_fields
-from ui.i18n import catalog
+from ui.views.diagnosis import SEVERITY, evidence_fields
+from ui.frame.i18n import catalog
 
 
 def finished_job(workspace, history, name="run-planted", warnings=()):
@@ -84,7 +84,7 @@ def test_a_real_finished_run_gets_a_diagnosis(trained):
 
 def _panel(history, code=None):
     from tlcore.analysis.diagnosis import diagnose
-    from ui.diagnosis_view import show_diagnosis
+    from ui.views.diagnosis import show_diagnosis
 
     diagnosis = diagnose(history)
     if code is not None:  # a verdict this dashboard does not know yet

@@ -151,7 +151,7 @@ def test_export_page_reports_a_failed_export_in_one_sentence(trained, tmp_path):
 
 def test_verification_table_has_one_type_per_column():
     # Arrow (behind st.dataframe) refuses a column mixing numbers and text; Keras rows have no latency.
-    from ui.export_view import _table
+    from ui.views.export import _table
 
     entry = {"format": "tflite-float32", "path": "/x/model_float32.tflite", "size_bytes": 2_000_000,
              "input": {"dtype": "float32"},

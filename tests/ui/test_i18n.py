@@ -1,7 +1,7 @@
 """The language files (ui/locales/*.json) agree with English and with the code, and a language is one file.
 
 English is en.json plus the texts the dashboard shows as tlcore returns them (the diagnosis remedies);
-every other language translates both (ui/i18n.py says why).
+every other language translates both (ui/frame/i18n.py says why).
 """
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ from tlcore.data.health import RECOMMENDED
 from tlcore.data.resample import RESAMPLE_MODES
 from tlcore.export.formats import FORMATS
 from tlcore.training.config import LOOPS
-from ui import access, i18n
-from ui.i18n import LANGUAGES, catalog, translate
+from ui.frame import access, i18n
+from ui.frame.i18n import LANGUAGES, catalog, translate
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCALES = ROOT / "ui" / "locales"
 OTHERS = [code for code in LANGUAGES if code != "en"]
 SOURCES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")),
-           *sorted(p for p in (ROOT / "ui").glob("*.py") if p.name != "i18n.py")]
+           *sorted(p for p in (ROOT / "ui").rglob("*.py") if p.name != "i18n.py")]
 
 # A key written out where the code asks for a text: t("data.title"), translate("sidebar.language", lang),
 # setup("ft.title"), choose_run("ft.base"), _section("checklist.training", ...).
@@ -53,13 +53,13 @@ EXPANSIONS = {
     "health.split_{}": SPLITS,
     "health.kind_{}": (*RECOMMENDED, "exact", "near"),  # dataset sizes, then duplicate kinds
     "health.bias_{}": ("size", "format", "camera", "jpeg_quality"),  # tlcore.data.health's bias features
-    "runs.kind.{}": ("train", "finetune", "harden"),  # ui.runs_view._RUN_KINDS
+    "runs.kind.{}": ("train", "finetune", "harden"),  # ui.views.runs._RUN_KINDS
     "backbone.lb_where.{}": ("val", "split"),  # the leaderboard's held_out
-    "chart.{}": ("loss", "accuracy", "train", "val", "epoch", "fine_tune_start"),  # ui.follow.curve_labels
+    "chart.{}": ("loss", "accuracy", "train", "val", "epoch", "fine_tune_start"),  # ui.views.follow.curve_labels
     "calib.chart.{}": ("perfect", "accuracy", "confidence", "range", "count"),
     "adv.source.{}": ("data", "upload"),
     "adv.method.{}": METHODS,
-    "{}.fix": (),  # ui.advice_view asks for an alarm's fix only when the catalog has one
+    "{}.fix": (),  # ui.views.advice asks for an alarm's fix only when the catalog has one
 }
 
 

@@ -85,7 +85,7 @@ def _load_model_script(run_dir: str) -> None:
 
     import streamlit as st
 
-    from ui.models import run_model
+    from ui.frame.models import run_model
 
     st.session_state["model_id"] = id(run_model(Path(run_dir)))
     st.session_state["same_again"] = run_model(Path(run_dir)) is run_model(Path(run_dir))

@@ -15,7 +15,7 @@ from tlcore.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 # The text catalog's loader is the one view that reads a data file of its own (ui/locales).
-VIEWS = sorted(p for p in [*ROOT.glob("pages/*.py"), *ROOT.glob("ui/*.py"), ROOT / "app.py"]
+VIEWS = sorted(p for p in [*ROOT.glob("pages/*.py"), *ROOT.glob("ui/**/*.py"), ROOT / "app.py"]
                if p.name != "i18n.py")
 
 
@@ -73,3 +73,25 @@ def test_adversarial_page_widgets_start_at_their_configs(trained):
     assert at.radio[1].value == AttackConfig.method  # the first radio chooses the photo's source
     ideal = at.slider[-1]
     assert (ideal.value, ideal.min, ideal.max) == (IdealImageConfig.steps, *setting_info(IdealImageConfig, "steps").offered)
+
+
+UI_LAYERS = ["frame", "charts", "views"]  # lowest first; pages and app.py above them all
+
+
+def _ui_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ui."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ui.")}
+    return found
+
+
+@pytest.mark.parametrize("layer", UI_LAYERS)
+def test_the_dashboard_layers_import_downward(layer):
+    """ui/frame draws no view, ui/charts are figures only, ui/views never reach a page (docs/ARCHITECTURE.md)."""
+    for path in (ROOT / "ui" / layer).glob("*.py"):
+        above = sorted(p for p in _ui_imports(path) if p in UI_LAYERS and UI_LAYERS.index(p) > UI_LAYERS.index(layer))
+        assert not above, f"{path.relative_to(ROOT)} imports ui.{above}"
+    assert not [p for p in (ROOT / "ui").glob("*.py") if p.name != "__init__.py"], "every ui module is in a layer"

@@ -1,4 +1,4 @@
-"""The dashboard's process set-up (ui.runtime): no Keras reset after a script run, the libraries frozen out of
+"""The dashboard's process set-up (ui.frame.runtime): no Keras reset after a script run, the libraries frozen out of
 the collector, a cached model's kernels kept from one click to the next."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from streamlit.runtime.scriptrunner import script_runner
 from streamlit.testing.v1 import AppTest
 
 from tests.ui.conftest import open_page
-from ui import runtime
+from ui.frame import runtime
 
 
 def test_a_page_run_does_not_reset_keras(sid, monkeypatch):

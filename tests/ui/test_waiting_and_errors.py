@@ -153,7 +153,7 @@ def test_fine_tune_page_starts_the_command_built_from_its_settings(trained, reco
 
 
 def _failing_script(marker: str) -> None:
-    from ui.layout import guard
+    from ui.frame.layout import guard
 
     with guard():
         raise RuntimeError(f"{marker}\nsecond line")
@@ -177,7 +177,7 @@ def test_an_unexpected_error_is_one_sentence_and_its_traceback_goes_to_the_log_f
 def test_a_user_error_is_shown_as_it_is_and_not_logged_as_a_failure():
     def script():
         from tlcore.io.errors import TLError
-        from ui.layout import guard
+        from ui.frame.layout import guard
 
         with guard():
             raise TLError("class name '../x' is not allowed")
@@ -190,7 +190,7 @@ def test_a_user_error_is_shown_as_it_is_and_not_logged_as_a_failure():
 def test_a_user_error_is_shown_character_for_character_not_as_markdown():
     def script():
         from tlcore.io.names import check_class_name
-        from ui.layout import guard
+        from ui.frame.layout import guard
 
         with guard():
             check_class_name("*a*\\b_c_:cat: [x](y)")
@@ -205,7 +205,7 @@ def test_a_user_error_is_shown_character_for_character_not_as_markdown():
 @pytest.mark.parametrize("text", ["plain", "*bold* _it_ `code` [a](b) <i>", "a\\b \\* 1. # - + ! | ~ $x$ :smile:",
                                   "&lt; &amp;", "é ü 名前", string.punctuation])
 def test_plain_text_reads_back_as_it_was(text):
-    from ui.layout import plain
+    from ui.frame.layout import plain
 
     assert shown(plain(text)) == text
     assert all(plain(ch) == "\\" + ch for ch in text if ch in string.punctuation)  # every mark escaped

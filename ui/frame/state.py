@@ -17,7 +17,7 @@ from tlcore.backbones.registry import DEFAULT_BACKBONE
 from tlcore.lab.workspace import Workspace
 from tlcore.models.run_files import is_run
 
-from . import access
+from ui.frame import access
 
 __all__ = ["session_id", "admitted", "workspace", "language", "set_language", "backbone", "set_backbone", "split", "set_split",
            "finished_runs", "job_running", "current_job", "set_current_job", "training_jobs", "export_jobs",
@@ -29,7 +29,7 @@ _SID = "tl_session_id"
 def session_id() -> str:
     """This browser session's id, kept in the address so a refresh or a bookmark finds the same workspace.
 
-    Only an id this server issued and admitted counts (:func:`ui.access.admitted_session`): a made-up
+    Only an id this server issued and admitted counts (:func:`ui.frame.access.admitted_session`): a made-up
     or forged one in the address gets a new session, and until the browser passes the access gate
     (when the server has one) the page shows the gate and stops here.
     """

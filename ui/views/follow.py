@@ -12,11 +12,11 @@ from tlcore.jobs.runner import LIVE, job_meta, job_status, read_events, request_
 from tlcore.models.run_files import read_run_json
 from tlcore.training.resume import resume_job, resume_point
 
-from . import state
-from .advice_view import show_warnings
-from .charts import curves_figure
-from .diagnosis_view import show_diagnosis
-from .layout import guard, job_error, t
+from ui.frame import state
+from ui.views.advice import show_warnings
+from ui.charts.figures import curves_figure
+from ui.views.diagnosis import show_diagnosis
+from ui.frame.layout import guard, job_error, t
 
 __all__ = ["job_history", "show_job", "curve_labels", "follow", "show_waiting"]
 

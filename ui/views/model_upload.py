@@ -11,8 +11,8 @@ import streamlit as st
 from tlcore.io.errors import TLError
 from tlcore.models.model_files import load_model_file
 
-from . import state
-from .models import checked
+from ui.frame import state
+from ui.frame.models import checked
 
 __all__ = ["load_uploaded_model", "uploaded_model"]
 
@@ -43,7 +43,7 @@ def load_uploaded_model(name: str, data: bytes) -> bool:
     The upload must fit in the session's disk cap (the uploaded model it
     replaces excepted). Unless this server produced the file (an export
     brought back), it is opened first in a limited worker process
-    (:func:`ui.models.checked`), so a crafted file cannot crash, hang or
+    (:func:`ui.frame.models.checked`), so a crafted file cannot crash, hang or
     exhaust the server process shared by every user. Returns True when a new
     model became the session's uploaded model, False when ``data`` is the one
     already loaded. A refused file raises

@@ -24,7 +24,7 @@ from types import MappingProxyType
 __all__ = ["ENGLISH", "LANGUAGES", "LOCALES", "catalog", "translate"]
 
 # Where the language files are read from; a module attribute so that a test can point it at a folder of its own.
-LOCALES = Path(__file__).resolve().parent / "locales"
+LOCALES = Path(__file__).resolve().parents[1] / "locales"  # ui/locales
 ENGLISH = "en"
 _NAME_KEY = "language.name"
 _EMPTY: Mapping[str, str] = MappingProxyType({})

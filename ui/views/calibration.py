@@ -9,7 +9,7 @@ import streamlit as st
 from tlcore.analysis.calibration import apply_threshold, suggest_run_threshold
 from tlcore.io.errors import TLError
 
-from .layout import t
+from ui.frame.layout import t
 
 __all__ = ["reliability_figure", "show_reliability", "choose_threshold", "show_answer"]
 

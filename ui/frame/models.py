@@ -16,7 +16,7 @@ from tlcore.backbones.registry import create_backbone
 from tlcore.models.run import RunModel, load_run
 from tlcore.models.tflite_model import TFLiteModel, load_tflite
 
-from .layout import t
+from ui.frame.layout import t
 
 __all__ = ["backbone_structure", "learning_layer_count", "unfrozen_layers", "checked", "run_model", "tflite_model"]
 

@@ -11,7 +11,7 @@ import streamlit as st
 from tlcore.data.health import EXTREME_ASPECT, TINY_SIDE, check_dataset
 from tlcore.lab.workspace import Workspace
 
-from .layout import plain, t
+from ui.frame.layout import plain, t
 
 __all__ = ["dataset_report", "show_report", "health_counts_figure"]
 
@@ -43,7 +43,7 @@ def _cached_report(signature: tuple, fractions: tuple, seed: int) -> dict:
 def dataset_report(ws: Workspace, split: tuple[int, int, int, int]) -> dict | None:
     """The health report of the session's photos split as training will split them, or None before two classes have photos.
 
-    ``split`` is ``(train %, val %, test %, seed)`` (:func:`ui.state.split`). The
+    ``split`` is ``(train %, val %, test %, seed)`` (:func:`ui.frame.state.split`). The
     report is cached on the photos' names, sizes and times and on the split,
     so reruns of the page do not read every photo again.
     """

@@ -5,9 +5,9 @@ import streamlit as st
 
 from tlcore.analysis.diagnosis import Thresholds
 
-from . import state
-from .i18n import catalog
-from .layout import t
+from ui.frame import state
+from ui.frame.i18n import catalog
+from ui.frame.layout import t
 
 __all__ = ["SEVERITY", "evidence_fields", "show_diagnosis"]
 
@@ -55,7 +55,7 @@ def show_diagnosis(diagnosis: dict, container=None) -> None:
     one sentence and the remedies as a list, in the session's language.
 
     The remedies are tlcore's own (English) unless the session's language translates them
-    (``diag.<code>.remedies``, see :mod:`ui.i18n`). ``container`` (default: the page) is any Streamlit
+    (``diag.<code>.remedies``, see :mod:`ui.frame.i18n`). ``container`` (default: the page) is any Streamlit
     container, e.g. a column. A code the catalog does not know (a newer tlcore) is shown with tlcore's
     own English message and remedies.
     """

@@ -8,10 +8,10 @@ import streamlit as st
 
 from tlcore.jobs.runner import LIVE, job_status, read_events, request_stop
 
-from . import state
-from .charts import leaderboard_figure
-from .follow import follow
-from .layout import job_error, plain, t
+from ui.frame import state
+from ui.charts.figures import leaderboard_figure
+from ui.views.follow import follow
+from ui.frame.layout import job_error, plain, t
 
 __all__ = ["show_leaderboard"]
 

@@ -12,10 +12,10 @@ from tlcore.export.formats import TFLITE_FORMATS
 from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import job_status, read_events, request_stop
 
-from . import state
-from .charts import export_figure
-from .follow import follow
-from .layout import job_error, plain, t
+from ui.frame import state
+from ui.charts.figures import export_figure
+from ui.views.follow import follow
+from ui.frame.layout import job_error, plain, t
 
 __all__ = ["show_export"]
 

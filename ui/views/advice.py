@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .i18n import catalog
-from .layout import plain, t
+from ui.frame.i18n import catalog
+from ui.frame.layout import plain, t
 
 __all__ = ["alarm_text", "show_warnings"]
 

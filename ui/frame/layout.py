@@ -1,4 +1,5 @@
-"""Page set-up shared by every page: access gate, title, sidebar language switch, error guard."""
+"""What every page and view shares: the text in the session's language, escaping data for Markdown, the error guard, the
+run chooser, and the server's log file."""
 from __future__ import annotations
 
 import contextlib
@@ -12,11 +13,10 @@ import streamlit as st
 from tlcore.cli import log_path
 from tlcore.io.errors import TLError
 
-from . import access, state
-from .checklist_view import show_checklists
-from .i18n import LANGUAGES, translate
+from ui.frame import state
+from ui.frame.i18n import translate
 
-__all__ = ["setup", "t", "plain", "job_error", "guard", "run_label", "choose_run", "attach_log_file"]
+__all__ = ["t", "plain", "job_error", "guard", "run_label", "choose_run", "attach_log_file"]
 
 log = logging.getLogger("tlcore.ui")
 
@@ -73,45 +73,6 @@ def plain(text) -> str:
 def job_error(status: dict) -> str:
     """A failed job's one-sentence error (``job_status``), ready for a catalog text shown as Markdown."""
     return plain(status.get("error", ""))
-
-
-def _leave_legacy_pages_mode() -> None:
-    """Route through ``app.py`` even when a server's first visitor opens a page's address directly.
-
-    Streamlit decides at its first script run whether the ``pages/`` folder
-    is a legacy multipage app; if that run is a page rather than ``app.py``,
-    every session gets file-name navigation without the home page until
-    someone opens the home page. Clearing the flag and rerunning sends this
-    run through ``app.py``'s ``st.navigation`` (same page, translated titles).
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # pragma: no cover - a future Streamlit without the legacy mode
-        return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-def setup(title_key: str) -> None:
-    """Page config, sidebar (language, session note, checklists) and the page title."""
-    _leave_legacy_pages_mode()
-    attach_log_file()
-    st.set_page_config(page_title=f"Transfer Lab · {translate(title_key)}", page_icon="🔬", layout="wide")
-    state.session_id()  # the access gate: until this browser session is admitted, the page stops here
-    with st.sidebar:
-        current = state.language()
-        codes = list(LANGUAGES)
-        # A saved language whose file is gone reads as English (translate's fallback) and the menu says so.
-        choice = st.selectbox(translate("sidebar.language", current), codes, format_func=LANGUAGES.get,
-                              index=codes.index(current) if current in LANGUAGES else 0, key="language_select")
-        if choice != current:
-            state.set_language(choice)
-            st.rerun()
-        st.caption(t("sidebar.session"))
-        access.sign_out_button(current)
-        show_checklists()
-    st.title(t(title_key))
 
 
 @contextlib.contextmanager

@@ -11,10 +11,10 @@ from PIL import Image
 from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import job_status, read_events, request_stop
 
-from . import state
-from .charts import probabilities_figure, robustness_figure
-from .follow import follow
-from .layout import job_error, plain, t
+from ui.frame import state
+from ui.charts.figures import probabilities_figure, robustness_figure
+from ui.views.follow import follow
+from ui.frame.layout import job_error, plain, t
 
 __all__ = ["show_attack", "show_robustness", "show_harden", "show_ideal"]
 

@@ -20,7 +20,7 @@ import streamlit as st
 from tlcore.lab import sessions
 from tlcore.lab.access_code import access_code, check_access_code
 
-from .i18n import ENGLISH, LANGUAGES, translate
+from ui.frame.i18n import ENGLISH, LANGUAGES, translate
 
 __all__ = ["mode", "admission", "admitted_session", "gate_language", "sign_out_button"]
 

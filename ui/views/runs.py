@@ -12,11 +12,11 @@ from tlcore.lab.gc import freeable_bytes, remove_job, remove_project
 from tlcore.jobs.runner import LIVE, job_status, list_jobs
 from tlcore.lab.project import open_project, open_project_zip, project_path, project_zip, save_project, saved_projects
 
-from . import state
-from .compare_charts import compare_figure
-from .follow import curve_labels, show_job
-from .i18n import catalog
-from .layout import guard, t
+from ui.frame import state
+from ui.charts.compare import compare_figure
+from ui.views.follow import curve_labels, show_job
+from ui.frame.i18n import catalog
+from ui.frame.layout import guard, t
 
 __all__ = ["show_projects", "show_history", "choose_runs", "show_comparison", "show_scratch", "show_twin_job",
            "show_disk"]

@@ -9,8 +9,8 @@ import streamlit as st
 
 from tlcore.lab.checklist import Item, deployment_checklist, gather_facts, training_checklist
 
-from . import state
-from .i18n import catalog, translate
+from ui.frame import state
+from ui.frame.i18n import catalog, translate
 
 __all__ = ["show_checklists", "item_line"]
 

@@ -1,0 +1,1 @@
+"""Plotly figures the views draw: pure functions of their data and labels."""
