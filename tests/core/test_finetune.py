@@ -154,6 +154,27 @@ def test_saved_paths_are_absolute_when_the_data_path_is_relative(tmp_path, monke
 
 # fine_tune() ------------------------------------------------------------------------------------
 
+def test_the_number_of_fine_tuned_layers_is_the_same_everywhere(trained_run, tmp_path):
+    """The number asked for, the layers that learnt, the run history (Runs page) and the model card agree."""
+    from tlcore.export.bundle import model_card
+    from tlcore.lab.experiments import run_history
+    from tlcore.models.run_files import fine_tuned_layers
+
+    run_dir, _ = trained_run
+    jobs = tmp_path / "jobs"
+    job = jobs / "finetune-1"
+    job.mkdir(parents=True)
+    (job / "job.json").write_text(json.dumps({"kind": "finetune", "pid": 0, "started": 1.0}))
+    summary = fine_tune(run_dir, TrainConfig(fine_tune_layers=2, fine_tune_epochs=1), out=job / "run")
+    (job / "result.json").write_text(json.dumps({"exit_code": 0, "pid": 0, "result": summary}))
+    assert len(summary["fine_tuned_layers"]) == 2 == load_run(job / "run").config["train"]["fine_tune_layers"]
+    assert fine_tuned_layers(job / "run") == summary["fine_tuned_layers"]
+    (row,) = run_history(jobs)
+    assert row["fine_tune_layers"] == 2
+    card = model_card({"exports": [], "verification_data": {}}, job / "run")
+    assert "fine-tuned 2 layers" in card
+
+
 def test_fine_tune_continues_a_saved_run(trained_run, tmp_path):
     run_dir, first = trained_run
     before = load_run(run_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..io.atomic import write_bytes_atomic
 from ..io.errors import TLError
 from .formats import TFLITE_FORMATS
-from ..models.run_files import read_run_json
+from ..models.run_files import fine_tuned_layers, read_run_json
 
 __all__ = ["EXAMPLE_SCRIPT", "model_card", "bundle_bytes", "write_bundle"]
 
@@ -44,6 +44,7 @@ def model_card(result: dict, run_dir: str | Path, date: str | None = None) -> st
     counts = Counter((s["label"], s.get("split") or "train") for s in samples)
     classes = config.get("classes", [])
     train = config.get("train", {})
+    tuned = fine_tuned_layers(run_dir)  # counted as every page counts them
     lines = [
         "# Model card",
         "",
@@ -51,8 +52,8 @@ def model_card(result: dict, run_dir: str | Path, date: str | None = None) -> st
         f"- Backbone: {config.get('backbone')} (weights: {config.get('weights') or 'random initialisation'}), input {config.get('input_size')}"
         f"x{config.get('input_size')} RGB",
         f"- Training: head {train.get('epochs')} epochs at lr {train.get('lr')}"
-        + (f", fine-tuned {len(metrics.get('fine_tuned_layers') or [])} layers at lr {train.get('fine_tune_lr')}"
-           if config.get("fine_tuned") else ", backbone frozen (feature extraction)"),
+        + (f", fine-tuned {len(tuned)} layers at lr {train.get('fine_tune_lr')}"
+           if tuned else ", backbone frozen (feature extraction)"),
         f"- Validation accuracy: {_pct(metrics.get('val_accuracy'))}; test accuracy: {_pct(metrics.get('test_accuracy'))}",
         "",
         "## Data (images per class)",
