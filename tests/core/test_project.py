@@ -104,12 +104,19 @@ def test_a_zip_download_opens_in_another_session(built, tmp_path):
     assert [p["name"] for p in saved_projects(built)] == ["zipped"]
 
 
+def _blob_of(saved: Path, cls: str, file: str) -> Path:
+    """The stored bytes of the photo ``data/<cls>/<file>`` of the saved project: its blob, named by its hash."""
+    entry = next(e for e in read_project(saved)["data"][cls] if e["file"] == file)
+    return saved / "blobs" / entry["sha256"]
+
+
 def test_a_changed_photo_is_refused_by_name_and_the_workspace_is_untouched(built, tmp_path):
     saved = save_project(built, tmp_path / "p")
-    (saved / "data" / "red" / "red_0.png").write_bytes(b"tampered")
+    _blob_of(saved, "red", "red_0.png").write_bytes(b"tampered")
     ws = Workspace(tmp_path / "target")
     ws.add_class("mine")
-    with pytest.raises(TLError, match=r"'data/red/red_0\.png' has changed since it was saved"):
+    with pytest.raises(TLError, match=r"'data/red/red_0\.png' \(stored as 'blobs/[0-9a-f]{64}'\) has changed since "
+                                      r"it was saved"):
         open_project(saved, ws)
     assert ws.classes() == ["mine"] and not any(ws.jobs_dir.iterdir())
     assert not [p for p in ws.root.iterdir() if p.name.startswith(".")]  # no staging folder left
@@ -256,7 +263,7 @@ def test_only_the_files_the_manifest_lists_leave_a_zip(built, tmp_path):
 def test_saving_writes_every_path_relative_to_the_workspace_and_no_command_line(built, tmp_path):
     saved = save_project(built, tmp_path / "p")
     project = json.loads((saved / "project.json").read_text())
-    assert project["format"] == 2 and project["settings"]["current_job"] == "jobs/run-1"
+    assert project["format"] == 3 and project["settings"]["current_job"] == "jobs/run-1"
     samples = json.loads((saved / "jobs" / "run-1" / "run" / "samples.json").read_text())
     assert samples and all(s["path"].startswith("jobs/run-1/data/") for s in samples)
     export = json.loads((saved / "jobs" / "export-1" / "job.json").read_text())

@@ -1,21 +1,31 @@
 """Save a workspace as a self-contained project folder (or ZIP), and open it again anywhere.
 
-A project folder holds ``project.json`` (name, creation time, tlcore version, settings and a
-manifest with the size and SHA-256 of every file), the photos under ``data/<class>/`` and the
-jobs under ``jobs/`` (runs with their models, curves and exports). Paths inside the jobs' JSON
-files (the keys :mod:`tlcore.jobs.folder` lists) are stored relative to the workspace root and
-resolved against the receiving workspace on open, so samples, fine-tuning parents and export
-files are found again after a move or a server restart.
+A project folder (format 3) holds ``project.json`` (name, creation time, tlcore version, settings
+and a manifest listing every file of the workspace's ``data/`` and ``jobs/`` with its size and
+SHA-256), the bytes of each distinct photo once under ``blobs/<sha256>`` (the photos of ``data/``,
+of every job's snapshot ``jobs/<job>/data/`` and any image a job made: a snapshot shares its
+photos with ``data/``, so storing each file at its path stored them twice), and the jobs' other
+files at their paths under ``jobs/`` (runs with their models, curves and exports). Paths inside
+the jobs' JSON files (the keys :mod:`tlcore.jobs.folder` lists) are stored relative to the
+workspace root and resolved against the receiving workspace on open, so samples, fine-tuning
+parents and export files are found again after a move or a server restart. Formats 1 and 2
+(every photo at its own path) still open.
+
+Before writing, saving measures the project (:func:`save_check`) against what opening accepts:
+it refuses a project no session could open (over the session cap, or holding a photo over the
+per-file cap) and warns when its ZIP would be over the dashboard's upload cap.
 
 A project may come from anyone, so opening it obeys the rules of uploads and trusts nothing it
-says: class names follow :func:`tlcore.io.names.check_class_name`, every photo is checked by its
-content, the session's cap is checked before anything is written, every path in a job file must
+says: class names follow :func:`tlcore.io.names.check_class_name`, every photo (each distinct one
+once) is checked by its content and its hash, a blob's name is only ever a SHA-256 from the
+manifest, the session's cap is checked before anything is written, every path in a job file must
 resolve inside the receiving workspace (:func:`tlcore.io.confine.confine`, or the project is
 refused), links are refused, only the settings the dashboard knows are kept (checked), and no
 job keeps a command line or a process id: a reopened job is a record, never a process to run.
 
 Saving writes into a temporary folder renamed into place, so a failure never leaves a partial
-project; opening checks every file against the manifest before the workspace is touched.
+project; opening checks every file against the manifest before the workspace is touched, and
+gives the photos that share bytes one file (hard links), as the workspace's snapshots do.
 """
 from __future__ import annotations
 
@@ -30,24 +40,31 @@ import time
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from .. import __version__
 from ..io.atomic import replace_dir, staged_dir
 from ..io.confine import confine, relative_to
 from ..io.errors import TLError
+from ..io.files import link_or_copy
 from .experiments import run_history
 from ..jobs.folder import inside_form, paths_confined, paths_relative
 from ..jobs.runner import LIVE, job_status, list_jobs
 from ..io.names import check_class_name
-from ..io.quota import disk_usage
+from ..io.quota import MB, disk_usage
 from .workspace import Workspace
 
-__all__ = ["PROJECT_FILE", "save_project", "open_project", "open_project_zip", "project_zip", "read_project",
-           "projects_dir", "project_path", "saved_projects", "run_history"]
+__all__ = ["PROJECT_FILE", "save_check", "save_project", "open_project", "open_project_zip", "project_zip",
+           "read_project", "projects_dir", "project_path", "saved_projects", "run_history"]
 
 PROJECT_FILE = "project.json"
-# 2: paths in job files relative to the workspace root. 1: absolute, the workspace written ${WORKSPACE}.
-_FORMAT, _READS = 2, (1, 2)
+# 3: each distinct photo stored once, as blobs/<sha256>. 2: paths in job files relative to the workspace root.
+# 1: absolute, the workspace written ${WORKSPACE}. Formats 1 and 2 store every file at its own path.
+_FORMAT, _READS = 3, (1, 2, 3)
+_POOLED = 3  # the first format whose photos are blobs
+_BLOBS = "blobs"
+# A blob is named by a hash read from the manifest: only this shape ever becomes part of a path.
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PLACEHOLDER = "${WORKSPACE}"  # the workspace folder inside texts (messages), so they read well anywhere
 _CHUNK = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,59}$")
@@ -164,10 +181,18 @@ def _digest(path: Path) -> tuple[str, int]:
 
 
 def _copy_with_digest(src: Path, dst: Path) -> dict:
+    """Copy ``src`` to ``dst``, hashing the bytes as they are written: ``{"sha256", "bytes", "inode"}``, where
+    ``inode`` is (device, inode) of the file the bytes came from (the workspace replaces a photo by a new file,
+    never writes one in place, so an inode always holds the same bytes)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src, dst)
-    sha, size = _digest(dst)
-    return {"sha256": sha, "bytes": size}
+    h, n = hashlib.sha256(), 0
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        st = os.fstat(f.fileno())
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+            n += len(chunk)
+    return {"sha256": h.hexdigest(), "bytes": n, "inode": (st.st_dev, st.st_ino)}
 
 
 def _check_idle(workspace: Workspace, doing: str) -> None:
@@ -190,56 +215,207 @@ def _job_files(workspace: Workspace) -> list[Path]:
     return [src for job in sorted(list_jobs(workspace.jobs_dir)) for src in _files(sorted(job.rglob("*")))]
 
 
-def _check_save_room(workspace: Workspace, dest: Path, photos: list[Path], jobs: list[Path], name: str) -> None:
+class _Plan(NamedTuple):
+    """What saving writes, gathered before a byte is written, so that measuring and saving agree."""
+
+    photos: dict[str, list[Path]]  # the photos of data/, by class
+    jobs: list[tuple[PurePosixPath, Path, bytes | None]]  # (place, file, the bytes a JSON file is saved as)
+    settings: dict
+    runs: int
+
+
+def _saved_settings(workspace: Workspace) -> dict:
+    settings = {k: v for k, v in workspace.settings().items() if k not in _PERSONAL}
+    if isinstance(settings.get("current_job"), str):
+        settings["current_job"] = relative_to(workspace.root, settings["current_job"])
+    return _rewrite(settings, _roots(workspace), _PLACEHOLDER)
+
+
+def _plan(workspace: Workspace) -> _Plan:
+    photos = {cls: _files(workspace.images(cls)) for cls in workspace.classes()}
+    jobs = []
+    for src in _job_files(workspace):
+        rel = PurePosixPath("jobs", *src.relative_to(workspace.jobs_dir).parts)
+        # Opening takes a file of a snapshot as a photo before anything else, so saving does too.
+        saved = _saved_json(src.read_bytes(), rel.suffix, workspace) if _is_json(rel) and not _is_photo(rel) else None
+        jobs.append((rel, src, saved))
+    return _Plan(photos, jobs, _saved_settings(workspace), len(run_history(workspace.jobs_dir)))
+
+
+def _manifest(name: str, plan: _Plan, data: dict, files: list[dict]) -> bytes:
+    project = {
+        "format": _FORMAT, "name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tlcore_version": __version__, "settings": plan.settings, "data": data, "files": files, "runs": plan.runs,
+    }
+    return json.dumps(project, indent=1).encode("utf-8")
+
+
+def _distinct_photos(paths: list[Path]) -> dict[Path, int]:
+    """One path per distinct photo among ``paths``, with its size, as saving stores them: hard links are one
+    file (found by inode, without reading), and files of one size are told apart by their hash."""
+    by_inode: dict[tuple[int, int], tuple[Path, int]] = {}
+    for path in paths:
+        st = path.stat()
+        by_inode.setdefault((st.st_dev, st.st_ino), (path, st.st_size))
+    by_size: dict[int, list[Path]] = {}
+    for path, size in by_inode.values():
+        by_size.setdefault(size, []).append(path)
+    distinct = {}
+    for size, group in by_size.items():
+        if len(group) > 1:
+            group = list({_digest(path)[0]: path for path in reversed(group)}.values())
+        distinct.update((path, size) for path in group)
+    return distinct
+
+
+def _zip_bound(top: str, stored: list[tuple[str, int]]) -> int:
+    """At most the size of :func:`project_zip`'s ZIP of the files ``(name, bytes)`` under the folder ``top``: the
+    bytes themselves (photos and weights barely compress, and deflate's worst case adds well under 1/1000), the
+    two headers of each entry with its name twice and room for ZIP64 fields, and the end record."""
+    total = 22
+    for rel, size in stored:
+        name = len(f"{top}/{rel}".encode("utf-8"))
+        total += size + size // 1000 + 64 + 30 + 46 + 2 * name + 40
+    return total
+
+
+def _problem(code: str, message: str, size: int, cap_mb: float, name: str = "") -> dict:
+    return {"code": code, "message": message, "mb": size / MB, "cap_mb": cap_mb, "name": name}
+
+
+def _check(workspace: Workspace, plan: _Plan, name: str, top: str) -> dict:
+    """:func:`save_check` on a gathered plan (``top``: the project folder's name, the top folder of its ZIP)."""
+    photos = [(PurePosixPath("data", cls, p.name), p) for cls, paths in plan.photos.items() for p in paths]
+    photos += [(rel, src) for rel, src, _ in plan.jobs if _is_photo(rel)]
+    sizes = {src: src.stat().st_size for _, src in photos}
+    distinct = _distinct_photos([src for _, src in photos])
+    others = [(rel, src.stat().st_size if saved is None else len(saved))
+              for rel, src, saved in plan.jobs if not _is_photo(rel)]
+    # The manifest's size is known before the hashes: a SHA-256 always takes 64 characters.
+    unknown = "0" * 64
+    data = {cls: [{"file": p.name, "sha256": unknown, "bytes": sizes[p]} for p in paths]
+            for cls, paths in plan.photos.items()}
+    other_size = dict(others)
+    files = [{"path": str(rel), "sha256": unknown, "bytes": sizes[src] if _is_photo(rel) else other_size[rel]}
+             for rel, src, _ in plan.jobs]
+    stored = ([(f"{_BLOBS}/{unknown}", size) for size in distinct.values()] + [(str(rel), size) for rel, size in others]
+              + [(PROJECT_FILE, len(_manifest(name, plan, data, files)))])
+    opened = sum(distinct.values()) + sum(size for _, size in others)  # what opening writes, links once
+    zip_bytes = _zip_bound(top, stored)
+    session_mb, upload_mb = workspace.session_cap_mb(), workspace.max_file_mb
+    refusal = None
+    too_big = next(((rel, sizes[src]) for rel, src in photos if sizes[src] > upload_mb * MB), None)
+    if opened > session_mb * MB:
+        refusal = _problem("session", f"saving the project {name!r}: it would take {opened / MB:.1f} MB once opened, "
+                                      f"over the limit of {session_mb:g} MB per session, so no session could open "
+                                      "it; delete some runs or photos first", opened, session_mb)
+    elif too_big:
+        rel, size = too_big
+        refusal = _problem("photo", f"saving the project {name!r}: its photo {str(rel)!r} takes {size / MB:.1f} MB, "
+                                    f"over the limit of {upload_mb:g} MB per file, so no session could open it; "
+                                    "remove that photo first", size, upload_mb, str(rel))
+    warnings = []
+    if zip_bytes > upload_mb * MB:
+        warnings.append(_problem(
+            "upload", f"as a ZIP the project {name!r} would take up to {zip_bytes / MB:.1f} MB, over the limit of "
+                      f"{upload_mb:g} MB per upload, so it would not open by uploading it to the dashboard, only "
+                      "from this session's saved projects or with python -m tlcore project open", zip_bytes, upload_mb))
+    return {"bytes": sum(size for _, size in stored), "zip_bytes": zip_bytes, "open_bytes": opened,
+            "photos": len(distinct), "photo_bytes": sum(distinct.values()), "session_cap_mb": session_mb,
+            "upload_cap_mb": upload_mb, "refusal": refusal, "warnings": warnings}
+
+
+def save_check(workspace: Workspace, dest: str | Path | None = None, name: str | None = None) -> dict:
+    """What saving ``workspace`` (to ``dest``, as ``name``) would write, measured before anything is, against what
+    opening accepts: the one home of that decision, for the Runs page and the CLI alike.
+
+    Returns ``{"bytes", "zip_bytes", "open_bytes", "photos", "photo_bytes", "session_cap_mb", "upload_cap_mb",
+    "refusal", "warnings"}``: the project folder's bytes, at most its ZIP's, what opening it writes into a
+    session (each distinct photo once), the distinct photos and their bytes, and the caps opening obeys (the
+    session cap, ``$TLCORE_MAX_SESSION_MB``, and the per-file cap, the dashboard's ``server.maxUploadSize``,
+    also the largest ZIP it uploads). ``refusal`` (``None`` or ``{"code", "message", "mb", "cap_mb", "name"}``)
+    says why no session could open the project, which :func:`save_project` then refuses: ``"session"`` when
+    it is over the session cap, ``"photo"`` when a photo (``name``) is over the per-file cap. ``warnings``
+    (same keys) holds ``"upload"`` when the ZIP would be over the upload cap: the project still opens from
+    the session's saved projects or the CLI, but not as an upload.
+    """
+    dest_name = Path(dest).name if dest is not None else None
+    name = (name or dest_name or "project").strip() or "project"
+    try:
+        return _check(workspace, _plan(workspace), name, dest_name or name)
+    except OSError as exc:
+        raise TLError(f"cannot read the workspace to measure the project ({exc.strerror or exc})") from None
+
+
+def _check_save_room(workspace: Workspace, dest: Path, size: int, name: str) -> None:
     """A project saved inside the workspace (its ``projects/``) is the session's too: it must fit its cap."""
     root = workspace.root.resolve()
     target = dest.resolve()
     if target != root and root not in target.parents:
         return  # elsewhere (the CLI): not this session's disk
-    size = sum(p.stat().st_size for p in photos + jobs)  # copies, not links: each file counts
     workspace.check_room(size, f"saving the project {name!r}", freed=disk_usage(dest) if dest.is_dir() else 0)
+
+
+def _store_photo(src: Path, folder: Path, stored: dict) -> dict:
+    """``{"sha256", "bytes"}`` of the photo ``src``, kept in the project ``folder`` once as ``blobs/<sha256>``
+    whatever number of paths share its bytes. ``stored`` maps the inodes already kept to their entry, so the
+    hard links of a job's snapshot are not even read again."""
+    st = src.stat()
+    known = stored.get((st.st_dev, st.st_ino))
+    if known is not None:
+        return known
+    incoming = folder / _BLOBS / ".incoming"
+    copied = _copy_with_digest(src, incoming)
+    entry = {"sha256": copied["sha256"], "bytes": copied["bytes"]}
+    blob = folder / _BLOBS / entry["sha256"]
+    if blob.exists():
+        incoming.unlink()  # the same bytes in another file (a copy, not a link): still stored once
+    else:
+        incoming.rename(blob)
+    stored[copied["inode"]] = entry
+    return entry
 
 
 def save_project(workspace: Workspace, dest: str | Path, name: str | None = None) -> Path:
     """Write ``workspace`` (photos, settings, finished jobs with runs and exports) to the project folder ``dest``.
 
-    ``name`` defaults to the folder's name. An existing project at ``dest`` is replaced; any other
-    existing non-empty folder is refused, and so is a project inside the workspace that would take
-    the session over its cap. Refused while one of the workspace's jobs is running. The folder
-    appears complete or not at all. Returns ``dest``.
+    ``name`` defaults to the folder's name. Each distinct photo is stored once (``blobs/<sha256>``).
+    An existing project at ``dest`` is replaced; any other existing non-empty folder is refused, and
+    so is a project no session could open (:func:`save_check`, checked before anything is written)
+    and a project inside the workspace that would take the session over its cap. Refused while one
+    of the workspace's jobs is running. The folder appears complete or not at all. Returns ``dest``.
     """
     dest = Path(dest).absolute()
     name = (name or dest.name).strip() or dest.name
     _check_idle(workspace, "saving the project")
     _check_dest(dest)
-    photos = {cls: _files(workspace.images(cls)) for cls in workspace.classes()}
-    jobs = _job_files(workspace)
-    _check_save_room(workspace, dest, [p for paths in photos.values() for p in paths], jobs, name)
+    try:
+        plan = _plan(workspace)
+        check = _check(workspace, plan, name, dest.name)
+    except OSError as exc:
+        raise TLError(f"cannot read the workspace to save it ({exc.strerror or exc})") from None
+    if check["refusal"]:
+        raise TLError(check["refusal"]["message"])
+    _check_save_room(workspace, dest, check["bytes"], name)
     try:
         with staged_dir(dest) as tmp:
-            data = {cls: [{"file": p.name, **_copy_with_digest(p, tmp / "data" / cls / p.name)} for p in paths]
-                    for cls, paths in photos.items()}
+            stored: dict = {}
+            data = {cls: [{"file": p.name, **_store_photo(p, tmp, stored)} for p in paths]
+                    for cls, paths in plan.photos.items()}
             files = []
-            for src in jobs:
-                rel = PurePosixPath("jobs", *src.relative_to(workspace.jobs_dir).parts)
+            for rel, src, saved in plan.jobs:
                 target = tmp.joinpath(*rel.parts)
-                if _is_json(rel):
+                if _is_photo(rel):
+                    entry = _store_photo(src, tmp, stored)
+                elif saved is not None:
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(_saved_json(src.read_bytes(), rel.suffix, workspace))
-                    sha, size = _digest(target)
-                    entry = {"sha256": sha, "bytes": size}
+                    target.write_bytes(saved)
+                    entry = {"sha256": hashlib.sha256(saved).hexdigest(), "bytes": len(saved)}
                 else:
-                    entry = _copy_with_digest(src, target)
+                    copied = _copy_with_digest(src, target)
+                    entry = {"sha256": copied["sha256"], "bytes": copied["bytes"]}
                 files.append({"path": str(rel), **entry})
-            settings = {k: v for k, v in workspace.settings().items() if k not in _PERSONAL}
-            if isinstance(settings.get("current_job"), str):
-                settings["current_job"] = relative_to(workspace.root, settings["current_job"])
-            project = {
-                "format": _FORMAT, "name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "tlcore_version": __version__, "settings": _rewrite(settings, _roots(workspace), _PLACEHOLDER),
-                "data": data, "files": files, "runs": len(run_history(workspace.jobs_dir)),
-            }
-            (tmp / PROJECT_FILE).write_text(json.dumps(project, indent=1), encoding="utf-8")
+            (tmp / PROJECT_FILE).write_bytes(_manifest(name, plan, data, files))
     except OSError as exc:
         raise TLError(f"cannot write the project to {str(dest)!r} ({exc.strerror or exc})") from None
     workspace.forget_usage()
@@ -291,10 +467,34 @@ def _entries(project: dict) -> list[tuple[PurePosixPath, str, int]]:
             entries.append((rel, str(item["sha256"]), int(item["bytes"])))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise TLError(f"the project's {PROJECT_FILE} is damaged ({type(exc).__name__}: {exc})") from None
-    for rel, _, size in entries:
+    for rel, sha, size in entries:
         if size < 0:
             raise TLError(f"the project's {PROJECT_FILE} is damaged (the file {str(rel)!r} has {size} bytes)")
+        if not _SHA256.match(sha):
+            # From format 3 a photo's hash names its blob: nothing else may become part of a path.
+            raise TLError(f"the project's {PROJECT_FILE} is damaged (the file {str(rel)!r} has the checksum "
+                          f"{sha[:80]!r}, which is not a SHA-256)")
     return entries
+
+
+def _stored_at(rel: PurePosixPath, sha: str, pooled: bool) -> PurePosixPath:
+    """Where the bytes of the listed file ``rel`` are in the project: a photo's in its blob from format 3 on."""
+    return PurePosixPath(_BLOBS, sha) if pooled and _is_photo(rel) else rel
+
+
+def _label(rel: PurePosixPath, where: PurePosixPath) -> str:
+    return repr(str(rel)) if where == rel else f"{str(rel)!r} (stored as {str(where)!r})"
+
+
+def _opened_bytes(entries: list[tuple[PurePosixPath, str, int]]) -> int:
+    """What opening writes: photos with the same bytes are one file (links), every other file its own."""
+    photos = {(sha, size) for rel, sha, size in entries if _is_photo(rel)}
+    return sum(size for _, size in photos) + sum(size for rel, _, size in entries if not _is_photo(rel))
+
+
+def _read_bytes(entries: list[tuple[PurePosixPath, str, int]], pooled: bool) -> int:
+    """What opening reads from the project: each blob once from format 3 on, each listed file before."""
+    return _opened_bytes(entries) if pooled else sum(size for _, _, size in entries)
 
 
 class _Folder:
@@ -377,21 +577,25 @@ def _load_project(source) -> dict:
         project = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise TLError(f"the project's {PROJECT_FILE} is damaged ({exc})") from None
-    if not isinstance(project, dict) or project.get("format") not in _READS:
-        version = project.get("format") if isinstance(project, dict) else None
+    version = project.get("format") if isinstance(project, dict) else None
+    if type(version) is not int or version not in _READS:
+        readable = ", ".join(map(str, _READS[:-1])) + f" and {_READS[-1]}"
         raise TLError(f"the project's {PROJECT_FILE} has format {version!r}; this version of Transfer Lab reads "
-                      f"formats {' and '.join(map(str, _READS))}")
+                      f"formats {readable}")
     return project
 
 
-def _read_checked(source, rel: PurePosixPath, sha: str, size: int, sink=None) -> bytes:
-    """One file's bytes, at most ``size`` + 1 read, refused unless its size and SHA-256 match the manifest.
+def _read_checked(source, rel: PurePosixPath, sha: str, size: int, sink=None, where: PurePosixPath | None = None
+                  ) -> bytes:
+    """The listed file ``rel``'s bytes (stored at ``where``, default ``rel``), at most ``size`` + 1 read, refused
+    unless their size and SHA-256 match the manifest.
 
     With ``sink`` (a writable file) the bytes go there chunk by chunk and b"" is returned.
     """
+    where = where or rel
     h, n, chunks = hashlib.sha256(), 0, []
     try:
-        with source.open(rel) as src:
+        with source.open(where) as src:
             while n <= size and (chunk := src.read(min(_CHUNK, size + 1 - n))):
                 h.update(chunk)
                 n += len(chunk)
@@ -400,12 +604,12 @@ def _read_checked(source, rel: PurePosixPath, sha: str, size: int, sink=None) ->
                 else:
                     sink.write(chunk)
     except FileNotFoundError:
-        raise TLError(f"the project is incomplete: {str(rel)!r} is missing") from None
+        raise TLError(f"the project is incomplete: {_label(rel, where)} is missing") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, IsADirectoryError) as exc:
-        raise TLError(f"the project's file {str(rel)!r} cannot be read ({exc})") from None
+        raise TLError(f"the project's file {_label(rel, where)} cannot be read ({exc})") from None
     if n != size or h.hexdigest() != sha:
-        raise TLError(f"the project's file {str(rel)!r} has changed since it was saved (its size or checksum "
-                      "differs), so the project is not opened")
+        raise TLError(f"the project's file {_label(rel, where)} has changed since it was saved (its size or "
+                      "checksum differs), so the project is not opened")
     return b"".join(chunks)
 
 
@@ -433,12 +637,12 @@ def _replaced_bytes(workspace: Workspace) -> int:
 
 def _check_rules(workspace: Workspace, entries: list[tuple[PurePosixPath, str, int]]) -> None:
     """The rules of uploads, on what the manifest promises, before a byte is written: per-file cap of each
-    photo and the session's cap (the photos and jobs being replaced are freed)."""
+    photo and the session's cap (the photos and jobs being replaced are freed; photos sharing their bytes are
+    one file, as opening links them)."""
     for rel, _, size in entries:
         if _is_photo(rel):
             workspace.check_file_size(f"the project's photo {str(rel)!r}", size)
-    workspace.check_room(sum(size for _, _, size in entries), "opening the project",
-                         freed=_replaced_bytes(workspace))
+    workspace.check_room(_opened_bytes(entries), "opening the project", freed=_replaced_bytes(workspace))
 
 
 def _known_settings(settings, root: Path, jobs: Path) -> dict:
@@ -479,22 +683,31 @@ def _known_settings(settings, root: Path, jobs: Path) -> dict:
 def _open(source, workspace: Workspace) -> dict:
     project = _load_project(source)
     entries = _entries(project)
-    source.check_total(sum(size for _, _, size in entries))
+    pooled = project["format"] >= _POOLED
+    source.check_total(_read_bytes(entries, pooled))
     _check_idle(workspace, "opening a project here")
     _check_rules(workspace, entries)
     root = workspace.root.absolute()
-    # Staged inside the workspace, so the final moves are renames on one file system.
+    # Staged inside the workspace, so the final moves are renames on one file system (links survive them).
     stage = Path(tempfile.mkdtemp(prefix=".open-", dir=root))
     try:
         (stage / "data").mkdir()
         (stage / "jobs").mkdir()
+        photos: dict[tuple[str, int], Path] = {}  # (sha256, bytes) -> the first file staged with them
         for rel, sha, size in entries:
             target = stage.joinpath(*rel.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             if _is_photo(rel):
-                data = _read_checked(source, rel, sha, size)
+                first = photos.get((sha, size))
+                if first is None or not pooled:  # a blob is read once; a file of formats 1 and 2 each time
+                    data = _read_checked(source, rel, sha, size, where=_stored_at(rel, sha, pooled))
+                if first is not None:
+                    # The same bytes, checked already: one file, as a job's snapshot shares the workspace's photos.
+                    link_or_copy(first, target)
+                    continue
                 workspace.check_image(f"the project's photo {str(rel)!r}", data, room=False)
                 target.write_bytes(data)
+                photos[(sha, size)] = target
             elif _is_json(rel) and rel.parts[0] == "jobs":
                 target.write_bytes(_opened_json(_read_checked(source, rel, sha, size), rel, root))
             else:
@@ -520,8 +733,10 @@ def open_project(src: str | Path, workspace: Workspace) -> dict:
 
     Before anything is written: class names, the per-file and session caps, and (while each file
     is copied into a staging folder) its size and SHA-256 against the manifest, each photo by its
-    content, and every path of its job files, which must resolve inside ``workspace``. The
-    workspace is only changed once all of them pass. Raises :class:`TLError` naming the first
+    content, and every path of its job files, which must resolve inside ``workspace``. Photos with
+    the same bytes (a job's snapshot and ``data/``) become one file, linked. Formats 1 and 2 (each
+    file at its path) and 3 (photos as ``blobs/<sha256>``) open alike. The workspace is only
+    changed once all of them pass. Raises :class:`TLError` naming the first
     bad file or value. Refused while a job of the workspace is running. Returns
     ``{"name", "created", "photos", "runs"}``.
     """
