@@ -1,4 +1,5 @@
-"""Projects: save a workspace, open it elsewhere, same runs and curves; damaged projects refused; nothing partial."""
+"""Projects: save a workspace, open it elsewhere, same runs and curves; damaged projects refused; nothing partial;
+each photo stored once; a project opening would refuse is refused (or warned about) when it is saved."""
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +12,8 @@ import time
 import zipfile
 from pathlib import Path
 
+import re
+
 import numpy as np
 import pytest
 
@@ -18,10 +21,11 @@ import tlcore.lab.project as project_mod
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.cli import main
 from tlcore.io.errors import TLError
+from tlcore.io.quota import MB
 from tlcore.lab.experiments import run_curves, run_history
 from tlcore.jobs.runner import job_status
 from tlcore.lab.project import (open_project, open_project_zip, project_path, project_zip, read_project,
-                                save_project, saved_projects)
+                                save_check, save_project, saved_projects)
 from tlcore.models.run import load_run
 from tlcore.lab.workspace import Workspace
 
@@ -84,6 +88,9 @@ def test_save_then_open_elsewhere_gives_the_same_runs_curves_and_model(built, tm
     assert Path(export["result"]["exports"][0]["path"]).read_bytes() == b"not really a model"
     assert ws.settings()["current_job"] == str((ws.jobs_dir / "run-1").absolute())
     assert ws.settings()["seed"] == 3 and "language" not in ws.settings()  # the receiver's language is theirs
+    # The snapshot's photos are the workspace's, one file each (hard links), as in the original workspace.
+    for photo in (ws.data_dir / "red").iterdir():
+        assert os.path.samefile(photo, ws.jobs_dir / "run-1" / "data" / "red" / photo.name)
 
     # The reopened model gives the probabilities saved at training time, on the reopened photos.
     saved_predictions = json.loads((run / "predictions.json").read_text())
@@ -283,3 +290,183 @@ def test_saving_into_the_session_counts_against_its_cap(built, tmp_path):
         save_project(ws, project_path(ws, "full"), name="full")
     assert not project_path(ws, "full").exists()
     assert (save_project(ws, tmp_path / "elsewhere") / "project.json").is_file()  # not the session's disk
+
+
+# Issue 17, item 7: each photo stored once; a project is measured against what opening accepts -----------------
+
+def _distinct_photos(ws: Workspace) -> dict[str, int]:
+    """sha256 -> bytes of every distinct photo of the workspace: its data/ and the jobs' snapshots."""
+    photos = [p for p in ws.root.rglob("*") if p.is_file() and p.suffix in (".png", ".jpg")]
+    assert {p.relative_to(ws.root).parts[0] for p in photos} == {"data", "jobs"}
+    return {hashlib.sha256(p.read_bytes()).hexdigest(): p.stat().st_size for p in photos}
+
+
+def test_a_snapshot_sharing_the_photos_of_data_stores_them_once(built, tmp_path):
+    snapshot = sorted((built.jobs_dir / "run-1" / "data").rglob("*.png"))
+    assert len(snapshot) == sum(built.counts().values()) == 12  # the training job's snapshot: every photo again
+    distinct = _distinct_photos(built)
+    assert len(distinct) == 12
+    check = save_check(built, tmp_path / "p")
+    saved = save_project(built, tmp_path / "p")
+
+    blobs = sorted((saved / "blobs").iterdir())
+    assert [b.name for b in blobs] == sorted(distinct)  # one blob per distinct photo, named by its hash
+    assert sum(b.stat().st_size for b in blobs) == sum(distinct.values())
+    assert all(hashlib.sha256(b.read_bytes()).hexdigest() == b.name for b in blobs)
+    assert not [p for p in saved.rglob("*.png")] and not (saved / "data").exists()  # no second copy anywhere
+    project = read_project(saved)
+    listed = [e["sha256"] for items in project["data"].values() for e in items]
+    listed += [f["sha256"] for f in project["files"] if f["path"].startswith("jobs/run-1/data/")]
+    assert len(listed) == 24 and set(listed) == set(distinct)  # data/ and the snapshot both refer to the blobs
+
+    # Measured before writing: the folder to the byte, its ZIP at most what was promised.
+    on_disk = sum(p.stat().st_size for p in saved.rglob("*") if p.is_file())
+    assert check["bytes"] == on_disk
+    assert (check["photos"], check["photo_bytes"]) == (12, sum(distinct.values()))
+    assert on_disk < sum(p.stat().st_size for p in built.root.rglob("*") if p.is_file())  # not the 24 photo files
+    # A bound, never below the real ZIP (weights and photos barely compress), and barely above the folder.
+    assert len(project_zip(saved)) <= check["zip_bytes"] <= 1.01 * on_disk
+    assert check["refusal"] is None and check["warnings"] == []
+
+
+def test_copies_with_the_same_bytes_are_stored_once_too(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    make_image_folder(ws.data_dir, n_per_class=3)
+    # A snapshot made where hard links fail (another device): copies, other files with the same bytes.
+    shutil.copytree(ws.data_dir, ws.jobs_dir / "run-1" / "data")
+    (ws.jobs_dir / "run-1" / "job.json").write_text(json.dumps({"kind": "train", "pid": 0, "started": 1.0}))
+    assert save_check(ws)["photos"] == 6
+    saved = save_project(ws, tmp_path / "p")
+    assert sorted(b.name for b in (saved / "blobs").iterdir()) == sorted(_distinct_photos(ws))
+    other = Workspace(tmp_path / "other")
+    open_project(saved, other)
+    assert os.path.samefile(other.data_dir / "red" / "red_0.png", other.jobs_dir / "run-1" / "data" / "red" / "red_0.png")
+    assert other.used_bytes() < 1.2 * sum(_distinct_photos(ws).values())  # opened: one copy of the photos too
+
+
+def _untouched(ws: Workspace) -> None:
+    assert ws.classes() == ["mine"] and not any(ws.jobs_dir.iterdir())
+    assert not [p for p in ws.root.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_a_missing_blob_refuses_the_project_naming_the_photo(built, tmp_path):
+    saved = save_project(built, tmp_path / "p")
+    _blob_of(saved, "blue", "blue_3.png").unlink()
+    ws = Workspace(tmp_path / "target")
+    ws.add_class("mine")
+    with pytest.raises(TLError, match=r"^the project is incomplete: 'data/blue/blue_3\.png' \(stored as "
+                                      r"'blobs/[0-9a-f]{64}'\) is missing$"):
+        open_project(saved, ws)
+    _untouched(ws)
+
+
+def test_a_tampered_blob_in_a_zip_is_refused(built, tmp_path):
+    saved = save_project(built, tmp_path / "p")
+    blob = _blob_of(saved, "red", "red_2.png")
+    blob.write_bytes(blob.read_bytes()[:-1] + b"x")  # the same size, one byte changed
+    ws = Workspace(tmp_path / "target")
+    ws.add_class("mine")
+    with pytest.raises(TLError, match=r"^the project's file 'data/red/red_2\.png' \(stored as 'blobs/[0-9a-f]{64}'\) "
+                                      r"has changed since it was saved"):
+        open_project_zip(project_zip(saved), ws)
+    _untouched(ws)
+
+
+def test_a_hash_that_is_not_a_sha256_never_names_a_blob(built, tmp_path):
+    saved = save_project(built, tmp_path / "p")
+    (tmp_path / "secret.png").write_bytes((built.data_dir / "red" / "red_0.png").read_bytes())
+    project = json.loads((saved / "project.json").read_text())
+    project["data"]["red"][0]["sha256"] = "../../secret.png"
+    (saved / "project.json").write_text(json.dumps(project))
+    ws = Workspace(tmp_path / "target")
+    ws.add_class("mine")
+    with pytest.raises(TLError, match=r"^the project's project\.json is damaged \(the file 'data/red/red_0\.png' has "
+                                      r"the checksum '\.\./\.\./secret\.png', which is not a SHA-256\)$"):
+        open_project(saved, ws)
+    _untouched(ws)
+
+
+def _as_format_2(saved: Path) -> Path:
+    """The saved project as format 2 stored it: every photo at its own path (the snapshot's too), no blobs."""
+    project = json.loads((saved / "project.json").read_text())
+    photos = [(f"data/{cls}/{e['file']}", e["sha256"]) for cls, items in project["data"].items() for e in items]
+    photos += [(f["path"], f["sha256"]) for f in project["files"] if not (saved / f["path"]).exists()]
+    for rel, sha in photos:
+        (saved / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(saved / "blobs" / sha, saved / rel)
+    shutil.rmtree(saved / "blobs")
+    (saved / "project.json").write_text(json.dumps({**project, "format": 2}))
+    return saved
+
+
+def test_a_format_2_project_still_opens_its_photos_checked_one_by_one(built, tmp_path):
+    old = _as_format_2(save_project(built, tmp_path / "old"))
+    assert len(list(old.rglob("*.png"))) == 24
+    ws = Workspace(tmp_path / "target")
+    assert open_project(old, ws)["photos"] == 12
+    assert ws.counts() == built.counts()
+    assert _same_rows(run_history(ws.jobs_dir)) == _same_rows(run_history(built.jobs_dir))
+    assert run_curves(ws.jobs_dir / "run-1" / "run") == run_curves(built.jobs_dir / "run-1" / "run")
+    assert os.path.samefile(ws.data_dir / "red" / "red_0.png", ws.jobs_dir / "run-1" / "data" / "red" / "red_0.png")
+
+    # Each file of an old format is its own: the snapshot's copy is checked too, even when data/'s is intact.
+    (old / "jobs" / "run-1" / "data" / "red" / "red_1.png").write_bytes(b"tampered")
+    with pytest.raises(TLError, match=r"^the project's file 'jobs/run-1/data/red/red_1\.png' has changed since"):
+        open_project(old, Workspace(tmp_path / "target2"))
+
+
+def test_a_project_no_session_could_open_is_refused_when_saved(built, tmp_path, monkeypatch):
+    opened = save_check(built)["open_bytes"]
+    assert opened == sum(_distinct_photos(built).values()) + sum(
+        f["bytes"] for f in read_project(save_project(built, tmp_path / "before"))["files"]
+        if not f["path"].startswith("jobs/run-1/data/"))
+    # The operator's session cap, one byte below what opening the project writes.
+    monkeypatch.setenv("TLCORE_MAX_SESSION_MB", repr((opened - 1) / MB))
+    cap = (opened - 1) / MB
+    check = save_check(built, name="big")
+    assert check["refusal"]["code"] == "session" and check["session_cap_mb"] == cap
+    message = (f"saving the project 'big': it would take {opened / MB:.1f} MB once opened, over the limit of {cap:g} "
+               "MB per session, so no session could open it; delete some runs or photos first")
+    assert check["refusal"]["message"] == message
+    with pytest.raises(TLError, match=f"^{re.escape(message)}$"):
+        save_project(built, tmp_path / "big")
+    assert not (tmp_path / "big").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # The check says what opening does: the same project, saved before the cap, does not open.
+    with pytest.raises(TLError, match=rf"^opening the project: .* over the limit of {re.escape(f'{cap:g}')} MB"):
+        open_project(tmp_path / "before", Workspace(tmp_path / "receiver"))
+
+    # At the cap, both accept.
+    monkeypatch.setenv("TLCORE_MAX_SESSION_MB", repr(opened / MB))
+    assert save_check(built)["refusal"] is None
+    open_project(save_project(built, tmp_path / "fits"), Workspace(tmp_path / "receiver"))
+
+
+def test_a_photo_over_the_per_file_cap_is_refused_when_saved(built, tmp_path):
+    ws = Workspace(built.root)  # the same folder, with the caps of another dashboard
+    largest = max(p.stat().st_size for p in built.data_dir.rglob("*.png"))
+    assert (built.data_dir / "blue" / "blue_3.png").stat().st_size == largest
+    ws.max_file_mb = (largest - 1) / MB
+    with pytest.raises(TLError, match=rf"^saving the project 'p': its photo 'data/blue/blue_3\.png' takes 0\.0 MB, over "
+                                      rf"the limit of {re.escape(f'{ws.max_file_mb:g}')} MB per file, so no session "
+                                      r"could open it; remove that photo first$"):
+        save_project(ws, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+    ws.max_file_mb = largest / MB
+    assert save_check(ws)["refusal"] is None
+
+
+def test_a_zip_over_the_upload_cap_is_a_warning_and_the_project_is_saved(built, tmp_path):
+    ws = Workspace(built.root)
+    ws.max_file_mb = 1  # the dashboard's server.maxUploadSize: every photo fits, the run's weights do not
+    check = save_check(ws, tmp_path / "big")
+    assert check["refusal"] is None
+    [warning] = check["warnings"]
+    assert (warning["code"], warning["cap_mb"], warning["mb"]) == ("upload", 1, check["zip_bytes"] / MB)
+    assert warning["message"] == (
+        f"as a ZIP the project 'big' would take up to {check['zip_bytes'] / MB:.1f} MB, over the limit of 1 MB per "
+        "upload, so it would not open by uploading it to the dashboard, only from this session's saved projects or "
+        "with python -m tlcore project open")
+    saved = save_project(ws, tmp_path / "big")
+    assert len(project_zip(saved)) > 1 * MB  # true: the dashboard's uploader would refuse this ZIP
+    ws.max_file_mb = check["zip_bytes"] / MB
+    assert save_check(ws, tmp_path / "big")["warnings"] == []
