@@ -133,16 +133,25 @@ def _existing_workspace(path: str):
 
 
 def _project(args):
-    from ..lab.project import open_project, run_history, save_project
+    from ..io.quota import MB
+    from ..lab.project import open_project, run_history, save_check, save_project
 
     wanted = 1 if args.action == "runs" else 2
     if len(args.paths) != wanted:
         usage = {"save": "WORKSPACE DEST", "open": "PROJECT WORKSPACE", "runs": "WORKSPACE"}[args.action]
         raise TLError(f"project {args.action} takes {usage}, got {len(args.paths)} path(s)")
     if args.action == "save":
-        dest = save_project(_existing_workspace(args.paths[0]), args.paths[1], name=args.name)
-        result = {"project": str(dest), "runs": len(run_history(Path(args.paths[0]) / "jobs"))}
-        message = f"saved {result['runs']} run(s) to {dest}"
+        workspace = _existing_workspace(args.paths[0])
+        # Measured as the Runs page does: a project no session could open is refused (by save_project), a ZIP
+        # the dashboard would not upload is a warning.
+        check = save_check(workspace, args.paths[1], name=args.name)
+        dest = save_project(workspace, args.paths[1], name=args.name)
+        result = {"project": str(dest), "runs": len(run_history(Path(args.paths[0]) / "jobs")),
+                  "bytes": check["bytes"], "zip_bytes": check["zip_bytes"], "warnings": check["warnings"]}
+        message = (f"saved {result['runs']} run(s) to {dest}: {check['bytes'] / MB:.1f} MB, "
+                   f"at most {check['zip_bytes'] / MB:.1f} MB as a ZIP")
+        for warning in check["warnings"]:
+            print(f"warning: {warning['message']}", file=sys.stderr)
     elif args.action == "open":
         from ..lab.workspace import Workspace
 
