@@ -46,7 +46,6 @@ from .. import __version__
 from ..io.atomic import replace_dir, staged_dir
 from ..io.confine import confine, relative_to
 from ..io.errors import TLError
-from ..io.files import link_or_copy
 from .experiments import run_history
 from ..jobs.folder import inside_form, paths_confined, paths_relative
 from ..jobs.runner import LIVE, job_status, list_jobs
@@ -635,14 +634,14 @@ def _replaced_bytes(workspace: Workspace) -> int:
     return max(0, workspace.used_bytes() - kept)
 
 
-def _check_rules(workspace: Workspace, entries: list[tuple[PurePosixPath, str, int]]) -> None:
+def _check_rules(workspace: Workspace, entries: list[tuple[PurePosixPath, str, int]], freed: int) -> None:
     """The rules of uploads, on what the manifest promises, before a byte is written: per-file cap of each
-    photo and the session's cap (the photos and jobs being replaced are freed; photos sharing their bytes are
+    photo and the session's cap (``freed``: the photos and jobs being replaced; photos sharing their bytes are
     one file, as opening links them)."""
     for rel, _, size in entries:
         if _is_photo(rel):
             workspace.check_file_size(f"the project's photo {str(rel)!r}", size)
-    workspace.check_room(_opened_bytes(entries), "opening the project", freed=_replaced_bytes(workspace))
+    workspace.check_room(_opened_bytes(entries), "opening the project", freed=freed)
 
 
 def _known_settings(settings, root: Path, jobs: Path) -> dict:
@@ -686,7 +685,10 @@ def _open(source, workspace: Workspace) -> dict:
     pooled = project["format"] >= _POOLED
     source.check_total(_read_bytes(entries, pooled))
     _check_idle(workspace, "opening a project here")
-    _check_rules(workspace, entries)
+    freed = _replaced_bytes(workspace)
+    _check_rules(workspace, entries, freed)
+    used = workspace.used_bytes()  # as the check measured it, before the staging folder grows inside the workspace
+    copied = 0  # bytes of shared photos copied because a link was refused, which the check above did not count
     root = workspace.root.absolute()
     # Staged inside the workspace, so the final moves are renames on one file system (links survive them).
     stage = Path(tempfile.mkdtemp(prefix=".open-", dir=root))
@@ -703,7 +705,17 @@ def _open(source, workspace: Workspace) -> dict:
                     data = _read_checked(source, rel, sha, size, where=_stored_at(rel, sha, pooled))
                 if first is not None:
                     # The same bytes, checked already: one file, as a job's snapshot shares the workspace's photos.
-                    link_or_copy(first, target)
+                    try:
+                        os.link(first, target)
+                    except OSError:
+                        # A link refused (the file system's limit of links, or none at all): a copy takes room the
+                        # check counted once, so it is counted now; a project naming one blob under many paths
+                        # cannot take the session over its cap that way.
+                        copied += size
+                        staged = max(0, workspace.used_bytes() - used)  # counted in the project's bytes already
+                        workspace.check_room(_opened_bytes(entries) + copied, "opening the project",
+                                             freed=freed + staged)
+                        shutil.copyfile(first, target)
                     continue
                 workspace.check_image(f"the project's photo {str(rel)!r}", data, room=False)
                 target.write_bytes(data)
