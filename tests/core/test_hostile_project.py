@@ -108,13 +108,21 @@ def as_format_1(value):
     return value
 
 
-def contents(photos: dict, files: dict, settings: dict, fmt: int = 2) -> dict[str, bytes]:
+def stored_as(rel: str, data: bytes, fmt: int) -> str:
+    """Where a project of format ``fmt`` keeps the file listed as ``rel``: from format 3 a photo (of data/, of a
+    job's snapshot, or any image) is kept once, as blobs/<its sha256>."""
+    parts = rel.split("/")
+    photo = parts[0] == "data" or (len(parts) > 3 and parts[2] == "data") or rel.endswith(".png")
+    return f"blobs/{hashlib.sha256(data).hexdigest()}" if fmt >= 3 and photo else rel
+
+
+def contents(photos: dict, files: dict, settings: dict, fmt: int = 3) -> dict[str, bytes]:
     """Every file of the project folder in format ``fmt``, ``project.json`` with a correct manifest included."""
     if fmt == 1:
         files = {rel: v if isinstance(v, bytes) else as_format_1(v) for rel, v in files.items()}
         settings = as_format_1(settings)
-    out = {f"data/{cls}/{name}": data for cls, items in photos.items() for name, data in items.items()}
-    out.update({rel: _bytes(rel, value) for rel, value in files.items()})
+    listed = {f"data/{cls}/{name}": data for cls, items in photos.items() for name, data in items.items()}
+    listed.update({rel: _bytes(rel, value) for rel, value in files.items()})
 
     def entry(data: bytes) -> dict:
         return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -122,8 +130,9 @@ def contents(photos: dict, files: dict, settings: dict, fmt: int = 2) -> dict[st
     manifest = {
         "format": fmt, "name": "hand-made", "created": "2026-01-01T00:00:00Z", "settings": settings,
         "data": {cls: [{"file": name, **entry(data)} for name, data in items.items()] for cls, items in photos.items()},
-        "files": [{"path": rel, **entry(out[rel])} for rel in files], "runs": 1,
+        "files": [{"path": rel, **entry(listed[rel])} for rel in files], "runs": 1,
     }
+    out = {stored_as(rel, data, fmt): data for rel, data in listed.items()}  # a blob shared by several paths once
     out["project.json"] = json.dumps(manifest).encode("utf-8")
     return out
 
@@ -158,9 +167,10 @@ def planted(tmp_path, isolated_cache):
     return {"secret": secret, "other": other}
 
 
-@pytest.fixture(params=[1, 2], ids=["format1", "format2"])
+@pytest.fixture(params=[1, 2, 3], ids=["format1", "format2", "format3"])
 def fmt(request) -> int:
-    """Both formats a project may have: format 1 (absolute paths) is still opened, so it is checked the same."""
+    """Every format a project may have: formats 1 (absolute paths) and 2 (each photo at its path) still open,
+    so they are checked the same as format 3 (each photo once, as a blob)."""
     return request.param
 
 
@@ -323,8 +333,9 @@ def test_a_zip_entry_that_is_a_symbolic_link_is_refused(entry, ws, fmt):
         photos["red"]["r0.png"] = target
     else:
         files[entry] = target
-    with pytest.raises(TLError, match=rf"holds '{entry}' as a symbolic link"):
-        open_project_zip(zip_bytes(contents(photos, files, settings, fmt), links=(entry,)), ws)
+    stored = stored_as(entry, target, fmt)
+    with pytest.raises(TLError, match=rf"holds '{stored}' as a symbolic link"):
+        open_project_zip(zip_bytes(contents(photos, files, settings, fmt), links=(stored,)), ws)
     _untouched(ws)
 
 
@@ -332,9 +343,10 @@ def test_a_project_folder_holding_a_link_to_a_file_outside_is_refused(tmp_path, 
     photos, files, settings = honest()
     photos["red"]["r0.png"] = planted["secret"].read_bytes()  # the manifest even matches the secret
     folder = write_folder(tmp_path / "proj", contents(photos, files, settings, fmt))
-    (folder / "data" / "red" / "r0.png").unlink()
-    (folder / "data" / "red" / "r0.png").symlink_to(planted["secret"])
-    with pytest.raises(TLError, match=r"'data/red/r0\.png' is a symbolic link"):
+    stored = stored_as("data/red/r0.png", photos["red"]["r0.png"], fmt)
+    (folder / stored).unlink()
+    (folder / stored).symlink_to(planted["secret"])
+    with pytest.raises(TLError, match=rf"'{stored}' is a symbolic link"):
         open_project(folder, ws)
     _untouched(ws)
 
@@ -348,6 +360,68 @@ def test_a_project_folder_with_a_linked_folder_is_refused(tmp_path, ws, fmt):
     with pytest.raises(TLError, match=r"'jobs/export-1/exports/[^']+' is a symbolic link"):
         open_project(folder, ws)
     _untouched(ws)
+
+
+def test_a_project_folder_whose_blobs_folder_is_a_link_is_refused(tmp_path, ws):
+    photos, files, settings = honest()
+    folder = write_folder(tmp_path / "proj", contents(photos, files, settings))
+    shutil.move(folder / "blobs", tmp_path / "elsewhere")
+    (folder / "blobs").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(TLError, match=r"'blobs/[0-9a-f]{64}' is a symbolic link"):
+        open_project(folder, ws)
+    _untouched(ws)
+
+
+# Issue 17, item 7: format 3 keeps each photo once, as a blob named by its hash --------------------------------
+
+def test_the_snapshot_shares_the_blobs_of_data_and_opens_as_links(ws):
+    photos, files, settings = honest()
+    project = contents(photos, files, settings)
+    assert sorted(k for k in project if k.startswith("blobs/")) == sorted(
+        f"blobs/{hashlib.sha256(d).hexdigest()}" for d in [*photos["red"].values(), *photos["blue"].values(),
+                                                            files["jobs/ideal-1/frames/step_0000.png"],
+                                                            files["jobs/ideal-1/frames/ideal.png"]])
+    assert not [k for k in project if k.startswith(("data/", "jobs/run-1/data/"))]
+    open_project_zip(zip_bytes(project), ws)
+    assert os.path.samefile(ws.data_dir / "red" / "r0.png", ws.jobs_dir / "run-1" / "data" / "red" / "r0.png")
+    assert (ws.jobs_dir / "run-1" / "data" / "blue" / "b1.png").read_bytes() == photos["blue"]["b1.png"]
+
+
+def test_one_blob_listed_with_two_sizes_is_refused(ws):
+    photos, files, settings = honest()
+    project = contents(photos, files, settings)
+    manifest = json.loads(project["project.json"])
+    entry = next(f for f in manifest["files"] if f["path"] == "jobs/run-1/data/red/r0.png")
+    entry["bytes"] -= 1  # the same hash as data/red/r0.png, one byte less: a prefix of the blob
+    project["project.json"] = json.dumps(manifest).encode("utf-8")
+    with pytest.raises(TLError, match=r"'jobs/run-1/data/red/r0\.png' \(stored as 'blobs/[0-9a-f]{64}'\) has changed"):
+        open_project_zip(zip_bytes(project), ws)
+    _untouched(ws)
+
+
+def test_a_blob_listed_under_many_paths_is_counted_copy_by_copy_when_links_fail(ws, monkeypatch):
+    """A photo listed under many paths costs one file, linked; where the file system refuses links each copy
+    counts against the session cap, so a small ZIP naming one blob a thousand times cannot fill the disk."""
+    photos, files, settings = honest()
+    big = png(side=64)
+    photos["red"]["big.png"] = big
+    files.update({f"jobs/run-1/data/red/big_{i}.png": big for i in range(40)})
+    data = zip_bytes(contents(photos, files, settings))
+    ws.forget_usage()
+    ws.max_session_mb = (ws.used_bytes() + sum(len(v) for v in contents(photos, files, settings).values())
+                         + 10 * len(big)) / 2**20  # room for the project and ten more copies of the photo, not forty
+    real_link = os.link
+
+    def refused(src, dst, *args, **kwargs):
+        raise OSError(31, "Too many links")
+
+    monkeypatch.setattr(os, "link", refused)
+    with pytest.raises(TLError, match=r"^opening the project: it would bring this session to .* over the limit of"):
+        open_project_zip(data, ws)
+    _untouched(ws)
+    monkeypatch.setattr(os, "link", real_link)
+    open_project_zip(data, ws)  # with links, the forty paths are one file
+    assert os.path.samefile(ws.data_dir / "red" / "big.png", ws.jobs_dir / "run-1" / "data" / "red" / "big_39.png")
 
 
 # Item 3: the rules of uploads, before anything is written -----------------------------------------------
