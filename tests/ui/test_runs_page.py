@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -103,3 +104,46 @@ def test_training_from_scratch_adds_a_twin_compared_with_its_run(trained):
     assert at.multiselect(key="compare_2").value == [twin.name, "run-test"]
     assert {(f"{twin.name} · validation", "loss"), ("run-test · validation", "loss")} <= set(curves_of(at))
     assert "from scratch, like run-test" in list(at.dataframe[0].value["Kind"])
+
+
+def test_the_save_button_says_the_size_and_warns_or_refuses_as_opening_would(sid, monkeypatch):
+    """Issue 17, item 7: the page shows what saving would write (each photo once) and, from tlcore's save_check,
+    a warning when the ZIP is over the upload cap (server.maxUploadSize) or a refusal when no session could open
+    the project (TLCORE_MAX_SESSION_MB)."""
+    from streamlit import config
+
+    from tests.conftest import make_image_folder
+    from tests.core.test_experiments import fake_job
+    from tlcore.lab.project import save_check
+    from tlcore.training.config import TrainConfig
+
+    ws = Workspace.for_session(sid)
+    make_image_folder(ws.data_dir, n_per_class=3)
+    job = fake_job(ws.jobs_dir, "run-a", TrainConfig())
+    (job / "run" / "model.weights.h5").write_bytes(os.urandom(1_500_000))  # weights that do not compress
+    check = save_check(ws, name="my-project")
+
+    at = open_page(PAGE, sid)
+    size = (f"Saving writes about {check['bytes'] / 2**20:.1f} MB, each of its {check['photos']} distinct photos "
+            f"stored once; as a ZIP, at most {check['zip_bytes'] / 2**20:.1f} MB.")
+    assert size in [c.value for c in at.caption] and not at.warning and not at.error
+
+    upload = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 1)  # MB: the ZIP (1.5 MB of weights) is over it, every photo fits
+    try:
+        at = open_page(PAGE, sid)
+        assert [w.value for w in at.warning] == [
+            f"As a ZIP this project would take up to {check['zip_bytes'] / 2**20:.1f} MB, over the upload limit of 1 MB, "
+            "so its download would not open by uploading it; it still opens from the list below."]
+        button(at, "Save project").click().run()
+        assert not at.exception and not at.error
+        assert (project_path(ws, "my-project") / "project.json").is_file()  # a warning, not a refusal
+    finally:
+        config.set_option("server.maxUploadSize", upload)
+
+    monkeypatch.setenv("TLCORE_MAX_SESSION_MB", "1")  # below what the project takes once opened
+    at = open_page(PAGE, sid)
+    refusal = [shown(e.value) for e in at.error]
+    assert refusal == [f"This project would take {check['open_bytes'] / 2**20:.1f} MB once opened, over the limit of "
+                       "1 MB per session, so no session could open it; delete some runs or photos first."]
+    assert button(at, "Save project").disabled

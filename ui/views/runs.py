@@ -10,13 +10,14 @@ import streamlit as st
 from tlcore.lab.experiments import run_curves, start_scratch_run
 from tlcore.lab.gc import freeable_bytes, remove_job, remove_project
 from tlcore.jobs.runner import LIVE, job_status, list_jobs
-from tlcore.lab.project import open_project, open_project_zip, project_path, project_zip, save_project, saved_projects
+from tlcore.lab.project import (open_project, open_project_zip, project_path, project_zip, save_check, save_project,
+                                saved_projects)
 
 from ui.frame import state
 from ui.charts.compare import compare_figure
 from ui.views.follow import curve_labels, show_job
 from ui.frame.i18n import catalog
-from ui.frame.layout import guard, t
+from ui.frame.layout import guard, plain, t
 
 __all__ = ["show_projects", "show_history", "choose_runs", "show_comparison", "show_scratch", "show_twin_job",
            "show_disk"]
@@ -128,10 +129,33 @@ def show_twin_job() -> None:
         show_job(jobs[0])
 
 
+# What each problem tlcore.lab.project.save_check finds says on the page, with its numbers.
+_SAVE_PROBLEMS = {"session": "runs.project.too_big", "photo": "runs.project.photo_too_big",
+                  "upload": "runs.project.zip_too_big"}
+
+
+def _save_problem(problem: dict) -> str:
+    return t(_SAVE_PROBLEMS[problem["code"]], mb=problem["mb"], cap=problem["cap_mb"], name=plain(problem["name"]))
+
+
 def _save(ws) -> None:
+    """The Save button, with what saving would write, measured first (save_check): a project no session could
+    open is refused (the button disabled, the reason shown), a ZIP over the upload cap is a warning."""
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     name = c1.text_input(t("runs.project.name"), value="my-project", key="project_name")
-    if c2.button(t("runs.project.save"), icon=":material/save:"):
+    check = None
+    with guard():  # a bad TLCORE_MAX_SESSION_MB is one sentence
+        check = save_check(ws, name=name.strip() or None)
+    refusal = check["refusal"] if check else None
+    clicked = c2.button(t("runs.project.save"), icon=":material/save:", disabled=check is None or refusal is not None)
+    if check:
+        st.caption(t("runs.project.size", mb=check["bytes"] / _MB, zip_mb=check["zip_bytes"] / _MB,
+                     photos=check["photos"]))
+        if refusal:
+            st.error(_save_problem(refusal))
+        for warning in check["warnings"]:
+            st.warning(_save_problem(warning))
+    if clicked:
         with guard():
             path = save_project(ws, project_path(ws, name), name=name.strip())
             st.success(t("runs.project.saved", name=path.name))
