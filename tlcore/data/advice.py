@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-__all__ = ["TIERS", "TIER_NAMES", "MEASURED_ACCURACY", "tier_of", "data_tier", "tier_sentence"]
+__all__ = ["TIERS", "TIER_NAMES", "TIER_WORDS", "MEASURED_ACCURACY", "tier_of", "data_tier", "tier_sentence"]
 
 # Photos per class (every split counted, as the Data page counts them) from which a dataset is in each
 # tier, for transfer learning with a frozen pretrained backbone. Grounded on ants vs bees with the default
@@ -23,6 +23,8 @@ __all__ = ["TIERS", "TIER_NAMES", "MEASURED_ACCURACY", "tier_of", "data_tier", "
 # ImageNet's (scans, microscopy, factory parts), need more photos for the same accuracy.
 TIERS = {"start": 25, "good": 50, "great": 150}
 TIER_NAMES = ("too_few", *TIERS)  # lowest first; "too_few" is below "start"
+# Each tier in tlcore's English messages (the dashboard's words are in ui/locales, "tier.<name>").
+TIER_WORDS = {"too_few": "too few to start", "start": "enough to start", "good": "good", "great": "great"}
 # The mean validation accuracies above, for texts that quote them.
 MEASURED_ACCURACY = {"start": 0.91, "good": 0.93, "great": 0.94}
 
