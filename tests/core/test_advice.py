@@ -37,3 +37,10 @@ def test_no_photos_have_no_tier():
 
 def test_the_sentence_quotes_the_tiers():
     assert tier_sentence() == "25 photos per class are enough to start, 50 are good and 150 great"
+
+
+def test_texts_get_the_tiers_and_their_accuracies():
+    from tlcore.data.advice import tier_values
+
+    assert tier_values() == {"start": 25, "good": 50, "great": 150, "acc_start": 0.91, "acc_good": 0.93,
+                             "acc_great": 0.94}

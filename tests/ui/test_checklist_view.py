@@ -53,7 +53,7 @@ def test_loading_the_sample_ticks_the_data_items_at_once(sid):
     assert TODO in line(at, "Classes balanced or compensated").value
     next(b for b in at.button if "sample" in b.label).click().run()
     assert not at.exception
-    assert "Sample loaded: 120 images in 3 classes." in [s.value for s in at.success]
+    assert "Sample loaded: 120 images in 3 classes, 40 per class (enough to start)." in [s.value for s in at.success]
     assert OK in line(at, "Classes balanced or compensated").value
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-__all__ = ["TIERS", "TIER_NAMES", "TIER_WORDS", "MEASURED_ACCURACY", "tier_of", "data_tier", "tier_sentence"]
+__all__ = ["TIERS", "TIER_NAMES", "TIER_WORDS", "MEASURED_ACCURACY", "tier_of", "data_tier", "tier_sentence",
+           "tier_values"]
 
 # Photos per class (every split counted, as the Data page counts them) from which a dataset is in each
 # tier, for transfer learning with a frozen pretrained backbone. Grounded on ants vs bees with the default
@@ -57,3 +58,9 @@ def tier_sentence() -> str:
     """The tiers in one English phrase, for tlcore's messages (the dashboard words them in ui/locales)."""
     return (f"{TIERS['start']} photos per class are enough to start, {TIERS['good']} are good and "
             f"{TIERS['great']} great")
+
+
+def tier_values() -> dict:
+    """The tiers and their measured accuracies as keyword values for texts: ``start``, ``good``, ``great``
+    (photos per class) and ``acc_start``, ``acc_good``, ``acc_great`` (fractions)."""
+    return {**TIERS, **{f"acc_{name}": value for name, value in MEASURED_ACCURACY.items()}}
