@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_export.py
 	$(PY) scripts/bench_attack.py
 	$(PY) scripts/bench_perf.py
+	$(PY) scripts/bench_data_tiers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,6 +1,7 @@
 """Data: classes and photos (upload, ZIP, webcam, sample), counts, split settings and the dataset's health."""
 import streamlit as st
 
+from tlcore.data.advice import data_tier, tier_values
 from ui.views import health as health_view
 from ui.frame import state
 from ui.frame.layout import guard, t
@@ -10,7 +11,7 @@ NEAR_FULL = 0.9  # share of the session cap from which the page warns
 
 setup("data.title")
 ws = state.workspace()
-st.write(t("data.intro"))
+st.write(t("data.intro", **tier_values()))
 
 # Actions that change the photos rerun the page and say what they did on the next run: the sidebar's
 # checklists are drawn before this point and would otherwise show the photos as they were.
@@ -18,11 +19,12 @@ with guard():
     if st.button(t("data.sample"), icon=":material/science:"):
         ws.load_sample()
         counts = ws.counts()
-        st.session_state["sample_done"] = (sum(counts.values()), len(counts))
+        st.session_state["sample_done"] = (sum(counts.values()), len(counts), data_tier(counts))
         st.rerun()
     if "sample_done" in st.session_state:
-        n, k = st.session_state.pop("sample_done")
-        st.success(t("data.sample_done", n=n, k=k))
+        # Said in the tiers every other data advice uses: the sample is described like the user's own photos.
+        n, k, where = st.session_state.pop("sample_done")
+        st.success(t("data.sample_done", n=n, k=k, per_class=where["photos"], tier=t(f"tier.{where['tier']}")))
 
 left, right = st.columns([1, 1])
 with left, guard():

@@ -12,7 +12,7 @@ import tlcore.training.pipeline as train_mod
 from tests.conftest import SMALL_INPUT, make_image_folder, write_image
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_finetune import lite0_standin
-from tlcore.training.alarms import config_alarms, imbalance_alarms
+from tlcore.training.alarms import config_alarms, few_images_alarms, imbalance_alarms
 from tlcore.data.augment import AugmentConfig
 from tlcore.io.errors import TLError
 from tlcore.training.ledger import fingerprint_test_set, record_test_scoring, times_scored
@@ -48,7 +48,7 @@ def imbalanced(tmp_path):
 # config_alarms: the checks made before training -----------------------------------------------
 
 def test_usual_settings_raise_no_alarm():
-    assert config_alarms(TrainConfig(), {"a": 20, "b": 20}) == []
+    assert config_alarms(TrainConfig(), {"a": 25, "b": 25}) == []  # 25 per class: enough to start
     assert config_alarms(TrainConfig(fine_tune_layers=20, augment=True)) == []
 
 
@@ -93,6 +93,15 @@ def test_imbalance_is_uncompensated_only_without_weights_and_resampling():
         assert imbalance_alarms(TrainConfig(**compensated), counts) == [], compensated
     assert imbalance_alarms(TrainConfig(class_weights="none"), {"red": 15, "blue": 10}) == []  # 1.5: the edge
     assert imbalance_alarms(TrainConfig(class_weights="none"), {"red": 30, "blue": 0}) == []  # one class present
+
+
+def test_few_images_is_below_the_first_data_tier():
+    warning = only(config_alarms(TrainConfig(), {"red": 40, "blue": 24, "empty": 0}), "few_images")
+    assert warning["message"] == ("class 'blue' has only 24 images; 25 photos per class are enough to start, "
+                                  "50 are good and 150 great")
+    assert "(3 to train on)" in few_images_alarms({"red": 5, "blue": 5}, {"red": 3, "blue": 3})[0]["message"]
+    assert few_images_alarms({"red": 25, "blue": 25}) == []  # the edge: enough to start
+    assert few_images_alarms({}) == [] and few_images_alarms({"red": 0}) == []
 
 
 # Resampling -----------------------------------------------------------------------------------

@@ -37,14 +37,17 @@ def epochs(phase, n, start=1, acc=0.9, val_acc=0.88):
 # Before training ------------------------------------------------------------------------------
 
 def test_the_lists_hold_the_issue_items_in_order():
-    assert [i.key for i in training_checklist(Facts())] == ["balanced", "splits", "image_size", "frozen"]
+    assert [i.key for i in training_checklist(Facts())] == ["photos", "balanced", "splits", "image_size", "frozen"]
     assert [i.key for i in deployment_checklist(Facts())] == ["curves", "test_set", "export"]
 
 
-def test_an_empty_session_has_everything_to_do():
+def test_an_empty_session_has_everything_to_do_and_nothing_ticked():
     assert [(i.key, i.status, i.reason) for i in training_checklist(Facts())] == [
-        ("balanced", "todo", "no_data"), ("splits", "ok", "separate"), ("image_size", "todo", "no_data"),
-        ("frozen", "n/a", "no_run")]
+        ("photos", "todo", "no_data"), ("balanced", "todo", "no_data"), ("splits", "todo", "no_data"),
+        ("image_size", "todo", "no_data"), ("frozen", "n/a", "no_run")]
+    assert not [i for i in training_checklist(Facts()) + deployment_checklist(Facts()) if i.status == "ok"]
+    # Empty classes are no photos either.
+    assert {i.status for i in training_checklist(Facts(counts={"red": 0, "blue": 0}))} == {"todo", "n/a"}
     assert {i.status for i in deployment_checklist(Facts())} == {"todo"}
 
 
@@ -74,10 +77,30 @@ def test_imbalance_names_the_classes_and_the_ratio():
     (dict(split=[90, 0, 10], counts=BALANCED), "warn", "missing"),
     (dict(split=[100, 0, 0], split_folders=True, counts=BALANCED), "ok", "folders"),
     (dict(split=[80, 10, 10], counts={"red": 10, "blue": 2}), "warn", "few"),
+    (dict(split=[80, 10, 10]), "todo", "no_data"),  # nothing split yet: not ticked
+    (dict(split=[90, 10, 0]), "warn", "missing"),  # but a split without test photos is wrong already
 ])
 def test_three_separate_splits(facts, status, reason):
     got = training("splits", **facts)
     assert (got.status, got.reason) == (status, reason)
+
+
+@pytest.mark.parametrize("counts, status, reason", [
+    ({"red": 30, "blue": 24}, "warn", "too_few"),
+    ({"red": 30, "blue": 25}, "ok", "start"),
+    ({"red": 40, "blue": 40}, "ok", "start"),  # the built-in sample
+    ({"red": 50, "blue": 60}, "ok", "good"),
+    ({"red": 150, "blue": 500}, "ok", "great"),
+])
+def test_enough_photos_follows_the_data_tiers(counts, status, reason):
+    got = training("photos", counts=counts)
+    assert (got.status, got.reason) == (status, reason)
+    assert {k: got.detail[k] for k in ("start", "good", "great")} == {"start": 25, "good": 50, "great": 150}
+
+
+def test_too_few_photos_names_the_smallest_class_and_what_it_lacks():
+    assert training("photos", counts={"red": 30, "blue": 8, "empty": 0}).detail == {
+        "smallest": "blue", "n": 8, "missing": 17, "start": 25, "good": 50, "great": 150}
 
 
 def test_too_few_photos_for_three_splits_names_the_class():

@@ -36,7 +36,9 @@ def test_check_prints_a_counts_table_and_the_warnings(tmp_path):
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split()[:5] == ["class", "train", "val", "test", "total"]
+    assert lines[0].endswith("tiers per class: 25 to start, 50 good, 150 great")
     assert lines[1].split() == ["blue", "4", "1", "1", "6"]
+    assert "data tier: too few to start (smallest class blue, 6 photos; 19 more reach enough to start)" in lines
     assert any(line.startswith("warning: 2 class(es) have fewer images") for line in lines)
 
 

@@ -125,20 +125,32 @@ def test_balanced_classes_raise_no_imbalance(image_folder):
     assert "imbalance" not in codes(report)
 
 
-def test_small_classes_are_compared_with_the_recommended_sizes(image_folder, tmp_path):
+def test_small_classes_are_compared_with_the_data_tiers(image_folder, tmp_path):
     report = check_dataset(image_folder)
-    assert report["recommended"] == {"kind": "binary", "minimum": 500, "good": 1000, "augment_below": 2000}
+    assert report["recommended"] == {"tiers": {"start": 25, "good": 50, "great": 150}, "tier": "too_few",
+                                     "class": "blue", "photos": 8, "next": "start", "missing": 17}
     message = next(w["message"] for w in report["warnings"] if w["code"] == "too_few_images")
-    assert "500-1,000 per class recommended for two classes (blue 8, red 8)" in message
-    assert "augmentation" in message and "2,000" in message
+    assert "fewer images than the 25 per class that are enough to start (blue 8, red 8)" in message
+    assert "50 are good and 150 great" in message
+    assert "augmentation" not in message  # photos first: augmentation is measured no substitute for them
     rng = np.random.default_rng(4)
-    for name in ("a", "b", "c"):
-        for i in range(3):
+    for name, n in (("a", 3), ("b", 25), ("c", 30)):
+        for i in range(n):
             photo(tmp_path / "three" / name / f"{i}.png", rng, (40, 40))
     three = check_dataset(tmp_path / "three")
-    assert three["recommended"]["minimum"] == 200
-    assert "200-500 per class recommended for several classes" in \
+    assert (three["recommended"]["tier"], three["recommended"]["class"]) == ("too_few", "a")
+    assert "1 class(es) have fewer images than the 25 per class" in \
         next(w["message"] for w in three["warnings"] if w["code"] == "too_few_images")
+
+
+def test_the_sample_is_enough_to_start_and_not_too_small(tmp_path):
+    from tlcore.data.sample_data import write_sample_dataset
+    from tlcore.lab.workspace import Workspace
+
+    per_class = Workspace.load_sample.__defaults__[0]  # what the Data page's button loads
+    report = check_dataset(write_sample_dataset(tmp_path / "sample", per_class=per_class, size=32))
+    assert report["recommended"]["tier"] == "start" and report["recommended"]["photos"] == per_class == 40
+    assert "too_few_images" not in codes(report)
 
 
 def _two_classes(root: Path, a: dict, b: dict, n: int = 8) -> Path:

@@ -195,12 +195,12 @@ def test_imbalanced_classes_warn(tmp_path, recorder):
     imbalance = [w for w in summary["warnings"] if w["code"] == "class_imbalance"]
     assert len(imbalance) == 1
     assert "'red'" in imbalance[0]["message"] and "'blue'" in imbalance[0]["message"]
-    assert "few_images" in codes(summary)  # blue has fewer than 10 training images
+    assert "few_images" in codes(summary)  # blue has fewer than 25 photos, the first data tier
 
 
 def test_balanced_classes_do_not_warn(tmp_path, recorder):
     recorder(mean_colour_backbone)
-    data = make_image_folder(tmp_path / "data", n_per_class=12)
+    data = make_image_folder(tmp_path / "data", n_per_class=25)  # enough to start (tlcore.data.advice)
     summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1))
     assert "class_imbalance" not in codes(summary)
     assert "few_images" not in codes(summary)

@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import make_image_folder
 from tests.core.test_checklist import epochs
 from tests.ui.conftest import open_page
+from tlcore.data.advice import TIERS
 from tlcore.lab.checklist import Facts, Item, deployment_checklist, training_checklist
 from tlcore.analysis.diagnosis import CODES, diagnose
 from ui.views.checklist import item_line
@@ -21,11 +22,18 @@ def line(at, name: str):
     return next(m for m in at.sidebar.markdown if name in m.value)
 
 
-def test_an_empty_workspace_shows_todo_items(sid):
+def test_an_empty_workspace_ticks_nothing(sid):
     at = open_page("app.py", sid)
     assert not at.exception
-    # ticked: the default split only; the frozen backbone does not apply before a run
-    assert "**Before training** · 1/3" in [m.value for m in at.sidebar.markdown]
+    # nothing ticked before there are photos; the frozen backbone does not apply before a run
+    assert "**Before training** · 0/4" in [m.value for m in at.sidebar.markdown]
+    assert "**Before deployment** · 0/3" in [m.value for m in at.sidebar.markdown]
+    assert not [m.value for m in at.sidebar.markdown if OK in m.value]
+    assert TODO in line(at, "Three separate splits").value
+    assert line(at, "Three separate splits").proto.help.startswith("Checked once there are photos")
+    assert TODO in line(at, "Enough photos per class").value
+    assert line(at, "Enough photos per class").proto.help == \
+        f"Add photos on the Data page: {TIERS['start']} per class are enough to start."
     assert TODO in line(at, "Classes balanced or compensated").value
     assert "at least two classes" in line(at, "Classes balanced or compensated").proto.help
     assert TODO in line(at, "Photos at the backbone's size").value
@@ -53,8 +61,12 @@ def test_loading_the_sample_ticks_the_data_items_at_once(sid):
     assert TODO in line(at, "Classes balanced or compensated").value
     next(b for b in at.button if "sample" in b.label).click().run()
     assert not at.exception
-    assert "Sample loaded: 120 images in 3 classes." in [s.value for s in at.success]
+    assert "Sample loaded: 120 images in 3 classes, 40 per class (enough to start)." in [s.value for s in at.success]
     assert OK in line(at, "Classes balanced or compensated").value
+    assert OK in line(at, "Three separate splits").value
+    assert OK in line(at, "Enough photos per class").value
+    assert line(at, "Enough photos per class").proto.help.endswith(
+        f"has 40 photos: enough to start. {TIERS['good']} per class is good, {TIERS['great']} great.")
 
 
 def test_a_split_without_test_photos_is_flagged(sid, workspace):
@@ -111,6 +123,7 @@ CASES += [Facts(counts={"a": 2, "b": 10}, split=s, split_folders=f, image_sides=
 CASES += [Facts(run="r/run", history=tuple(epochs("fine_tune", 3)), exported=True, verified=True, int8_drop=d)
           for d in (None, 0.01, 0.05)]
 CASES += [Facts(run="r/run", history=({"epoch": 1, "phase": "head", "loss": 1.0},))]
+CASES += [Facts(counts={"a": n, "b": n}) for n in TIERS.values()]  # each data tier
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])

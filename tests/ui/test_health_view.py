@@ -71,7 +71,7 @@ def test_counts_imbalance_and_capture_bias_are_drawn_in_french_too(sid, workspac
     page = texts(at)
     assert "Les classes sont déséquilibrées : cats a 12 photos et dogs 6 (2.0 pour 1)" in page
     assert "Les fichiers de cats sont surtout en PNG (100%) mais ceux de dogs en JPEG (100%)" in page
-    assert "2 classe(s) ont moins de 500 photos (dogs 6, cats 12)" in page
+    assert "2 classe(s) ont moins de photos que les 25 par classe qui suffisent pour commencer (dogs 6, cats 12)" in page
     assert len(at.get("plotly_chart")) == 1
 
 

@@ -17,7 +17,7 @@ import pytest
 from tlcore.adversarial.attacks import METHODS
 from tlcore.analysis.diagnosis import CODES, REMEDIES
 from tlcore.data.datasets import SPLITS
-from tlcore.data.health import RECOMMENDED
+from tlcore.data.advice import TIER_NAMES
 from tlcore.data.resample import RESAMPLE_MODES
 from tlcore.export.formats import FORMATS
 from tlcore.training.config import LOOPS
@@ -51,7 +51,8 @@ EXPANSIONS = {
     "export.stage.{}": ("reference", "calibration", "convert", "verify", "exported"),  # export_model's progress
     "eval.split.{}": ("test", "val"),
     "health.split_{}": SPLITS,
-    "health.kind_{}": (*RECOMMENDED, "exact", "near"),  # dataset sizes, then duplicate kinds
+    "health.kind_{}": ("exact", "near"),  # duplicate kinds
+    "tier.{}": TIER_NAMES,  # the data tiers (tlcore.data.advice)
     "health.bias_{}": ("size", "format", "camera", "jpeg_quality"),  # tlcore.data.health's bias features
     "runs.kind.{}": ("train", "finetune", "harden"),  # ui.views.runs._RUN_KINDS
     "backbone.lb_where.{}": ("val", "split"),  # the leaderboard's held_out

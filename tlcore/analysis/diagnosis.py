@@ -17,6 +17,7 @@ import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+from ..data.advice import TIERS, tier_sentence
 from ..io.errors import TLError
 
 __all__ = ["CODES", "REMEDIES", "Thresholds", "diagnose"]
@@ -73,14 +74,17 @@ def _check(thresholds: Thresholds) -> None:
 
 # The one English text of each remedy (the CLI and the dashboard both show these). The dashboard's other
 # languages translate them line for line (diag.<code>.remedies in ui/locales/<lang>.json): a change here is
-# a change to make there too; tests/ui/test_i18n.py catches a remedy added or removed, not one reworded.
+# a change to make there too; tests/ui/test_i18n.py catches a remedy added or removed, not one reworded. The
+# photo counts are the data tiers (tlcore.data.advice); tests/ui/test_tiers_view.py checks the French quote them.
 REMEDIES = {
     "good_fit": [
         "Check the test score and the mistakes on the Evaluate page.",
         "For a few more points, fine-tune the top backbone layers at a low learning rate (1e-5).",
     ],
     "overfitting": [
-        "Add more photos per class, or turn on augmentation (flips, brightness, contrast).",
+        f"Add photos: {tier_sentence()}.",
+        # A line of its own, said only for the default: a run that had augmentation on can leave it out.
+        "If augmentation is off (the default), turn it on (flips, brightness, contrast).",
         "Raise dropout (for example from 0.2 to 0.4).",
         "Train fewer epochs, or stop at the best validation epoch (early stopping).",
         "When fine-tuning, unfreeze fewer layers.",
@@ -103,7 +107,7 @@ REMEDIES = {
     ],
     "no_validation": [
         "Give the validation split at least 10% of the photos.",
-        "Add photos so that every class has some in each split (10 or more per class).",
+        f"Add photos so that every class has some in each split ({TIERS['start']} per class are enough to start).",
     ],
     "too_short": [
         "Train for at least 3 epochs (5 to 20 is usual).",

@@ -77,6 +77,7 @@ def _bench(args):
 
 
 def _check(args):
+    from ..data.advice import TIER_WORDS
     from ..data.health import check_dataset
 
     def on_progress(done, logs):
@@ -87,10 +88,14 @@ def _check(args):
     clear_progress_line()
     if not args.json:
         rec = report["recommended"]
-        print(f"{'class':<24} {'train':>7} {'val':>7} {'test':>7} {'total':>7}   recommended: "
-              f"{rec['minimum']:,}-{rec['good']:,} per class")
+        tiers = rec["tiers"]
+        print(f"{'class':<24} {'train':>7} {'val':>7} {'test':>7} {'total':>7}   tiers per class: "
+              f"{tiers['start']:,} to start, {tiers['good']:,} good, {tiers['great']:,} great")
         for name, row in report["counts"].items():
             print(f"{name:<24} {row['train']:>7} {row['val']:>7} {row['test']:>7} {row['total']:>7}")
+        if rec["tier"]:
+            more = f"; {rec['missing']:,} more reach {TIER_WORDS[rec['next']]}" if rec["next"] else ""
+            print(f"data tier: {TIER_WORDS[rec['tier']]} (smallest class {rec['class']}, {rec['photos']:,} photos{more})")
         for warning in report["warnings"]:
             print(f"{warning['level']}: {warning['message']}")
         if not report["warnings"]:

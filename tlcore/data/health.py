@@ -2,7 +2,7 @@
 
 :func:`check_dataset` reads every image once through the project's decoding
 path, assigns the very splits training would use, and reports as plain,
-JSON-ready data: counts against the recommended sizes, exact and near
+JSON-ready data: counts against the data tiers (:mod:`tlcore.data.advice`), exact and near
 duplicates, copies leaking across splits, class imbalance, capture bias (one
 class shot or saved differently from another), tiny images and extreme
 aspect ratios. Each finding is also one plain sentence in ``warnings``.
@@ -20,19 +20,16 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from .advice import TIERS, data_tier, tier_sentence
 from .datasets import SPLITS, assign_splits, check_classes, load_dataset
 from .images import ALLOWED_FORMATS, ImageDecodeError, decode_image
 from .phash import NEAR_DISTANCE, THUMB_SIDE, near_pairs, phash
 
-__all__ = ["RECOMMENDED", "IMBALANCE_RATIO", "check_dataset", "recommended_sizes"]
+__all__ = ["IMBALANCE_RATIO", "check_dataset", "recommended"]
 
 # Largest / smallest class above this counts as imbalanced, here and in the training alarms.
 IMBALANCE_RATIO = 1.5
 
-# Per-class image counts: (minimum, comfortable) for two classes and for more; below AUGMENT_BELOW
-# augmentation is no longer optional.
-RECOMMENDED = {"binary": (500, 1000), "multiclass": (200, 500)}
-AUGMENT_BELOW = 2000
 TINY_SIDE = 32
 EXTREME_ASPECT = 3.0
 
@@ -53,11 +50,15 @@ _IJG_LUMA_SUM = sum([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60,
 _SPLIT_ORDER = {name: i for i, name in enumerate(SPLITS)}
 
 
-def recommended_sizes(n_classes: int) -> dict:
-    """The recommended images per class for ``n_classes``: ``{kind, minimum, good, augment_below}``."""
-    kind = "binary" if n_classes <= 2 else "multiclass"
-    minimum, good = RECOMMENDED[kind]
-    return {"kind": kind, "minimum": minimum, "good": good, "augment_below": AUGMENT_BELOW}
+def recommended(counts: dict) -> dict:
+    """The data tiers and where ``counts`` (a report's, per class ``{total, ...}``) stands among them.
+
+    ``{tiers: {start, good, great}, tier, class, photos, next, missing}``: the photos per class from which
+    each tier starts, then :func:`tlcore.data.advice.data_tier` of the smallest class with photos
+    (``tier`` None, and no other key, when no class has any).
+    """
+    where = data_tier({name: row["total"] for name, row in counts.items()})
+    return {"tiers": dict(TIERS), **(where or {"tier": None})}
 
 
 def check_dataset(source, split=(0.8, 0.1, 0.1), seed: int = 0,
@@ -70,7 +71,7 @@ def check_dataset(source, split=(0.8, 0.1, 0.1), seed: int = 0,
     logs)`` is called while images are read, ``logs`` holding ``total``.
 
     The report has ``counts`` (per class: train, val, test, total),
-    ``recommended`` (see :func:`recommended_sizes`), ``duplicates`` (groups of
+    ``recommended`` (the data tiers and the smallest class's, see :func:`recommended`), ``duplicates`` (groups of
     ``{path, label, split}``), ``leaks`` (pairs ``a``/``b`` in different
     splits, ``b`` the later split, with ``kind`` exact or near and the hash
     ``distance``), ``imbalance_ratio``, ``class_weights``, ``capture_bias``
@@ -101,8 +102,7 @@ def check_dataset(source, split=(0.8, 0.1, 0.1), seed: int = 0,
     warnings: list[dict] = []
     duplicates, leaks = _copies(items, infos, warnings)
     counts = _counts(items, dataset.classes)
-    recommended = recommended_sizes(len(dataset.classes))
-    _too_few(counts, recommended, warnings)
+    _too_few(counts, warnings)
     ratio, weights = _imbalance(items, counts, dataset.classes, warnings)
     bias = _capture_bias(items, infos, dataset.classes, warnings)
     tiny, extreme = _odd_shapes(items, infos, warnings)
@@ -112,7 +112,7 @@ def check_dataset(source, split=(0.8, 0.1, 0.1), seed: int = 0,
                                  f"({names}; first reason: {skipped[0]['reason']})"))
     order = {"error": 0, "warning": 1, "info": 2}
     warnings.sort(key=lambda w: order[w["level"]])
-    return {"counts": counts, "recommended": recommended, "duplicates": duplicates, "leaks": leaks,
+    return {"counts": counts, "recommended": recommended(counts), "duplicates": duplicates, "leaks": leaks,
             "imbalance_ratio": ratio, "class_weights": weights, "capture_bias": bias, "tiny": tiny,
             "extreme_aspect": extreme, "skipped": skipped, "warnings": warnings, "n_images": len(items)}
 
@@ -256,17 +256,17 @@ def _counts(items: list[dict], classes: list[str]) -> dict:
     return counts
 
 
-def _too_few(counts: dict, rec: dict, warnings: list) -> None:
-    low = {c: n["total"] for c, n in counts.items() if n["total"] < rec["minimum"]}
+def _too_few(counts: dict, warnings: list) -> None:
+    # Below the first tier; photos come first in the advice: augmentation measured no substitute for them.
+    low = {c: n["total"] for c, n in counts.items() if n["total"] < TIERS["start"]}
     if not low:
         return
     listed = ", ".join(f"{c} {n:,}" for c, n in sorted(low.items(), key=lambda kv: kv[1])[:5])
     more = f" and {len(low) - 5} more" if len(low) > 5 else ""
-    kind = "two classes" if rec["kind"] == "binary" else "several classes"
     warnings.append(_warning("too_few_images", "warning", (
-        f"{len(low)} class(es) have fewer images than the {rec['minimum']:,}-{rec['good']:,} per class recommended "
-        f"for {kind} ({listed}{more}): expect lower accuracy and scores that change from one run to the next; "
-        f"add photos, and turn augmentation on, which is essential under {rec['augment_below']:,} per class")))
+        f"{len(low)} class(es) have fewer images than the {TIERS['start']} per class that are enough to start "
+        f"({listed}{more}): expect lower accuracy and scores that change from one run to the next; add photos "
+        f"({tier_sentence()})")))
 
 
 def _imbalance(items: list[dict], counts: dict, classes: list[str], warnings: list) -> tuple[float, dict]:

@@ -21,6 +21,7 @@ from typing import Mapping
 
 from PIL import Image
 
+from ..data.advice import TIERS, data_tier
 from ..data.health import IMBALANCE_RATIO
 from ..analysis.diagnosis import diagnose
 from ..io.errors import TLError
@@ -76,6 +77,16 @@ class Facts:
 
 
 # Before training -----------------------------------------------------------------------------
+# An item whose facts are not there yet (no photos, no run) is "todo" or "n/a", never "ok": nothing is
+# ticked before it can be judged.
+
+def _photos(facts: Facts) -> Item:
+    where = data_tier(facts.counts)  # the data tiers of tlcore.data.advice, as the Data page says them
+    if where is None:
+        return Item("photos", "todo", "no_data", dict(TIERS))
+    detail = {"smallest": where["class"], "n": where["photos"], "missing": where["missing"], **TIERS}
+    return Item("photos", "warn" if where["tier"] == "too_few" else "ok", where["tier"], detail)
+
 
 def _balance(facts: Facts) -> Item:
     present = {c: n for c, n in facts.counts.items() if n > 0}
@@ -102,9 +113,11 @@ def _splits(facts: Facts) -> Item:
         raise TLError(f"split setting {facts.split!r} must be three percentages (train, val, test)") from None
     detail = {"train": round(train), "val": round(val), "test": round(test)}
     if not (val > 0 and test > 0):
-        return Item("splits", "warn", "missing", detail)
+        return Item("splits", "warn", "missing", detail)  # a setting already known to be wrong, photos or not
     present = {c: n for c, n in facts.counts.items() if n > 0}
-    if present and min(present.values()) < 3:
+    if not present:
+        return Item("splits", "todo", "no_data", detail)
+    if min(present.values()) < 3:
         # stratified_split gives a class a validation and a test photo only from three photos up.
         smallest = min(present, key=present.get)
         return Item("splits", "warn", "few", {**detail, "smallest": smallest, "n": present[smallest]})
@@ -134,9 +147,10 @@ def _frozen(facts: Facts) -> Item:
 
 
 def training_checklist(facts: Facts) -> list[Item]:
-    """Before training: balanced or compensated classes, three separate splits, photos at the
-    backbone's size, and (once there is a run) a backbone frozen for phase 1."""
-    return [_balance(facts), _splits(facts), _image_size(facts), _frozen(facts)]
+    """Before training: enough photos per class (the data tiers), balanced or compensated classes, three
+    separate splits, photos at the backbone's size, and (once there is a run) a backbone frozen for phase 1.
+    Without photos the data items are to do, not ticked."""
+    return [_photos(facts), _balance(facts), _splits(facts), _image_size(facts), _frozen(facts)]
 
 
 # Before deployment ---------------------------------------------------------------------------

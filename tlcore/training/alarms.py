@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
 
+from ..data.advice import TIERS, tier_sentence  # the data tiers: one home for the Data page, the report and here
 from ..data.health import IMBALANCE_RATIO  # one threshold for the health report and the training alarms
 
 if TYPE_CHECKING:  # only for annotations: the config imports the registry, which imports Keras
     from .config import TrainConfig
 
-__all__ = ["config_alarms", "imbalance_alarms", "STRONG_AUGMENTATION",
+__all__ = ["config_alarms", "imbalance_alarms", "few_images_alarms", "STRONG_AUGMENTATION",
            "LONG_FINE_TUNE_EPOCHS"]
 
 STRONG_AUGMENTATION = 0.3  # brightness/contrast/saturation range; about 0.2 is the usual advice
@@ -39,12 +40,27 @@ def imbalance_alarms(config: "TrainConfig", class_counts: Mapping[str, int]) -> 
                         "compensate"}]
 
 
+def few_images_alarms(class_counts: Mapping[str, int], training: Mapping[str, int] | None = None) -> list[dict]:
+    """``few_images`` when the smallest class of ``class_counts`` (name -> photos, every split) has fewer
+    than the first data tier (:data:`tlcore.data.advice.TIERS`, enough to start); ``training`` (name ->
+    training photos), when known, is quoted too. Classes without photos are left to the other checks."""
+    present = {c: int(n) for c, n in class_counts.items() if n}
+    if not present:
+        return []
+    smallest = min(present, key=lambda c: (present[c], c))
+    if present[smallest] >= TIERS["start"]:
+        return []
+    learn = f" ({int(training[smallest])} to train on)" if training and smallest in training else ""
+    return [{"code": "few_images",
+             "message": f"class {smallest!r} has only {present[smallest]} images{learn}; {tier_sentence()}"}]
+
+
 def config_alarms(config: "TrainConfig", class_counts: Mapping[str, int] | None = None) -> list[dict]:
     """The alarms ``config`` raises before any training, in a fixed order.
 
-    ``class_counts`` (class name -> training images), when known, adds the
-    imbalance check; the pages pass the workspace's counts, training passes
-    its training split's.
+    ``class_counts`` (class name -> photos, every split), when known, adds the
+    imbalance and the few-images checks; the pages pass the workspace's counts.
+    Training makes both checks itself, the imbalance on its training split.
     """
     out = []
     if config.lr > HIGH_LR:
@@ -73,4 +89,5 @@ def config_alarms(config: "TrainConfig", class_counts: Mapping[str, int] | None 
                                    f"{config.backbone} was pretrained on: faster, but usually less accurate"})
     if class_counts is not None:
         out += imbalance_alarms(config, class_counts)
+        out += few_images_alarms(class_counts)
     return out

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from ..data.health import IMBALANCE_RATIO
-from .alarms import config_alarms, imbalance_alarms
+from .alarms import config_alarms, few_images_alarms, imbalance_alarms
 from ..data.augment import AugmentConfig, augment_image
 from .config import FINE_TUNE_SETTINGS, LOOPS, TrainConfig
 from ..io.settings import check_settings
@@ -398,8 +398,9 @@ def train(
         warnings.append({"code": "no_validation", "message": "no validation images; add more images per class to get a validation score"})
     if len(idx["test"]) == 0:
         warnings.append({"code": "no_test_split", "message": "no test images, so test accuracy is not measured"})
-    if train_counts.min() < 10:
-        warnings.append({"code": "few_images", "message": f"class {classes[int(train_counts.argmin())]!r} has only {int(train_counts.min())} training images; 10 or more per class are advised"})
+    # Against the data tiers, which count a class's photos in every split (tlcore.data.advice).
+    warnings += few_images_alarms(dict(zip(classes, np.bincount(y, minlength=len(classes)).tolist())),
+                                  dict(zip(classes, train_counts.tolist())))
     held_out = [n for n in (len(idx["val"]), len(idx["test"])) if n]
     if held_out and min(held_out) < 10:  # few-shot data: the splits exist but their scores move in big steps
         warnings.append({"code": "few_held_out", "message": f"only {len(idx['val'])} validation and {len(idx['test'])} test images, so one image moves an accuracy by {100 / min(held_out):.0f} points; treat these scores as rough"})

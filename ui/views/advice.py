@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from tlcore.data.advice import tier_values
+
 from ui.frame.i18n import catalog
 from ui.frame.layout import plain, t
 
@@ -20,9 +22,11 @@ def alarm_text(warning: dict) -> str:
     key = f"alarm.{code}"
     if key not in catalog():
         return plain(message or code)
-    text = f"**{t(key)}**"
+    # The data tiers are the numbers an explanation or a fix may quote (few_images): one home, tlcore.data.advice.
+    values = tier_values()
+    text = f"**{t(key, **values)}**"
     if f"{key}.fix" in catalog():
-        text += "  \n" + t("alarm.fix", fix=t(f"{key}.fix"))
+        text += "  \n" + t("alarm.fix", fix=t(f"{key}.fix", **values))
     if message:
         # The message comes from tlcore in English; in another language it is only the detail with the numbers.
         text += "  \n" + t("alarm.details", message=plain(message))

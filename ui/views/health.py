@@ -1,4 +1,4 @@
-"""The Data page's dataset health report: counts against the recommendation, leaks, copies, balance, bias."""
+"""The Data page's dataset health report: counts against the data tiers, leaks, copies, balance, bias."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
+from tlcore.data.advice import tier_values
 from tlcore.data.health import EXTREME_ASPECT, TINY_SIDE, check_dataset
 from tlcore.lab.workspace import Workspace
 
@@ -19,6 +20,7 @@ _SHOWN = 10  # leaks and copy groups drawn with their photos; the rest are count
 _NAMES = 5  # file names quoted in one sentence
 _THUMB = 96  # pixels: enough to see that two photos are the same
 _SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+_TIER_COLOURS = {"start": "#d62728", "good": "#bcbd22", "great": "#17becf"}  # tlcore.data.advice.TIERS
 
 
 def _signature(ws: Workspace) -> tuple:
@@ -55,8 +57,13 @@ def dataset_report(ws: Workspace, split: tuple[int, int, int, int]) -> dict | No
         return _cached_report(signature, (train / 100, val / 100, test / 100), int(seed))
 
 
-def health_counts_figure(counts: dict, minimum: int, labels: dict) -> go.Figure:
-    """Photos per class stacked by split, with the recommended minimum as a dashed line."""
+def health_counts_figure(counts: dict, tiers: dict, labels: dict) -> go.Figure:
+    """Photos per class stacked by split, with the data tiers as dashed lines.
+
+    ``tiers`` maps tier names to photos per class, lowest first (``TIERS``); ``labels`` holds the axis and
+    split names and one per tier. Tiers are drawn up to the first one above the largest class: the next
+    goal shows, while a far one does not squash the bars.
+    """
     classes = list(counts)
     fig = go.Figure()
     for split, colour in _SPLIT_COLOURS.items():
@@ -64,9 +71,16 @@ def health_counts_figure(counts: dict, minimum: int, labels: dict) -> go.Figure:
         if any(values):
             fig.add_trace(go.Bar(x=classes, y=values, name=labels[split], marker_color=colour,
                                  text=values, textposition="inside"))
-    fig.add_hline(y=minimum, line_dash="dash", line_color="#d62728",
-                  annotation_text=f"{labels['minimum']} ({minimum:,})", annotation_position="top left")
-    top = max(minimum, max(row["total"] for row in counts.values()))
+    largest = max(row["total"] for row in counts.values())
+    shown = []
+    for name, least in tiers.items():
+        shown.append((name, least))
+        if least > largest:
+            break
+    for name, least in shown:
+        fig.add_hline(y=least, line_dash="dash", line_color=_TIER_COLOURS[name],
+                      annotation_text=f"{labels[name]} ({least:,})", annotation_position="top left")
+    top = max(largest, shown[-1][1])
     fig.update_layout(barmode="stack", height=300, margin={"t": 10, "b": 40, "l": 40, "r": 10},
                       xaxis_title=labels["class"], yaxis_title=labels["count"], yaxis={"range": [0, top * 1.12]},
                       legend={"orientation": "h", "y": -0.25})
@@ -136,15 +150,21 @@ def show_report(report: dict, ws: Workspace) -> None:
     codes = {w["code"] for w in report["warnings"]}
     _show_leaks(report["leaks"], ws)
 
-    labels = {"class": t("chart.class"), "count": t("chart.count"), "minimum": t("health.chart_minimum"),
-              **{split: _split_name(split) for split in _SPLIT_COLOURS}}
-    st.plotly_chart(health_counts_figure(counts, rec["minimum"], labels))
-    st.caption(t("health.recommended", kind=t(f"health.kind_{rec['kind']}"), minimum=rec["minimum"], good=rec["good"],
-                 augment=rec["augment_below"]))
-    low = sorted((row["total"], name) for name, row in counts.items() if row["total"] < rec["minimum"])
+    labels = {"class": t("chart.class"), "count": t("chart.count"),
+              **{split: _split_name(split) for split in _SPLIT_COLOURS},
+              **{name: t(f"tier.{name}") for name in rec["tiers"]}}
+    st.plotly_chart(health_counts_figure(counts, rec["tiers"], labels))
+    values = tier_values()
+    low = sorted((row["total"], name) for name, row in counts.items() if row["total"] < rec["tiers"]["start"])
     if low:
-        st.warning(t("health.too_few", n=len(low), minimum=rec["minimum"],
+        st.warning(t("health.too_few", n=len(low), start=rec["tiers"]["start"],
                      classes=", ".join(f"{plain(name)} {n:,}" for n, name in low[:_NAMES]) + (" …" if len(low) > _NAMES else "")))
+    elif rec["tier"]:
+        more = (" " + t("health.tier_next", next=t(f"tier.{rec['next']}"), least=rec["tiers"][rec["next"]])
+                if rec["next"] else "")
+        st.info(t("health.tier", name=plain(rec["class"]), n=rec["photos"], tier=t(f"tier.{rec['tier']}")) + more,
+                icon=":material/photo_library:")
+    st.caption(t("health.tiers", **values))
 
     _show_duplicates(report["duplicates"], ws)
     if "imbalance" in codes:
