@@ -14,7 +14,7 @@ from ..data.health import IMBALANCE_RATIO  # one threshold for the health report
 if TYPE_CHECKING:  # only for annotations: the config imports the registry, which imports Keras
     from .config import TrainConfig
 
-__all__ = ["config_alarms", "imbalance_alarms", "STRONG_AUGMENTATION",
+__all__ = ["config_alarms", "imbalance_alarms", "reused_test_set_alarms", "STRONG_AUGMENTATION",
            "LONG_FINE_TUNE_EPOCHS"]
 
 STRONG_AUGMENTATION = 0.3  # brightness/contrast/saturation range; about 0.2 is the usual advice
@@ -74,3 +74,13 @@ def config_alarms(config: "TrainConfig", class_counts: Mapping[str, int] | None 
     if class_counts is not None:
         out += imbalance_alarms(config, class_counts)
     return out
+
+
+def reused_test_set_alarms(times_scored: int) -> list[dict]:
+    """``test_set_reuse`` when a test set has been scored for ``times_scored`` runs, two or more (the count of
+    :mod:`tlcore.training.ledger`, raised where a person looks at test scores, never by training)."""
+    if times_scored < 2:
+        return []
+    return [{"code": "test_set_reuse",
+             "message": f"this test set has now been scored for {times_scored} runs; choose between runs by "
+                        "validation accuracy and look at the test score once, for the run you keep"}]

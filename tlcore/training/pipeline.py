@@ -29,7 +29,7 @@ from ..analysis.evaluate import classification_metrics
 from .features import FeatureCache, extract_features
 from .head_fit import HeadTrainer
 from ..data.images import load_image
-from .ledger import fingerprint_test_set, record_test_scoring
+from .ledger import fingerprint_test_set
 from ..models.classifier import build_classifier, build_head
 from ..backbones.registry import create_backbone, get_spec
 from ..data.resample import check_resample, resample_indices
@@ -69,18 +69,6 @@ def _advice(config: TrainConfig) -> list[dict]:
 def _augment_config(config: TrainConfig) -> AugmentConfig:
     s = float(config.augment_strength)
     return AugmentConfig(brightness=s, contrast=s, saturation=s)
-
-
-def _test_set_alarm(test_paths) -> list[dict]:
-    """Count this run's look at its test set; a warning when earlier runs were scored on the same images."""
-    fingerprint = fingerprint_test_set(test_paths)
-    if fingerprint is None:
-        return []
-    n = record_test_scoring(fingerprint)
-    if n < 2:
-        return []
-    return [{"code": "test_set_reuse", "message": f"this test set has now been scored {n} times; choose between runs "
-             "by validation accuracy and score the test set once at the end"}]
 
 
 def weights_key(name: str, weights, size: int | None = None) -> str | None:
@@ -348,8 +336,10 @@ def train(
     data required). Returns the summary dict that the CLI prints (classes,
     counts, ``head_counts`` (examples per class the head trained on),
     accuracies, history, timings, skipped files, warnings: the alarms of
-    :mod:`tlcore.training.alarms`, plus ``test_set_reuse`` when earlier runs were
-    scored on the same test images, see :mod:`tlcore.training.ledger`).
+    :mod:`tlcore.training.alarms`). The test split is predicted and its accuracy
+    reported (for scripts and the model card), but training is not a look at it:
+    ``test_fingerprint`` identifies the test photos for :mod:`tlcore.training.ledger`,
+    which counts the looks a person takes.
     """
     t_start = time.perf_counter()
     validate_config(config)
@@ -468,10 +458,10 @@ def train(
     # Absolute paths in the saved files: a later fine-tune or gallery may run from another directory.
     saved_paths = [os.path.abspath(p) for p in sample_paths]
     metrics, predictions = held_out_results(predict, saved_paths, [s.label for s in samples], y, idx, classes)
-    warnings += _test_set_alarm([saved_paths[i] for i in idx["test"]])
     summary = _summary(
         classes, spec.name, idx, y, metrics, history,
         head_counts=head_counts,
+        test_fingerprint=fingerprint_test_set([saved_paths[i] for i in idx["test"]]),
         fine_tuned_layers=fine_tuned_layers,
         replicas=classifier.distribute_strategy.num_replicas_in_sync if classifier is not None else 1,
         features={"cache_hits": feats.cache_hits, "computed": feats.computed},
@@ -561,9 +551,9 @@ def fine_tune(
         return classifier.predict(ImageBatches([paths[i] for i in ids], y[ids], size, config.batch_size), verbose=0)
 
     metrics, predictions = held_out_results(predict, paths, labels, y, idx, classes)
-    warnings += _test_set_alarm([paths[i] for i in idx["test"]])
     summary = _summary(
         classes, run.spec.name, idx, y, metrics, history,
+        test_fingerprint=fingerprint_test_set([paths[i] for i in idx["test"]]),
         fine_tuned_layers=layers,
         replicas=strategy.num_replicas_in_sync,
         seconds={"extract": 0.0, "train": 0.0, "fine_tune": round(t_fine, 3),
