@@ -66,6 +66,9 @@ def test_each_setting_alarm_names_its_number(changes, code, shown):
     warning = only(config_alarms(TrainConfig(**changes)), code)
     assert shown in warning["message"]
     assert "\n" not in warning["message"]
+    # The numbers also travel on their own (the dashboard words them), as JSON like the rest of a summary.
+    assert json.loads(json.dumps(warning)) == warning
+    assert bool(warning.get("values")) == (code != "random_weights")
 
 
 @pytest.mark.parametrize("changes", [

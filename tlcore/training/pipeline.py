@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from ..data.health import IMBALANCE_RATIO
-from .alarms import config_alarms, imbalance_alarms
+from .alarms import alarm, config_alarms, imbalance_alarms
 from ..data.augment import AugmentConfig, augment_image
 from .config import FINE_TUNE_SETTINGS, LOOPS, TrainConfig
 from ..io.settings import check_settings
@@ -145,7 +145,9 @@ def _class_weights(y: np.ndarray, n_classes: int, mode: str, classes, warnings: 
         largest, smallest = classes[int(counts.argmax())], classes[int(np.where(counts > 0, counts, counts.max() + 1).argmin())]
         note = ("resampling balances them" if resample != "none" else
                 "class weights balance them" if mode != "none" else "consider class weights")
-        warnings.append({"code": "class_imbalance", "message": f"training classes are imbalanced ({largest!r} has {counts.max()}, {smallest!r} has {present.min()} images); {note}"})
+        warnings.append(alarm("class_imbalance", f"training classes are imbalanced ({largest!r} has {counts.max()}, "
+                              f"{smallest!r} has {present.min()} images); {note}", largest=largest,
+                              n_largest=int(counts.max()), smallest=smallest, n_smallest=int(present.min())))
     if resample != "none":
         return None  # the resampled classes are balanced already; weights on top would over-correct
     if mode == "balanced" or (mode == "auto" and imbalanced):
@@ -240,12 +242,12 @@ def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, 
     classifier, layers = fine_tuning_classifier(strategy, backbone, head, config.fine_tune_layers,
                                                 config.fine_tune_lr)
     if not layers:
-        warnings.append({"code": "nothing_unfrozen", "message": f"the top {config.fine_tune_layers} backbone layers "
-                         "have no trainable weights (pooling, activation or BatchNorm), so only the head is trained; "
-                         "unfreeze more layers"})
+        warnings.append(alarm("nothing_unfrozen", f"the top {config.fine_tune_layers} backbone layers have no "
+                              "trainable weights (pooling, activation or BatchNorm), so only the head is trained; "
+                              "unfreeze more layers", layers=config.fine_tune_layers))
     if config.strategy != "default" and strategy.num_replicas_in_sync == 1:
-        warnings.append({"code": "one_replica", "message": f"strategy {config.strategy!r} found only one device, "
-                         "so fine-tuning ran on one replica"})
+        warnings.append(alarm("one_replica", f"strategy {config.strategy!r} found only one device, so fine-tuning "
+                              "ran on one replica", strategy=config.strategy))
     initial_epoch, early_state, best_weights = 0, None, None
     if checkpoints.resumes("fine_tune"):
         with strategy.scope():  # the optimizer's restored variables must be placed like the model's
@@ -383,16 +385,22 @@ def train(
     if missing:
         raise TLError(f"class {missing[0]!r} has no training images; add some or remove the class")
     if skipped:
-        warnings.append({"code": "skipped_files", "message": f"{len(skipped)} file(s) could not be read and were left out"})
+        warnings.append(alarm("skipped_files", f"{len(skipped)} file(s) could not be read and were left out",
+                              n=len(skipped)))
     if len(idx["val"]) == 0:
-        warnings.append({"code": "no_validation", "message": "no validation images; add more images per class to get a validation score"})
+        warnings.append(alarm("no_validation", "no validation images; add more images per class to get a validation score"))
     if len(idx["test"]) == 0:
-        warnings.append({"code": "no_test_split", "message": "no test images, so test accuracy is not measured"})
+        warnings.append(alarm("no_test_split", "no test images, so test accuracy is not measured"))
     if train_counts.min() < 10:
-        warnings.append({"code": "few_images", "message": f"class {classes[int(train_counts.argmin())]!r} has only {int(train_counts.min())} training images; 10 or more per class are advised"})
+        smallest, n = classes[int(train_counts.argmin())], int(train_counts.min())
+        warnings.append(alarm("few_images", f"class {smallest!r} has only {n} training images; 10 or more per class "
+                              "are advised", name=smallest, n=n))
     held_out = [n for n in (len(idx["val"]), len(idx["test"])) if n]
     if held_out and min(held_out) < 10:  # few-shot data: the splits exist but their scores move in big steps
-        warnings.append({"code": "few_held_out", "message": f"only {len(idx['val'])} validation and {len(idx['test'])} test images, so one image moves an accuracy by {100 / min(held_out):.0f} points; treat these scores as rough"})
+        points = round(100 / min(held_out))
+        warnings.append(alarm("few_held_out", f"only {len(idx['val'])} validation and {len(idx['test'])} test images, "
+                              f"so one image moves an accuracy by {points} points; treat these scores as rough",
+                              val=int(len(idx["val"])), test=int(len(idx["test"])), points=points))
     class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings,
                                   config.resample)
     warnings += imbalance_alarms(config, dict(zip(classes, train_counts.tolist())))

@@ -9,11 +9,32 @@ from ui.frame.layout import plain, t
 __all__ = ["alarm_text", "show_warnings"]
 
 
-def alarm_text(warning: dict) -> str:
-    """One warning as Markdown: its explanation and fix (by ``code``), then its own message with the numbers.
+def _details(key: str, warning: dict) -> str:
+    """The alarm's numbers in the session's language (``<key>.details`` filled with its ``values``), or "" when
+    the catalog says it all; tlcore's English message when the numbers cannot be said otherwise."""
+    message = str(warning.get("message", "")).strip()
+    values = warning.get("values")
+    if f"{key}.details" in catalog() and isinstance(values, dict):
+        try:
+            # Names in the values (a class, a backbone) are data: escaped, unlike the catalog's sentence.
+            return t(f"{key}.details", **{k: plain(v) if isinstance(v, str) else v for k, v in values.items()})
+        except (KeyError, ValueError, IndexError, TypeError):
+            pass  # values of another version of tlcore: its own message still has the numbers
+    elif f"{key}.details" not in catalog():
+        # The explanation and the fix say everything this alarm knows; its English message would repeat them.
+        return ""
+    return plain(message)
 
-    A code without an explanation in the catalog (a new or foreign one) shows
-    its message alone, so no warning is ever hidden.
+
+def alarm_text(warning: dict) -> str:
+    """One warning as Markdown: its explanation and fix (by ``code``), then the numbers it was raised for.
+
+    The explanation (``alarm.<code>``) says what is wrong, the fix (``alarm.<code>.fix``) what to do, and
+    the details (``alarm.<code>.details``, filled with the alarm's ``values``) only the numbers, so no line
+    repeats another and all are in the session's language. tlcore's English message (the command line's,
+    which also says what to do) is shown instead of the details only for an alarm without ``values`` (a run
+    of an earlier version). A code without an explanation in the catalog (a new or foreign one) shows its
+    message alone, so no warning is ever hidden.
     """
     code = str(warning.get("code", ""))
     message = str(warning.get("message", "")).strip()
@@ -23,9 +44,9 @@ def alarm_text(warning: dict) -> str:
     text = f"**{t(key)}**"
     if f"{key}.fix" in catalog():
         text += "  \n" + t("alarm.fix", fix=t(f"{key}.fix"))
-    if message:
-        # The message comes from tlcore in English; in another language it is only the detail with the numbers.
-        text += "  \n" + t("alarm.details", message=plain(message))
+    details = _details(key, warning)
+    if details:
+        text += "  \n" + t("alarm.details", message=details)
     return text
 
 
