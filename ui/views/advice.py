@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from tlcore.training.alarms import reused_test_set_alarms
+
 from ui.frame.i18n import catalog
 from ui.frame.layout import plain, t
 
-__all__ = ["alarm_text", "show_warnings"]
+__all__ = ["alarm_text", "show_warnings", "show_test_set_looks"]
 
 
 def _details(key: str, warning: dict) -> str:
@@ -64,3 +66,14 @@ def show_warnings(warnings: list[dict], container=None) -> None:
             continue
         seen.add(ident)
         target.warning(alarm_text(warning), icon=":material/warning:")
+
+
+def show_test_set_looks(times: int, container=None) -> None:
+    """After a look at a run's test split: how many runs have been scored on this test set
+    (:func:`tlcore.training.ledger.score_run_test_set`), a note for the first, the ``test_set_reuse`` warning
+    from the second; nothing for 0 (no test split)."""
+    target = container if container is not None else st
+    if times >= 2:
+        show_warnings(reused_test_set_alarms(times), target)
+    elif times == 1:
+        target.info(t("eval.first_look"), icon=":material/visibility:")

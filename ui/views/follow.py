@@ -79,7 +79,8 @@ def _draw(job_dir: Path) -> str:
         fmt = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
         if key == "stopped":
             st.warning(t("train.stopped"))
-        st.success(t("train.done", val=fmt(result.get("val_accuracy")), test=fmt(result.get("test_accuracy")),
+        # Validation only: the test split is scored when a person asks for it, on Evaluate (tlcore.training.ledger).
+        st.success(t("train.done", val=fmt(result.get("val_accuracy")),
                      seconds=(result.get("seconds") or {}).get("total", 0)))
         show_warnings(result.get("warnings", []))
     elif key == "failed":
