@@ -93,3 +93,20 @@ def test_looks_are_counted_per_session(trained, tmp_path):
         # The same photos in another session: its own first look, not a second one.
         assert _first_look(at) and not at.warning
     assert times_scored(run_fingerprint(run), ws.root) == times_scored(run_fingerprint(other_run), other_ws.root) == 1
+
+
+def test_runs_page_shows_a_test_accuracy_once_its_test_split_was_looked_at(trained, tmp_path):
+    sid, ws, run = _session(trained, tmp_path)
+    second = _second_run(run)
+    test_accuracy = json.loads((run / "metrics.json").read_text())["test_accuracy"]
+
+    def test_column(name):
+        history = open_page("pages/9_Runs.py", sid).dataframe[0].value
+        return history[history["Run"] == name].iloc[0]["Test accuracy"]
+
+    assert test_column(run.parent.name) == test_column(second.parent.name) == "kept back"
+    at = open_page("pages/5_Evaluate.py", sid)
+    _choose(at, run)
+    at.radio[0].set_value("test").run()
+    assert test_column(run.parent.name) == f"{test_accuracy:.1%}"
+    assert test_column(second.parent.name) == "kept back"  # the other run's test score is still unseen

@@ -27,7 +27,7 @@ from ..jobs.folder import job_path
 from ..models.run_files import read_run_json
 
 __all__ = ["fingerprint_test_set", "record_test_scoring", "times_scored", "scored_runs", "run_key",
-           "run_fingerprint", "score_run_test_set"]
+           "predictions_key", "run_fingerprint", "score_run_test_set"]
 
 _FILE = "test_ledger.json"
 
@@ -106,9 +106,13 @@ def record_test_scoring(fingerprint: str, run: str, folder=None) -> int:
     return len(runs)
 
 
-def _test_rows(run_dir) -> list[dict]:
-    rows = read_run_json(run_dir, "predictions.json", default=[])
-    return [r for r in rows if isinstance(r, dict) and r.get("split") == "test"]
+def predictions_key(rows) -> str | None:
+    """:func:`run_key` from a run's parsed ``predictions.json`` rows (for a reader that has them already)."""
+    test = [r for r in rows if isinstance(r, dict) and r.get("split") == "test"] if isinstance(rows, list) else []
+    if not test:
+        return None
+    seen = sorted(json.dumps([r.get("label"), r.get("probs")]) for r in test)
+    return hashlib.sha256("\n".join(seen).encode("utf-8")).hexdigest()
 
 
 def run_key(run_dir: str | Path) -> str | None:
@@ -117,11 +121,7 @@ def run_key(run_dir: str | Path) -> str | None:
 
     A copy of the run (a project opened elsewhere) keeps its key; a fine-tuned or hardened run gets its own.
     """
-    rows = _test_rows(run_dir)
-    if not rows:
-        return None
-    seen = sorted(json.dumps([r.get("label"), r.get("probs")]) for r in rows)
-    return hashlib.sha256("\n".join(seen).encode("utf-8")).hexdigest()
+    return predictions_key(read_run_json(run_dir, "predictions.json", default=[]))
 
 
 def run_fingerprint(run_dir: str | Path, root: str | Path | None = None) -> str | None:
