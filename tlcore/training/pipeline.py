@@ -22,7 +22,7 @@ from ..io.settings import check_settings
 from .checkpoint import (Checkpoint, CheckpointCallback, check_matches, checkpoint_dir, data_fingerprint,
                          load_checkpoint, restore_training)
 from ..data.datasets import Dataset, assign_splits, check_classes, load_dataset, stratified_split
-from ..analysis.diagnosis import diagnose
+from ..analysis.diagnosis import Done, diagnose
 from .distribute import build_for_fit, check_strategy, fine_tuning_classifier, make_strategy
 from ..io.errors import TLError
 from ..analysis.evaluate import classification_metrics
@@ -291,7 +291,13 @@ def held_out_results(predict, paths, labels, y, idx, classes) -> tuple[dict, lis
     return metrics, predictions
 
 
-def _summary(classes, spec_name, idx, y, metrics, history, **extra) -> dict:
+def _done(config: TrainConfig, fine_tuned: bool, class_weight) -> Done:
+    """What this training did, for the diagnosis's remedies (run_files.training_done reads it back)."""
+    return Done(fine_tuned=fine_tuned, augmented=bool(config.augment), class_weighted=class_weight is not None,
+                oversampled=config.resample == "oversample", undersampled=config.resample == "undersample")
+
+
+def _summary(classes, spec_name, idx, y, metrics, history, done: Done, **extra) -> dict:
     counts = {sp: {c: int(np.sum(y[idx[sp]] == k)) for k, c in enumerate(classes)} for sp in ("train", "val", "test")}
     return {
         "classes": classes,
@@ -305,7 +311,9 @@ def _summary(classes, spec_name, idx, y, metrics, history, **extra) -> dict:
         "val": metrics["val"],
         "test": metrics["test"],
         "history": history,
-        "diagnosis": diagnose(history),
+        # Whether class weights were applied ("auto" applies them only to imbalanced classes): not in config.json.
+        "class_weighted": done.class_weighted,
+        "diagnosis": diagnose(history, done=done),
         **extra,
     }
 
@@ -467,7 +475,7 @@ def train(
     saved_paths = [os.path.abspath(p) for p in sample_paths]
     metrics, predictions = held_out_results(predict, saved_paths, [s.label for s in samples], y, idx, classes)
     summary = _summary(
-        classes, spec.name, idx, y, metrics, history,
+        classes, spec.name, idx, y, metrics, history, _done(config, classifier is not None, class_weight),
         head_counts=head_counts,
         test_fingerprint=fingerprint_test_set([saved_paths[i] for i in idx["test"]]),
         fine_tuned_layers=fine_tuned_layers,
@@ -560,7 +568,7 @@ def fine_tune(
 
     metrics, predictions = held_out_results(predict, paths, labels, y, idx, classes)
     summary = _summary(
-        classes, run.spec.name, idx, y, metrics, history,
+        classes, run.spec.name, idx, y, metrics, history, _done(config, True, class_weight),
         test_fingerprint=fingerprint_test_set([paths[i] for i in idx["test"]]),
         fine_tuned_layers=layers,
         replicas=strategy.num_replicas_in_sync,
