@@ -302,6 +302,32 @@ def test_cli_train_and_finetune_report_a_high_fine_tuning_rate(image_folder, tmp
     assert "high_fine_tune_lr" in codes(last_json(stdout)["warnings"])
 
 
+def test_cli_evaluate_counts_a_look_at_a_runs_own_test_photos_only(tmp_path, standin):
+    data = make_image_folder(tmp_path / "data", n_per_class=6, splits=("train", "val", "test"))
+    summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1), out=tmp_path / "run")
+    assert summary["n_test"] == 12
+    fingerprint = summary["test_fingerprint"]
+
+    def evaluate(folder):
+        code, stdout, stderr = run_cli(["evaluate", tmp_path / "run", folder, "--json"])
+        assert code == 0, stderr
+        return last_json(stdout)
+
+    other = evaluate(data / "val")  # other photos: no look at the test set
+    assert other["test_set_scored"] is None and other["warnings"] == [] and times_scored(fingerprint) == 0
+    first = evaluate(data / "test")
+    assert first["test_set_scored"] == 1 and first["warnings"] == []
+    assert evaluate(data / "test")["test_set_scored"] == 1  # the same run again: one look
+    assert times_scored(fingerprint) == 1
+
+    # A second run scored on the same test photos: the count and the warning.
+    train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, lr=3e-3), out=tmp_path / "second")
+    code, stdout, stderr = run_cli(["evaluate", tmp_path / "second", data / "test"])
+    assert code == 0
+    assert "this is the run's own test split: 2 run(s) scored on it so far" in stdout
+    assert "warning: this test set has now been scored for 2 runs" in stderr
+
+
 def test_cli_passes_the_new_options(imbalanced, tmp_path, standin):
     stop = tmp_path / "STOP"
     stop.touch()  # the head's one epoch only: fine-tuning's settings are checked, not run

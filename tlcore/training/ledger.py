@@ -27,7 +27,7 @@ from ..jobs.folder import job_path
 from ..models.run_files import read_run_json
 
 __all__ = ["fingerprint_test_set", "record_test_scoring", "times_scored", "scored_runs", "run_key",
-           "predictions_key", "run_fingerprint", "score_run_test_set"]
+           "predictions_key", "run_fingerprint", "score_run_test_set", "score_if_test_set"]
 
 _FILE = "test_ledger.json"
 
@@ -148,4 +148,19 @@ def score_run_test_set(run_dir: str | Path, folder=None, root: str | Path | None
     fingerprint = run_fingerprint(run_dir, root) if key is not None else None
     if key is None or fingerprint is None:
         return 0
+    return record_test_scoring(fingerprint, key, folder)
+
+
+def score_if_test_set(run_dir: str | Path, paths, folder=None) -> int | None:
+    """When ``paths`` (the photos a model was just evaluated on) are exactly the test split of the run in
+    ``run_dir`` (by content), record the look as :func:`score_run_test_set` does and return the count; None
+    when ``run_dir`` is no run or the photos are others (nothing recorded). Only a set of photos as large as the
+    run's test split is read again, so evaluating on other data costs nothing."""
+    paths = list(paths)
+    n_test = read_run_json(run_dir, "metrics.json", default={}).get("n_test")
+    if not paths or n_test != len(paths):
+        return None
+    fingerprint, key = run_fingerprint(run_dir), run_key(run_dir)
+    if fingerprint is None or key is None or fingerprint_test_set(paths) != fingerprint:
+        return None
     return record_test_scoring(fingerprint, key, folder)
