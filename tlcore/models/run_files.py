@@ -1,6 +1,7 @@
 """The files of a run folder, read without Keras: ``config.json`` (backbone, classes, training settings),
-``metrics.json`` (scores, curves, the layers fine-tuning trained, the test photos' fingerprint), ``samples.json`` (each photo's split),
-``predictions.json`` (held-out predictions) and ``labels.txt``. :mod:`tlcore.models.run` writes them and rebuilds
+``metrics.json`` (scores, curves, the layers fine-tuning trained, the test photos' fingerprint, whether class
+weights were applied), ``samples.json`` (each photo's split), ``predictions.json`` (held-out predictions) and
+``labels.txt``. :mod:`tlcore.models.run` writes them and rebuilds
 the model; pages, views and the other layers read them here, never by hand. A run may come from a project a
 user supplied: paths inside these files are open only through :func:`tlcore.jobs.folder.job_path`.
 """
