@@ -1,4 +1,9 @@
-"""Evaluate: accuracy, per-class scores, confusion matrix, calibration and mistakes on a held-out split."""
+"""Evaluate: accuracy, per-class scores, confusion matrix, calibration and mistakes on a held-out split.
+
+The validation split comes first: it is where runs are compared. Opening the test split is a look at the
+final score, counted once per run in the session's test-set ledger and shown with how many runs have been
+scored on these test photos.
+"""
 import numpy as np
 import streamlit as st
 
@@ -7,7 +12,9 @@ from tlcore.analysis.explain import grad_cam, overlay
 from tlcore.data.images import load_image
 from tlcore.jobs.folder import job_path
 from tlcore.models.run_files import read_run_json, run_classes
+from tlcore.training.ledger import score_run_test_set
 from ui.frame import state
+from ui.views.advice import show_test_set_looks
 from ui.views.calibration import show_reliability
 from ui.charts.figures import confusion_figure
 from ui.frame.layout import choose_run, guard, t
@@ -27,7 +34,8 @@ def photo(row: dict) -> str | None:
     return str(path) if path is not None and path.is_file() else None
 
 
-split = st.radio(t("eval.split"), ["test", "val"], format_func=lambda s: t(f"eval.split.{s}"), horizontal=True)
+split = st.radio(t("eval.split"), ["val", "test"], format_func=lambda s: t(f"eval.split.{s}"), horizontal=True,
+                 help=t("eval.split_help"))
 
 with guard():
     classes = run_classes(run_dir)
@@ -35,6 +43,9 @@ with guard():
     if not rows:
         st.info(t("eval.empty_split"))
         st.stop()
+    if split == "test":
+        # The ledger is the session's own (its workspace): other sessions' looks at the same photos are not its.
+        show_test_set_looks(score_run_test_set(run_dir, folder=root, root=root))
     y_true = [classes.index(r["label"]) for r in rows]
     probs = np.array([r["probs"] for r in rows])
     metrics = classification_metrics(y_true, probs, classes)

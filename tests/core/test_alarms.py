@@ -1,5 +1,5 @@
 """Anti-pattern alarms: every code before training (config_alarms) and in the train/finetune summaries,
-resampling, the test-set ledger and the CLI flags."""
+resampling, the test-set ledger (looks at test scores, never training) and the CLI flags."""
 from __future__ import annotations
 
 import json
@@ -12,10 +12,11 @@ import tlcore.training.pipeline as train_mod
 from tests.conftest import SMALL_INPUT, make_image_folder, write_image
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_finetune import lite0_standin
-from tlcore.training.alarms import config_alarms, few_images_alarms, imbalance_alarms
+from tlcore.training.alarms import config_alarms, few_images_alarms, imbalance_alarms, reused_test_set_alarms
 from tlcore.data.augment import AugmentConfig
 from tlcore.io.errors import TLError
-from tlcore.training.ledger import fingerprint_test_set, record_test_scoring, times_scored
+from tlcore.training.ledger import (fingerprint_test_set, record_test_scoring, run_fingerprint, run_key,
+                                    score_run_test_set, scored_runs, times_scored)
 from tlcore.data.resample import resample_indices
 from tlcore.training.config import TrainConfig
 from tlcore.training.pipeline import fine_tune, train
@@ -65,6 +66,9 @@ def test_each_setting_alarm_names_its_number(changes, code, shown):
     warning = only(config_alarms(TrainConfig(**changes)), code)
     assert shown in warning["message"]
     assert "\n" not in warning["message"]
+    # The numbers also travel on their own (the dashboard words them), as JSON like the rest of a summary.
+    assert json.loads(json.dumps(warning)) == warning
+    assert bool(warning.get("values")) == (code != "random_weights")
 
 
 @pytest.mark.parametrize("changes", [
@@ -189,14 +193,36 @@ def test_long_fine_tuning_without_early_stopping_warns_and_runs_every_epoch(imag
     assert sum(h["phase"] == "fine_tune" for h in summary["history"]) == 11  # patience 1 did not stop it
 
 
-def test_test_set_reuse_warns_from_the_second_run_on_the_same_test_images(image_folder, standin):
+def test_training_again_on_the_same_test_images_is_not_a_look(image_folder, standin):
+    # Training reports validation scores; it predicts the test split but does not count as scoring it.
     config = TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=(0.5, 0.25, 0.25))
     first = train(image_folder, config)
-    assert "test_set_reuse" not in codes(first["warnings"])
     second = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, lr=3e-3, split=(0.5, 0.25, 0.25)))
-    assert "scored 2 times" in only(second["warnings"], "test_set_reuse")["message"]
+    assert "test_set_reuse" not in codes(first["warnings"]) + codes(second["warnings"])
+    assert first["test_fingerprint"] == second["test_fingerprint"] is not None  # the same test photos, recognised
+    assert times_scored(first["test_fingerprint"]) == 0  # and nobody has looked at them yet
     other_split = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=(0.5, 0.25, 0.25), seed=7))
-    assert "test_set_reuse" not in codes(other_split["warnings"])  # other test images: a first look
+    assert other_split["test_fingerprint"] != first["test_fingerprint"]
+
+
+@pytest.mark.slow  # saves, reloads and fine-tunes a run
+def test_the_guided_flow_raises_no_test_set_alarm_and_each_look_counts_once(image_folder, standin, tmp_path):
+    """Train, then fine-tune on the same data as the pages say: no warning. Looking at the test scores of
+    the first run counts it once however often; looking at the fine-tuned one makes two runs scored."""
+    trained = train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, split=(0.5, 0.25, 0.25)),
+                    out=tmp_path / "run")
+    tuned = fine_tune(tmp_path / "run", TrainConfig(fine_tune_layers=2, fine_tune_epochs=1), out=tmp_path / "tuned")
+    assert "test_set_reuse" not in codes(trained["warnings"]) + codes(tuned["warnings"])
+    assert tuned["test_accuracy"] is not None  # still measured, for scripts and the model card
+    fingerprint = run_fingerprint(tmp_path / "run")
+    assert fingerprint == run_fingerprint(tmp_path / "tuned") == trained["test_fingerprint"]
+    assert times_scored(fingerprint) == 0
+
+    assert [score_run_test_set(tmp_path / "run") for _ in range(3)] == [1, 1, 1]  # reruns of one look
+    assert reused_test_set_alarms(1) == []
+    assert score_run_test_set(tmp_path / "tuned") == 2
+    assert "scored for 2 runs" in only(reused_test_set_alarms(times_scored(fingerprint)), "test_set_reuse")["message"]
+    assert scored_runs() == {run_key(tmp_path / "run"), run_key(tmp_path / "tuned")}
 
 
 @pytest.mark.slow  # saves, reloads and fine-tunes a run
@@ -205,7 +231,6 @@ def test_fine_tuning_reports_its_alarms(image_folder, standin, tmp_path):
     summary = fine_tune(tmp_path / "run", TrainConfig(fine_tune_layers=2, fine_tune_lr=0.01, fine_tune_epochs=1),
                         out=tmp_path / "tuned")
     assert "0.01" in only(summary["warnings"], "high_fine_tune_lr")["message"]
-    assert "scored 2 times" in only(summary["warnings"], "test_set_reuse")["message"]
     saved = json.loads((tmp_path / "tuned" / "config.json").read_text())["train"]
     assert saved["early_stopping"] is True and saved["resample"] == "none"
 
@@ -223,14 +248,49 @@ def test_fingerprint_depends_on_contents_not_names_or_order(tmp_path):
     assert fingerprint_test_set([]) is None
 
 
-def test_ledger_counts_each_scoring_and_survives_a_damaged_file(tmp_path, isolated_cache):
+def test_ledger_counts_each_run_once_and_survives_a_damaged_file(tmp_path, isolated_cache):
     assert times_scored("f1") == 0
-    assert [record_test_scoring("f1") for _ in range(3)] == [1, 2, 3]
-    assert record_test_scoring("f2") == 1 and times_scored("f1") == 3
-    assert json.loads((isolated_cache / "test_ledger.json").read_text()) == {"f1": 3, "f2": 1}
+    assert [record_test_scoring("f1", run) for run in ("a", "b", "a", "c")] == [1, 2, 2, 3]
+    assert record_test_scoring("f2", "a") == 1 and times_scored("f1") == 3
+    assert json.loads((isolated_cache / "test_ledger.json").read_text()) == {"f1": ["a", "b", "c"], "f2": ["a"]}
+    assert scored_runs() == {"a", "b", "c"}
     (isolated_cache / "test_ledger.json").write_text("{not json")
-    assert record_test_scoring("f1") == 1  # counting starts again; the run is not failed
-    assert record_test_scoring("f1", cache_dir=tmp_path / "other") == 1
+    assert record_test_scoring("f1", "a") == 1  # counting starts again; the page or command is not failed
+    assert record_test_scoring("f1", "a", folder=tmp_path / "other") == 1  # a ledger of its own (a workspace's)
+    assert scored_runs(tmp_path / "nowhere") == frozenset()
+
+
+def test_ledger_of_an_earlier_version_drops_the_counts_training_made(isolated_cache):
+    (isolated_cache / "test_ledger.json").write_text(json.dumps({"f1": 4}))
+    assert times_scored("f1") == 0
+    assert record_test_scoring("f1", "a") == 1
+
+
+def test_run_key_is_what_a_look_shows_and_the_fingerprint_falls_back_to_the_photos(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    photos = [write_image(tmp_path / f"{i}.png", (10 * i, 20, 30)) for i in range(3)]
+    samples = [{"path": str(p), "label": "red", "split": split} for p, split in zip(photos, ("train", "test", "test"))]
+    (run / "samples.json").write_text(json.dumps(samples))
+    rows = [{"path": str(p), "label": "red", "split": "test", "probs": [0.9, 0.1]} for p in photos[1:]]
+    (run / "predictions.json").write_text(json.dumps(rows + [{**rows[0], "split": "val", "probs": [0.2, 0.8]}]))
+    key = run_key(run)
+    assert key is not None
+    # Paths are not part of it (a project opened elsewhere is the same run); probabilities are.
+    (run / "predictions.json").write_text(json.dumps([{**r, "path": "/elsewhere/x.png"} for r in rows]))
+    assert run_key(run) == key
+    (run / "predictions.json").write_text(json.dumps([{**rows[0], "probs": [0.8, 0.2]}, rows[1]]))
+    assert run_key(run) != key
+    (run / "predictions.json").write_text(json.dumps([{**rows[0], "split": "val"}]))
+    assert run_key(run) is None  # no test split: nothing to look at
+
+    # A run of an earlier version has no recorded fingerprint: its photos give it; photos outside the
+    # workspace are not opened (their fingerprint is not the photos').
+    assert run_fingerprint(run) == fingerprint_test_set(photos[1:])
+    assert run_fingerprint(run, root=tmp_path) == fingerprint_test_set(photos[1:])
+    assert run_fingerprint(run, root=run) != fingerprint_test_set(photos[1:])
+    (run / "metrics.json").write_text(json.dumps({"test_fingerprint": "recorded"}))
+    assert run_fingerprint(run) == "recorded"
 
 
 # The command line -----------------------------------------------------------------------------
@@ -249,6 +309,32 @@ def test_cli_train_and_finetune_report_a_high_fine_tuning_rate(image_folder, tmp
                                     "--epochs", "1", "--fine-tune-lr", "0.01", "--json"])
     assert code == 0, stderr
     assert "high_fine_tune_lr" in codes(last_json(stdout)["warnings"])
+
+
+def test_cli_evaluate_counts_a_look_at_a_runs_own_test_photos_only(tmp_path, standin):
+    data = make_image_folder(tmp_path / "data", n_per_class=6, splits=("train", "val", "test"))
+    summary = train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1), out=tmp_path / "run")
+    assert summary["n_test"] == 12
+    fingerprint = summary["test_fingerprint"]
+
+    def evaluate(folder):
+        code, stdout, stderr = run_cli(["evaluate", tmp_path / "run", folder, "--json"])
+        assert code == 0, stderr
+        return last_json(stdout)
+
+    other = evaluate(data / "val")  # other photos: no look at the test set
+    assert other["test_set_scored"] is None and other["warnings"] == [] and times_scored(fingerprint) == 0
+    first = evaluate(data / "test")
+    assert first["test_set_scored"] == 1 and first["warnings"] == []
+    assert evaluate(data / "test")["test_set_scored"] == 1  # the same run again: one look
+    assert times_scored(fingerprint) == 1
+
+    # A second run scored on the same test photos: the count and the warning.
+    train(data, TrainConfig(weights=None, input_size=SMALL_INPUT, epochs=1, lr=3e-3), out=tmp_path / "second")
+    code, stdout, stderr = run_cli(["evaluate", tmp_path / "second", data / "test"])
+    assert code == 0
+    assert "this is the run's own test split: 2 run(s) scored on it so far" in stdout
+    assert "warning: this test set has now been scored for 2 runs" in stderr
 
 
 def test_cli_passes_the_new_options(imbalanced, tmp_path, standin):

@@ -12,6 +12,7 @@ from tlcore.lab.checklist import Facts, Item, deployment_checklist, gather_facts
 from tlcore.analysis.diagnosis import diagnose
 from tlcore.io.errors import TLError
 from tlcore.lab.workspace import Workspace
+from tlcore.training.ledger import record_test_scoring, run_key
 
 BALANCED = {"red": 10, "blue": 9}
 
@@ -159,8 +160,11 @@ def test_curves_follow_the_diagnosis():
 
 @pytest.mark.parametrize("facts, status, reason", [
     (dict(), "todo", "no_run"),
-    (dict(run="r", n_test=4, test_accuracy=0.75), "ok", "evaluated"),
+    # Training measured it, but nobody has looked: the score waits for the run that is kept (issue 17).
+    (dict(run="r", n_test=4, test_accuracy=0.75), "todo", "not_scored"),
+    (dict(run="r", n_test=4, test_accuracy=0.75, test_scored=True), "ok", "evaluated"),
     (dict(run="r", n_test=0, test_accuracy=None), "warn", "no_test"),
+    (dict(run="r", n_test=0, test_accuracy=None, test_scored=True), "warn", "no_test"),
 ])
 def test_test_set_evaluation_done(facts, status, reason):
     got = deployment("test_set", **facts)
@@ -297,7 +301,17 @@ def test_the_newest_finished_run_and_its_newest_export_are_gathered(ws):
     assert (facts.class_weights, facts.resample) == ("none", "oversample")  # the last run's, without settings
     assert facts.input_size == 96  # the run's own size for the chosen backbone: no registry needed
     assert (facts.exported, facts.verified, facts.int8_drop) == (True, True, 0.01)
+    assert [i.status for i in deployment_checklist(facts)][1:] == ["todo", "ok"]  # its test split not looked at
+
+    # A look at its test split (the Evaluate page records it in the session's ledger) ticks the item.
+    (new / "run" / "predictions.json").write_text(json.dumps([{"path": "p", "label": "red", "split": "test",
+                                                               "probs": [1.0]}]))
+    record_test_scoring("fingerprint", run_key(new / "run"), ws.root)
+    facts = gather_facts(ws, import_backbones=False)
+    assert facts.test_scored
     assert [i.status for i in deployment_checklist(facts)][1:] == ["ok", "ok"]
+    record_test_scoring("fingerprint", run_key(new / "run"), ws.root.parent / "another-session")
+    assert not gather_facts(Workspace(ws.root.parent / "another-session"), import_backbones=False).test_scored
 
 
 def test_an_export_without_int8_or_verification(ws):

@@ -1,13 +1,16 @@
-"""diagnose(): the right verdict on planted curves, robust to missing and NaN values, and on a real run."""
+"""diagnose(): the right verdict on planted curves, robust to missing and NaN values, and on a real run; remedies
+that skip what the run already did."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from dataclasses import fields
 
 import pytest
 
 from tests.conftest import SMALL_INPUT, make_image_folder
-from tlcore.analysis.diagnosis import CODES, Thresholds, diagnose
+from tlcore.analysis.diagnosis import CODES, REMEDIES, Done, Thresholds, diagnose
 from tlcore.io.errors import TLError
 
 
@@ -199,3 +202,89 @@ def test_a_real_tiny_training_history_is_accepted(tmp_path, seed):
     assert result["evidence"]["epochs"] == 3
     assert result["evidence"]["val_accuracy"] is not None
     json.dumps(result, allow_nan=False)
+
+
+# Remedies that know what the run did (issue 17) ------------------------------------------------
+
+FINE_TUNE_ADVICE = ("fine-tune the top backbone layers", "Fine-tune: unfreeze")
+AUGMENT_ADVICE = "turn on augmentation"
+HEAD_ONLY_GOOD = GOOD
+
+
+def said(result, *phrases) -> bool:
+    return any(p.lower() in r.lower() for r in result["remedies"] for p in phrases)
+
+
+def test_before_fine_tuning_a_good_fit_suggests_it_and_after_it_the_next_thing():
+    assert said(diagnose(HEAD_ONLY_GOOD), *FINE_TUNE_ADVICE)
+    after = diagnose(FINE_TUNE_OK)  # the history itself shows fine-tuning epochs
+    assert after["code"] == "good_fit"
+    assert not said(after, *FINE_TUNE_ADVICE)
+    assert said(after, "train again with augmentation on")
+    # Told by the run's settings (a history without phases, as an older run may have): the same.
+    told = diagnose(HEAD_ONLY_GOOD, done=Done(fine_tuned=True))
+    assert not said(told, *FINE_TUNE_ADVICE) and said(told, "augmentation on")
+    both = diagnose(FINE_TUNE_OK, done=Done(augmented=True))
+    assert not said(both, *FINE_TUNE_ADVICE) and not said(both, "augmentation on")
+    assert said(both, "add photos like the ones the model gets wrong")
+
+
+def test_overfitting_after_augmentation_does_not_suggest_turning_it_on():
+    assert said(diagnose(OVERFIT), AUGMENT_ADVICE)
+    augmented = diagnose(OVERFIT, done=Done(augmented=True))
+    assert augmented["code"] == "overfitting"
+    assert not said(augmented, AUGMENT_ADVICE)
+    assert said(augmented, "add photos")  # the next thing to try: more photos, as the data tiers say
+
+
+def test_overfitting_remedies_follow_fine_tuning_and_rebalancing():
+    plain = diagnose(OVERFIT)
+    assert not said(plain, "unfreeze fewer layers", "small classes")  # nothing was unfrozen or rebalanced
+    assert said(diagnose(OVERFIT, done=Done(fine_tuned=True)), "unfreeze fewer layers")
+    for done in (Done(class_weighted=True), Done(oversampled=True)):
+        assert said(diagnose(OVERFIT, done=done), "Add photos to the small classes")
+
+
+def test_underfitting_remedies_follow_fine_tuning_augmentation_and_undersampling():
+    assert said(diagnose(UNDERFIT), "Fine-tune: unfreeze")
+    tuned = diagnose(UNDERFIT, done=Done(fine_tuned=True))
+    assert tuned["code"] == "underfitting"
+    assert not said(tuned, "Fine-tune: unfreeze") and said(tuned, "Fine-tune more of the backbone's top layers")
+    assert said(diagnose(UNDERFIT, done=Done(augmented=True)), "Lower the augmentation strength")
+    assert not said(diagnose(UNDERFIT), "augmentation strength", "undersampling")
+    assert said(diagnose(UNDERFIT, done={"undersampled": True}), "instead of undersampling")
+
+
+def test_what_was_done_changes_the_remedies_never_the_verdict():
+    for curves in (GOOD, OVERFIT, UNDERFIT, FORGET, NO_VAL, SHORT):
+        plain = diagnose(curves)
+        for done in (Done(fine_tuned=True, augmented=True, class_weighted=True, oversampled=True),
+                     Done(augmented=True, undersampled=True)):
+            told = diagnose(curves, done=done)
+            assert (told["code"], told["message"], told["evidence"]) == (plain["code"], plain["message"],
+                                                                       plain["evidence"])
+
+
+def test_every_run_gets_remedies_from_the_listed_ones_in_order_and_every_listed_one_is_given_to_some_run():
+    combos = [Done(*values) for values in itertools.product((False, True), repeat=len(fields(Done)))]
+    curves = {"good_fit": GOOD, "overfitting": OVERFIT, "underfitting": UNDERFIT, "forgetting": FORGET,
+              "no_validation": NO_VAL, "too_short": SHORT,
+              "diverged": history([0.6, 0.7, 0.8], [0.6, 0.7, 0.8], train_loss=[0.5, 0.4, float("nan")])}
+    assert set(curves) == set(CODES)
+    for code, planted in curves.items():
+        given = set()
+        for done in combos:
+            result = diagnose(planted, done=done)
+            assert result["code"] == code
+            remedies = result["remedies"]
+            assert remedies and remedies == [r for r in REMEDIES[code] if r in remedies], (code, done)
+            given |= set(remedies)
+        assert given == set(REMEDIES[code]), (code, set(REMEDIES[code]) - given)
+
+
+def test_what_was_done_is_checked():
+    assert diagnose(GOOD, done={"fine_tuned": True})["remedies"] == diagnose(GOOD, done=Done(fine_tuned=True))["remedies"]
+    with pytest.raises(TLError, match="unknown fact 'finetuned'"):
+        diagnose(GOOD, done={"finetuned": True})
+    with pytest.raises(TLError, match="must be a Done or a dict"):
+        diagnose(GOOD, done=["fine_tuned"])

@@ -222,6 +222,46 @@ def test_fine_tune_continues_a_saved_run(trained_run, tmp_path):
         assert not same(layer_weights(before.model, name), layer_weights(after.model, name)), name
 
 
+def test_the_diagnosis_after_fine_tuning_knows_the_run_was_fine_tuned(trained_run, tmp_path):
+    """The guided flow (train, then fine-tune with augmentation): what each run did is kept, and its diagnosis, in
+    metrics.json and as the dashboard recomputes it from the run folder, advises neither step again."""
+    from tlcore.analysis.diagnosis import Done, diagnose
+    from tlcore.models.run_files import training_done
+
+    run_dir, first = trained_run
+    assert training_done(run_dir) == {"fine_tuned": False, "augmented": False, "class_weighted": False,
+                                      "oversampled": False, "undersampled": False}
+    assert read(run_dir, "metrics.json")["class_weighted"] is False  # balanced classes: "auto" weighed nothing
+    summary = fine_tune(run_dir, TrainConfig(fine_tune_layers=2, fine_tune_epochs=2, augment=True),
+                        out=tmp_path / "tuned")
+    done = training_done(tmp_path / "tuned")
+    assert done["fine_tuned"] and done["augmented"]
+    advice = " ".join(summary["diagnosis"]["remedies"]).lower()
+    assert "fine-tune the top backbone layers" not in advice and "fine-tune: unfreeze" not in advice
+    assert "turn on augmentation" not in advice and "augmentation on" not in advice
+    # The dashboard's reading of the folder gives the same as training's own.
+    shown = diagnose(read(tmp_path / "tuned", "metrics.json")["history"], done=Done(**done))
+    assert shown == read(tmp_path / "tuned", "metrics.json")["diagnosis"] == summary["diagnosis"]
+
+
+@pytest.mark.parametrize("train, metrics, expected", [
+    ({"class_weights": "balanced"}, {}, {"class_weighted": True}),  # an earlier version: "balanced" always weighs
+    ({"class_weights": "auto"}, {}, {}),  # ..."auto" only for imbalanced classes, not recorded then
+    ({"class_weights": "balanced", "resample": "oversample"}, {}, {"oversampled": True}),  # resampling, no weights
+    ({"class_weights": "auto"}, {"class_weighted": True}, {"class_weighted": True}),  # recorded by this version
+    ({"augment": True, "resample": "undersample"}, {}, {"augmented": True, "undersampled": True}),
+])
+def test_training_done_reads_what_a_run_folder_says(tmp_path, train, metrics, expected):
+    from tlcore.models.run_files import training_done
+
+    (tmp_path / "config.json").write_text(json.dumps({"train": train, "fine_tuned": False}))
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    nothing = {"fine_tuned": False, "augmented": False, "class_weighted": False, "oversampled": False,
+               "undersampled": False}
+    assert training_done(tmp_path) == {**nothing, **expected}
+    assert training_done(tmp_path / "missing") == nothing
+
+
 def test_fine_tune_without_out_replaces_the_run(trained_run):
     run_dir, first = trained_run
     summary = fine_tune(run_dir, TrainConfig(fine_tune_layers=2, fine_tune_epochs=1))

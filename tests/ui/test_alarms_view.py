@@ -1,10 +1,16 @@
-"""Alarms in the dashboard: explanations and fixes while configuring (Train, Fine-tune) and for any warning list."""
+"""Alarms in the dashboard: explanations and fixes while configuring (Train, Fine-tune) and for any warning list;
+the details line says the numbers, never the fix again."""
 from __future__ import annotations
 
+import ast
+import string
+
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import make_image_folder
-from tests.ui.conftest import open_page, shown
+from tests.ui.conftest import ROOT, open_page, shown
+from ui.frame.i18n import LANGUAGES, catalog
 
 UNCOMPENSATED = "the classes are imbalanced and nothing compensates"
 
@@ -25,7 +31,7 @@ def test_train_page_explains_uncompensated_imbalance_and_its_fix(sid, workspace)
     text = warnings_text(at)
     assert UNCOMPENSATED in text.lower()
     assert "Fix: Set class weights to auto or balanced, or choose oversampling or undersampling." in text
-    assert "'red' has 12, 'blue' has 4 images" in text  # the numbers, from tlcore's message
+    assert "Details: “red” has 12 training photos, “blue” 4: 3.0 to 1." in text  # the numbers, from tlcore's values
 
     at.selectbox(key="resample").select("oversample").run()
     assert UNCOMPENSATED not in warnings_text(at).lower()
@@ -57,11 +63,13 @@ def test_fine_tune_page_warns_about_long_fine_tuning_without_early_stopping(trai
 
 
 def _warnings_script():
+    from tlcore.training.alarms import reused_test_set_alarms
     from ui.views.advice import show_warnings
 
     show_warnings([{"code": "mystery_code", "message": "something odd happened (3 times)"},
-                   {"code": "test_set_reuse", "message": "this test set has now been scored 4 times; ..."},
-                   {"code": "test_set_reuse", "message": "this test set has now been scored 4 times; ..."}])
+                   *reused_test_set_alarms(4), *reused_test_set_alarms(4),
+                   # A warning kept by a run of an earlier version: a message, no values.
+                   {"code": "skipped_files", "message": "2 file(s) could not be read and were left out"}])
 
 
 def test_show_warnings_explains_known_codes_once_and_falls_back_to_the_message(sid):
@@ -69,10 +77,23 @@ def test_show_warnings_explains_known_codes_once_and_falls_back_to_the_message(s
     at.query_params["s"] = sid
     at.run()
     assert not at.exception
-    assert len(at.warning) == 2  # the repeated warning is drawn once
+    assert len(at.warning) == 3  # the repeated warning is drawn once
     assert shown(at.warning[0].value) == "something odd happened (3 times)"
-    assert "Choose between runs by validation accuracy" in shown(at.warning[1].value)
-    assert "scored 4 times" in shown(at.warning[1].value)
+    reuse = shown(at.warning[1].value)
+    assert "Fix: Choose between runs by validation accuracy" in reuse
+    assert "Details: Runs scored on this test set so far: 4." in reuse
+    assert "Details: 2 file(s) could not be read and were left out" in shown(at.warning[2].value)
+
+
+def test_fix_and_details_do_not_repeat_each_other(sid):
+    at = AppTest.from_function(_warnings_script)
+    at.query_params["s"] = sid
+    at.run()
+    explanation, fix, details = shown(at.warning[1].value).split("  \n")
+    assert fix.startswith("Fix: ") and details.startswith("Details: ")
+    # The advice is said once: tlcore's English message (the command line's) repeats it, so it is not shown.
+    assert shown(at.warning[1].value).lower().count("validation accuracy") == 1
+    assert "choose between runs" not in details.lower() and "4" not in fix
 
 
 def test_show_warnings_speaks_french(sid, workspace):
@@ -80,4 +101,39 @@ def test_show_warnings_speaks_french(sid, workspace):
     at = AppTest.from_function(_warnings_script)
     at.query_params["s"] = sid
     at.run()
-    assert "Correction : Choisissez entre les entraînements par la précision de validation" in shown(at.warning[1].value)
+    reuse = shown(at.warning[1].value)
+    assert "Correction : Choisissez entre les entraînements par la précision de validation" in reuse
+    assert "Détails : Entraînements notés sur ce jeu de test jusqu'ici : 4." in reuse  # the numbers in French too
+
+
+def _alarm_calls() -> dict[str, set[str]]:
+    """Every alarm tlcore's training raises, by code: the names of the values it passes ``alarm(...)``."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "tlcore" / "training").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "alarm":
+                code = node.args[0].value
+                found[code] = found.get(code, set()) | {k.arg for k in node.keywords}
+    return found
+
+
+def test_the_scan_finds_the_alarms():
+    calls = _alarm_calls()
+    assert calls["high_lr"] == {"lr"} and calls["random_weights"] == set() and calls["test_set_reuse"] == {"n"}
+    assert {"few_held_out", "class_imbalance", "skipped_files", "nothing_unfrozen"} <= set(calls)
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_each_alarm_is_explained_and_its_details_take_exactly_its_values(lang):
+    texts = catalog(lang)
+    for code, values in _alarm_calls().items():
+        assert f"alarm.{code}" in texts, (lang, code)
+        details = texts.get(f"alarm.{code}.details")
+        if not values:
+            # Nothing to add to the explanation and the fix (a template would fall back to the English message).
+            assert details is None, (lang, code)
+            continue
+        assert details is not None, (lang, code, "numbers without a sentence to say them")
+        assert {f for _, f, _, _ in string.Formatter().parse(details) if f} == values, (lang, code)
+        fix = texts.get(f"alarm.{code}.fix")
+        assert fix is None or details != fix

@@ -84,9 +84,9 @@ def test_the_run_items_follow_the_finished_run(trained):
     assert not at.exception
     assert OK in line(at, "Backbone frozen for phase 1").value
     assert line(at, "Backbone frozen for phase 1").proto.help.startswith("3 head epoch(s)")
-    test_line = line(at, "Test-set evaluation done")
-    assert OK in test_line.value
-    assert f"{metrics['test_accuracy']:.1%} on {metrics['n_test']} photos" in test_line.proto.help
+    test_line = line(at, "Test-set evaluation done")  # training is no look at the test split
+    assert TODO in test_line.value
+    assert f"The {metrics['n_test']} test photos are kept back" in test_line.proto.help
     expected = OK if diagnose(metrics["history"])["code"] == "good_fit" else WARN
     assert expected in line(at, "Curves checked").value
     assert TODO in line(at, "Export verified").value
@@ -124,6 +124,7 @@ CASES += [Facts(run="r/run", history=tuple(epochs("fine_tune", 3)), exported=Tru
           for d in (None, 0.01, 0.05)]
 CASES += [Facts(run="r/run", history=({"epoch": 1, "phase": "head", "loss": 1.0},))]
 CASES += [Facts(counts={"a": n, "b": n}) for n in TIERS.values()]  # each data tier
+CASES += [Facts(run="r/run", n_test=3, test_accuracy=0.5, test_scored=True)]  # its test split looked at
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])

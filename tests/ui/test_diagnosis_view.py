@@ -8,19 +8,24 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.core.test_diagnosis import FORGET, GOOD, OVERFIT
+from tests.core.test_diagnosis import FINE_TUNE_OK, FORGET, GOOD, OVERFIT
 from tests.ui.conftest import open_page, shown
 from tests.ui.test_pages import texts
-from tlcore.analysis.diagnosis import CODES, REMEDIES
+from tlcore.analysis.diagnosis import CODES, REMEDIES, diagnose
 from tlcore.jobs.runner import EventWriter
 from ui.views.diagnosis import SEVERITY, evidence_fields
 from ui.frame.i18n import catalog
 
 
-def finished_job(workspace, history, name="run-planted", warnings=()):
-    """A done training job whose worker (this test process stands in for it) recorded ``history``."""
+def finished_job(workspace, history, name="run-planted", warnings=(), train=None):
+    """A done training job whose worker (this test process stands in for it) recorded ``history``; with ``train``
+    (its settings), the run folder it saved too."""
     job = workspace.jobs_dir / name
     job.mkdir(parents=True)
+    if train is not None:
+        (job / "run").mkdir()
+        (job / "run" / "config.json").write_text(json.dumps({"train": train, "fine_tuned": False}))
+        (job / "run" / "metrics.json").write_text(json.dumps({"history": history}))
     pid = os.getpid()
     (job / "job.json").write_text(json.dumps({"kind": "train", "argv": [], "pid": pid, "started": time.time()}))
     events = EventWriter(job / "events.jsonl")
@@ -47,6 +52,17 @@ def test_train_page_shows_the_overfitting_diagnosis_beside_the_curves(sid, works
     assert "What the curves say" in page
     assert "a gap of 28 points" in page and "best at epoch 4" in page
     assert "- Raise dropout (for example from 0.2 to 0.4)." in page
+    assert "turn on augmentation" in page.lower()
+
+
+def test_the_remedies_beside_the_curves_skip_what_the_run_did(sid, workspace):
+    finished_job(workspace, OVERFIT, train={"augment": True, "resample": "oversample"})
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    page = texts(at)
+    assert "- Add photos: 25 photos per class are enough to start" in page  # augmentation was on: photos next
+    assert "turn on augmentation" not in page.lower()
+    assert "- Add photos to the small classes" in page  # oversampling repeats their few photos
 
 
 def test_a_good_fit_is_green_and_translated(sid, workspace):
@@ -86,7 +102,7 @@ def _panel(history, code=None):
     from tlcore.analysis.diagnosis import diagnose
     from ui.views.diagnosis import show_diagnosis
 
-    diagnosis = diagnose(history)
+    diagnosis = diagnose(history)  # FINE_TUNE_OK's history says it was fine-tuned
     if code is not None:  # a verdict this dashboard does not know yet
         diagnosis = {**diagnosis, "code": code}
     show_diagnosis(diagnosis)
@@ -98,8 +114,10 @@ def test_a_planted_overfitting_history_yields_the_overfitting_panel():
     assert [shown(w.value) for w in at.warning] == [catalog("en")["diag.overfitting"]]
     assert not at.success and not at.error
     markdown = "\n".join(m.value for m in at.markdown)
+    given = diagnose(OVERFIT)["remedies"]  # a head-only run, neither augmented nor rebalanced
     for remedy in REMEDIES["overfitting"]:
-        assert f"- {remedy}" in markdown
+        assert (f"- {remedy}" in markdown) == (remedy in given), remedy
+    assert 0 < len(given) < len(REMEDIES["overfitting"])
 
 
 def test_an_unknown_code_shows_tlcore_message_and_remedies():
@@ -117,9 +135,40 @@ def test_in_french_the_panel_shows_the_catalogs_remedies_not_tlcores():
     markdown = "\n".join(m.value for m in at.markdown)
     french = catalog("fr")["diag.overfitting.remedies"].split("\n")
     assert len(french) == len(REMEDIES["overfitting"])
-    for remedy in french:
-        assert f"- {remedy}" in markdown
+    given = diagnose(OVERFIT)["remedies"]
+    # Each remedy given in its French line (the same place in the list), and only those.
+    for english, remedy in zip(REMEDIES["overfitting"], french):
+        assert (f"- {remedy}" in markdown) == (english in given), remedy
     assert not any(remedy in markdown for remedy in REMEDIES["overfitting"])
+
+
+def test_in_french_the_remedies_after_fine_tuning_are_the_next_thing_to_try():
+    at = AppTest.from_function(_panel, args=(FINE_TUNE_OK,), default_timeout=30)
+    at.session_state["tl_language"] = "fr"
+    at.run()
+    assert not at.exception
+    markdown = "\n".join(m.value for m in at.markdown)
+    assert "entraînez à nouveau avec l'augmentation activée" in markdown
+    assert "affinez les couches hautes du backbone" not in markdown
+
+
+def _saved_panel():
+    from tests.core.test_diagnosis import OVERFIT
+    from tlcore.analysis.diagnosis import diagnose
+    from ui.views.diagnosis import show_diagnosis
+
+    # A diagnosis another version wrote (metrics.json): one remedy this tlcore lists, one it does not.
+    show_diagnosis({**diagnose(OVERFIT), "remedies": ["Raise dropout (for example from 0.2 to 0.4).",
+                                                       "Sing to the model."]})
+
+
+def test_a_remedy_of_another_version_stays_in_english():
+    at = AppTest.from_function(_saved_panel, default_timeout=30)
+    at.session_state["tl_language"] = "fr"
+    at.run()
+    assert not at.exception
+    markdown = "\n".join(m.value for m in at.markdown)
+    assert "- Augmentez le dropout (par exemple de 0,2 à 0,4).\n- Sing to the model." in markdown
 
 
 @pytest.mark.parametrize("code", CODES)

@@ -61,6 +61,7 @@ EXPANSIONS = {
     "adv.source.{}": ("data", "upload"),
     "adv.method.{}": METHODS,
     "{}.fix": (),  # ui.views.advice asks for an alarm's fix only when the catalog has one
+    "{}.details": (),  # ...and for its details likewise (tests/ui/test_alarms_view.py checks them against tlcore)
 }
 
 

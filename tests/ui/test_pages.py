@@ -231,7 +231,7 @@ def test_evaluate_page_shows_grad_cam_on_mistakes(trained, sid, workspace):
     import json
     import shutil
 
-    # A copy of the finished run whose saved test predictions are all wrong: a gallery of mistakes.
+    # A copy of the finished run whose saved predictions are all wrong: a gallery of mistakes.
     _, job = trained
     copy = workspace.jobs_dir / job.name
     shutil.copytree(job, copy)  # with its photos: a page shows none from another session (issue 14)
@@ -244,7 +244,7 @@ def test_evaluate_page_shows_grad_cam_on_mistakes(trained, sid, workspace):
     (copy / "run" / "predictions.json").write_text(json.dumps(rows))
     at = open_page("pages/5_Evaluate.py", sid)
     assert not at.exception
-    n_mistakes = sum(1 for r in rows if r["split"] == "test")
+    n_mistakes = sum(1 for r in rows if r["split"] == "val")  # the page opens on the validation split
     assert n_mistakes > 0
     at.toggle[0].set_value(True).run()
     assert not at.exception

@@ -63,7 +63,7 @@ def test_with_augmentation_on_the_train_page_asks_for_photos_not_augmentation(si
     assert f"fewer photos than the {TIERS['start']} per class that are enough to start" in warnings
     assert f"Fix: Add photos on the Data page: {TIERS['start']} per class are enough to start, {TIERS['good']} " \
            f"are good and {TIERS['great']} great." in warnings
-    assert "'blue' has only 6 images" in warnings  # tlcore's message, with the numbers
+    assert "Details: Class “blue”: 6 photo(s) in all." in warnings  # the alarm's numbers, in the page's language
     assert not any(advice in warnings.lower() for advice in AUGMENT_ADVICE)
 
 
@@ -74,6 +74,6 @@ def test_the_remedies_quote_the_tiers_in_every_language():
     overfitting = french["diag.overfitting.remedies"].split("\n")[0]
     assert all(str(n) in overfitting for n in TIERS.values()), overfitting
     assert str(TIERS["start"]) in french["diag.no_validation.remedies"].split("\n")[1]
-    # Augmentation is advised on its own line, for the default (off), so a run that had it on can drop it.
+    # Augmentation is advised on its own line, given only to a run that had it off (tlcore.analysis.diagnosis.Done).
     assert [line for line in REMEDIES["overfitting"] if "augmentation" in line] == [
-        "If augmentation is off (the default), turn it on (flips, brightness, contrast)."]
+        "Turn on augmentation (flips, brightness, contrast)."]

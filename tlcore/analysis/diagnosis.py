@@ -3,7 +3,9 @@
 :func:`diagnose` takes a run's ``history`` (one dict per epoch, as recorded by
 :mod:`tlcore.training.pipeline`: ``epoch``, ``phase`` ("head" or "fine_tune"), ``loss``,
 ``accuracy`` and, with a validation split, ``val_loss`` and ``val_accuracy``)
-and returns one verdict with the numbers behind it and concrete remedies.
+and returns one verdict with the numbers behind it and concrete remedies. Given what
+the run already did (:class:`Done`: fine-tuned, augmented, class weights or resampling),
+the remedies skip what was tried and suggest the next thing instead.
 
 It judges robust summaries, never a single epoch: the mean of the last few
 epochs (validation sets are small, so one epoch's accuracy moves by whole
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 from ..data.advice import TIERS, tier_sentence
 from ..io.errors import TLError
 
-__all__ = ["CODES", "REMEDIES", "Thresholds", "diagnose"]
+__all__ = ["CODES", "REMEDIES", "Done", "Thresholds", "diagnose"]
 
 # Every verdict diagnose() can return; the dashboard translates by code.
 CODES = ("good_fit", "overfitting", "underfitting", "forgetting", "diverged", "no_validation", "too_short")
@@ -72,47 +75,102 @@ def _check(thresholds: Thresholds) -> None:
             raise TLError(f"diagnosis threshold {f.name} must be {need}, got {value!r}")
 
 
-# The one English text of each remedy (the CLI and the dashboard both show these). The dashboard's other
-# languages translate them line for line (diag.<code>.remedies in ui/locales/<lang>.json): a change here is
-# a change to make there too; tests/ui/test_i18n.py catches a remedy added or removed, not one reworded. The
-# photo counts are the data tiers (tlcore.data.advice); tests/ui/test_tiers_view.py checks the French quote them.
-REMEDIES = {
+@dataclass(frozen=True)
+class Done:
+    """What a run already did, so that :func:`diagnose` does not advise it again.
+
+    Built from a run's settings (:func:`tlcore.models.run_files.training_done` reads them from a run folder;
+    training builds it from its own). Every field defaults to "not done", which gives the remedies a run
+    without that knowledge always had.
+    """
+
+    fine_tuned: bool = False  # top backbone layers were unfrozen and trained (also read from the history)
+    augmented: bool = False  # the training photos were augmented
+    class_weighted: bool = False  # the classes' losses were weighed (class weights applied)
+    oversampled: bool = False  # photos of the small classes were repeated
+    undersampled: bool = False  # photos of the big classes were left out
+
+
+class _Remedy(NamedTuple):
+    text: str
+    applies: Callable[[Done], bool] = lambda done: True  # the runs it applies to: by default every run
+
+
+# Each verdict's remedies, in order, each with the runs it applies to: a remedy already done gives way to the
+# next thing to try. The one English text of each (the CLI and the dashboard both show these); the dashboard's other
+# languages translate them line for line (diag.<code>.remedies in ui/locales/<lang>.json). The photo counts are
+# the data tiers (tlcore.data.advice); tests/ui/test_tiers_view.py checks the French quote them.
+_RULES = {
     "good_fit": [
-        "Check the test score and the mistakes on the Evaluate page.",
-        "For a few more points, fine-tune the top backbone layers at a low learning rate (1e-5).",
+        _Remedy("Look at the mistakes on the Evaluate page's validation split, and score the test split once, for "
+                "the run you keep."),
+        _Remedy("For a few more points, fine-tune the top backbone layers at a low learning rate (1e-5).",
+                lambda done: not done.fine_tuned),
+        _Remedy("For a few more points, train again with augmentation on (flips, brightness, contrast).",
+                lambda done: done.fine_tuned and not done.augmented),
+        _Remedy("For a few more points, add photos like the ones the model gets wrong.",
+                lambda done: done.fine_tuned and done.augmented),
     ],
     "overfitting": [
-        f"Add photos: {tier_sentence()}.",
-        # A line of its own, said only for the default: a run that had augmentation on can leave it out.
-        "If augmentation is off (the default), turn it on (flips, brightness, contrast).",
-        "Raise dropout (for example from 0.2 to 0.4).",
-        "Train fewer epochs, or stop at the best validation epoch (early stopping).",
-        "When fine-tuning, unfreeze fewer layers.",
+        _Remedy(f"Add photos: {tier_sentence()}."),
+        _Remedy("Turn on augmentation (flips, brightness, contrast).", lambda done: not done.augmented),
+        _Remedy("Raise dropout (for example from 0.2 to 0.4)."),
+        _Remedy("Train fewer epochs, or stop at the best validation epoch (early stopping)."),
+        _Remedy("When fine-tuning, unfreeze fewer layers.", lambda done: done.fine_tuned),
+        _Remedy("Add photos to the small classes: class weights or oversampling make each of their few photos "
+                "count many times, and the model learns them by heart.",
+                lambda done: done.class_weighted or done.oversampled),
     ],
     "underfitting": [
-        "Train for more epochs.",
-        "Raise the head learning rate (for example from 1e-3 to 3e-3).",
-        "Choose a bigger backbone.",
-        "Fine-tune: unfreeze the backbone's top layers at a low learning rate (1e-5).",
+        _Remedy("Train for more epochs."),
+        _Remedy("Raise the head learning rate (for example from 1e-3 to 3e-3)."),
+        _Remedy("Choose a bigger backbone."),
+        _Remedy("Fine-tune: unfreeze the backbone's top layers at a low learning rate (1e-5).",
+                lambda done: not done.fine_tuned),
+        _Remedy("Fine-tune more of the backbone's top layers, or for more epochs.", lambda done: done.fine_tuned),
+        _Remedy("Lower the augmentation strength, or train without augmentation: distorted photos are harder to "
+                "fit.", lambda done: done.augmented),
+        _Remedy("Use class weights instead of undersampling, which leaves photos of the big classes out.",
+                lambda done: done.undersampled),
     ],
     "forgetting": [
-        "Fine-tune with a lower learning rate (1e-5 or lower).",
-        "Unfreeze fewer layers (for example the top 10 to 20).",
-        "Keep BatchNorm layers in inference mode (frozen) while fine-tuning.",
-        "Train the head until its curves are flat before unfreezing.",
+        _Remedy("Fine-tune with a lower learning rate (1e-5 or lower)."),
+        _Remedy("Unfreeze fewer layers (for example half as many)."),
+        _Remedy("Keep BatchNorm layers in inference mode (frozen) while fine-tuning."),
+        _Remedy("Train the head until its curves are flat before unfreezing."),
     ],
     "diverged": [
-        "Train again with a lower learning rate (about 1e-3 for the head, 1e-5 for fine-tuning).",
-        "Do not use this model: its weights are no longer numbers.",
+        _Remedy("Train again with a lower learning rate (about 1e-3 for the head, 1e-5 for fine-tuning)."),
+        _Remedy("Do not use this model: its weights are no longer numbers."),
     ],
     "no_validation": [
-        "Give the validation split at least 10% of the photos.",
-        f"Add photos so that every class has some in each split ({TIERS['start']} per class are enough to start).",
+        _Remedy("Give the validation split at least 10% of the photos."),
+        _Remedy(f"Add photos so that every class has some in each split ({TIERS['start']} per class are enough to "
+                "start)."),
     ],
     "too_short": [
-        "Train for at least 3 epochs (5 to 20 is usual).",
+        _Remedy("Train for at least 3 epochs (5 to 20 is usual)."),
     ],
 }
+
+# Every remedy each verdict may give, in order (a run gets those that apply to it, see _RULES). The dashboard's
+# other languages translate them line for line (diag.<code>.remedies in ui/locales/<lang>.json): a change here is
+# a change to make there too; tests/ui/test_i18n.py catches a remedy added or removed, not one reworded.
+REMEDIES = {code: [remedy.text for remedy in rules] for code, rules in _RULES.items()}
+
+
+def _done(done) -> Done:
+    if done is None:
+        return Done()
+    if isinstance(done, Done):
+        return done
+    if isinstance(done, Mapping):
+        names = {f.name for f in fields(Done)}
+        unknown = sorted(set(done) - names)
+        if unknown:
+            raise TLError(f"unknown fact {unknown[0]!r} of what a run did; choose from {', '.join(sorted(names))}")
+        return Done(**{k: bool(v) for k, v in done.items()})
+    raise TLError(f"what a run did must be a Done or a dict of its facts, got {type(done).__name__}")
 
 
 def _number(value) -> float | None:
@@ -289,20 +347,24 @@ def _verdict(c: _Curves, ev: dict, th: Thresholds) -> tuple[str, str]:
                         f"{k} epoch(s)): the model generalises to photos it has not seen.")
 
 
-def diagnose(history: Sequence[dict], thresholds: Thresholds = Thresholds()) -> dict:
+def diagnose(history: Sequence[dict], thresholds: Thresholds = Thresholds(),
+             done: Done | Mapping | None = None) -> dict:
     """What a run's learning curves say, with the numbers behind it and what to try next.
 
     ``history`` is a run's per-epoch list (see the module docstring); missing
     keys and NaN or infinite values are treated as absent, except that a
     non-finite training loss at the last epoch means training diverged.
+    ``done`` says what the run already did (a :class:`Done`, or a dict of its
+    fields); a history with fine-tuning epochs counts as fine-tuned anyway.
 
     Returns ``{"code", "message", "remedies", "evidence"}``: ``code`` is one
     of :data:`CODES`, ``message`` one English sentence with the numbers,
-    ``remedies`` concrete English suggestions, and ``evidence`` the
+    ``remedies`` concrete English suggestions (those of :data:`REMEDIES`
+    that apply to what the run did, in order), and ``evidence`` the
     summaries (plain ints, floats rounded to 4 digits, or None; JSON-safe).
 
-    Raises :class:`TLError` when ``history`` is not a list of dicts or a
-    threshold is out of range.
+    Raises :class:`TLError` when ``history`` is not a list of dicts, a
+    threshold is out of range or ``done`` names an unknown fact.
     """
     if isinstance(history, (str, bytes, dict)) or not isinstance(history, Sequence):
         raise TLError(f"history must be a list of per-epoch dicts, got {type(history).__name__}")
@@ -310,7 +372,11 @@ def diagnose(history: Sequence[dict], thresholds: Thresholds = Thresholds()) -> 
         if not isinstance(entry, dict):
             raise TLError(f"history entry {i + 1} is {entry!r}, not a dict of per-epoch values")
     _check(thresholds)
+    done = _done(done)
     curves = _Curves(history)
+    if "fine_tune" in curves.phases and not done.fine_tuned:
+        done = replace(done, fine_tuned=True)
     evidence = _evidence(curves, thresholds)
     code, message = _verdict(curves, evidence, thresholds)
-    return {"code": code, "message": message, "remedies": list(REMEDIES[code]), "evidence": evidence}
+    remedies = [remedy.text for remedy in _RULES[code] if remedy.applies(done)]
+    return {"code": code, "message": message, "remedies": remedies, "evidence": evidence}

@@ -30,7 +30,8 @@ def add_parsers(sub) -> None:
     """The ``evaluate``, ``predict`` and ``export`` commands."""
     from ..export.formats import FORMATS, ExportConfig
 
-    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras or .tflite) on labelled data")
+    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras or .tflite) on labelled data; on a "
+                                        "run's own test photos, the look is counted (see the test-set ledger)")
     p.add_argument("run_dir", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("data")
     p.add_argument("--json", action="store_true")
@@ -60,25 +61,36 @@ def add_parsers(sub) -> None:
 
 
 def _labelled_probs(run, data):
+    """(labels, probabilities, skipped files, every labelled file found) of ``data`` under ``run``."""
     from ..export.formats import labelled_files
 
     paths, labels, skipped = labelled_files(run.classes, data)
     probs, kept, unreadable = run.predict_files(paths)
-    return [labels[i] for i in kept], probs, skipped + unreadable
+    return [labels[i] for i in kept], probs, skipped + unreadable, paths
 
 
 def _evaluate(args):
     from ..analysis.evaluate import classification_metrics
     from ..models.model_files import load_model_file
+    from ..models.run_files import is_run
+    from ..training.alarms import reused_test_set_alarms
+    from ..training.ledger import score_if_test_set
 
     run = load_model_file(args.run_dir)
-    y, probs, skipped = _labelled_probs(run, args.data)
+    y, probs, skipped, paths = _labelled_probs(run, args.data)
     if not y:
         raise TLError(f"no readable images in {args.data!r}")
     metrics = classification_metrics(y, probs, run.classes)
+    # On a run's own test photos this is a look at its test score, counted like one on the Evaluate page.
+    times = score_if_test_set(args.run_dir, paths) if is_run(args.run_dir) else None
     # The headline calibration figure also at the top level, beside accuracy; the bins stay under "calibration".
-    result = {"classes": run.classes, **metrics, "ece": metrics["calibration"]["ece"], "skipped": skipped}
+    result = {"classes": run.classes, **metrics, "ece": metrics["calibration"]["ece"], "skipped": skipped,
+              "test_set_scored": times, "warnings": reused_test_set_alarms(times or 0)}
     if not args.json:
+        if times:
+            print(f"this is the run's own test split: {times} run(s) scored on it so far")
+        for w in result["warnings"]:
+            print(f"warning: {w['message']}", file=sys.stderr)
         print(f"accuracy {result['accuracy']:.3f} on {result['n']} images")
         for name, m in result["per_class"].items():
             print(f"  {name:<20} precision {m['precision']:.3f}  recall {m['recall']:.3f}  f1 {m['f1']:.3f}  n {m['support']}")

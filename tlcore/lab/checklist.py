@@ -27,6 +27,7 @@ from ..analysis.diagnosis import diagnose
 from ..io.errors import TLError
 from ..jobs.runner import job_status, list_jobs
 from ..models.run_files import read_run_json
+from ..training.ledger import predictions_key, scored_runs
 from ..backbones.registry import DEFAULT_BACKBONE
 from .workspace import Workspace
 
@@ -71,6 +72,7 @@ class Facts:
     history: tuple = ()  # its per-epoch logs
     n_test: int = 0
     test_accuracy: float | None = None
+    test_scored: bool = False  # a person looked at this run's test split (tlcore.training.ledger)
     exported: bool = False  # a finished export of that run exists
     verified: bool = False  # that export's TFLite files were checked against Keras
     int8_drop: float | None = None  # Keras accuracy minus the INT8 file's, when checked
@@ -166,9 +168,12 @@ def _curves(facts: Facts) -> Item:
 def _test_set(facts: Facts) -> Item:
     if facts.run is None:
         return Item("test_set", "todo", "no_run")
-    if facts.n_test > 0 and facts.test_accuracy is not None:
-        return Item("test_set", "ok", "evaluated", {"accuracy": facts.test_accuracy, "n": facts.n_test})
-    return Item("test_set", "warn", "no_test")
+    if facts.n_test == 0 or facts.test_accuracy is None:
+        return Item("test_set", "warn", "no_test")
+    # Training predicts the test split but is no look at it: the score is shown once a person has opened it.
+    if not facts.test_scored:
+        return Item("test_set", "todo", "not_scored", {"n": facts.n_test})
+    return Item("test_set", "ok", "evaluated", {"accuracy": facts.test_accuracy, "n": facts.n_test})
 
 
 def _export(facts: Facts) -> Item:
@@ -186,7 +191,7 @@ def _export(facts: Facts) -> Item:
 
 
 def deployment_checklist(facts: Facts) -> list[Item]:
-    """Before deployment: the newest run's curves look right, its test split was scored, and
+    """Before deployment: the newest run's curves look right, its test split was scored (looked at), and
     an export of it was verified with an INT8 file losing under two points of accuracy."""
     return [_curves(facts), _test_set(facts), _export(facts)]
 
@@ -249,21 +254,23 @@ def _split_folders(data_dir: Path) -> bool:
     return "train" in names and bool(names & {"val", "validation", "test"})
 
 
-_JSON: dict[str, tuple[int, dict]] = {}
+_JSON: dict[str, tuple[int, dict | list]] = {}
 
 
-def _run_json(run_dir: Path, name: str) -> dict:
+def _run_json(run_dir: Path, name: str, default: dict | list | None = None) -> dict | list:
     """A run's JSON file (read by its owner, :mod:`tlcore.models.run_files`), parsed again only when its
-    modification time changes (the checklist is drawn on every page run); empty when absent or damaged."""
+    modification time changes (the checklist is drawn on every page run); ``default`` (an empty dict unless
+    given) when absent, damaged or of another type."""
+    default = {} if default is None else default
     path = run_dir / name
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:
-        return {}
+        return default
     cached = _JSON.get(str(path))
     if cached and cached[0] == mtime:
         return cached[1]
-    value = read_run_json(run_dir, name, default={})
+    value = read_run_json(run_dir, name, default=default)
     _remember(_JSON, str(path), (mtime, value))
     return value
 
@@ -336,5 +343,8 @@ def gather_facts(workspace: Workspace, import_backbones: bool = True) -> Facts:
         history=tuple(metrics.get("history") or ()),
         n_test=int(metrics.get("n_test") or 0),
         test_accuracy=metrics.get("test_accuracy"),
+        # Looks are counted in the session's own ledger (the Evaluate page keeps it in the workspace).
+        test_scored=bool(run_dir) and predictions_key(_run_json(run_dir, "predictions.json", [])) in scored_runs(
+            workspace.root),
         **(_export_facts(jobs, run_dir) if run_dir else {}),
     )

@@ -1,6 +1,7 @@
 """The files of a run folder, read without Keras: ``config.json`` (backbone, classes, training settings),
-``metrics.json`` (scores, curves, the layers fine-tuning trained), ``samples.json`` (each photo's split),
-``predictions.json`` (held-out predictions) and ``labels.txt``. :mod:`tlcore.models.run` writes them and rebuilds
+``metrics.json`` (scores, curves, the layers fine-tuning trained, the test photos' fingerprint, whether class
+weights were applied), ``samples.json`` (each photo's split), ``predictions.json`` (held-out predictions) and
+``labels.txt``. :mod:`tlcore.models.run` writes them and rebuilds
 the model; pages, views and the other layers read them here, never by hand. A run may come from a project a
 user supplied: paths inside these files are open only through :func:`tlcore.jobs.folder.job_path`.
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from ..io.errors import TLError
 
-__all__ = ["is_run", "read_run_json", "run_classes", "held_out_samples", "fine_tuned_layers"]
+__all__ = ["is_run", "read_run_json", "run_classes", "held_out_samples", "fine_tuned_layers", "training_done"]
 
 _REQUIRED = object()
 
@@ -74,3 +75,19 @@ def fine_tuned_layers(run_dir: str | Path) -> list[str]:
         return []
     layers = read_run_json(run_dir, "metrics.json", default={}).get("fine_tuned_layers")
     return [str(name) for name in layers] if isinstance(layers, list) else []
+
+
+def training_done(run_dir: str | Path) -> dict[str, bool]:
+    """What training already did to the run, as :class:`tlcore.analysis.diagnosis.Done` takes it (its remedies
+    skip those): ``fine_tuned``, ``augmented``, ``class_weighted`` (class weights applied), ``oversampled``,
+    ``undersampled``. All False for what the run's files do not say."""
+    config = read_run_json(run_dir, "config.json", default={})
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    weighted = read_run_json(run_dir, "metrics.json", default={}).get("class_weighted")
+    if not isinstance(weighted, bool):
+        # A run of an earlier version: "balanced" always weighed (without resampling); whether "auto" did depended
+        # on the classes' balance, which is not recorded, so it counts as not done (the remedy is then shown).
+        weighted = train.get("class_weights") == "balanced" and train.get("resample", "none") == "none"
+    return {"fine_tuned": bool(config.get("fine_tuned")), "augmented": bool(train.get("augment")),
+            "class_weighted": weighted, "oversampled": train.get("resample") == "oversample",
+            "undersampled": train.get("resample") == "undersample"}

@@ -15,21 +15,21 @@ import keras
 import numpy as np
 
 from ..data.health import IMBALANCE_RATIO
-from .alarms import config_alarms, few_images_alarms, imbalance_alarms
+from .alarms import alarm, config_alarms, few_images_alarms, imbalance_alarms
 from ..data.augment import AugmentConfig, augment_image
 from .config import FINE_TUNE_SETTINGS, LOOPS, TrainConfig
 from ..io.settings import check_settings
 from .checkpoint import (Checkpoint, CheckpointCallback, check_matches, checkpoint_dir, data_fingerprint,
                          load_checkpoint, restore_training)
 from ..data.datasets import Dataset, assign_splits, check_classes, load_dataset, stratified_split
-from ..analysis.diagnosis import diagnose
+from ..analysis.diagnosis import Done, diagnose
 from .distribute import build_for_fit, check_strategy, fine_tuning_classifier, make_strategy
 from ..io.errors import TLError
 from ..analysis.evaluate import classification_metrics
 from .features import FeatureCache, extract_features
 from .head_fit import HeadTrainer
 from ..data.images import load_image
-from .ledger import fingerprint_test_set, record_test_scoring
+from .ledger import fingerprint_test_set
 from ..models.classifier import build_classifier, build_head
 from ..backbones.registry import create_backbone, get_spec
 from ..data.resample import check_resample, resample_indices
@@ -69,18 +69,6 @@ def _advice(config: TrainConfig) -> list[dict]:
 def _augment_config(config: TrainConfig) -> AugmentConfig:
     s = float(config.augment_strength)
     return AugmentConfig(brightness=s, contrast=s, saturation=s)
-
-
-def _test_set_alarm(test_paths) -> list[dict]:
-    """Count this run's look at its test set; a warning when earlier runs were scored on the same images."""
-    fingerprint = fingerprint_test_set(test_paths)
-    if fingerprint is None:
-        return []
-    n = record_test_scoring(fingerprint)
-    if n < 2:
-        return []
-    return [{"code": "test_set_reuse", "message": f"this test set has now been scored {n} times; choose between runs "
-             "by validation accuracy and score the test set once at the end"}]
 
 
 def weights_key(name: str, weights, size: int | None = None) -> str | None:
@@ -157,7 +145,9 @@ def _class_weights(y: np.ndarray, n_classes: int, mode: str, classes, warnings: 
         largest, smallest = classes[int(counts.argmax())], classes[int(np.where(counts > 0, counts, counts.max() + 1).argmin())]
         note = ("resampling balances them" if resample != "none" else
                 "class weights balance them" if mode != "none" else "consider class weights")
-        warnings.append({"code": "class_imbalance", "message": f"training classes are imbalanced ({largest!r} has {counts.max()}, {smallest!r} has {present.min()} images); {note}"})
+        warnings.append(alarm("class_imbalance", f"training classes are imbalanced ({largest!r} has {counts.max()}, "
+                              f"{smallest!r} has {present.min()} images); {note}", largest=largest,
+                              n_largest=int(counts.max()), smallest=smallest, n_smallest=int(present.min())))
     if resample != "none":
         return None  # the resampled classes are balanced already; weights on top would over-correct
     if mode == "balanced" or (mode == "auto" and imbalanced):
@@ -252,12 +242,12 @@ def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, 
     classifier, layers = fine_tuning_classifier(strategy, backbone, head, config.fine_tune_layers,
                                                 config.fine_tune_lr)
     if not layers:
-        warnings.append({"code": "nothing_unfrozen", "message": f"the top {config.fine_tune_layers} backbone layers "
-                         "have no trainable weights (pooling, activation or BatchNorm), so only the head is trained; "
-                         "unfreeze more layers"})
+        warnings.append(alarm("nothing_unfrozen", f"the top {config.fine_tune_layers} backbone layers have no "
+                              "trainable weights (pooling, activation or BatchNorm), so only the head is trained; "
+                              "unfreeze more layers", layers=config.fine_tune_layers))
     if config.strategy != "default" and strategy.num_replicas_in_sync == 1:
-        warnings.append({"code": "one_replica", "message": f"strategy {config.strategy!r} found only one device, "
-                         "so fine-tuning ran on one replica"})
+        warnings.append(alarm("one_replica", f"strategy {config.strategy!r} found only one device, so fine-tuning "
+                              "ran on one replica", strategy=config.strategy))
     initial_epoch, early_state, best_weights = 0, None, None
     if checkpoints.resumes("fine_tune"):
         with strategy.scope():  # the optimizer's restored variables must be placed like the model's
@@ -301,7 +291,13 @@ def held_out_results(predict, paths, labels, y, idx, classes) -> tuple[dict, lis
     return metrics, predictions
 
 
-def _summary(classes, spec_name, idx, y, metrics, history, **extra) -> dict:
+def _done(config: TrainConfig, fine_tuned: bool, class_weight) -> Done:
+    """What this training did, for the diagnosis's remedies (run_files.training_done reads it back)."""
+    return Done(fine_tuned=fine_tuned, augmented=bool(config.augment), class_weighted=class_weight is not None,
+                oversampled=config.resample == "oversample", undersampled=config.resample == "undersample")
+
+
+def _summary(classes, spec_name, idx, y, metrics, history, done: Done, **extra) -> dict:
     counts = {sp: {c: int(np.sum(y[idx[sp]] == k)) for k, c in enumerate(classes)} for sp in ("train", "val", "test")}
     return {
         "classes": classes,
@@ -315,7 +311,9 @@ def _summary(classes, spec_name, idx, y, metrics, history, **extra) -> dict:
         "val": metrics["val"],
         "test": metrics["test"],
         "history": history,
-        "diagnosis": diagnose(history),
+        # Whether class weights were applied ("auto" applies them only to imbalanced classes): not in config.json.
+        "class_weighted": done.class_weighted,
+        "diagnosis": diagnose(history, done=done),
         **extra,
     }
 
@@ -348,8 +346,10 @@ def train(
     data required). Returns the summary dict that the CLI prints (classes,
     counts, ``head_counts`` (examples per class the head trained on),
     accuracies, history, timings, skipped files, warnings: the alarms of
-    :mod:`tlcore.training.alarms`, plus ``test_set_reuse`` when earlier runs were
-    scored on the same test images, see :mod:`tlcore.training.ledger`).
+    :mod:`tlcore.training.alarms`). The test split is predicted and its accuracy
+    reported (for scripts and the model card), but training is not a look at it:
+    ``test_fingerprint`` identifies the test photos for :mod:`tlcore.training.ledger`,
+    which counts the looks a person takes.
     """
     t_start = time.perf_counter()
     validate_config(config)
@@ -393,17 +393,21 @@ def train(
     if missing:
         raise TLError(f"class {missing[0]!r} has no training images; add some or remove the class")
     if skipped:
-        warnings.append({"code": "skipped_files", "message": f"{len(skipped)} file(s) could not be read and were left out"})
+        warnings.append(alarm("skipped_files", f"{len(skipped)} file(s) could not be read and were left out",
+                              n=len(skipped)))
     if len(idx["val"]) == 0:
-        warnings.append({"code": "no_validation", "message": "no validation images; add more images per class to get a validation score"})
+        warnings.append(alarm("no_validation", "no validation images; add more images per class to get a validation score"))
     if len(idx["test"]) == 0:
-        warnings.append({"code": "no_test_split", "message": "no test images, so test accuracy is not measured"})
+        warnings.append(alarm("no_test_split", "no test images, so test accuracy is not measured"))
     # Against the data tiers, which count a class's photos in every split (tlcore.data.advice).
     warnings += few_images_alarms(dict(zip(classes, np.bincount(y, minlength=len(classes)).tolist())),
                                   dict(zip(classes, train_counts.tolist())))
     held_out = [n for n in (len(idx["val"]), len(idx["test"])) if n]
     if held_out and min(held_out) < 10:  # few-shot data: the splits exist but their scores move in big steps
-        warnings.append({"code": "few_held_out", "message": f"only {len(idx['val'])} validation and {len(idx['test'])} test images, so one image moves an accuracy by {100 / min(held_out):.0f} points; treat these scores as rough"})
+        points = round(100 / min(held_out))
+        warnings.append(alarm("few_held_out", f"only {len(idx['val'])} validation and {len(idx['test'])} test images, "
+                              f"so one image moves an accuracy by {points} points; treat these scores as rough",
+                              val=int(len(idx["val"])), test=int(len(idx["test"])), points=points))
     class_weight = _class_weights(y[idx["train"]], len(classes), config.class_weights, classes, warnings,
                                   config.resample)
     warnings += imbalance_alarms(config, dict(zip(classes, train_counts.tolist())))
@@ -469,10 +473,10 @@ def train(
     # Absolute paths in the saved files: a later fine-tune or gallery may run from another directory.
     saved_paths = [os.path.abspath(p) for p in sample_paths]
     metrics, predictions = held_out_results(predict, saved_paths, [s.label for s in samples], y, idx, classes)
-    warnings += _test_set_alarm([saved_paths[i] for i in idx["test"]])
     summary = _summary(
-        classes, spec.name, idx, y, metrics, history,
+        classes, spec.name, idx, y, metrics, history, _done(config, classifier is not None, class_weight),
         head_counts=head_counts,
+        test_fingerprint=fingerprint_test_set([saved_paths[i] for i in idx["test"]]),
         fine_tuned_layers=fine_tuned_layers,
         replicas=classifier.distribute_strategy.num_replicas_in_sync if classifier is not None else 1,
         features={"cache_hits": feats.cache_hits, "computed": feats.computed},
@@ -562,9 +566,9 @@ def fine_tune(
         return classifier.predict(ImageBatches([paths[i] for i in ids], y[ids], size, config.batch_size), verbose=0)
 
     metrics, predictions = held_out_results(predict, paths, labels, y, idx, classes)
-    warnings += _test_set_alarm([paths[i] for i in idx["test"]])
     summary = _summary(
-        classes, run.spec.name, idx, y, metrics, history,
+        classes, run.spec.name, idx, y, metrics, history, _done(config, True, class_weight),
+        test_fingerprint=fingerprint_test_set([paths[i] for i in idx["test"]]),
         fine_tuned_layers=layers,
         replicas=strategy.num_replicas_in_sync,
         seconds={"extract": 0.0, "train": 0.0, "fine_tune": round(t_fine, 3),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tlcore.analysis.diagnosis import Thresholds
+from tlcore.analysis.diagnosis import REMEDIES, Thresholds
 
 from ui.frame import state
 from ui.frame.i18n import catalog
@@ -50,14 +50,26 @@ def evidence_fields(evidence: dict) -> dict:
     }
 
 
+def _remedies(code: str, english: list[str]) -> list[str]:
+    """The diagnosis's remedies in the session's language: each English one is a line of ``REMEDIES[code]``, and
+    ``diag.<code>.remedies`` translates that list line for line. A remedy this tlcore does not list (a diagnosis
+    saved by another version) stays in English."""
+    translated = catalog(state.language()).get(f"diag.{code}.remedies")
+    if not translated:
+        return list(english)
+    lines = translated.split("\n")
+    known = REMEDIES.get(code, [])
+    return [lines[known.index(r)] if r in known and known.index(r) < len(lines) else r for r in english]
+
+
 def show_diagnosis(diagnosis: dict, container=None) -> None:
     """Draw :func:`tlcore.analysis.diagnosis.diagnose`'s result: the verdict coloured by severity, the evidence in
     one sentence and the remedies as a list, in the session's language.
 
-    The remedies are tlcore's own (English) unless the session's language translates them
-    (``diag.<code>.remedies``, see :mod:`ui.frame.i18n`). ``container`` (default: the page) is any Streamlit
-    container, e.g. a column. A code the catalog does not know (a newer tlcore) is shown with tlcore's
-    own English message and remedies.
+    The remedies are tlcore's own (English, those that apply to what the run did) unless the session's
+    language translates them (``diag.<code>.remedies``, see :mod:`ui.frame.i18n`). ``container`` (default: the
+    page) is any Streamlit container, e.g. a column. A code the catalog does not know (a newer tlcore) is shown
+    with tlcore's own English message and remedies.
     """
     target = container if container is not None else st
     code = str(diagnosis.get("code", ""))
@@ -67,9 +79,7 @@ def show_diagnosis(diagnosis: dict, container=None) -> None:
         verdict = t(f"diag.{code}")
         sentence = t(f"diag.{code}.evidence", **evidence_fields(diagnosis.get("evidence", {})))
         # English remedies live in tlcore alone (the CLI says them too); other languages translate them line by line.
-        translated = catalog(state.language()).get(f"diag.{code}.remedies")
-        remedies = ([line for line in translated.split("\n") if line.strip()] if translated
-                    else list(diagnosis.get("remedies", [])))
+        remedies = _remedies(code, list(diagnosis.get("remedies", [])))
     else:
         verdict, sentence, remedies = diagnosis.get("message", code), "", list(diagnosis.get("remedies", []))
     getattr(target, kind)(verdict, icon=_ICONS[kind])

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.analysis.diagnosis import diagnose
+from tlcore.analysis.diagnosis import Done, diagnose
 from tlcore.jobs.folder import job_path
 from tlcore.io.errors import TLError
 from tlcore.jobs.runner import LIVE, job_meta, job_status, read_events, request_stop
-from tlcore.models.run_files import read_run_json
+from tlcore.models.run_files import is_run, read_run_json, training_done
 from tlcore.training.resume import resume_job, resume_point
 
 from ui.frame import state
@@ -41,6 +41,12 @@ def job_history(job_dir: Path) -> list[dict]:
         elif e.get("type") == "epoch":
             history.append({k: v for k, v in e.items() if k not in ("type", "time")})
     return history
+
+
+def _done(job_dir: Path) -> Done:
+    """What the job's run did (fine-tuned, augmented, ...), so the diagnosis does not advise it again."""
+    run = job_path(state.workspace().root, job_dir / "run", "run")
+    return Done(**training_done(run)) if run is not None and is_run(run) else Done()
 
 
 def _epochs_done(events: list[dict]) -> int:
@@ -79,7 +85,8 @@ def _draw(job_dir: Path) -> str:
         fmt = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
         if key == "stopped":
             st.warning(t("train.stopped"))
-        st.success(t("train.done", val=fmt(result.get("val_accuracy")), test=fmt(result.get("test_accuracy")),
+        # Validation only: the test split is scored when a person asks for it, on Evaluate (tlcore.training.ledger).
+        st.success(t("train.done", val=fmt(result.get("val_accuracy")),
                      seconds=(result.get("seconds") or {}).get("total", 0)))
         show_warnings(result.get("warnings", []))
     elif key == "failed":
@@ -96,7 +103,7 @@ def _draw(job_dir: Path) -> str:
         curves, panel = st.columns([3, 2])
         curves.plotly_chart(curves_figure(history, curve_labels()), key=f"curves_{job_dir.name}_{len(history)}")
         with panel, guard():
-            show_diagnosis(diagnose(history))
+            show_diagnosis(diagnose(history, done=_done(job_dir)))
     elif history:
         st.plotly_chart(curves_figure(history, curve_labels()), key=f"curves_{job_dir.name}_{len(history)}")
     return key

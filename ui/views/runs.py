@@ -12,6 +12,7 @@ from tlcore.lab.gc import freeable_bytes, remove_job, remove_project
 from tlcore.jobs.runner import LIVE, job_status, list_jobs
 from tlcore.lab.project import (open_project, open_project_zip, project_path, project_zip, save_check, save_project,
                                 saved_projects)
+from tlcore.training.ledger import run_key, scored_runs
 
 from ui.frame import state
 from ui.charts.compare import compare_figure
@@ -38,6 +39,20 @@ def _fine_tune(row: dict) -> str:
              lr=f"{row['fine_tune_lr']:g}")
 
 
+def _test(row: dict) -> str:
+    # A test score appears only once a person has opened that run's test split (Evaluate, which counts the look):
+    # a column of test scores beside the validation ones would invite choosing between runs by test accuracy.
+    if row["test_accuracy"] is None:
+        return "–"
+    return _pct(row["test_accuracy"]) if row.get("test_scored") else t("runs.test_kept")
+
+
+def _with_looks(rows: list[dict]) -> list[dict]:
+    """``rows`` with ``test_scored``: whether the session has looked at each run's test split."""
+    scored = scored_runs(state.workspace().root)
+    return [{**r, "test_scored": run_key(r["run_dir"]) in scored} for r in rows]
+
+
 def _kind(row: dict, names: dict[str, str]) -> str:
     if row["scratch_of"]:
         return t("runs.kind.scratch", of=names.get(row["scratch_of"], Path(row["scratch_of"]).parent.name))
@@ -57,7 +72,7 @@ def _columns(row: dict, names: dict[str, str]) -> dict:
         t("runs.col.fine_tune"): _fine_tune(row),
         t("runs.col.seed"): row["seed"],
         t("runs.col.val"): _pct(row["val_accuracy"]),
-        t("runs.col.test"): _pct(row["test_accuracy"]),
+        t("runs.col.test"): _test(row),
         t("runs.col.seconds"): "–" if seconds is None else f"{seconds:.0f}",
     }
 
@@ -67,9 +82,11 @@ def _names(rows: list[dict]) -> dict[str, str]:
 
 
 def show_history(rows: list[dict]) -> None:
-    """Every finished run, newest first, with its settings and scores."""
+    """Every finished run, newest first, with its settings and scores (test accuracy once its test split was
+    looked at)."""
     names = _names(rows)
-    st.dataframe([{t("runs.col.name"): r["name"], **_columns(r, names)} for r in rows], hide_index=True)
+    st.dataframe([{t("runs.col.name"): r["name"], **_columns(r, names)} for r in _with_looks(rows)], hide_index=True)
+    st.caption(t("runs.test_note"))
 
 
 def choose_runs(rows: list[dict]) -> list[dict]:
@@ -94,7 +111,7 @@ def show_comparison(chosen: list[dict], all_rows: list[dict]) -> None:
     curves = {r["name"]: run_curves(r["run_dir"]) for r in chosen}
     st.plotly_chart(compare_figure(curves, curve_labels()), key="compare_curves")
     names = _names(all_rows)
-    columns = {r["name"]: _columns(r, names) for r in chosen}
+    columns = {r["name"]: _columns(r, names) for r in _with_looks(chosen)}
     headings = list(next(iter(columns.values())))
     st.dataframe([{t("runs.col.setting"): h, **{run: str(values[h]) for run, values in columns.items()}}
                   for h in headings], hide_index=True)
