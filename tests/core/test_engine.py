@@ -209,7 +209,7 @@ def test_next_batch_decodes_while_the_encoder_runs(tmp_path):
     bs = 4
     decoded = []
     cond = threading.Condition()
-    overlapped = []
+    overlapped, encoded = [], [0]
 
     def transform(image, sha):
         with cond:
@@ -218,8 +218,10 @@ def test_next_batch_decodes_while_the_encoder_runs(tmp_path):
         return image
 
     def encoder(batch):
-        # Batch k is being encoded: batch k+1 must finish decoding meanwhile, without our returning.
-        k = len(overlapped)
+        # Batch k is being encoded (a slice of it: the encoder gets photos as they are decoded): batch k+1 must
+        # finish decoding meanwhile, without our returning.
+        k = encoded[0] // bs
+        encoded[0] += len(batch)
         target = min(len(paths), (k + 2) * bs)
         with cond:
             overlapped.append(cond.wait_for(lambda: len(decoded) >= target, timeout=20))

@@ -86,3 +86,46 @@ def test_the_ticker_reports_at_once_then_paced_then_the_last():
 
 def test_a_ticker_without_a_listener_does_nothing():
     Ticker(None, 3)(1)
+
+
+# Helpers for the tests of real jobs (test_cli, test_jobs, test_cli_export, the Export page) -------------------
+
+_EPOCH_PHASES = {"head": ev.TRAINING, "fine_tune": ev.FINE_TUNING, "adversarial": ev.HARDENING}
+
+
+def phase_story(events) -> list[str]:
+    """The phases a follower saw, in order, each stretch once: a phase event (or an ``extract`` event, which
+    counts embedding) whose phase and labels differ from the stretch before begins a new one, as in
+    :func:`current_phase`."""
+    story, last = [], None
+    for e in events:
+        if e["type"] == ev.PHASE:
+            key = (e["phase"], {k: e[k] for k in ev.LABELS if k in e})
+        elif e["type"] == ev.EXTRACT:
+            key = (ev.EMBEDDING, {})
+        else:
+            continue
+        if key != last:
+            story.append(key[0])
+            last = key
+    return story
+
+
+def assert_each_phase_announced(events) -> None:
+    """What a job owes its follower, read from its events alone (no clock): its first event says it started, it
+    says it is loading before the command's work (TensorFlow) starts, embedding is counted from 0 before any photo
+    is embedded, and every epoch is preceded by its phase's announcement."""
+    kinds = [e["type"] for e in events]
+    assert events[0] == {**events[0], "type": "phase", "phase": ev.STARTING}, events[:3]
+    loading = next(i for i, e in enumerate(events) if e.get("phase") == ev.LOADING)
+    if ev.START in kinds:
+        assert loading < kinds.index(ev.START)
+    extract = [e for e in events if e["type"] == ev.EXTRACT]
+    if extract:
+        assert extract[0]["done"] == 0
+        assert ev.EPOCH not in kinds or kinds.index(ev.EXTRACT) < kinds.index(ev.EPOCH)
+    for i, e in enumerate(events):
+        if e["type"] == ev.EPOCH:
+            wanted = _EPOCH_PHASES[e["phase"]]
+            assert any(p.get("type") == ev.PHASE and p["phase"] == wanted for p in events[:i]), (e, kinds[:i])
+    assert kinds[-1] in (ev.DONE, ev.ERROR)

@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 __all__ = ["PHASE", "WAITING", "START", "EXTRACT", "EPOCH", "DONE", "ERROR",
            "STARTING", "LOADING", "PREPARING", "EMBEDDING", "AUGMENTING", "TRAINING", "FINE_TUNING", "EVALUATING",
            "SAVING", "CALIBRATING", "CONVERTING", "VERIFYING", "MEASURING", "HARDENING", "SCORING", "PHASES",
-           "LABELS", "PhaseCallback", "phase_event", "current_phase", "Ticker", "REPORT_EVERY"]
+           "LABELS", "PhaseCallback", "no_phase", "phase_event", "current_phase", "Ticker", "REPORT_EVERY"]
 
 # Event types.
 PHASE, WAITING, START, EXTRACT, EPOCH, DONE, ERROR = "phase", "waiting", "start", "extract", "epoch", "done", "error"
@@ -57,6 +57,10 @@ LABELS = ("format", "name", "epoch", "epochs", "copy", "copies")
 REPORT_EVERY = 0.25
 
 PhaseCallback = Callable[..., None]  # on_phase(phase, done=None, total=None, **labels)
+
+
+def no_phase(phase: str, done: int | None = None, total: int | None = None, **labels) -> None:
+    """The ``on_phase`` of work nobody follows."""
 
 
 def phase_event(phase: str, done: int | None = None, total: int | None = None, **labels) -> dict:
