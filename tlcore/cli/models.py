@@ -140,12 +140,17 @@ def _export(args):
         if not args.json and (logs["stage"] == "exported" or not sys.stderr.isatty()):
             print(f"{logs['stage']:<11} {logs['format']}", file=sys.stderr, flush=True)
 
+    on_phase = phase_callback(args, events)
+
     def work():
         result = export_formats(args.run_dir, args.format, args.out, config, calibration=args.calibration,
                                 verify=args.verify_data, on_progress=on_progress, should_stop=should_stop,
-                                on_phase=phase_callback(args, events))
+                                on_phase=on_phase)
         if args.bundle:
             from ..export.bundle import write_bundle
+            from ..jobs.events import SAVING
+
+            on_phase(SAVING)  # the bundle: a ZIP of the TFLite files, their labels, model card and example
 
             result["bundle"] = str(write_bundle(result, args.run_dir, args.bundle))
         return result

@@ -540,8 +540,8 @@ def train(
         warnings=warnings,
     )
     if out is not None:  # metrics.json gets the timings so far; the returned total includes saving
+        model = classifier or build_classifier(get_backbone(), head)  # building the backbone says so itself
         phase(SAVING)
-        model = classifier or build_classifier(get_backbone(), head)
         run_config = {"backbone": spec.name, "weights": config.weights, "input_size": size,
                       "train": asdict(config), "fine_tuned": classifier is not None}
         split_list = [{"path": p, "label": s.label, "split": sp} for p, s, sp in zip(saved_paths, samples, splits)]
