@@ -89,16 +89,18 @@ def test_converted_backbone_matches_keras(tmp_path, backbone):
 
 
 def test_engine_file_is_cached_and_reused_without_building_the_backbone(backbone, conversions):
-    first = Builds(backbone)
-    enc1 = fast_encoder(first, KEY, SIZE)
+    first, phases = Builds(backbone), []
+    enc1 = fast_encoder(first, KEY, SIZE, on_phase=lambda phase, **counts: phases.append((phase, len(conversions))))
     assert len(conversions) == 1 and first.calls == 1
+    assert phases == [("preparing", 0)]  # said before the conversion (issue 17, item 5)
     path = engine_path(KEY, SIZE)
     assert path.is_file() and path.parent.name == "engines"
     assert not list(path.parent.glob("*.tmp"))  # written atomically
 
     second = Builds(backbone)
-    enc2 = fast_encoder(second, KEY, SIZE)
+    enc2 = fast_encoder(second, KEY, SIZE, on_phase=lambda phase, **counts: phases.append(phase))
     assert len(conversions) == 1 and second.calls == 0
+    assert phases == [("preparing", 0)]  # once for this machine: nothing to prepare the second time
     x = np.full((2, SIZE, SIZE, 3), 90, np.uint8)
     np.testing.assert_array_equal(enc1(x), enc2(x))
 
