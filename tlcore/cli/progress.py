@@ -61,7 +61,7 @@ def callbacks(args):
 
     def on_extract(done, total):
         if events:
-            events({"type": "extract", "done": done, "total": total})
+            events({"type": ev.EXTRACT, "done": done, "total": total})
         if quiet:
             return
         # A line redrawn only on a terminal; elsewhere one line at the end. Either way an error that
@@ -73,7 +73,7 @@ def callbacks(args):
 
     def on_epoch(epoch, logs):
         if events:
-            events({"type": "epoch", **logs})
+            events({"type": ev.EPOCH, **logs})
         if not quiet:
             extra = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k not in ("epoch", "phase"))
             print(f"{logs['phase']:<9} epoch {epoch:>3}  {extra}", file=sys.stderr, flush=True)
@@ -163,7 +163,7 @@ def wait_for_slot(argv) -> int | None:
     events(ev.phase_event(ev.STARTING))
 
     def on_wait(position, n):
-        events({"type": "waiting", "position": position, "slots": n})
+        events({"type": ev.WAITING, "position": position, "slots": n})
 
     stop = (lambda: Path(known.stop_file).exists()) if known.stop_file else None
     try:
@@ -173,11 +173,11 @@ def wait_for_slot(argv) -> int | None:
         else:
             held = slots.acquire(on_wait=on_wait, should_stop=stop)
     except TLError as exc:  # a bad TLCORE_MAX_JOBS: the page shows why the job failed
-        events({"type": "error", "message": one_line(exc)})
+        events({"type": ev.ERROR, "message": one_line(exc)})
         raise
     if held is None:
         # Nothing ran, so no result to report; the job reads as stopped (its STOP file exists).
-        events({"type": "done", "result": {}, "started": False})
+        events({"type": ev.DONE, "result": {}, "started": False})
         if known.json:
             print(json.dumps({}))
         else:
@@ -205,17 +205,17 @@ def run_with_events(args, events, start: dict, work, report=None):
     the work ends, so the next job in line may start while this one reports.
     """
     if events:
-        events({"type": "start", **start})
+        events({"type": ev.START, **start})
     try:
         result = work()
     except Exception as exc:
         if events:
-            events({"type": "error", "message": one_line(exc) if isinstance(exc, TLError) else "internal error"})
+            events({"type": ev.ERROR, "message": one_line(exc) if isinstance(exc, TLError) else "internal error"})
         raise
     finally:
         release_slot()
     if events:
-        events({"type": "done", "result": result})
+        events({"type": ev.DONE, "result": result})
     if not args.json:
         (report or (lambda r: report_run(r, r.get("run_dir"))))(result)
     return result
@@ -231,4 +231,4 @@ def resume_event(events, args, out, kept) -> None:
 
         found = load_checkpoint(checkpoint_dir(out))
         if found is not None:
-            events({"type": "resume", "history": found.history, "done": kept(found)})
+            events({"type": ev.RESUME, "history": found.history, "done": kept(found)})

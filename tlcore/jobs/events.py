@@ -23,13 +23,14 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
-__all__ = ["PHASE", "WAITING", "START", "EXTRACT", "EPOCH", "DONE", "ERROR",
+__all__ = ["PHASE", "WAITING", "START", "EXTRACT", "EPOCH", "RESUME", "DONE", "ERROR",
            "STARTING", "LOADING", "PREPARING", "EMBEDDING", "AUGMENTING", "TRAINING", "FINE_TUNING", "EVALUATING",
            "SAVING", "CALIBRATING", "CONVERTING", "VERIFYING", "MEASURING", "HARDENING", "SCORING", "PHASES",
            "LABELS", "PhaseCallback", "no_phase", "phase_event", "current_phase", "Ticker", "REPORT_EVERY"]
 
 # Event types.
-PHASE, WAITING, START, EXTRACT, EPOCH, DONE, ERROR = "phase", "waiting", "start", "extract", "epoch", "done", "error"
+PHASE, WAITING, START, EXTRACT, EPOCH, RESUME = "phase", "waiting", "start", "extract", "epoch", "resume"
+DONE, ERROR = "done", "error"
 
 # Phases, roughly in the order a job goes through them.
 STARTING = "starting"        # the worker process began (written before TensorFlow is imported)
