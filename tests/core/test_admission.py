@@ -201,8 +201,9 @@ def test_a_waiting_worker_holds_no_tensorflow_then_runs_when_a_slot_frees(tmp_pa
     all_slots_held.release()
     status, seen = wait_until_finished(job)
     assert status["status"] == "done", (status, stderr_of(job))
-    kinds = [e["type"] for e in read_events(job)]
-    assert kinds[0] == "waiting" and kinds[1] == "start" and kinds[-1] == "done"
+    kinds = [e["phase"] if e["type"] == "phase" else e["type"] for e in read_events(job)]
+    assert kinds[:2] == ["starting", "waiting"] and kinds[kinds.index("start") - 1] == "loading"
+    assert kinds[-1] == "done"
     assert not list((slots.slots_dir() / "waiting").glob("*.ticket"))
 
 

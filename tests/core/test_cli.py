@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import SMALL_INPUT, make_image_folder
+from tests.core.test_events import assert_each_phase_announced, phase_story
 from tlcore.cli import main
+from tlcore.cli.progress import PHASE_LINES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,6 +184,19 @@ def test_train_human_readable_reports_progress(image_folder, tmp_path):
     assert summary_line.startswith("classes blue, red;") and str(tmp_path / "run") in summary_line
 
 
+def test_train_on_a_terminal_says_each_phase_in_one_line(image_folder, tmp_path):
+    code, stdout, stderr = run_cli(["train", image_folder, "--out", tmp_path / "run", "--weights", "none",
+                                    "--input-size", str(SMALL_INPUT), "--epochs", "1"], tty=True)
+    assert code == 0, stderr
+    # What stays on the screen: each line as its last redraw left it (\r starts a redraw, \r\033[K erases).
+    shown = [line.split("\r")[-1] for line in stderr.replace("\r\033[K", "\r").split("\n")]
+    phases = [line for line in shown if line in PHASE_LINES.values()]
+    assert phases == ["loading the model", "training the head", "saving"], shown
+    assert shown.index("loading the model") < shown.index("features 16/16") < shown.index("training the head")
+    # Scoring the held-out photos is counted on its own line, redrawn to the last count.
+    assert any(line.startswith("scoring the held-out photos ") and line.endswith("/4") for line in shown), shown
+
+
 # user errors: exit 2, one line --------------------------------------------------------------------
 
 def test_train_missing_folder(tmp_path):
@@ -304,9 +319,11 @@ def test_offline_download_failure(image_folder, tmp_path, monkeypatch, tty):
 
     code, stdout, stderr = run_cli(["train", image_folder, "--backbone", "mobilenet_v2", "--out", tmp_path / "run"],
                                    tty=tty)
-    if tty:  # the progress line was drawn, then erased: the terminal shows the error line only
+    if tty:  # the progress line was drawn, then erased for the phase under way; then the error line
         assert stderr.startswith("\rfeatures 0/16")
         stderr = stderr.rsplit("\r\033[K", 1)[1]
+        phase, stderr = stderr.split("\n", 1)
+        assert phase == "loading the model"  # building the backbone, whose weights are then downloaded
     # stdout may hold Keras's "Downloading data from ..." notice.
     line = assert_user_error(code, "", stderr, "mobilenet_v2", "~/.keras/models")
     assert ".h5" in line and "efficientnet_lite0" in line
@@ -357,6 +374,23 @@ def test_subprocess_error_is_one_line(tmp_path):
     assert (tmp_path / "cache" / "logs" / "tlcore.log").is_file()  # where TensorFlow's noise went
 
 
+def test_a_job_says_it_started_and_is_loading_before_tensorflow_is_imported(tmp_path):
+    """Issue 17, item 5: a page following a job hears from it within moments of its start, not once TensorFlow
+    has loaded (seconds). What the worker runs first, in a fresh process of its own: no TensorFlow yet."""
+    progress = tmp_path / "events.jsonl"
+    script = ("import json, sys\n"
+              "from tlcore.cli.progress import release_slot, wait_for_slot\n"
+              f"assert wait_for_slot(['train', 'data', '--out', 'run', '--json', '--progress', {str(progress)!r}]) is None\n"
+              "release_slot()\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TLCORE_JOB_ADMISSION"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                          env={**env, "TLCORE_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+    assert [(e["type"], e["phase"]) for e in read_progress(progress)] == [("phase", "starting"), ("phase", "loading")]
+
+
 # --progress, --stop-file and finetune ----------------------------------------------------------------
 
 def read_progress(path):
@@ -383,6 +417,11 @@ def test_train_progress_file_gets_start_extract_epoch_done(image_folder, tmp_pat
     assert stderr == ""  # the events go to the file, not the terminal
     summary = last_json(stdout)
     events = read_progress(events_file)
+    assert_each_phase_announced(events)
+    # Random weights: no engine to prepare, the backbone is built once a photo needs embedding.
+    assert phase_story(events) == ["starting", "loading", "embedding", "loading", "embedding", "training",
+                                   "evaluating", "saving"]
+    events = [e for e in events if e["type"] != "phase"]  # the phases aside, the events of earlier versions
     kinds = [e["type"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done"
     assert set(kinds) == {"start", "extract", "epoch", "done"}
@@ -422,7 +461,8 @@ def test_train_user_error_is_an_error_event(tmp_path):
     line = assert_user_error(*run_cli(["train", tmp_path / "nowhere", "--out", tmp_path / "run",
                                        "--progress", events_file, "--json"]), str(tmp_path / "nowhere"))
     events = read_progress(events_file)
-    assert [e["type"] for e in events] == ["start", "error"]
+    assert [e["type"] for e in events] == ["phase", "phase", "start", "error"]
+    assert [e["phase"] for e in events[:2]] == ["starting", "loading"]
     assert events[-1]["message"] == line.removeprefix("error: ")
 
 
@@ -469,6 +509,14 @@ def test_finetune_json_replaces_the_run(cli_run, tmp_path):
     assert config["fine_tuned"] is True and config["train"]["fine_tune_layers"] == 3
 
     events = read_progress(events_file)
+    assert_each_phase_announced(events)
+    assert phase_story(events) == ["starting", "loading", "fine_tuning", "evaluating", "saving"]
+    tuning = [e for e in events if e.get("phase") == "fine_tuning"]
+    assert tuning[0]["done"] == 0  # said before the work
+    # One batch of the training photos; the epoch's start said before the classifier was built, then again by
+    # the fit (the same count: not written twice).
+    assert [(e["epoch"], e["epochs"], e["done"], e["total"]) for e in tuning] == [(1, 1, 0, 1), (1, 1, 1, 1)]
+    events = [e for e in events if e["type"] != "phase"]
     assert [e["type"] for e in events] == ["start", "epoch", "done"]
     assert events[0]["command"] == "finetune" and events[0]["fine_tune_epochs"] == 1
     assert (events[1]["epoch"], events[1]["phase"]) == (3, "fine_tune")

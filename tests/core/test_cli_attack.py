@@ -123,6 +123,8 @@ def test_attack_progress_file(built, tmp_path):
                                     "--progress", events_file, "--json"])
     assert code == 0, stderr
     events = read_progress(events_file)
+    assert [e.get("phase") for e in events[:2]] == ["starting", "loading"]  # said before TensorFlow is imported
+    events = events[2:]
     assert [e["type"] for e in events] == ["start", "attack", "done"]
     assert events[0]["command"] == "attack"
     assert events[1]["done"] == events[1]["total"] == len(CLASSES) * N_PER_CLASS

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import make_image_folder
 from tests.core.conftest import standin_export_run
 from tests.core.test_cli import assert_user_error, last_json, read_progress, run_cli
+from tests.core.test_events import assert_each_phase_announced, phase_story
 from tests.core.test_export import CLASSES, N_HELD_OUT, SIZE, FailingConverter
 
 
@@ -63,9 +64,34 @@ def test_export_writes_labels_beside_the_file(cli):
     assert sorted(p.name for p in cli.model.parent.iterdir()) == ["labels.txt", "model.tflite"]
 
 
+def stretches_of(events) -> list[tuple[str, list[tuple[int, int]]]]:
+    """Each stretch of a phase (as phase_story tells them) with its counts (done, total) in order."""
+    out, last = [], None
+    for e in events:
+        if e["type"] != "phase":
+            continue
+        key = (e["phase"], e.get("format"))
+        if key != last:
+            out.append((e["phase"], []))
+            last = key
+        if "done" in e:
+            out[-1][1].append((e["done"], e["total"]))
+    return out
+
+
 def test_export_progress_file(cli):
     assert cli.code == 0, cli.stderr
     events = read_progress(cli.events)
+    assert_each_phase_announced(events)
+    assert phase_story(events) == ["starting", "loading", "evaluating", "converting", "verifying"]
+    phases = [e for e in events if e["type"] == "phase"]
+    assert {e.get("format") for e in phases if e["phase"] in ("converting", "verifying")} == {"tflite-float32"}
+    # Each export stage is followed at once by its phase, announced before its work (with a count at 0).
+    kinds = [(e["type"], e.get("phase") or e.get("stage")) for e in events]
+    for stage, phase in (("reference", "evaluating"), ("convert", "converting"), ("verify", "verifying")):
+        assert kinds.index(("phase", phase)) == kinds.index(("export", stage)) + 1, kinds
+    assert [next(e["done"] for e in phases if e["phase"] == p) for p in ("evaluating", "verifying")] == [0, 0]
+    events = [e for e in events if e["type"] != "phase"]  # the phases aside, the events of earlier versions
     assert [e["type"] for e in events] == ["start"] + ["export"] * 4 + ["done"]
     assert events[0]["command"] == "export" and events[0]["formats"] == ["tflite-float32"]
     exports = events[1:-1]
@@ -107,10 +133,23 @@ def test_export_int8_with_uint8_io_and_calibration_data(cli, tmp_path):
     out = tmp_path / "m.tflite"
     code, stdout, stderr = run_cli(["export", cli.run, "--format", "tflite-int8", "--int8-io", "--out", out,
                                     "--calibration", cli.verify, "--calibration-samples", "5", "--seed", "2",
-                                    "--verify-held-out", "--json"])
+                                    "--verify-held-out", "--json", "--progress", tmp_path / "events.jsonl"])
     assert code == 0, stderr
     result = last_json(stdout)
     assert result["input"]["dtype"] == "uint8" and result["calibration_samples"] == 5
+    # Issue 17, item 5: the calibration photos are counted as they are read, then as the converter runs them;
+    # then it quantises (converting again) and the file is verified photo by photo.
+    events = read_progress(tmp_path / "events.jsonl")
+    assert_each_phase_announced(events)
+    assert phase_story(events) == ["starting", "loading", "evaluating", "calibrating", "converting", "calibrating",
+                                   "converting", "verifying"]
+    stretches = stretches_of(events)
+    for phase, counts in stretches:
+        if phase in ("evaluating", "calibrating", "verifying"):
+            assert counts[0][0] == 0 and counts[-1][0] == counts[-1][1], (phase, counts)
+            assert [done for done, _ in counts] == sorted(done for done, _ in counts), (phase, counts)
+    assert [counts[-1] for phase, counts in stretches if phase == "calibrating"] == [(5, 5), (5, 5)]
+    assert [counts[-1] for phase, counts in stretches if phase == "verifying"] == [(N_HELD_OUT, N_HELD_OUT)]
     # The labelled folder's files, shuffled; the unreadable one is reported if it was drawn.
     assert all(s["path"] == str(cli.verify / "red" / "notes.txt") for s in result["calibration_skipped"])
     assert result["verification"]["n"] == N_HELD_OUT
@@ -132,6 +171,16 @@ def test_export_human_readable(cli, tmp_path):
     assert [row.split() for row in stderr.strip().splitlines()] == [
         ["reference", "keras"], ["convert", "tflite-dynamic"], ["verify", "tflite-dynamic"],
         ["exported", "tflite-dynamic"]]
+
+
+def test_export_on_a_terminal_says_each_phase_with_its_counts(cli, tmp_path):
+    code, stdout, stderr = run_cli(["export", cli.run, "--format", "tflite-dynamic", "--out", tmp_path / "m.tflite",
+                                    "--verify-held-out"], tty=True)
+    assert code == 0, stderr
+    shown = [line.split("\r")[-1] for line in stderr.replace("\r\033[K", "\r").split("\n") if line]
+    assert shown == ["loading the model", f"scoring the held-out photos {N_HELD_OUT}/{N_HELD_OUT}",
+                     "converting to tflite-dynamic", f"verifying tflite-dynamic {N_HELD_OUT}/{N_HELD_OUT}",
+                     "exported    tflite-dynamic"]
 
 
 def test_export_stopped_by_the_stop_file(cli, tmp_path):

@@ -89,16 +89,18 @@ def test_converted_backbone_matches_keras(tmp_path, backbone):
 
 
 def test_engine_file_is_cached_and_reused_without_building_the_backbone(backbone, conversions):
-    first = Builds(backbone)
-    enc1 = fast_encoder(first, KEY, SIZE)
+    first, phases = Builds(backbone), []
+    enc1 = fast_encoder(first, KEY, SIZE, on_phase=lambda phase, **counts: phases.append((phase, len(conversions))))
     assert len(conversions) == 1 and first.calls == 1
+    assert phases == [("preparing", 0)]  # said before the conversion (issue 17, item 5)
     path = engine_path(KEY, SIZE)
     assert path.is_file() and path.parent.name == "engines"
     assert not list(path.parent.glob("*.tmp"))  # written atomically
 
     second = Builds(backbone)
-    enc2 = fast_encoder(second, KEY, SIZE)
+    enc2 = fast_encoder(second, KEY, SIZE, on_phase=lambda phase, **counts: phases.append(phase))
     assert len(conversions) == 1 and second.calls == 0
+    assert phases == [("preparing", 0)]  # once for this machine: nothing to prepare the second time
     x = np.full((2, SIZE, SIZE, 3), 90, np.uint8)
     np.testing.assert_array_equal(enc1(x), enc2(x))
 
@@ -209,7 +211,7 @@ def test_next_batch_decodes_while_the_encoder_runs(tmp_path):
     bs = 4
     decoded = []
     cond = threading.Condition()
-    overlapped = []
+    overlapped, encoded = [], [0]
 
     def transform(image, sha):
         with cond:
@@ -218,8 +220,10 @@ def test_next_batch_decodes_while_the_encoder_runs(tmp_path):
         return image
 
     def encoder(batch):
-        # Batch k is being encoded: batch k+1 must finish decoding meanwhile, without our returning.
-        k = len(overlapped)
+        # Batch k is being encoded (a slice of it: the encoder gets photos as they are decoded): batch k+1 must
+        # finish decoding meanwhile, without our returning.
+        k = encoded[0] // bs
+        encoded[0] += len(batch)
         target = min(len(paths), (k + 2) * bs)
         with cond:
             overlapped.append(cond.wait_for(lambda: len(decoded) >= target, timeout=20))

@@ -199,6 +199,52 @@ def test_progress_is_monotonic_and_reaches_total(paths, cache):
     assert events[-1] == (len(paths), len(paths))
 
 
+class FakeClock:
+    """Seconds that pass only when the slow encoder below says so: the test never sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class SlowEncoder(CountingEncoder):
+    """A backbone that takes ``seconds`` of the fake clock per photo (a big one, on a slow CPU)."""
+
+    def __init__(self, clock, seconds):
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def __call__(self):
+        encode = super().__call__()
+
+        def slow(batch):
+            self.clock.now += self.seconds * len(batch)
+            return encode(batch)
+
+        return slow
+
+
+@pytest.mark.parametrize("seconds_per_photo", [0.3, 0.05])
+def test_progress_starts_at_zero_and_moves_at_least_every_second_with_a_slow_encoder(paths, cache, seconds_per_photo):
+    """Issue 17, item 5: a batch of 32 photos at 0.3 s each was 10 s of one unmoving count; now the count is said
+    before any work and then at least once per (fake) second, each time further on."""
+    clock = FakeClock()
+    encoder = SlowEncoder(clock, seconds_per_photo)
+    seen = []
+    extract_features(paths, "bb|imagenet", encoder, SIZE, cache, batch_size=32, clock=clock,
+                     on_progress=lambda done, total: seen.append((clock.now, done, total, encoder.images_seen)))
+    n = len(paths)
+    assert seen[0] == (0.0, 0, n, 0)  # before the first photo was embedded (or even read)
+    assert seen[-1][1:3] == (n, n)
+    assert clock.now == pytest.approx(seconds_per_photo * n)  # every photo was embedded once, no more
+    times = [when for when, *_ in seen] + [clock.now]
+    assert max(b - a for a, b in zip(times, times[1:])) <= 1.0, seen
+    dones = [done for _, done, _, _ in seen]
+    assert dones == sorted(set(dones))  # each report is further on: the bar moves
+
+
 def test_broken_files_are_skipped_with_reasons(tmp_path, cache):
     folder = make_image_folder(tmp_path / "data", n_per_class=3)
     good = sorted(str(p) for p in folder.rglob("*.png"))

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SMALL_INPUT, make_image_folder
+from tests.core.test_events import assert_each_phase_announced, phase_story
+from tlcore.jobs.events import current_phase
 from tlcore.jobs import slots
 import tlcore.jobs.runner as jobs_mod
 from tlcore.jobs.runner import (LIVE, EventWriter, job_status, list_jobs, new_job_dir, read_events, request_stop,
@@ -256,6 +258,13 @@ def test_train_job_runs_to_done_and_leaves_its_result(tiny_data, tmp_path):
     assert status["kind"] == "train" and status["label"] == "first"
 
     events = read_events(job)
+    # Issue 17, item 5: the worker said it had started before anything heavy, that it was loading before
+    # TensorFlow, and each phase before its work; the page never looked at a silent job.
+    assert_each_phase_announced(events)
+    assert phase_story(events) == ["starting", "loading", "embedding", "loading", "embedding", "training",
+                                   "evaluating", "saving"]
+    assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+    events = [e for e in events if e["type"] != "phase"]  # the phases aside, the events of earlier versions
     kinds = types(events)
     assert kinds[0] == "start" and kinds[-1] == "done"
     assert events[0]["command"] == "train" and events[0]["epochs"] == 2
@@ -282,6 +291,9 @@ def test_train_job_runs_to_done_and_leaves_its_result(tiny_data, tmp_path):
     status, _ = wait_until_finished(tune)
     assert status["status"] == "done", (status, stderr_of(tune))
     events = read_events(tune)
+    assert_each_phase_announced(events)
+    assert phase_story(events) == ["starting", "loading", "fine_tuning", "evaluating", "saving"]
+    events = [e for e in events if e["type"] != "phase"]
     assert types(events)[0] == "start" and events[0]["command"] == "finetune"
     assert [(e["epoch"], e["phase"]) for e in events if e["type"] == "epoch"] == [(3, "fine_tune")]
     assert [h["phase"] for h in status["result"]["history"]] == ["head", "head", "fine_tune"]
@@ -319,7 +331,8 @@ def test_failing_job_reports_its_one_line_error(tmp_path):
     assert status["status"] == "failed"
     assert status["error"] == f"data source {str(missing)!r} does not exist"
     events = read_events(job)
-    assert types(events) == ["start", "error"]
+    assert types(events) == ["phase", "phase", "start", "error"]
+    assert [e["phase"] for e in events[:2]] == ["starting", "loading"]
     assert events[-1]["message"] == status["error"]
     assert result_record(job)["exit_code"] == 2
     assert job_status(job)["error"] == status["error"]  # the same once its result is recorded
@@ -405,15 +418,19 @@ def test_a_job_beyond_the_cap_waits_then_runs_when_a_slot_frees(tiny_data, tmp_p
     for _ in range(10):  # while the slot is held it stays in line and does no work
         time.sleep(0.1)
         assert job_status(job)["status"] == "waiting"
-    assert types(read_events(job)) == ["waiting"]
+    assert types(read_events(job)) == ["phase", "waiting"]  # it said it had started, then that it waits
+    assert current_phase(read_events(job)) is None  # waiting, which the page says in its own words
     assert not (job / "run").exists()
 
     all_slots_held.release()
     status, seen = wait_until_finished(job)
     assert status["status"] == "done", (status, stderr_of(job))
     assert set(seen) <= {"waiting", "running", "done"}
-    kinds = types(read_events(job))
-    assert kinds[0] == "waiting" and kinds[1] == "start" and kinds[-1] == "done"
+    events = read_events(job)
+    assert_each_phase_announced(events)
+    kinds = [e["phase"] if e["type"] == "phase" else e["type"] for e in events]
+    assert kinds[:2] == ["starting", "waiting"] and kinds[kinds.index("start") - 1] == "loading"  # once in a slot
+    assert kinds[-1] == "done"
     assert (job / "run" / "config.json").is_file()
     assert slots.try_acquire() is not None  # the worker gave its slot back when it ended
 
@@ -429,7 +446,7 @@ def test_a_stop_while_waiting_ends_the_job_as_stopped_without_work(tiny_data, tm
     assert status["status"] == "stopped", (status, stderr_of(job))
     assert status["result"] == {}
     events = read_events(job)
-    assert types(events) == ["waiting", "done"] and events[-1]["started"] is False
+    assert types(events) == ["phase", "waiting", "done"] and events[-1]["started"] is False
     assert result_record(job)["exit_code"] == 0
     assert not (job / "run").exists()
     assert not list((slots.slots_dir() / "queue").glob("*.ticket"))  # it left the line

@@ -16,6 +16,7 @@ import pytest
 
 import tlcore.lab.leaderboard as lb
 from tests.conftest import make_image_folder
+from tests.core.test_events import assert_each_phase_announced, phase_story
 from tlcore.cli import main
 from tlcore.io.errors import TLError
 from tlcore.training.features import FeatureCache
@@ -176,7 +177,13 @@ def test_cli_json_and_progress_events(standins, data, tmp_path):
     result = json.loads(out.getvalue().strip().splitlines()[-1])
     assert [r["name"] for r in result["rows"]] == ["good", "poor"]
     events = [json.loads(line) for line in progress.read_text().splitlines()]
-    assert events[0]["type"] in ("waiting", "start")
+    assert_each_phase_announced(events)
+    # Each backbone is built (after its first embed event at 0), then its quick head scores it.
+    assert phase_story(events) == ["starting", "loading", "loading", "scoring", "loading", "scoring"]
+    assert [(e["phase"], e.get("name")) for e in events if e["type"] == "phase"][2:] == [
+        ("loading", "poor"), ("scoring", "poor"), ("loading", "good"), ("scoring", "good")]
+    embeds = [e for e in events if e["type"] == "leaderboard" and e["stage"] == "embed"]
+    assert embeds[0]["done"] == 0 and embeds[0]["backbone"] == "poor"
     assert any(e["type"] == "leaderboard" and e["stage"] == "scored" for e in events)
     assert events[-1]["type"] == "done" and events[-1]["result"] == result
 

@@ -6,9 +6,10 @@ import zipfile
 
 import pytest
 
+from tests.core.test_events import assert_each_phase_announced, phase_story
 from tests.ui.conftest import copy_of_trained, open_page, shown, wait_for_job
 from tests.ui.test_pages import png, texts
-from tlcore.jobs.runner import job_status
+from tlcore.jobs.runner import job_status, read_events
 from tlcore.lab.workspace import Workspace
 
 
@@ -81,6 +82,27 @@ def test_export_job_writes_verified_files_and_a_bundle(exported):
     assert float32 > 4 * 3_000_000 and int8 < float32 * 0.35, (float32, int8)
     names = zipfile.ZipFile(result["bundle"]).namelist()
     assert {"model_float32.tflite", "model_int8.tflite", "labels.txt", "MODEL_CARD.md", "predict_tflite.py"} <= set(names)
+
+
+def test_the_export_job_said_each_phase_before_its_work(exported):
+    """Issue 17, item 5: an INT8 export sat at one value for about 50 s. The worker (a real one, on the real
+    Lite0 graph) now says each phase before its work, and counts the photos of those that have them."""
+    _, _, export_job, result = exported
+    events = read_events(export_job)
+    assert_each_phase_announced(events)
+    assert phase_story(events) == ["starting", "loading", "evaluating", "calibrating", "converting", "verifying",
+                                   "converting", "calibrating", "converting", "verifying", "saving"]  # the bundle
+    n = result["verification_data"]["n"]
+    counted = {}
+    for e in events:
+        if e["type"] == "phase" and "total" in e:
+            counted.setdefault((e["phase"], e.get("format")), []).append((e["done"], e["total"]))
+    # The calibration photos (the run's 8 training photos) read, then run by the converter: both from 0.
+    assert counted[("calibrating", "tflite-int8")][0] == (0, 8) and counted[("calibrating", "tflite-int8")][-1] == (8, 8)
+    assert [done for done, _ in counted[("calibrating", "tflite-int8")]].count(0) == 2
+    for fmt in ("tflite-float32", "tflite-int8"):
+        assert counted[("verifying", fmt)][0] == (0, n) and counted[("verifying", fmt)][-1] == (n, n)
+    assert counted[("evaluating", None)][0][0] == 0
 
 
 def test_export_page_shows_the_verification_table_chart_and_downloads(exported):

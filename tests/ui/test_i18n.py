@@ -20,6 +20,7 @@ from tlcore.data.datasets import SPLITS
 from tlcore.data.advice import TIER_NAMES
 from tlcore.data.resample import RESAMPLE_MODES
 from tlcore.export.formats import FORMATS
+from tlcore.jobs.events import PHASES
 from tlcore.training.config import LOOPS
 from ui.frame import access, i18n
 from ui.frame.i18n import LANGUAGES, catalog, translate
@@ -48,7 +49,7 @@ EXPANSIONS = {
     "alarm.class_weights.{}": ("auto", "balanced", "none"),  # pages/3_Train.py's choices (TrainConfig.class_weights)
     "fewshot.loop.{}": LOOPS,
     "export.format.{}": FORMATS,
-    "export.stage.{}": ("reference", "calibration", "convert", "verify", "exported"),  # export_model's progress
+    "phase.{}": PHASES,  # ui.views.follow.phase_progress: every phase of a job's events
     "eval.split.{}": ("test", "val"),
     "health.split_{}": SPLITS,
     "health.kind_{}": ("exact", "near"),  # duplicate kinds

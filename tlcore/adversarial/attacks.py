@@ -143,11 +143,14 @@ def to_uint8_within(adversarial: np.ndarray, original: np.ndarray, epsilon: floa
 
 def robustness_curve(logits_fn, images: np.ndarray, labels: Sequence[int], epsilons: Sequence[float],
                      methods: Sequence[str] = METHODS, steps: int = 10, batch_size: int = 16,
-                     on_progress: Callable[[int, dict], None] | None = None) -> dict:
+                     on_progress: Callable[[int, dict], None] | None = None,
+                     on_count: Callable[[int, int], None] | None = None) -> dict:
     """Accuracy against epsilon for each method, on labelled images.
 
     Returns ``{"epsilons": [...], "fgsm": [accuracy, ...], "pgd": [...]}``;
-    ``on_progress(step, logs)`` hears about each (method, epsilon) point.
+    ``on_progress(step, logs)`` hears about each (method, epsilon) point, and
+    ``on_count(done, total)`` about each batch, counting the images attacked
+    over every point (a PGD point on a real backbone takes many seconds).
     """
     import tensorflow as tf
 
@@ -155,6 +158,9 @@ def robustness_curve(logits_fn, images: np.ndarray, labels: Sequence[int], epsil
     images = np.asarray(images, np.float32)
     curve = {"epsilons": [float(e) for e in epsilons]}
     step = 0
+    count, total = 0, len(methods) * len(epsilons) * len(images)
+    if on_count:
+        on_count(0, total)
     for method in methods:
         if method not in METHODS:
             raise TLError(f"unknown attack {method!r}; choose one of {', '.join(METHODS)}")
@@ -167,6 +173,9 @@ def robustness_curve(logits_fn, images: np.ndarray, labels: Sequence[int], epsil
                 adv = x if eps == 0 else attack(logits_fn, x, y, config, n_classes=int(1e9))
                 pred = tf.argmax(logits_fn(tf.convert_to_tensor(adv)), axis=1).numpy()
                 correct += int((pred == y).sum())
+                count += len(y)
+                if on_count:
+                    on_count(count, total)
             accuracies.append(correct / max(len(images), 1))
             if on_progress:
                 on_progress(step, {"method": method, "epsilon": float(eps), "accuracy": accuracies[-1]})

@@ -13,6 +13,7 @@ from ..models.classifier import logits_function
 from .attacks import fgsm, robustness_curve
 from ..io.errors import TLError
 from ..io.settings import as_positional, check_settings, setting, to_options
+from ..jobs.events import EMBEDDING, EVALUATING, HARDENING, LOADING, MEASURING, SAVING, PhaseCallback, no_phase
 from ..data.images import ImageDecodeError, load_image
 from ..training.head_fit import HeadTrainer
 from ..models.run import RunModel, load_run, save_run
@@ -81,48 +82,79 @@ def split_images(run: RunModel, run_dir, split: str, limit: int | None = None, s
     return np.stack(images), np.asarray(labels), split
 
 
+def _measuring(on_phase: PhaseCallback):
+    return lambda done, total: on_phase(MEASURING, done=done, total=total)
+
+
 def run_robustness(run_dir, epsilons: Sequence[float] = DEFAULT_EPSILONS, methods=("fgsm", "pgd"),
                    steps: int = HardenConfig.curve_steps, limit: int | None = HardenConfig.curve_images,
-                   on_progress: EpochCallback | None = None) -> dict:
-    """Accuracy against epsilon on the run's held-out images (at most ``limit`` of them)."""
+                   on_progress: EpochCallback | None = None, on_phase: PhaseCallback | None = None) -> dict:
+    """Accuracy against epsilon on the run's held-out images (at most ``limit`` of them); ``on_progress`` hears
+    each point, ``on_phase`` the ``loading`` and ``measuring`` phases (images attacked over every point)."""
+    on_phase = on_phase or no_phase
     bad = [e for e in epsilons if not 0 <= e <= 1]
     if bad:
         raise TLError(f"epsilon {bad[0]} is outside 0..1 (a fraction of the pixel range)")
+    on_phase(LOADING)
     run = load_run(run_dir)
     images, labels, split = split_images(run, run_dir, "held-out", limit)
     t0 = time.perf_counter()
     curve = robustness_curve(logits_function(run.model), images, labels, list(epsilons), methods, steps,
-                             on_progress=on_progress)
+                             on_progress=on_progress, on_count=_measuring(on_phase))
     return {**curve, "split": split, "n": len(labels), "steps": steps, "seconds": round(time.perf_counter() - t0, 3)}
 
 
+def _embed(backbone, images: np.ndarray, batch_size: int, on_count: Callable[[int, int], None]) -> np.ndarray:
+    """The backbone's features of ``images``, predicted in the batches ``predict(batch_size=...)`` would make,
+    counting the images done after each."""
+    parts = []
+    on_count(0, len(images))
+    for i in range(0, len(images), batch_size):
+        parts.append(backbone.predict(images[i:i + batch_size], batch_size=batch_size, verbose=0))
+        on_count(min(i + batch_size, len(images)), len(images))
+    return np.concatenate(parts)
+
+
 def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: Sequence[float] = DEFAULT_EPSILONS,
-           on_epoch: EpochCallback | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
+           on_epoch: EpochCallback | None = None, should_stop: Callable[[], bool] | None = None,
+           on_phase: PhaseCallback | None = None) -> dict:
     """Adversarial training of the run's head: each epoch, FGSM images of the training split at
     ``config.epsilon`` (made against the current model) are added to the clean ones.
 
     The backbone stays frozen, so only what the head can change is hardened.
     Robustness curves (FGSM and PGD) on held-out images are measured before
     and after; the hardened run is saved to ``out`` (default: a sibling
-    ``<run>-hardened`` folder) and the summary returned.
+    ``<run>-hardened`` folder) and the summary returned. ``on_phase`` hears
+    each phase before it starts, with its counts: ``loading``, ``measuring``
+    (before, then after), ``embedding`` the clean training photos,
+    ``hardening`` (photos attacked in each epoch), ``evaluating``, ``saving``.
     """
     check_settings(config)
+    on_phase = on_phase or no_phase
     t_start = time.perf_counter()
+    on_phase(LOADING)
     run = load_run(run_dir)
     logits_fn = logits_function(run.model)
     train_x, train_y, _ = split_images(run, run_dir, "train")
     curve_x, curve_y, split = split_images(run, run_dir, "held-out", config.curve_images, config.seed)
-    before = robustness_curve(logits_fn, curve_x, curve_y, list(epsilons), steps=config.curve_steps)
+    before = robustness_curve(logits_fn, curve_x, curve_y, list(epsilons), steps=config.curve_steps,
+                              on_count=_measuring(on_phase))
 
     backbone = run.model.get_layer(run.spec.name)
     head = run.model.get_layer("head")
     keras.utils.set_random_seed(config.seed)
     trainer = HeadTrainer(head, config.lr, seed=config.seed)
-    clean = backbone.predict(train_x.astype(np.float32), batch_size=config.batch_size, verbose=0)
+    clean = _embed(backbone, train_x.astype(np.float32), config.batch_size,
+                   lambda done, total: on_phase(EMBEDDING, done=done, total=total))
     history = []
     for epoch in range(1, config.epochs + 1):
-        adversarial = np.concatenate([fgsm(logits_fn, train_x[i:i + config.batch_size], train_y[i:i + config.batch_size],
-                                           config.epsilon) for i in range(0, len(train_x), config.batch_size)])
+        attacked = []
+        for i in range(0, len(train_x), config.batch_size):
+            on_phase(HARDENING, done=i, total=len(train_x), epoch=epoch, epochs=config.epochs)
+            attacked.append(fgsm(logits_fn, train_x[i:i + config.batch_size], train_y[i:i + config.batch_size],
+                                 config.epsilon))
+        on_phase(HARDENING, done=len(train_x), total=len(train_x), epoch=epoch, epochs=config.epochs)
+        adversarial = np.concatenate(attacked)
         features = backbone.predict(adversarial, batch_size=config.batch_size, verbose=0)
         seen = []
         trainer.fit(np.concatenate([clean, features]), np.concatenate([train_y, train_y]), epochs=epoch,
@@ -135,7 +167,8 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
             on_epoch(epoch, logs)
         if should_stop and should_stop():
             break
-    after = robustness_curve(logits_fn, curve_x, curve_y, list(epsilons), steps=config.curve_steps)
+    after = robustness_curve(logits_fn, curve_x, curve_y, list(epsilons), steps=config.curve_steps,
+                             on_count=_measuring(on_phase))
 
     out = Path(out) if out is not None else Path(run_dir).with_name(Path(run_dir).name + "-hardened")
     samples = read_run_json(run_dir, "samples.json")
@@ -144,9 +177,16 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
     labels = [s["label"] for s in samples]
     y = np.array([run.classes.index(label) for label in labels])
     idx = {sp: np.array([i for i, s in enumerate(samples) if s["split"] == sp], dtype=int) for sp in ("train", "val", "test")}
-    scores, predictions = held_out_results(
-        lambda ids: run.predict_batch(np.stack([load_image(paths[i], run.input_size) for i in ids])),
-        paths, labels, y, idx, run.classes)
+    scored, n_held = [0], int(len(idx["val"]) + len(idx["test"]))
+    on_phase(EVALUATING, done=0, total=n_held)
+
+    def predict(ids):
+        probs = run.predict_batch(np.stack([load_image(paths[i], run.input_size) for i in ids]))
+        scored[0] += len(ids)
+        on_phase(EVALUATING, done=scored[0], total=n_held)
+        return probs
+
+    scores, predictions = held_out_results(predict, paths, labels, y, idx, run.classes)
     summary = {**read_run_json(run_dir, "metrics.json"),
                "val_accuracy": scores["val"]["accuracy"], "test_accuracy": scores["test"]["accuracy"],
                "val": scores["val"], "test": scores["test"],
@@ -154,6 +194,7 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
                                         "n": int(len(curve_y)), "before": before, "after": after}}
     run_config = {k: v for k, v in run.config.items() if k not in ("classes", "tlcore_version")}
     run_config["adversarial_training"] = asdict(config)
+    on_phase(SAVING)
     save_run(out, run.model, run.classes, run_config, summary,
              extra={"samples.json": samples, "predictions.json": predictions})
     return {"run_dir": str(out), "classes": run.classes, "backbone": run.spec.name, "history": history, "split": split, "n": int(len(curve_y)),

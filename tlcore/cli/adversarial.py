@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from ..io.errors import TLError
+from ..jobs.events import REPORT_EVERY
 from .options import add_settings, config_from_args, floats, job_options
-from .progress import callbacks, run_with_events
+from .progress import callbacks, phase_callback, run_with_events
 
 __all__ = ["add_parsers", "COMMANDS"]
 
@@ -100,7 +102,8 @@ def _robustness(args):
         _print_curve(r)
 
     return run_with_events(args, events, {"command": "robustness"}, lambda: run_robustness(
-        args.run_dir, args.epsilons, steps=args.curve_steps, limit=args.curve_images, on_progress=on_progress), report)
+        args.run_dir, args.epsilons, steps=args.curve_steps, limit=args.curve_images, on_progress=on_progress,
+        on_phase=phase_callback(args, events)), report)
 
 
 def _harden(args):
@@ -117,7 +120,8 @@ def _harden(args):
 
     start = {"command": "harden", "epochs": config.epochs, "fine_tune_epochs": 0}
     return run_with_events(args, events, start, lambda: harden(
-        args.run_dir, config, out=args.out, epsilons=args.epsilons, on_epoch=on_epoch, should_stop=should_stop), report)
+        args.run_dir, config, out=args.out, epsilons=args.epsilons, on_epoch=on_epoch, should_stop=should_stop,
+        on_phase=phase_callback(args, events)), report)
 
 
 def _ideal(args):
@@ -134,6 +138,7 @@ def _ideal(args):
     out.mkdir(parents=True, exist_ok=True)
     events, _, _, should_stop = callbacks(args)
     snapshots = []
+    last = [float("-inf")]
 
     def on_step(step, logs):
         image = logs.get("image")
@@ -141,7 +146,10 @@ def _ideal(args):
             path = out / f"step_{step:04d}.png"
             Image.fromarray(image).save(path)
             snapshots.append(str(path))
-        if events and (image is not None or step % 5 == 0):
+        # Every fifth step, and any step after a quarter of a second without one (a big backbone's steps are slow).
+        now = time.monotonic()
+        if events and (image is not None or step % 5 == 0 or now - last[0] >= REPORT_EVERY):
+            last[0] = now
             events({"type": "ideal", "step": step, "total": args.steps,
                     **{k: float(v) for k, v in logs.items() if k != "image"},
                     **({"image": snapshots[-1]} if image is not None else {})})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..io.errors import TLError
 from .options import add_settings, job_options, names
-from .progress import callbacks, clear_progress_line, progress_line, run_with_events
+from .progress import callbacks, clear_progress_line, phase_callback, progress_line, run_with_events
 
 __all__ = ["add_parsers", "COMMANDS"]
 
@@ -126,7 +126,8 @@ def _leaderboard(args):
             print("stopped before every backbone was scored", file=sys.stderr)
 
     return run_with_events(args, events, {"command": "leaderboard"}, lambda: leaderboard(
-        args.data, args.backbones, on_progress=on_progress, should_stop=should_stop, seed=args.seed), report)
+        args.data, args.backbones, on_progress=on_progress, should_stop=should_stop, seed=args.seed,
+        on_phase=phase_callback(args, events)), report)
 
 
 def _existing_workspace(path: str):

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 from ..io.errors import TLError
 from .options import add_settings, config_from_args, job_options, names, threshold
-from .progress import callbacks, run_with_events
+from .progress import callbacks, phase_callback, run_with_events
 
 __all__ = ["add_parsers", "COMMANDS"]
 
@@ -148,14 +148,21 @@ def _export(args):
     def on_progress(step, logs):
         if events:
             events({"type": "export", "step": step, **logs})
-        if not args.json:
+        # On a terminal the phase lines say what each stage does (with its counts); elsewhere, one line a stage.
+        if not args.json and (logs["stage"] == "exported" or not sys.stderr.isatty()):
             print(f"{logs['stage']:<11} {logs['format']}", file=sys.stderr, flush=True)
+
+    on_phase = phase_callback(args, events)
 
     def work():
         result = export_formats(args.run_dir, args.format, args.out, config, calibration=args.calibration,
-                                verify=args.verify_data, on_progress=on_progress, should_stop=should_stop)
+                                verify=args.verify_data, on_progress=on_progress, should_stop=should_stop,
+                                on_phase=on_phase)
         if args.bundle:
             from ..export.bundle import write_bundle
+            from ..jobs.events import SAVING
+
+            on_phase(SAVING)  # the bundle: a ZIP of the TFLite files, their labels, model card and example
 
             result["bundle"] = str(write_bundle(result, args.run_dir, args.bundle))
         return result

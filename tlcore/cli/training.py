@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from .options import add_settings, config_from_args, job_options, resume_option
-from .progress import callbacks, resume_event, run_with_events
+from .progress import callbacks, phase_callback, resume_event, run_with_events
 
 __all__ = ["add_parsers", "COMMANDS"]
 
@@ -40,7 +40,7 @@ def _train(args):
     resume_event(events, args, args.out, lambda found: len(found.history))
     return run_with_events(args, events, start, lambda: train(
         args.data, config, out=args.out, on_epoch=on_epoch, on_extract=on_extract, should_stop=should_stop,
-        resume=args.resume))
+        resume=args.resume, on_phase=phase_callback(args, events)))
 
 
 def _finetune(args):
@@ -53,7 +53,8 @@ def _finetune(args):
     # Fine-tuning checkpoints count only fine-tuning epochs, which is all this command runs.
     resume_event(events, args, args.out or args.run_dir, lambda found: found.epochs_done)
     return run_with_events(args, events, start, lambda: fine_tune(
-        args.run_dir, config, out=args.out, on_epoch=on_epoch, should_stop=should_stop, resume=args.resume))
+        args.run_dir, config, out=args.out, on_epoch=on_epoch, should_stop=should_stop, resume=args.resume,
+        on_phase=phase_callback(args, events)))
 
 
 COMMANDS = {"train": _train, "finetune": _finetune}

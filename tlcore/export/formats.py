@@ -29,6 +29,7 @@ from ..io.errors import TLError
 from ..data.images import ImageDecodeError, load_image
 from ..io.produced import record_produced
 from ..io.settings import as_positional, check_settings, setting, to_options
+from ..jobs.events import CALIBRATING, CONVERTING, EVALUATING, LOADING, VERIFYING, PhaseCallback, no_phase
 from ..models.conversion import TFLITE_FORMATS, convert_tflite, export_saved_model, tflite_converter
 from ..models.run import RunModel, load_run
 from ..models.run_files import held_out_samples, read_run_json
@@ -119,23 +120,30 @@ def calibration_files(run_dir: str | Path, source: str | Path | None = None) -> 
     return files
 
 
-def load_calibration(files: Sequence[str], size: int, n: int, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+def load_calibration(files: Sequence[str], size: int, n: int, seed: int = 0,
+                     on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, list[dict]]:
     """Up to ``n`` decodable images from ``files`` (shuffled with ``seed``) as uint8 ``(k, size, size, 3)``.
 
-    Files that cannot be decoded are skipped and reported, not fatal.
+    Files that cannot be decoded are skipped and reported, not fatal. ``on_progress(done, total)`` hears
+    each image read (``total``: as many as are wanted and there are files).
     """
     if n < 1:
         raise TLError(f"the calibration size must be at least 1 image, got {n}")
     order = list(files)
     random.Random(seed).shuffle(order)
     images, skipped = [], []
+    wanted = min(n, len(order))
     for path in order:
         if len(images) >= n:
             break
+        if on_progress:
+            on_progress(len(images), wanted)
         try:
             images.append(load_image(path, size))
         except ImageDecodeError as exc:
             skipped.append({"path": str(path), "reason": str(exc)})
+    if on_progress:
+        on_progress(wanted, wanted)  # the last count, also when unreadable files left fewer images
     if not images:
         raise TLError("no calibration data: none of the calibration files is a readable image")
     return np.stack(images), skipped
@@ -227,6 +235,7 @@ def export_formats(
     verify: str | Path | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_phase: PhaseCallback | None = None,
 ) -> dict:
     """Export the run in ``run_dir`` to each of ``formats`` and check every TFLite file.
 
@@ -237,7 +246,12 @@ def export_formats(
     the run's training split; verification uses labelled ``verify`` data or
     else the run's held-out split (test, or validation when there is no test
     split) when ``config.verify``. ``on_progress(step, logs)`` hears about
-    each stage; ``should_stop()`` is asked between formats.
+    each stage; ``should_stop()`` is asked between formats. ``on_phase(phase,
+    done=, total=, format=)`` hears each phase of :mod:`tlcore.jobs.events`
+    before it starts, and its counts: ``loading`` the run, ``evaluating``
+    the Keras model on the verification photos, ``calibrating`` (the INT8
+    calibration photos read, then run by the converter), ``converting`` each
+    format, ``verifying`` each TFLite file on the verification photos.
 
     Returns ``{"run_dir", "exports": [...], "verification_data", "warnings",
     "stopped"}``; each export has ``format``, ``path``, ``size_bytes``,
@@ -261,8 +275,10 @@ def export_formats(
         _check_target(fmt, target, config.int8_io)
 
     progress = on_progress or (lambda step, logs: None)
+    phase = on_phase or no_phase
     step = iter(range(10**6))
     t_start = time.perf_counter()
+    phase(LOADING)
     run = load_run(run_dir)
     warnings: list[dict] = []
 
@@ -281,7 +297,8 @@ def export_formats(
             verification_data = {"source": f"run {split} split" if split else "none", "n": len(paths), "skipped": []}
         if paths:
             progress(next(step), {"stage": "reference", "format": "keras", "n": len(paths)})
-            reference = keras_reference(run, paths, y)
+            reference = keras_reference(run, paths, y, on_progress=lambda done, total: phase(
+                EVALUATING, done=done, total=total))
             verification_data["skipped"] += reference["skipped"]
             verification_data["n"] = reference["n"]  # the images checked: the readable ones
             if not reference["n"]:
@@ -297,7 +314,9 @@ def export_formats(
     if "tflite-int8" in formats:
         files = calibration_files(run_dir, calibration)
         progress(next(step), {"stage": "calibration", "format": "tflite-int8", "n": min(len(files), config.calibration_samples)})
-        calib, calib_skipped = load_calibration(files, run.input_size, config.calibration_samples, config.seed)
+        calib, calib_skipped = load_calibration(
+            files, run.input_size, config.calibration_samples, config.seed,
+            on_progress=lambda done, total: phase(CALIBRATING, done=done, total=total, format="tflite-int8"))
         low, high = RECOMMENDED_CALIBRATION
         if len(calib) < low:
             warnings.append({"code": "few_calibration_images",
@@ -313,12 +332,14 @@ def export_formats(
                 break
             target = targets[fmt]
             progress(next(step), {"stage": "convert", "format": fmt})
+            phase(CONVERTING, format=fmt)
             t0 = time.perf_counter()
             if fmt in TFLITE_FORMATS:
                 if converter is None:
                     export_saved_model(run.model, Path(tmp) / "batch1", batch=1)
                     converter = tflite_converter(Path(tmp) / "batch1")
-                data = convert_tflite(converter, fmt, calib if fmt == "tflite-int8" else None, config.int8_io)
+                data = convert_tflite(converter, fmt, calib if fmt == "tflite-int8" else None, config.int8_io,
+                                      on_calibrate=_calibrating(phase, fmt))
                 write_bytes_atomic(target, data)
             elif fmt == "keras":
                 _write_keras(run.model, target, run.config)
@@ -338,7 +359,9 @@ def export_formats(
                 from .verify import compare
 
                 progress(next(step), {"stage": "verify", "format": fmt, "n": reference["n"]})
-                entry["verification"] = compare(reference, TFLiteModel(target, run.classes), run.classes)
+                entry["verification"] = compare(reference, TFLiteModel(target, run.classes), run.classes,
+                                                on_progress=lambda done, total, fmt=fmt: phase(
+                                                    VERIFYING, done=done, total=total, format=fmt))
                 warnings += _verification_warnings(fmt, entry["verification"])
             exports.append(entry)
             progress(next(step), {"stage": "exported", "format": fmt, "size_bytes": entry["size_bytes"]})
@@ -347,6 +370,18 @@ def export_formats(
         verification_data["keras_latency_ms"] = reference["latency_ms"]
     return {"run_dir": str(run_dir), "exports": exports, "verification_data": verification_data,
             "warnings": warnings, "stopped": stopped, "seconds": round(time.perf_counter() - t_start, 3)}
+
+
+def _calibrating(phase: PhaseCallback, fmt: str) -> Callable[[int, int], None]:
+    """The converter's count of calibration images as the ``calibrating`` phase; once it has run them all, it
+    quantises the model: ``converting`` again."""
+
+    def on_calibrate(done: int, total: int) -> None:
+        phase(CALIBRATING, done=done, total=total, format=fmt)
+        if done >= total:
+            phase(CONVERTING, format=fmt)
+
+    return on_calibrate
 
 
 def _verification_warnings(fmt: str, v: dict) -> list[dict]:

@@ -1,7 +1,7 @@
 """Check an exported model against the Keras one on the same held-out images."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -12,17 +12,23 @@ from ..models.run import RunModel
 __all__ = ["keras_reference", "compare"]
 
 
+def _counted(on_progress) -> dict:
+    """``predict_files``'s progress argument, only when someone listens (a model need not take one otherwise)."""
+    return {"on_progress": on_progress} if on_progress is not None else {}
+
+
 def _accuracy(y: np.ndarray, pred: np.ndarray) -> float:
     return float((y == pred).mean()) if len(y) else 0.0
 
 
-def keras_reference(run: RunModel, paths: Sequence[str], y: Sequence[int], repeats: int = 10) -> dict:
+def keras_reference(run: RunModel, paths: Sequence[str], y: Sequence[int], repeats: int = 10,
+                    on_progress: Callable[[int, int], None] | None = None) -> dict:
     """The Keras model's predictions on labelled files, and its latency for one image.
 
     Returns ``{"paths", "y", "probs", "accuracy", "latency_ms", "n", "skipped"}``
-    with only the decodable files kept.
+    with only the decodable files kept; ``on_progress(done, total)`` hears each batch of files.
     """
-    probs, kept, skipped = run.predict_files(list(paths))
+    probs, kept, skipped = run.predict_files(list(paths), **_counted(on_progress))
     kept_paths = [paths[i] for i in kept]
     labels = np.asarray([y[i] for i in kept], dtype=int)
     latency = None
@@ -35,13 +41,15 @@ def keras_reference(run: RunModel, paths: Sequence[str], y: Sequence[int], repea
             "latency_ms": latency}
 
 
-def compare(reference: dict, model, classes: Sequence[str]) -> dict:
+def compare(reference: dict, model, classes: Sequence[str],
+            on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Run ``model`` (anything with ``predict_files`` and ``latency_ms``) on the reference's files.
 
     Returns accuracy of both, top-1 agreement, the largest probability
-    difference, per-class accuracy before and after, and per-image latency.
+    difference, per-class accuracy before and after, and per-image latency;
+    ``on_progress(done, total)`` hears each batch of files.
     """
-    probs, kept, _ = model.predict_files(reference["paths"])
+    probs, kept, _ = model.predict_files(reference["paths"], **_counted(on_progress))
     ref_probs, y = reference["probs"][kept], reference["y"][kept]
     keras_pred, pred = ref_probs.argmax(axis=1), probs.argmax(axis=1)
     per_class = {}

@@ -2,7 +2,7 @@
 
 A job directory (made by :func:`new_job_dir`) holds ``job.json`` (kind, pid, start time),
 ``events.jsonl`` (one JSON object per line, appended by the worker as it
-goes), ``result.json`` (the command's JSON result), ``stderr.log`` and, when
+goes; their vocabulary is :mod:`tlcore.jobs.events`), ``result.json`` (the command's JSON result), ``stderr.log`` and, when
 a stop was asked for, ``STOP``. The worker is ``python -m tlcore`` itself, so
 the dashboard trains exactly as the CLI does, and a browser refresh or a
 widget click never touches it. Starting is admitted or refused by the caps of
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..io.errors import TLError
 from ..io.quota import check_room
+from .events import DONE, ERROR, WAITING
 
 __all__ = ["new_job_dir", "start_job", "read_events", "job_meta", "job_status", "request_stop", "list_jobs", "EventWriter", "LIVE"]
 
@@ -221,15 +222,15 @@ def job_status(job_dir: str | Path) -> dict:
             if stopped:
                 return {**meta, "status": "stopping"}
             last = _last_event(job_dir)
-            if last.get("type") == "waiting":
+            if last.get("type") == WAITING:
                 return {**meta, "status": "waiting", "position": last.get("position"), "slots": last.get("slots")}
             return {**meta, "status": "running"}
         # The worker is gone without a result (killed, or the server restarted).
         events = read_events(job_dir)
         last = events[-1] if events else {}
-        if last.get("type") == "done":
+        if last.get("type") == DONE:
             return {**meta, "status": "stopped" if stopped else "done", "result": last.get("result")}
-        if last.get("type") == "error" and last.get("message"):  # its result is not recorded (yet)
+        if last.get("type") == ERROR and last.get("message"):  # its result is not recorded (yet)
             return {**meta, "status": "failed", "error": last["message"]}
         return {**meta, "status": "failed", "error": "the training process ended unexpectedly"}
     if record.get("exit_code") == 0:

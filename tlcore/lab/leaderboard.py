@@ -21,6 +21,7 @@ import numpy as np
 from ..data.datasets import Dataset, assign_splits, load_dataset
 from ..training.engine import keras_encoder
 from ..io.errors import TLError
+from ..jobs.events import LOADING, SCORING, PhaseCallback, no_phase
 from ..training.features import FeatureCache, extract_features
 from ..training.head_fit import HeadTrainer
 from ..models.classifier import build_head
@@ -105,10 +106,12 @@ class _Stopped(Exception):
     """Raised inside extraction when a stop was asked for."""
 
 
-def _timed_encoder(name: str, input_size: int, timer: dict):
-    """``get_encoder`` for :func:`extract_features`: builds the backbone, warms it up, times every batch."""
+def _timed_encoder(name: str, input_size: int, timer: dict, on_loading: Callable[[], None]):
+    """``get_encoder`` for :func:`extract_features`: builds the backbone (after ``on_loading()``), warms it up,
+    times every batch."""
 
     def get_encoder():
+        on_loading()
         encode = keras_encoder(create_backbone(name, weights="imagenet"))
 
         # Two warm-up shapes: graph tracing (and the retrace a second batch size causes) is not inference time.
@@ -134,14 +137,18 @@ def leaderboard(
     should_stop: Callable[[], bool] | None = None,
     cache: FeatureCache | None = None,
     seed: int = 0,
+    on_phase: PhaseCallback | None = None,
 ) -> dict:
     """Score ``backbones`` (default: every registered one) on ``source`` (anything :func:`load_dataset` takes).
 
     Backbones without offline or already-downloaded weights are skipped with
     the reason, as are backbones that fail to build. ``on_progress(event)``
     receives ``{"stage": "embed"|"scored"|"skipped", "backbone", "index",
-    "count", ...}``; ``should_stop()`` is polled after every batch, and a stop
-    returns the rows scored so far with ``stopped`` true. Rows are sorted best
+    "count", ...}`` (``embed`` at least every second while photos are embedded);
+    ``on_phase(phase, name=backbone)`` hears ``loading`` before a backbone is
+    built and ``scoring`` before its quick head is fitted; ``should_stop()`` is
+    polled with every ``embed`` report, and a stop returns the rows scored so
+    far with ``stopped`` true. Rows are sorted best
     first: ``name``, ``accuracy``, ``size_mb``, ``params``, ``images_per_s``
     (measured while embedding; an earlier measurement, or None, when every
     embedding came from the cache), ``speed_source``, ``feature_dim``,
@@ -164,6 +171,7 @@ def leaderboard(
     cache = cache if cache is not None else FeatureCache()
     available = set(available_backbones())
     emit = on_progress or (lambda event: None)
+    phase = on_phase or no_phase
 
     rows, skipped, files_skipped, stopped = [], [], None, False
     for index, name in enumerate(names):
@@ -185,7 +193,8 @@ def leaderboard(
         timer = {"seconds": 0.0, "images": 0}
         t0 = time.perf_counter()
         try:
-            feats = extract_features(paths, f"{name}|imagenet", _timed_encoder(name, spec.input_size, timer),
+            loading = lambda backbone=name: phase(LOADING, name=backbone)  # noqa: E731
+            feats = extract_features(paths, f"{name}|imagenet", _timed_encoder(name, spec.input_size, timer, loading),
                                      spec.input_size, cache, on_progress=on_extract)
         except _Stopped:
             stopped = True
@@ -206,6 +215,7 @@ def leaderboard(
         train, val = sp == "train", sp == "val"
         if not train.any() or not val.any():
             raise TLError("too few readable photos to hold any out for scoring; add at least 3 per class")
+        phase(SCORING, name=name)
         accuracy = _score(feats.features[train], y[train], feats.features[val], y[val], len(classes), seed)
         if timer["images"] and timer["seconds"] > 0:
             speed, source_of_speed = timer["images"] / timer["seconds"], "embedding"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -36,14 +37,16 @@ def tflite_converter(saved_model_dir: str | Path):
 
 
 def convert_tflite(saved_model_dir, fmt: str, calibration: np.ndarray | None = None,
-                   int8_io: bool = False) -> bytes:
+                   int8_io: bool = False, on_calibrate: Callable[[int, int], None] | None = None) -> bytes:
     """Convert a batch-1 SavedModel (its folder, or a :func:`tflite_converter` on it) to TFLite bytes in
     format ``fmt``.
 
     ``tflite-int8`` needs ``calibration`` (uint8 images): every weight and
     activation becomes 8-bit, with float32 input and output unless
     ``int8_io`` (then uint8 input and output). Raises :class:`TLError` with
-    the converter's reason when conversion fails.
+    the converter's reason when conversion fails. ``on_calibrate(done, total)``
+    hears each calibration image the converter has run (0 before the first,
+    the total after the last): calibrating is most of an INT8 conversion.
     """
     import tensorflow as tf
 
@@ -60,8 +63,13 @@ def convert_tflite(saved_model_dir, fmt: str, calibration: np.ndarray | None = N
     converter.inference_input_type = converter.inference_output_type = tf.float32
     if fmt == "tflite-int8":
         def representative():
-            for image in calibration:
+            # The converter asks for the next image once it has run the previous one through the model.
+            for done, image in enumerate(calibration):
+                if on_calibrate:
+                    on_calibrate(done, len(calibration))
                 yield [image[None].astype(np.float32)]
+            if on_calibrate:
+                on_calibrate(len(calibration), len(calibration))
 
         converter.representative_dataset = representative
         # Only integer kernels: a model that cannot be fully quantised fails here rather than

@@ -64,11 +64,13 @@ class KerasFileModel:
         """Probabilities for a float32 batch of RGB pixels 0..255, shape ``(n, size, size, 3)``."""
         return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)))
 
-    def predict_files(self, paths: Sequence[str], batch_size: int = 16):
-        """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``."""
+    def predict_files(self, paths: Sequence[str], batch_size: int = 16, on_progress=None):
+        """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``; ``on_progress(done,
+        total)`` hears each batch."""
         from .run import predict_image_files
 
-        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size)
+        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size,
+                                   on_progress)
 
 
 def load_model_file(path: str | Path):

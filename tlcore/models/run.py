@@ -50,19 +50,24 @@ class RunModel:
         """Probabilities for a float32 batch of RGB pixels 0..255, shape ``(n, size, size, 3)``."""
         return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)))
 
-    def predict_files(self, paths: Sequence[str], batch_size: int = 16):
+    def predict_files(self, paths: Sequence[str], batch_size: int = 16,
+                      on_progress: Callable[[int, int], None] | None = None):
         """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``."""
-        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size)
+        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size,
+                                   on_progress)
 
 
 def predict_image_files(predict_batch: Callable[[np.ndarray], np.ndarray], size: int, n_classes: int,
-                        paths: Sequence[str], batch_size: int = 16):
+                        paths: Sequence[str], batch_size: int = 16,
+                        on_progress: Callable[[int, int], None] | None = None):
     """Decode ``paths`` with the one image path and run ``predict_batch`` on them in batches.
 
     Returns ``(probs, kept indices, skipped)``; undecodable files are skipped
-    with their reason, never fatal.
+    with their reason, never fatal. ``on_progress(done, total)`` hears 0 first, then each batch.
     """
     probs, kept, skipped = [], [], []
+    if on_progress:
+        on_progress(0, len(paths))
     for start in range(0, len(paths), batch_size):
         batch, idx = [], []
         for i in range(start, min(start + batch_size, len(paths))):
@@ -74,6 +79,8 @@ def predict_image_files(predict_batch: Callable[[np.ndarray], np.ndarray], size:
         if batch:
             probs.append(predict_batch(np.stack(batch).astype(np.float32)))
             kept += idx
+        if on_progress:
+            on_progress(min(start + batch_size, len(paths)), len(paths))
     out = np.concatenate(probs) if probs else np.zeros((0, n_classes), np.float32)
     return np.asarray(out), kept, skipped
 

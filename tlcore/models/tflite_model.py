@@ -8,7 +8,7 @@ beside the model with one class name per line in output order.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -89,9 +89,12 @@ class TFLiteModel:
         """Probabilities for a batch of RGB pixels 0..255 (the model takes one image per call)."""
         return np.stack([self._invoke(image) for image in np.asarray(images)])
 
-    def predict_files(self, paths: Sequence[str], batch_size: int = 16):
-        """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``."""
-        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size)
+    def predict_files(self, paths: Sequence[str], batch_size: int = 16,
+                      on_progress: Callable[[int, int], None] | None = None):
+        """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``; ``on_progress(done,
+        total)`` hears each batch."""
+        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size,
+                                   on_progress)
 
     def latency_ms(self, image: np.ndarray, repeats: int = 20, warmup: int = 3) -> float:
         """Median wall time of one inference on ``image``, in milliseconds, after ``warmup`` untimed ones."""

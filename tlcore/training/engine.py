@@ -28,6 +28,7 @@ import numpy as np
 from ..io.atomic import write_bytes_atomic
 from ..io.cache_use import touch
 from ..io.cpus import usable_cpus
+from ..jobs.events import PREPARING, PhaseCallback
 from .features import DECODE_VERSION
 from ..io.paths import default_cache_dir
 
@@ -126,14 +127,15 @@ def _agrees(engine: Encoder, backbone, input_size: int) -> float:
 
 
 def fast_encoder(get_backbone: Callable[[], object], backbone_key: str | None, input_size: int,
-                 num_threads: int | None = None) -> Encoder:
+                 num_threads: int | None = None, on_phase: PhaseCallback | None = None) -> Encoder:
     """The fastest encoder available for the frozen backbone ``get_backbone()`` identified by ``backbone_key``.
 
     A cached engine file is loaded without building the backbone. Otherwise
     the backbone is converted, checked against Keras on a probe image and
     written atomically to :func:`engine_path`. Uncacheable backbones
     (``backbone_key`` None), failed conversions and engines that disagree
-    with Keras use ``predict_on_batch``; the reason is logged.
+    with Keras use ``predict_on_batch``; the reason is logged. ``on_phase(PREPARING)`` is called before the
+    conversion (seconds, once per backbone and machine), so a follower knows why embedding waits.
     """
     path = engine_path(backbone_key, input_size)
     if path is None:
@@ -146,6 +148,8 @@ def fast_encoder(get_backbone: Callable[[], object], backbone_key: str | None, i
         except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt below
             log.warning("cached engine %s cannot be loaded; converting the backbone again", path, exc_info=True)
     backbone = get_backbone()
+    if on_phase is not None:
+        on_phase(PREPARING)
     try:
         data = convert_backbone(backbone)
         engine = TFLiteEncoder(data, num_threads)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,16 +19,20 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..io.cache_use import touch
+from ..jobs.events import Ticker
 from ..io.cpus import usable_cpus
 from ..data.images import ImageDecodeError, decode_image
 from ..io.paths import default_cache_dir
 
-__all__ = ["FeatureCache", "FeatureResult", "PREFETCH_BATCHES", "extract_features"]
+__all__ = ["FeatureCache", "FeatureResult", "PREFETCH_BATCHES", "SLICE_SECONDS", "extract_features"]
 
 # Bump when decoding or resizing changes, so stale embeddings are never reused.
 DECODE_VERSION = "2"  # 2: transparent colours in L/RGB blended on white, 16-bit rounding
 # Batches decoded ahead of the encoder: one hides decoding behind inference; more only costs memory.
 PREFETCH_BATCHES = 1
+# About how long one call of the encoder may take: the progress count moves between calls, so a slow
+# backbone gets fewer photos at once (the TFLite engine runs one photo per invoke anyway).
+SLICE_SECONDS = 0.5
 
 
 class FeatureCache:
@@ -93,14 +98,19 @@ def extract_features(
     batch_size: int = 32,
     on_progress: Callable[[int, int], None] | None = None,
     transform: Callable[[np.ndarray, str], np.ndarray] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FeatureResult:
     """Embed every decodable file in ``paths``.
 
     ``get_encoder()`` returns a function from a uint8 batch ``(n, H, W, 3)``
     to features ``(n, D)``; it is called only if some image is not cached
     (``backbone_key=None`` disables the cache, e.g. for random weights).
-    ``on_progress(done, total)`` is called after each batch. Files that
-    cannot be decoded are skipped and reported as ``{"path", "reason"}``.
+    ``on_progress(done, total)`` is called with 0 before any work, then at
+    least every :data:`~tlcore.jobs.events.REPORT_EVERY` seconds of ``clock``
+    plus the time one photo takes (never more often), and with the total at
+    the end: the encoder gets slices of a batch sized to take about
+    :data:`SLICE_SECONDS`, so a slow backbone still moves the count. Files
+    that cannot be decoded are skipped and reported as ``{"path", "reason"}``.
     ``transform(image, content_sha)``, if given, changes each decoded image
     before embedding (augmentation); it must be deterministic for a given
     sha and be part of ``backbone_key``, since the cache trusts the key.
@@ -110,6 +120,8 @@ def extract_features(
     exist at once, whatever the number of files.
     """
     total = len(paths)
+    report = Ticker(on_progress, total, clock=clock)
+    report(0)  # at once: a follower learns the count before the first file is even read
     vectors: dict[int, np.ndarray] = {}
     skipped: list[dict] = []
     # Only (index, sha) is kept for files to embed: their bytes are read again by the decoder,
@@ -119,19 +131,19 @@ def extract_features(
         data, error = _read(path)
         if error:
             skipped.append({"path": str(path), "reason": error})
-            continue
-        sha = hashlib.sha256(data).hexdigest()
-        del data
-        hit = cache.get(backbone_key, sha) if cache is not None and backbone_key else None
-        if hit is not None:
-            vectors[i] = hit
         else:
-            todo.append((i, sha))
+            sha = hashlib.sha256(data).hexdigest()
+            del data
+            hit = cache.get(backbone_key, sha) if cache is not None and backbone_key else None
+            if hit is not None:
+                vectors[i] = hit
+            else:
+                todo.append((i, sha))
+        report(len(vectors) + len(skipped))
     hits = len(vectors)
     done = hits + len(skipped)
-    if on_progress:
-        on_progress(done, total)
     encoder = get_encoder() if todo else None
+    slices = _Slices(batch_size, clock)
 
     def decode(item):
         i, sha = item
@@ -145,6 +157,15 @@ def extract_features(
             return i, sha, transform(image, sha) if transform else image, None
         except ImageDecodeError as exc:
             return i, sha, None, str(exc)
+
+    def embed(ready: list) -> None:
+        batch = np.stack([img for _, _, img in ready])
+        feats = slices.encode(encoder, batch)
+        del batch
+        for (i, sha, _img), vec in zip(ready, feats):
+            vectors[i] = vec
+            if cache is not None and backbone_key:
+                cache.put(backbone_key, sha, vec)
 
     chunks = iter(range(0, len(todo), batch_size))
     pending: deque[list[Future]] = deque()
@@ -163,30 +184,41 @@ def extract_features(
             # encoded, and nothing further is queued until the encoder has taken this batch.
             while len(pending) < PREFETCH_BATCHES and submit_next():
                 pass
-            decoded = [f.result() for f in futures]
-            del futures
-            good = [(i, sha, img) for i, sha, img, err in decoded if err is None]
-            for i, _sha, _img, err in decoded:
+            # Photos are taken as they are decoded, a slice at a time, so the count moves within a batch.
+            ready: list = []
+            for k, future in enumerate(futures):
+                i, sha, img, err = future.result()
                 if err is not None:
                     skipped.append({"path": str(paths[i]), "reason": err})
-            n_decoded = len(decoded)
-            del decoded
-            if good:
-                batch = np.stack([img for _, _, img in good])
-                good = [(i, sha) for i, sha, _ in good]  # drop the per-image arrays: the batch holds them
-                feats = np.asarray(encoder(batch), np.float32)
-                del batch
-                for (i, sha), vec in zip(good, feats):
-                    vectors[i] = vec
-                    if cache is not None and backbone_key:
-                        cache.put(backbone_key, sha, vec)
+                    done += 1
+                else:
+                    ready.append((i, sha, img))
+                if ready and (len(ready) >= slices.size or k == len(futures) - 1):
+                    embed(ready)
+                    done += len(ready)
+                    ready = []
+                report(done)
+            del futures
             if not pending:  # PREFETCH_BATCHES = 0: strictly one batch after another
                 submit_next()
-            done += n_decoded
-            if on_progress:
-                on_progress(done, total)
+    report(total)
     kept = sorted(vectors)
     dim = next(iter(vectors.values())).shape[-1] if vectors else 0
     features = np.stack([vectors[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
     skipped.sort(key=lambda s: s["path"])
     return FeatureResult(features, kept, skipped, cache_hits=hits, computed=len(kept) - hits)
+
+
+class _Slices:
+    """How many photos the encoder gets at once: as many as take about :data:`SLICE_SECONDS` at the speed
+    measured so far (one at first), at most a batch, so progress is reported between slices."""
+
+    def __init__(self, batch_size: int, clock: Callable[[], float]):
+        self.batch_size, self.clock, self.size = batch_size, clock, 1
+
+    def encode(self, encoder, batch: np.ndarray) -> np.ndarray:
+        start = self.clock()
+        feats = np.asarray(encoder(batch), np.float32)
+        per_photo = (self.clock() - start) / max(len(batch), 1)
+        self.size = self.batch_size if per_photo <= 0 else max(1, min(self.batch_size, int(SLICE_SECONDS / per_photo)))
+        return feats

@@ -25,6 +25,7 @@ from ..data.datasets import Dataset, assign_splits, check_classes, load_dataset,
 from ..analysis.diagnosis import Done, diagnose
 from .distribute import build_for_fit, check_strategy, fine_tuning_classifier, make_strategy
 from ..io.errors import TLError
+from ..jobs.events import AUGMENTING, EVALUATING, FINE_TUNING, LOADING, SAVING, TRAINING, PhaseCallback, no_phase
 from ..analysis.evaluate import classification_metrics
 from .features import FeatureCache, extract_features
 from .head_fit import HeadTrainer
@@ -102,6 +103,25 @@ class _Progress(keras.callbacks.Callback):
             self.on_epoch(entry["epoch"], dict(entry))
         if self.should_stop and self.should_stop():
             self.model.stop_training = True
+
+
+class _BatchProgress(keras.callbacks.Callback):
+    """Reports the batches of a long fit or predict as they end: ``report(batches_done, epoch)`` (epoch from 1;
+    0 when predicting)."""
+
+    def __init__(self, report: Callable[[int, int], None]):
+        super().__init__()
+        self.report, self.epoch = report, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        self.report(0, self.epoch)  # a new epoch at batch 0, not the last one's end
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.report(batch + 1, self.epoch)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.report(batch + 1, 0)
 
 
 class ImageBatches(keras.utils.PyDataset):
@@ -232,12 +252,19 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history, on_epoch, should_stop,
-                     warnings, checkpoints: _Checkpoints, strategy=None):
+                     warnings, checkpoints: _Checkpoints, strategy=None, on_phase: PhaseCallback = no_phase):
     """Unfreeze the backbone's top layers and train the whole classifier at a low rate.
 
     ``strategy`` (default: made from ``config.strategy``) places the variables
     and splits each batch of ``config.batch_size`` images across its replicas.
+    ``on_phase(FINE_TUNING, ...)`` hears of each batch (an epoch of photos through the backbone takes long).
     """
+    # Resampling changes the image list itself (not the weights), on the training split only.
+    train_ids = idx["train"][resample_indices(y[idx["train"]], config.resample, config.seed)]
+    # Announced before the classifier is built (seconds), as the epoch it is about to train, batch 0.
+    first = checkpoints.resume.epochs_done + 1 if checkpoints.resumes("fine_tune") else 1
+    on_phase(FINE_TUNING, done=0, total=math.ceil(len(train_ids) / config.batch_size),
+             epoch=min(first, config.fine_tune_epochs), epochs=config.fine_tune_epochs)
     strategy = strategy if strategy is not None else make_strategy(config.strategy)
     classifier, layers = fine_tuning_classifier(strategy, backbone, head, config.fine_tune_layers,
                                                 config.fine_tune_lr)
@@ -254,8 +281,6 @@ def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, 
             best_weights = restore_training(checkpoints.resume, classifier)
         initial_epoch = checkpoints.resume.epochs_done
         early_state = checkpoints.resume.state.get("early_stopping")
-    # Resampling changes the image list itself (not the weights), on the training split only.
-    train_ids = idx["train"][resample_indices(y[idx["train"]], config.resample, config.seed)]
     sw = None
     if class_weight:
         sw = np.array([class_weight[int(c)] for c in y[train_ids]], np.float32)
@@ -271,12 +296,33 @@ def _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, 
     # Early stopping first (it may end training), then the history, then the checkpoint that stores both.
     callbacks = ([early] if early else []) + [_Progress("fine_tune", history, on_epoch, should_stop)]
     callbacks += checkpoints.callbacks("fine_tune", history, early)
+    callbacks.append(_BatchProgress(lambda n, epoch: on_phase(FINE_TUNING, done=n, total=len(train_batches),
+                                                               epoch=epoch, epochs=config.fine_tune_epochs)))
     if initial_epoch < config.fine_tune_epochs:
         # shuffle=False: ImageBatches shuffles with the run's seed; Keras would also reorder the batches from
         # Python's global random state, which differs between otherwise identical runs (and strategies).
         classifier.fit(train_batches, validation_data=val_batches, epochs=config.fine_tune_epochs, verbose=0,
                        callbacks=callbacks, initial_epoch=initial_epoch, shuffle=False)
     return classifier, layers
+
+
+class _Scored:
+    """The ``evaluating`` phase: held-out photos scored so far (validation, then test), by batch."""
+
+    def __init__(self, on_phase: PhaseCallback, idx, batch_size: int):
+        self.on_phase, self.batch_size = on_phase, batch_size
+        self.total, self.done = int(len(idx["val"]) + len(idx["test"])), 0
+        on_phase(EVALUATING, done=0, total=self.total)
+
+    def batches(self, ids) -> keras.callbacks.Callback:
+        """A callback for the predict of one split (``ids``), counting its batches on top of the splits before."""
+        return _BatchProgress(lambda n, _epoch: self.on_phase(
+            EVALUATING, done=self.done + min(n * self.batch_size, len(ids)), total=self.total))
+
+    def after(self, ids, probs):
+        self.done += len(ids)
+        self.on_phase(EVALUATING, done=self.done, total=self.total)
+        return probs
 
 
 def held_out_results(predict, paths, labels, y, idx, classes) -> tuple[dict, list[dict]]:
@@ -327,6 +373,7 @@ def train(
     cache: FeatureCache | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
+    on_phase: PhaseCallback | None = None,
 ) -> dict:
     """Train a classifier on ``source`` (any input :func:`load_dataset` accepts).
 
@@ -338,7 +385,11 @@ def train(
     backbone's top layers and trains at ``config.fine_tune_lr`` with early
     stopping on validation loss (unless ``config.early_stopping`` is off).
     ``on_epoch(epoch, logs)`` receives each epoch's losses and accuracies;
-    ``on_extract(done, total)`` the embedding progress;
+    ``on_extract(done, total)`` the embedding progress (0 first, then at least
+    every second); ``on_phase(phase, done=, total=, **labels)`` hears each
+    other phase of :mod:`tlcore.jobs.events` before it starts (building the
+    backbone, preparing its engine, augmented copies, head training,
+    fine-tuning by batch, scoring the held-out photos, saving);
     ``should_stop()`` is polled after each epoch. When ``out`` is given the
     run is saved there, and a checkpoint is written beside it after every
     epoch (see :mod:`tlcore.training.checkpoint`) until the run is saved; with
@@ -352,6 +403,7 @@ def train(
     which counts the looks a person takes.
     """
     t_start = time.perf_counter()
+    phase = on_phase or no_phase
     validate_config(config)
     # Made before any TensorFlow work: TensorFlow refuses a multi-worker strategy made later.
     strategy = make_strategy(config.strategy) if config.fine_tune_layers > 0 else None
@@ -368,6 +420,7 @@ def train(
 
     def get_backbone() -> keras.Model:
         if not backbone_holder:
+            phase(LOADING)
             keras.utils.set_random_seed(config.seed)  # random-init backbones are reproducible too
             backbone_holder.append(create_backbone(spec.name, weights=config.weights, input_shape=(size, size, 3)))
         return backbone_holder[0]
@@ -376,7 +429,7 @@ def train(
         # The frozen backbone runs as a cached TFLite engine (Keras for random weights or on failure).
         from .engine import fast_encoder
 
-        return fast_encoder(get_backbone, backbone_key, size)
+        return fast_encoder(get_backbone, backbone_key, size, on_phase=phase)
 
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]
@@ -419,7 +472,9 @@ def train(
         train_paths = [samples[i].path for i in idx["train"]]
         for copy in range(1, config.augment_copies + 1):
             key = f"{backbone_key}|{_augment_key(config, copy)}" if backbone_key else None
-            aug = extract_features(train_paths, key, get_encoder, size, cache,
+            counted = lambda done, total, copy=copy: phase(AUGMENTING, done=done, total=total, copy=copy,  # noqa: E731
+                                                           copies=config.augment_copies)
+            aug = extract_features(train_paths, key, get_encoder, size, cache, on_progress=counted,
                                    transform=_augmenter(config.seed, copy, _augment_config(config)))
             x_train = np.concatenate([x_train, aug.features])
             y_train = np.concatenate([y_train, y[idx["train"]][aug.kept]])
@@ -446,6 +501,7 @@ def train(
         initial_epoch = checkpoints.resume.epochs_done
     elif checkpoints.resumes("fine_tune"):
         initial_epoch = config.epochs  # the head phase had finished; its result is in the checkpoint's weights
+    phase(TRAINING, epochs=config.epochs)
     trainer.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size, initial_epoch=initial_epoch,
                 class_weight=class_weight, validation_data=val_data,
                 callbacks=[_Progress("head", history, on_epoch, should_stop),
@@ -461,14 +517,17 @@ def train(
         t0 = time.perf_counter()
         classifier, fine_tuned_layers = _fine_tune_phase(
             get_backbone(), head, sample_paths, y, idx, size, config, class_weight, history,
-            on_epoch, should_stop, warnings, checkpoints, strategy)
+            on_epoch, should_stop, warnings, checkpoints, strategy, phase)
         t_fine = time.perf_counter() - t0
+
+    scored = _Scored(phase, idx, config.batch_size)
 
     def predict(ids):
         if classifier is None:
-            return head.predict(x[ids], verbose=0)
-        return classifier.predict(ImageBatches([sample_paths[i] for i in ids], y[ids], size,
-                                               config.batch_size), verbose=0)
+            return scored.after(ids, head.predict(x[ids], verbose=0))
+        return scored.after(ids, classifier.predict(ImageBatches([sample_paths[i] for i in ids], y[ids], size,
+                                                                 config.batch_size), verbose=0,
+                                                    callbacks=[scored.batches(ids)]))
 
     # Absolute paths in the saved files: a later fine-tune or gallery may run from another directory.
     saved_paths = [os.path.abspath(p) for p in sample_paths]
@@ -486,7 +545,8 @@ def train(
         warnings=warnings,
     )
     if out is not None:  # metrics.json gets the timings so far; the returned total includes saving
-        model = classifier or build_classifier(get_backbone(), head)
+        model = classifier or build_classifier(get_backbone(), head)  # building the backbone says so itself
+        phase(SAVING)
         run_config = {"backbone": spec.name, "weights": config.weights, "input_size": size,
                       "train": asdict(config), "fine_tuned": classifier is not None}
         split_list = [{"path": p, "label": s.label, "split": sp} for p, s, sp in zip(saved_paths, samples, splits)]
@@ -505,6 +565,7 @@ def fine_tune(
     on_epoch: EpochCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
+    on_phase: PhaseCallback | None = None,
 ) -> dict:
     """Phase 2 on a saved run: unfreeze the top layers and continue from its head.
 
@@ -515,9 +576,11 @@ def fine_tune(
     ``augment_strength``, ``resample``, ``early_stopping``); the
     history continues from the run's. Saves to ``out`` (default: replace
     ``run_dir``), checkpointing each epoch beside it (``resume`` continues
-    from that checkpoint), and returns the same summary as :func:`train`.
+    from that checkpoint), and returns the same summary as :func:`train`;
+    ``on_phase`` hears the phases as in :func:`train`.
     """
     t_start = time.perf_counter()
+    phase = on_phase or no_phase
     config = config or TrainConfig(fine_tune_layers=20)
     validate_config(config)  # before loading the model, which takes seconds
     if config.fine_tune_layers < 1:
@@ -559,11 +622,14 @@ def fine_tune(
     keras.utils.set_random_seed(config.seed)
     t0 = time.perf_counter()
     classifier, layers = _fine_tune_phase(backbone, head, paths, y, idx, size, config, class_weight, history,
-                                          on_epoch, should_stop, warnings, checkpoints, strategy)
+                                          on_epoch, should_stop, warnings, checkpoints, strategy, phase)
     t_fine = time.perf_counter() - t0
+    scored = _Scored(phase, idx, config.batch_size)
 
     def predict(ids):
-        return classifier.predict(ImageBatches([paths[i] for i in ids], y[ids], size, config.batch_size), verbose=0)
+        return scored.after(ids, classifier.predict(ImageBatches([paths[i] for i in ids], y[ids], size,
+                                                                 config.batch_size), verbose=0,
+                                                    callbacks=[scored.batches(ids)]))
 
     metrics, predictions = held_out_results(predict, paths, labels, y, idx, classes)
     summary = _summary(
@@ -579,6 +645,7 @@ def fine_tune(
     run_config = {**run.config, "train": asdict(config), "fine_tuned": True}
     run_config.pop("classes", None)
     run_config.pop("tlcore_version", None)
+    phase(SAVING)
     save_run(out, classifier, classes, run_config, summary,
              extra={"samples.json": samples, "predictions.json": predictions})
     checkpoints.finish()

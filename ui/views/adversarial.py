@@ -8,12 +8,13 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from tlcore.jobs.events import MEASURING, current_phase
 from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import job_status, read_events, request_stop
 
 from ui.frame import state
 from ui.charts.figures import probabilities_figure, robustness_figure
-from ui.views.follow import follow
+from ui.views.follow import follow, phase_progress
 from ui.frame.layout import job_error, plain, t
 
 __all__ = ["show_attack", "show_robustness", "show_harden", "show_ideal"]
@@ -67,11 +68,12 @@ def _draw_robustness(job_dir: Path) -> str:
     status = job_status(job_dir)
     key = status["status"]
     if key in ("waiting", "running", "stopping"):
-        points = [e for e in read_events(job_dir) if e.get("type") == "robustness"]
+        events = read_events(job_dir)
+        points = [e for e in events if e.get("type") == "robustness"]
         last = points[-1] if points else {}
-        text = (t("adv.measuring", method=last["method"].upper(), eps=last["epsilon"]) if last
-                else t("export.starting"))
-        _running(job_dir, status, text, len(points) / max(int(last.get("total", 1)), 1))
+        # The photos attacked over every point; before the first count, the points measured.
+        fraction, text = phase_progress(events, len(points) / max(int(last.get("total", 1)), 1))
+        _running(job_dir, status, text, fraction)
     elif key == "failed":
         st.error(t("adv.job_failed", error=job_error(status)))
     elif status.get("result"):
@@ -89,8 +91,12 @@ def _draw_harden(job_dir: Path) -> str:
         start = next((e for e in events if e.get("type") == "start"), {})
         epochs = sum(1 for e in events if e.get("type") == "epoch")
         total = int(start.get("epochs", 1))
-        text = t("adv.hardening", epoch=epochs, total=total) if epochs else t("adv.harden_start")
-        _running(job_dir, status, text, epochs / max(total, 1))
+        fraction, text = phase_progress(events, epochs / max(total, 1))
+        phase = current_phase(events) or {}
+        if phase.get("phase") == MEASURING:  # the curves are measured twice: say which
+            when = "adv.harden_after" if epochs else "adv.harden_before"
+            text = t(when, done=phase.get("done", 0), total=phase.get("total", 0))
+        _running(job_dir, status, text, fraction)
     elif key == "failed":
         st.error(t("adv.job_failed", error=job_error(status)))
     elif status.get("result"):
@@ -126,9 +132,12 @@ def _draw_ideal(job_dir: Path) -> str:
     frames = [{**e, "image": image} for e in steps if (image := _image(root, e.get("image")))]
     if key in ("waiting", "running", "stopping"):
         last = steps[-1] if steps else {}
-        text = (t("adv.ideal_step", step=last["step"], total=last["total"], p=last.get("probability", 0.0)) if last
-                else t("export.starting"))
-        _running(job_dir, status, text, last.get("step", 0) / max(int(last.get("total", 1)), 1))
+        if last:
+            text = t("adv.ideal_step", step=last["step"], total=last["total"], p=last.get("probability", 0.0))
+            fraction = last.get("step", 0) / max(int(last.get("total", 1)), 1)
+        else:  # starting, loading TensorFlow and the model
+            fraction, text = phase_progress(read_events(job_dir))
+        _running(job_dir, status, text, fraction)
         if frames:
             st.image(frames[-1]["image"], width=280, caption=t("adv.ideal_frame", step=frames[-1]["step"]))
     elif key == "failed":

@@ -14,7 +14,7 @@ from tlcore.jobs.runner import job_status, read_events, request_stop
 
 from ui.frame import state
 from ui.charts.figures import export_figure
-from ui.views.follow import follow
+from ui.views.follow import follow, phase_progress
 from ui.frame.layout import job_error, plain, t
 
 __all__ = ["show_export"]
@@ -36,11 +36,10 @@ def _progress(job_dir: Path, status: dict) -> None:
     start = next((e for e in events if e.get("type") == "start"), {})
     formats = start.get("formats") or []
     done = sum(1 for e in events if e.get("type") == "export" and e.get("stage") == "exported")
-    last = next((e for e in reversed(events) if e.get("type") == "export"), None)
-    text = t("export.starting") if last is None else t(f"export.stage.{last['stage']}", format=last.get("format", ""),
-                                                       n=last.get("n", 0))
+    # The photos of a phase that counts them (reference, calibration, verification), else the formats written.
+    fraction, text = phase_progress(events, min(done / max(len(formats), 1), 1.0))
     st.info(t("export.running"))
-    st.progress(min(done / max(len(formats), 1), 1.0), text=text)
+    st.progress(fraction, text=text)
     if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=status["status"] == "stopping",
                  icon=":material/stop:"):
         request_stop(job_dir)

@@ -1,6 +1,8 @@
-"""Follow a background job: progress bar, live curves, Stop, final message and the curves' diagnosis."""
+"""Follow a background job: the phase it is in and a bar that moves, live curves, Stop, final message and the
+curves' diagnosis."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -8,6 +10,7 @@ import streamlit as st
 from tlcore.analysis.diagnosis import Done, diagnose
 from tlcore.jobs.folder import job_path
 from tlcore.io.errors import TLError
+from tlcore.jobs.events import FINE_TUNING, LABELS, TRAINING, current_phase
 from tlcore.jobs.runner import LIVE, job_meta, job_status, read_events, request_stop
 from tlcore.models.run_files import is_run, read_run_json, training_done
 from tlcore.training.resume import resume_job, resume_point
@@ -18,7 +21,7 @@ from ui.charts.figures import curves_figure
 from ui.views.diagnosis import show_diagnosis
 from ui.frame.layout import guard, job_error, t
 
-__all__ = ["job_history", "show_job", "curve_labels", "follow", "show_waiting"]
+__all__ = ["job_history", "show_job", "curve_labels", "follow", "show_waiting", "phase_progress"]
 
 
 def curve_labels() -> dict:
@@ -60,22 +63,43 @@ def _epochs_done(events: list[dict]) -> int:
     return done
 
 
+def phase_progress(events: list[dict], overall: float = 0.0) -> tuple[float, str]:
+    """``(bar, words)`` for the phase a job is in (:func:`tlcore.jobs.events.current_phase`): the phase's own
+    count when it has one; else ``overall`` (the job's share done by its own measure: epochs, formats...) and, in
+    the words, how long the phase has taken, so that a phase without a count is still seen to be alive."""
+    phase = current_phase(events)
+    if phase is None:  # the worker has not written its first event yet
+        return overall, t("phase.starting")
+    values = {"done": phase.get("done", 0), "total": phase.get("total", 0), **{k: phase.get(k, "") for k in LABELS}}
+    text = t(f"phase.{phase['phase']}", **values)
+    if phase.get("total"):
+        return min(max(values["done"] / phase["total"], 0.0), 1.0), text
+    seconds = max(0, round(time.time() - float(phase.get("since") or time.time())))
+    return overall, t("phase.elapsed", text=text, seconds=seconds)
+
+
+def _training_progress(events: list[dict], total_epochs: int) -> tuple[float, str]:
+    """The bar over all epochs (the head's, then fine-tuning's batch by batch); other phases say their own."""
+    epochs = min(_epochs_done(events) / max(total_epochs, 1), 1.0)
+    phase = current_phase(events) or {}
+    if phase.get("phase") == TRAINING:
+        return epochs, t("train.epoch", epoch=_epochs_done(events), total=total_epochs)
+    fraction, text = phase_progress(events, epochs)
+    if phase.get("phase") == FINE_TUNING and phase.get("total"):  # the batches of the epoch under way
+        fraction = min((_epochs_done(events) + fraction) / max(total_epochs, 1), 1.0)
+    return fraction, text
+
+
 def _draw(job_dir: Path) -> str:
     status = job_status(job_dir)
     events = read_events(job_dir)
     start = next((e for e in events if e.get("type") == "start"), {})
     total_epochs = int(start.get("epochs", 0)) + int(start.get("fine_tune_epochs", 0))
-    last = events[-1] if events else {}
     key = status["status"]
     if key in LIVE:
         st.info(t("train.running"))
-        epochs_done = _epochs_done(events)
-        if last.get("type") == "extract":
-            st.progress(last["done"] / max(last["total"], 1), text=t("train.extracting", done=last["done"], total=last["total"]))
-        elif epochs_done:
-            st.progress(min(epochs_done / max(total_epochs, 1), 1.0), text=t("train.epoch", epoch=epochs_done, total=total_epochs))
-        else:
-            st.progress(0.0, text=t("train.starting"))
+        fraction, text = _training_progress(events, total_epochs)
+        st.progress(fraction, text=text)
         if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon=":material/stop:"):
             request_stop(job_dir)
     elif key == "stopped" and not status.get("result"):

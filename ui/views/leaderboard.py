@@ -6,11 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from tlcore.jobs.events import PHASE
 from tlcore.jobs.runner import LIVE, job_status, read_events, request_stop
 
 from ui.frame import state
 from ui.charts.figures import leaderboard_figure
-from ui.views.follow import follow
+from ui.views.follow import follow, phase_progress
 from ui.frame.layout import job_error, plain, t
 
 __all__ = ["show_leaderboard"]
@@ -73,15 +74,22 @@ def _draw(job_dir: Path, chosen: str) -> str:
     status = job_status(job_dir)
     key = status["status"]
     if key in LIVE:
-        events = [e for e in read_events(job_dir) if e.get("type") == "leaderboard"]
+        everything = read_events(job_dir)
+        events = [e for e in everything if e.get("type") == "leaderboard"]
         last = events[-1] if events else {}
+        newest = next((e for e in reversed(everything) if e.get("type") in ("leaderboard", PHASE)), {})
         if last:
             share = last.get("done", 0) / max(last.get("total", 1), 1) if last["stage"] == "embed" else 1.0
             fraction = (last["index"] + share) / max(last["count"], 1)
-            text = t("backbone.lb_embedding", name=last["backbone"], i=last["index"] + 1, n=last["count"],
-                     done=last.get("done", 0), total=last.get("total", 0)) if last["stage"] == "embed" else last["backbone"]
-        else:
-            fraction, text = 0.0, t("export.starting")
+            where = {"name": last["backbone"], "i": last["index"] + 1, "n": last["count"]}
+            if newest.get("type") == PHASE:  # building this backbone, or scoring it
+                text = t("backbone.lb_phase", **where, phase=phase_progress(everything)[1])
+            elif last["stage"] == "embed":
+                text = t("backbone.lb_embedding", **where, done=last.get("done", 0), total=last.get("total", 0))
+            else:
+                text = last["backbone"]
+        else:  # starting, loading TensorFlow
+            fraction, text = phase_progress(everything)
         st.progress(min(max(fraction, 0.0), 1.0), text=text)
         if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon=":material/stop:"):
             request_stop(job_dir)
