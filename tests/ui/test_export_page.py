@@ -2,6 +2,7 @@
 Predict page running the exported TFLite model."""
 from __future__ import annotations
 
+import json
 import zipfile
 
 import pytest
@@ -91,7 +92,16 @@ def test_export_page_shows_the_verification_table_chart_and_downloads(exported):
     table = at.dataframe[0].value
     assert list(table["format"]) == ["tflite-float32", "tflite-int8"]
     assert list(table["file"]) == ["model_float32.tflite", "model_int8.tflite"]
-    assert len(at.get("plotly_chart")) == 1
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    # Issue 17, item 4: only what has a file has a size bar (Keras is timed as the reference, no .keras was made),
+    # and the table writes each number as the chart and the model card do ("8.0", not "8" beside "8.8").
+    size, latency = json.loads(charts[0].proto.spec)["data"]
+    assert size["x"] == ["float32", "int8"] and latency["x"] == ["float32", "int8", "Keras"]
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["size (MB)"]["type_config"]["format"] == "%.2f"
+    assert columns["ms per photo"]["type_config"]["format"] == "%.1f"
+    assert at.dataframe[0].proto.placeholder == "–"
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels[0].startswith("Download the bundle")
     assert {"model_float32.tflite", "model_int8.tflite", "labels.txt"} <= set(labels)

@@ -57,13 +57,19 @@ def probabilities_figure(classes: Sequence[str], probs: Sequence[float], labels:
     return fig
 
 
-def export_figure(names: Sequence[str], sizes_mb: Sequence[float], latencies_ms: Sequence[float | None],
+def export_figure(names: Sequence[str], sizes_mb: Sequence[float | None], latencies_ms: Sequence[float | None],
                   labels: dict) -> go.Figure:
-    """File size and latency per exported model, side by side (Keras last as the reference)."""
+    """File size and latency per exported model, side by side (Keras last as the reference).
+
+    A model without a size (Keras when only TFLite files were made: its latency is measured as the reference, but
+    it has no file here) is left out of the size panel rather than drawn as an empty bar. Numbers are written as
+    the verification table and the model card write them: sizes with two decimals, latencies with one.
+    """
     fig = make_subplots(rows=1, cols=2, subplot_titles=(labels["size"], labels["latency"]))
     colors = ["#7f7f7f" if n == "Keras" else "#1f77b4" for n in names]
-    fig.add_trace(go.Bar(x=list(names), y=list(sizes_mb), marker_color=colors, showlegend=False,
-                         text=[f"{v:.1f}" for v in sizes_mb], textposition="auto"), row=1, col=1)
+    sized = [(n, s, c) for n, s, c in zip(names, sizes_mb, colors) if s is not None]
+    fig.add_trace(go.Bar(x=[n for n, _, _ in sized], y=[s for _, s, _ in sized], marker_color=[c for _, _, c in sized],
+                         showlegend=False, text=[f"{s:.2f}" for _, s, _ in sized], textposition="auto"), row=1, col=1)
     lat = [v if v is not None else 0.0 for v in latencies_ms]
     fig.add_trace(go.Bar(x=list(names), y=lat, marker_color=colors, showlegend=False,
                          text=[f"{v:.1f}" if v is not None else "–" for v in latencies_ms], textposition="auto"),

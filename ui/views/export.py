@@ -67,6 +67,14 @@ def _table(result: dict) -> list[dict]:
     return rows
 
 
+def _number_formats() -> dict:
+    """``st.dataframe`` options writing each number as the chart and the model card do: sizes with two decimals,
+    latencies with one (Streamlit drops trailing zeros: "8" beside "8.8"); a missing latency is a dash."""
+    number = st.column_config.NumberColumn
+    return {"placeholder": "–", "column_config": {t("export.col.size"): number(format="%.2f"),
+                                                  t("export.col.latency"): number(format="%.1f")}}
+
+
 def _per_class(result: dict) -> list[dict]:
     rows = []
     for e in result["exports"]:
@@ -119,7 +127,7 @@ def _draw(job_dir: Path) -> str:
         st.success(t("export.verified", n=data["n"], source=data.get("source", ""), keras=data.get("keras_accuracy") or 0))
     for w in result.get("warnings", []):
         st.warning(plain(w["message"]))
-    st.dataframe(_table(result), hide_index=True)
+    st.dataframe(_table(result), hide_index=True, **_number_formats())
     tflite = [e for e in result["exports"] if e["format"] in TFLITE_FORMATS]
     if tflite:
         names = [e["format"].removeprefix("tflite-") for e in tflite]
@@ -128,7 +136,7 @@ def _draw(job_dir: Path) -> str:
         keras = next((e for e in result["exports"] if e["format"] == "keras"), None)
         if data.get("keras_latency_ms") is not None:
             names.append("Keras")
-            sizes.append(keras["size_bytes"] / 1e6 if keras else 0.0)
+            sizes.append(keras["size_bytes"] / 1e6 if keras else None)  # no .keras file made: no size bar
             latencies.append(data["keras_latency_ms"])
         st.plotly_chart(export_figure(names, sizes, latencies, {"size": t("export.chart.size"),
                                                                 "latency": t("export.chart.latency")}),
