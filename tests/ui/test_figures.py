@@ -1,6 +1,7 @@
 """The dashboard's figures (pure functions of plain data): what they draw, where, and how they write numbers."""
 from __future__ import annotations
 
+from ui.charts.compare import compare_figure
 from ui.charts.figures import export_figure
 
 EXPORT_LABELS = {"size": "File size (MB)", "latency": "Latency per photo (ms)"}
@@ -22,3 +23,37 @@ def test_the_export_chart_marks_a_latency_it_does_not_have():
     size, latency = figure.data
     assert list(size.x) == ["float32", "Keras"]
     assert list(latency.text) == ["–", "23.8"]
+
+
+HEAD = [{"epoch": e, "phase": "head", "loss": 1.0 / e, "accuracy": 0.5 + 0.1 * e, "val_loss": 1.2 / e,
+         "val_accuracy": 0.45 + 0.1 * e} for e in (1, 2, 3)]
+# A fine-tuning run's history as tlcore.training.pipeline.fine_tune saves it: its parent's epochs, then its own,
+# numbered on.
+TUNED = HEAD + [{"epoch": e, "phase": "fine_tune", "loss": 0.2, "accuracy": 0.95, "val_loss": 0.3,
+                 "val_accuracy": 0.9} for e in (4, 5)]
+CURVE_LABELS = {"loss": "Loss", "accuracy": "Accuracy", "train": "train", "val": "validation", "epoch": "epoch"}
+
+
+def traces(figure) -> dict:
+    """(trace name, "loss" or "accuracy") -> (x values, y values)."""
+    return {(tr.name, "accuracy" if tr.xaxis == "x2" else "loss"): (list(tr.x), list(tr.y)) for tr in figure.data}
+
+
+def test_a_fine_tuning_run_shown_with_its_parent_is_drawn_as_its_continuation():
+    """Issue 17, item 6: the fine-tuning run's epochs 1-3 (its parent's) were drawn exactly under the parent's."""
+    drawn = traces(compare_figure({"tuned": TUNED, "base": HEAD}, CURVE_LABELS, parents={"tuned": "base"}))
+    for metric in ("loss", "accuracy"):
+        for part, key in (("validation", "val_" + metric), ("train", metric)):
+            x, y = drawn[f"tuned · {part}", metric]
+            assert x == [4, 5] and y == [h[key] for h in TUNED[3:]]  # after the parent's last head epoch
+            assert drawn[f"base · {part}", metric] == ([1, 2, 3], [h[key] for h in HEAD])  # the shared part, once
+    # Joined to the parent's last point by a dotted segment in the run's colour, one per curve.
+    joins = [tr for tr in compare_figure({"tuned": TUNED, "base": HEAD}, CURVE_LABELS, {"tuned": "base"}).data
+             if tr.name == "tuned"]
+    assert len(joins) == 4 and all(list(tr.x) == [3, 4] and tr.line.dash == "dot" for tr in joins)
+
+
+def test_a_fine_tuning_run_shown_without_its_parent_keeps_its_whole_history():
+    drawn = traces(compare_figure({"tuned": TUNED}, CURVE_LABELS, parents={"tuned": "base"}))
+    assert drawn["tuned · validation", "accuracy"][0] == [1, 2, 3, 4, 5]
+    assert not [name for name, _ in drawn if name == "tuned"]  # nothing to join to
