@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ui.charts.compare import compare_figure
-from ui.charts.figures import export_figure
+from ui.charts.figures import curves_figure, export_figure
 
 EXPORT_LABELS = {"size": "File size (MB)", "latency": "Latency per photo (ms)"}
 
@@ -57,3 +57,21 @@ def test_a_fine_tuning_run_shown_without_its_parent_keeps_its_whole_history():
     drawn = traces(compare_figure({"tuned": TUNED}, CURVE_LABELS, parents={"tuned": "base"}))
     assert drawn["tuned · validation", "accuracy"][0] == [1, 2, 3, 4, 5]
     assert not [name for name, _ in drawn if name == "tuned"]  # nothing to join to
+
+
+CURVES_LABELS = {**CURVE_LABELS, "fine_tune_start": "fine-tuning starts"}
+
+
+def test_the_fine_tuning_mark_sits_inside_the_accuracy_panel_not_on_its_title():
+    """Issue 17, item 6: "fine-tuning starts" was written at the height of the panel titles, over "Accuracy"."""
+    early = HEAD[:1] + [{**TUNED[-1], "epoch": e} for e in range(2, 9)]  # one head epoch, seven fine-tuning
+    for history, side in ((TUNED, "right"), (early, "left")):
+        figure = curves_figure(history, CURVES_LABELS)
+        (mark,) = [a for a in figure.layout.annotations if a.text == "fine-tuning starts"]
+        titles = [a for a in figure.layout.annotations if a.text in ("Loss", "Accuracy")]
+        assert mark.xref == "x2" and mark.yref == "y2 domain" and 0 <= mark.y < 0.5  # low in the panel
+        assert mark.yanchor == "bottom"
+        assert all(t.yref == "paper" and t.y >= 1 for t in titles)  # the titles sit above the panels
+        # On the side of the line with more epochs, so the text stays inside the panel.
+        boundary = next(h["epoch"] for h in history if h["phase"] == "fine_tune") - 0.5
+        assert mark.x == boundary and mark.xanchor == side

@@ -26,8 +26,13 @@ def curves_figure(history: Sequence[dict], labels: dict) -> go.Figure:
     if boundary is not None:
         for col in (1, 2):
             fig.add_vline(x=boundary - 0.5, line_dash="dash", line_color="grey", row=1, col=col)
-        fig.add_annotation(x=boundary - 0.5, y=1.08, xref="x2", yref="paper", text=labels["fine_tune_start"],
-                           showarrow=False, font={"color": "grey"})
+        # Inside the accuracy panel, at its foot (above it sits the panel's title): accuracy is low only in the
+        # first epochs, far from the boundary. The label goes on the side of the line with more epochs, so it
+        # stays inside the panel.
+        late = boundary - 0.5 > (epochs[0] + epochs[-1]) / 2
+        fig.add_annotation(x=boundary - 0.5, y=0.03, xref="x2", yref="y2 domain", text=labels["fine_tune_start"],
+                           showarrow=False, xanchor="right" if late else "left", yanchor="bottom",
+                           xshift=-4 if late else 4, font={"color": "grey"}, bgcolor="rgba(255,255,255,0.8)")
     fig.update_xaxes(title_text=labels["epoch"], dtick=max(1, len(epochs) // 10 or 1))
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_layout(height=340, margin={"t": 40, "b": 40, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.25})
