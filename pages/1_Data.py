@@ -3,6 +3,7 @@ import streamlit as st
 
 from tlcore.data.advice import data_tier, tier_values
 from ui.views import health as health_view
+from ui.views.photos import show_class_photos
 from ui.frame import state
 from ui.frame.layout import guard, t
 from ui.views.page import setup
@@ -87,17 +88,7 @@ if not counts:
 else:
     for name in counts:
         with st.expander(f"{name} ({counts[name]})"), guard():
-            images = ws.images(name)
-            shown = images[:24]
-            cols = st.columns(6)
-            for i, path in enumerate(shown):
-                with cols[i % 6]:
-                    st.image(str(path), width="stretch")
-                    if st.button(t("data.remove_image"), key=f"rm_{name}_{path.name}"):
-                        ws.remove_image(name, path.name)
-                        st.rerun()
-            if len(images) > len(shown):
-                st.caption(t("data.more_shown", n=len(images) - len(shown)))
+            show_class_photos(ws, name)
             if st.button(t("data.remove_class", name=name), key=f"rmc_{name}", type="secondary"):
                 ws.remove_class(name)
                 st.rerun()

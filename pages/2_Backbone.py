@@ -8,7 +8,7 @@ from tlcore.backbones.speed import measure_speed, measured_speeds
 from ui.frame import state
 from ui.frame.layout import guard, t
 from ui.views.page import setup
-from ui.views.leaderboard import show_leaderboard
+from ui.views.leaderboard import show_leaderboard, speed_options
 
 setup("backbone.title")
 st.markdown(t("backbone.intro"))
@@ -27,7 +27,7 @@ for name in names:
         t("backbone.col.speed"): speeds.get(name),
         t("backbone.col.weights"): t("backbone.offline") if spec.offline else t("backbone.download"),
     })
-st.dataframe(rows, hide_index=True)
+st.dataframe(rows, hide_index=True, **speed_options())
 
 current = state.backbone()
 choice = st.selectbox(t("backbone.choose"), names, index=names.index(current) if current in names else 0,

@@ -31,8 +31,9 @@ with guard():
     c1.caption(t("ft.trainable", n=len(trainable)) + " " + ", ".join(trainable[-12:]) + (" …" if len(trainable) > 12 else ""))
     lr = widgets.ladder(c2, TrainConfig, "fine_tune_lr", t("ft.lr"), format_func=lambda v: f"{v:g}")
     epochs = widgets.slider(c2, TrainConfig, "fine_tune_epochs", t("ft.epochs"))
-    early_stopping = widgets.flag(c2, TrainConfig, "early_stopping", t("alarm.early_stopping"), widget="toggle",
-                                  key="early_stopping")
+    # A short label (a toggle's label is cut to one line in this narrow column); the rest in its help.
+    early_stopping = widgets.flag(c2, TrainConfig, "early_stopping", t("ft.early_stopping"), widget="toggle",
+                                  key="early_stopping", help=t("ft.early_stopping_help"))
     patience = widgets.slider(c2, TrainConfig, "patience", t("ft.patience")) if early_stopping else TrainConfig.patience
     # Start from the base run's choice: fine-tuning sees the same training images.
     saved_resample = trained_with.get("resample")

@@ -16,6 +16,7 @@ from tlcore.training.ledger import score_run_test_set
 from ui.frame import state
 from ui.views.advice import show_test_set_looks
 from ui.views.calibration import show_reliability
+from ui.views.heatmap import CAM_WIDTH, show_colour_scale
 from ui.charts.figures import confusion_figure
 from ui.frame.layout import choose_run, guard, t
 from ui.views.page import setup
@@ -94,7 +95,8 @@ with guard():
                 shown = mistakes[:_CAM_MISTAKES]  # about a second each on a CPU
                 images = [load_image(path, model.input_size) for _, _, path in shown]
                 st.image([overlay(im, grad_cam(model, im, int(p))["heatmap"]) for im, (_, p, _) in zip(images, shown)],
-                         width=140, caption=captions[:_CAM_MISTAKES])
+                         width=CAM_WIDTH, caption=captions[:_CAM_MISTAKES])
+            show_colour_scale()
             if len(mistakes) > _CAM_MISTAKES:
                 st.caption(t("cam.first", n=_CAM_MISTAKES))
         elif mistakes:

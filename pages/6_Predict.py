@@ -10,6 +10,7 @@ from tlcore.data.images import ImageDecodeError, decode_image
 from tlcore.models.run import RunModel
 from ui.frame import state
 from ui.views.calibration import choose_threshold, show_answer
+from ui.views.heatmap import show_colour_scale
 from ui.charts.figures import probabilities_figure
 from ui.frame.layout import choose_run, guard, t
 from ui.views.page import setup
@@ -69,10 +70,9 @@ elif source is not None:
         c2.caption(t("predict.topk"))
         c2.plotly_chart(probabilities_figure(model.classes, probs.tolist(), {"probability": t("chart.probability")}))
         keras_run = isinstance(model, RunModel)  # Grad-CAM and feature maps need a backbone Transfer Lab built
+        cam_class = None
         if keras_run and c1.toggle(t("cam.show"), help=t("cam.help")):
             cam_class = c1.selectbox(t("cam.class"), model.classes, index=best)
-            cam = grad_cam(model, image, model.classes.index(cam_class))
-            c1.image(overlay(image, cam["heatmap"]), caption=t("cam.caption", label=cam_class), width="stretch")
         if keras_run and c2.toggle(t("maps.show"), help=t("maps.help")):
             layers = conv_layers(backbone_structure(model.spec.name))
             layer = c2.select_slider(t("maps.layer"), layers, value=layers[len(layers) // 4])
@@ -81,3 +81,9 @@ elif source is not None:
             c2.image(feature_grid(maps, columns=4, scale=scale),
                      caption=t("maps.caption", layer=layer, n=len(maps), depth=layers.index(layer) + 1,
                                total=len(layers)))
+        if cam_class is not None:
+            # Under the photo and the answer, larger than the photo's column, with the scale to read it by.
+            cam = grad_cam(model, image, model.classes.index(cam_class))
+            heat, scale = st.columns([3, 2])
+            heat.image(overlay(image, cam["heatmap"]), caption=t("cam.caption", label=cam_class), width="stretch")
+            show_colour_scale(scale)

@@ -52,11 +52,13 @@ def test_run_history_has_one_row_per_finished_run_with_settings_and_scores(tmp_p
     assert [r["name"] for r in rows] == ["finetune-b", "run-a"]  # newest first, the failed job left out
     tuned_row, plain = rows
     assert plain | {"run_dir": None} == {
-        "name": "run-a", "run_dir": None, "kind": "train", "scratch_of": None, "backbone": "efficientnet_lite0",
+        "name": "run-a", "run_dir": None, "kind": "train", "scratch_of": None, "parent": None,
+        "backbone": "efficientnet_lite0",
         "weights": "imagenet", "epochs": 7, "batch_size": 32, "lr": 3e-3, "dropout": 0.2, "fine_tune_layers": 0,
         "fine_tune_epochs": None, "fine_tune_lr": None, "seed": 5, "augment": False, "epochs_run": 2,
         "val_accuracy": 0.75, "test_accuracy": 0.5, "seconds": 5.0, "started": 1.0}
     assert (tuned_row["kind"], tuned_row["fine_tune_layers"], tuned_row["fine_tune_epochs"]) == ("finetune", 12, 4)
+    assert tuned_row["parent"] == "run-a"  # the job it continues, by name (the same in a project opened elsewhere)
     assert run_curves(plain["run_dir"]) == HISTORY
 
 

@@ -1,7 +1,15 @@
 """The Adversarial page: one photo attacked in the page, robustness measured in a background job."""
 from __future__ import annotations
 
-from tests.ui.conftest import open_page, shown, wait_for_job
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.ui.conftest import copy_of_trained, open_page, shown, wait_for_job
 from tests.ui.test_pages import png
 from tlcore.lab.workspace import Workspace
 
@@ -83,3 +91,79 @@ def test_ideal_class_job_shows_the_image_and_how_it_grew(trained):
     captions = [c for img in at.get("image") for c in img.captions]
     assert any(c.startswith(f"Ideal {chosen}: the model gives it") for c in captions)
     assert ["0", "10", "20"] == [c for c in captions if c.isdigit()]
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """What the next page runs serve to the browser: ``served(url_or_deferred_id) -> bytes`` (the images it draws,
+    the files its download buttons give)."""
+    import streamlit.testing.v1.app_test as app_test
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    managers = []
+
+    class Recording(MediaFileManager):
+        def __init__(self, storage):
+            super().__init__(storage)
+            managers.append((self, storage))
+
+    monkeypatch.setattr(app_test, "MediaFileManager", Recording)
+
+    def fetch(ref: str) -> bytes:
+        manager, storage = managers[-1]
+        if ref.startswith("/"):
+            return storage.get_file(ref.rsplit("/", 1)[1]).content
+        # A download made on click: what the click would run (Streamlit keeps no public way to read it back).
+        return manager._deferred_callables[ref]["callable"]()
+
+    return fetch
+
+
+def _ideal_job(jobs_dir, run_dir, image: np.ndarray, frames: dict[int, np.ndarray]):
+    """An ideal-class job folder as a finished worker leaves it (tlcore.cli.adversarial._ideal)."""
+    job = jobs_dir / "ideal-test"
+    (job / "frames").mkdir(parents=True)
+    final = job / "frames" / "ideal.png"
+    Image.fromarray(image).save(final)
+    events = []
+    for step, frame in frames.items():
+        Image.fromarray(frame).save(job / "frames" / f"step_{step:04d}.png")
+        events.append({"type": "ideal", "step": step, "total": max(frames), "image": str(job / "frames" / f"step_{step:04d}.png")})
+    (job / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    pid = 999_999_999  # no such process; result.json says the job ended
+    (job / "job.json").write_text(json.dumps({"kind": "ideal", "pid": pid, "started": time.time(),
+                                              "parent": str(run_dir)}))
+    (job / "result.json").write_text(json.dumps({"exit_code": 0, "pid": pid, "result": {
+        "class": "red", "image": str(final), "probability": 0.9, "snapshots": [], "steps": max(frames)}}))
+    return final
+
+
+def _spread(png_or_jpeg: bytes) -> np.ndarray:
+    """Each channel's 1st-99th percentile range of an image file."""
+    pixels = np.asarray(Image.open(io.BytesIO(png_or_jpeg)).convert("RGB"), np.float32).reshape(-1, 3)
+    low, high = np.percentile(pixels, [1, 99], axis=0)
+    return high - low
+
+
+def test_the_ideal_image_is_shown_stretched_and_downloaded_as_made(trained, tmp_path, served):
+    """Issue 17, item 6: the grown image is grey and low-contrast; the page stretches it for the eye and says so,
+    and the download is the image as generated."""
+    sid, job = copy_of_trained(trained, tmp_path)  # the shared session keeps no ideal job
+    ws = Workspace.for_session(sid)
+    rng = np.random.default_rng(0)
+    faint = np.clip(128 + rng.normal(0, 6, (64, 64, 3)), 0, 255).astype(np.uint8)  # about 128 +- 14
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    final = _ideal_job(ws.jobs_dir, ws.jobs_dir / job.name / "run", faint, {0: grey, 10: faint})
+
+    at = open_page("pages/8_Adversarial.py", sid)
+    assert not at.exception
+    (shown,) = [im for im in at.get("image") if any(c.startswith("Ideal red") for c in im.captions)]
+    assert (_spread(final.read_bytes()) < 40).all()
+    assert (_spread(served(shown.proto.imgs[0].url)) > 200).all()  # spread over (nearly) the full range
+    assert any(c.value.startswith("Contrast stretched for display") for c in at.caption)
+    (download,) = [b for b in at.get("download_button") if b.proto.label == "Download the image as generated (PNG)"]
+    assert served(download.proto.deferred_file_id) == final.read_bytes()
+    # The steps are stretched alike (by the final image's range): the grey start stays grey, the last is spread.
+    (steps,) = [im for im in at.get("image") if list(im.captions) == ["0", "10"]]
+    start, last = (served(img.url) for img in steps.proto.imgs)
+    assert (_spread(start) < 10).all() and (_spread(last) > 200).all()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 from tests.conftest import make_image_folder
@@ -93,3 +94,27 @@ def test_a_stopped_leaderboard_says_so_in_french(sid, workspace):
     assert any(s.value == "Classement sur vos photos" for s in at.subheader)
     assert any(w.value.startswith("Arrêté") for w in at.warning)
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_a_speed_never_measured_reads_not_measured_yet_and_a_measured_one_one_decimal(sid, tmp_path, monkeypatch):
+    """Issue 17, item 4: the specs table wrote "None" for every backbone until one was measured."""
+    monkeypatch.setenv("TLCORE_CACHE_DIR", str(tmp_path))
+    (tmp_path / "speeds.json").write_text(json.dumps({"mobilenet_v2": 41.26}))  # as measure_speed leaves it
+    at = open_page("pages/2_Backbone.py", sid)
+    assert not at.exception
+    table = at.dataframe[0]
+    speeds = dict(zip(table.value["backbone"], table.value["images/s here"]))
+    assert speeds.pop("mobilenet_v2") == 41.26
+    assert speeds and all(math.isnan(v) for v in speeds.values())  # the others: missing, not a made-up number
+    # What the reader sees of them: the table's text for a missing value, and numbers written with one decimal.
+    assert table.proto.placeholder == "not measured yet"
+    assert json.loads(table.proto.columns)["images/s here"]["type_config"]["format"] == "%.1f"
+
+
+def test_the_leaderboard_table_says_not_measured_yet_too(sid, workspace):
+    _finished_job(workspace, [_row("mobilenet_v2", 0.95, 14, 40.0), _row("efficientnet_lite0", 0.9, 18.8, None)])
+    at = open_page("pages/2_Backbone.py", sid)
+    board = at.dataframe[1]
+    speeds = list(board.value["images/s here"])
+    assert speeds[0] == 40.0 and math.isnan(speeds[1])
+    assert board.proto.placeholder == "not measured yet"

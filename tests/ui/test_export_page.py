@@ -2,6 +2,7 @@
 Predict page running the exported TFLite model."""
 from __future__ import annotations
 
+import json
 import zipfile
 
 import pytest
@@ -110,10 +111,17 @@ def test_export_page_shows_the_verification_table_chart_and_downloads(exported):
     at = open_page("pages/7_Export.py", sid)
     assert not at.exception
     assert any("Checked on" in s.value for s in at.success)
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["format"]) == ["tflite-float32", "tflite-int8"]
     assert list(table["file"]) == ["model_float32.tflite", "model_int8.tflite"]
-    assert len(at.get("plotly_chart")) == 1
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    # Issue 17, item 4: only what has a file has a size bar (Keras is timed as the reference, no .keras was made),
+    # and the table writes each number as the chart and the model card do ("8.0", not "8" beside "8.8").
+    size, latency = json.loads(charts[0].proto.spec)["data"]
+    assert size["x"] == ["float32", "int8"] and latency["x"] == ["float32", "int8", "Keras"]
+    assert list(table["size (MB)"]) == [f"{e['size_bytes'] / 1e6:.2f}" for e in result["exports"]]
+    assert list(table["ms per photo"]) == [f"{e['verification']['latency_ms']:.1f}" for e in result["exports"]]
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels[0].startswith("Download the bundle")
     assert {"model_float32.tflite", "model_int8.tflite", "labels.txt"} <= set(labels)
@@ -171,16 +179,19 @@ def test_export_page_reports_a_failed_export_in_one_sentence(trained, tmp_path):
         shutil.rmtree(bad)
 
 
-def test_verification_table_has_one_type_per_column():
-    # Arrow (behind st.dataframe) refuses a column mixing numbers and text; Keras rows have no latency.
+def test_verification_table_writes_numbers_one_way_and_a_missing_latency_as_a_dash():
+    # One type per column (Arrow, behind st.table, refuses a column mixing numbers and text); Keras rows have no
+    # latency. Latencies with one decimal ("8.0", not "8" beside "8.8"), sizes with two, as the chart writes them.
     from ui.views.export import _table
 
     entry = {"format": "tflite-float32", "path": "/x/model_float32.tflite", "size_bytes": 2_000_000,
              "input": {"dtype": "float32"},
              "verification": {"keras_accuracy": 1.0, "tflite_accuracy": 1.0, "accuracy_change": 0.0,
-                              "agreement": 1.0, "latency_ms": 3.2}}
+                              "agreement": 1.0, "latency_ms": 8.0}}
     keras = {"format": "keras", "path": "/x/model.keras", "size_bytes": 2_100_000, "input": {"dtype": "float32"}}
     rows = _table({"exports": [entry, keras]})
     for column in rows[0]:
         kinds = {type(r[column]) for r in rows if r[column] is not None}
         assert len(kinds) == 1, (column, kinds)
+    assert [r["ms per photo"] for r in rows] == ["8.0", "–"]
+    assert [r["size (MB)"] for r in rows] == ["2.00", "2.10"]

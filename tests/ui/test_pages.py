@@ -136,6 +136,16 @@ def test_fine_tune_page_lists_trainable_layers(trained):
     assert any(b.label == "Fine-tune" for b in at.button)
 
 
+def test_fine_tune_page_early_stopping_label_fits_its_column_and_explains_itself_in_its_help(trained):
+    """Issue 17, item 6: the toggle's long label was cut to "...loss st..." in its narrow column."""
+    sid, _ = trained
+    at = open_page("pages/4_Fine-tune.py", sid)
+    toggle = at.toggle(key="early_stopping")
+    assert toggle.label == "Early stopping"
+    assert "validation loss has not improved" in toggle.help
+    assert any(s.label.startswith("Early-stopping patience") for s in at.slider)  # on by default, its patience below
+
+
 @pytest.mark.parametrize("page", ["pages/4_Fine-tune.py", "pages/5_Evaluate.py", "pages/6_Predict.py"])
 def test_pages_needing_a_run_say_so(sid, page):
     at = open_page(page, sid)

@@ -20,11 +20,11 @@ def button(at, label):
     return next(b for b in at.button if b.label == label)
 
 
-def curves_of(at) -> dict:
-    """(trace name, "loss" or "accuracy") -> y values of the comparison figure."""
+def curves_of(at, value: str = "y") -> dict:
+    """(trace name, "loss" or "accuracy") -> y (or x) values of the comparison figure."""
     chart = next(c for c in at.get("plotly_chart") if "compare_curves" in str(c.proto.id))
     figure = json.loads(chart.proto.spec)
-    return {(trace["name"], "accuracy" if trace.get("xaxis") == "x2" else "loss"): trace["y"]
+    return {(trace["name"], "accuracy" if trace.get("xaxis") == "x2" else "loss"): trace[value]
             for trace in figure["data"]}
 
 
@@ -44,8 +44,9 @@ def test_the_page_lists_a_finished_run_and_compares_it(trained):
     for metric in ("loss", "accuracy"):
         assert curves["run-test · validation", metric] == [h["val_" + metric] for h in metrics]
         assert curves["run-test · train", metric] == [h[metric] for h in metrics]
-    side_by_side = at.dataframe[1].value
-    assert list(side_by_side["Setting"])[:2] == ["Kind", "Backbone"] and "run-test" in side_by_side.columns
+    side_by_side = at.table[0].value  # a static table: every row shown, cells wrapped
+    assert list(side_by_side["Setting"])[:4] == ["Validation accuracy", "Test accuracy", "Kind", "Backbone"]
+    assert "Seconds" in list(side_by_side["Setting"]) and "run-test" in side_by_side.columns
 
 
 def test_reopening_a_saved_project_in_a_new_session_shows_the_same_runs_and_curves(trained):
@@ -147,3 +148,35 @@ def test_the_save_button_says_the_size_and_warns_or_refuses_as_opening_would(sid
     assert refusal == [f"This project would take {check['open_bytes'] / 2**20:.1f} MB once opened, over the limit of "
                        "1 MB per session, so no session could open it; delete some runs or photos first."]
     assert button(at, "Save project").disabled
+
+
+def test_scores_come_first_and_a_fine_tuning_run_continues_its_parent_in_the_chart(sid):
+    """Issue 17, item 6: the history table hid the accuracies off to the right, and the chart drew a fine-tuning
+    run's head epochs (its parent's) exactly under its parent's curves."""
+    from tests.core.test_experiments import HISTORY, fake_job
+    from tlcore.training.config import TrainConfig
+
+    ws = Workspace.for_session(sid)
+    base = fake_job(ws.jobs_dir, "run-a", TrainConfig(epochs=2), started=1.0)
+    tuned = fake_job(ws.jobs_dir, "finetune-b", TrainConfig(epochs=2, fine_tune_layers=3, fine_tune_epochs=2),
+                     kind="finetune", fine_tuned=True, started=2.0, parent=str(base / "run"))
+    own = [{"epoch": e, "phase": "fine_tune", "loss": 0.3, "accuracy": 0.9, "val_loss": 0.4, "val_accuracy": 0.85}
+           for e in (3, 4)]
+    metrics = json.loads((tuned / "run" / "metrics.json").read_text())
+    (tuned / "run" / "metrics.json").write_text(json.dumps({**metrics, "history": HISTORY + own}))
+
+    at = open_page(PAGE, sid)
+    assert not at.exception
+    history = at.dataframe[0]
+    order = list(history.proto.column_order)
+    assert order[:3] == ["Run", "Validation accuracy", "Test accuracy"]
+    assert sorted(order) == sorted(history.value.columns)  # reordered, none hidden
+
+    assert at.multiselect(key="compare_2").value == ["finetune-b", "run-a"]
+    xs = curves_of(at, "x")
+    for metric in ("loss", "accuracy"):
+        assert xs["run-a · validation", metric] == [1, 2]
+        assert xs["finetune-b · validation", metric] == [3, 4]  # after its parent's last head epoch
+        assert xs["finetune-b · train", metric] == [3, 4]
+    at.multiselect(key="compare_2").set_value(["finetune-b"]).run()  # alone: its whole history
+    assert curves_of(at, "x")["finetune-b · validation", "loss"] == [1, 2, 3, 4]

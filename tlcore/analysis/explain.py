@@ -27,6 +27,7 @@ from ..models.classifier import classifier_parts, logits_function
 from ..io.errors import TLError
 from ..io.settings import as_positional, check_settings, setting, to_options
 from ..models.run import RunModel
+from .display import jet_colours  # the heat maps' colours live with the other images for the eye
 
 __all__ = ["IdealImageConfig", "IDEAL_SETTINGS", "ideal_args", "conv_layers", "default_cam_layer", "grad_cam", "overlay", "jet_colours", "feature_maps",
            "feature_grid", "ideal_class_image", "total_variation"]
@@ -201,15 +202,6 @@ def grad_cam(model, image: np.ndarray, class_index: int | None = None, layer: st
         "probabilities": tf.nn.softmax(logits[0]).numpy().astype(np.float32),
         "layer": layer,
     }
-
-
-def jet_colours(values: np.ndarray) -> np.ndarray:
-    """Map values 0..1 to RGB ``uint8`` with a jet-like colour map (blue, cyan, yellow, red)."""
-    v = np.clip(np.asarray(values, np.float32), 0.0, 1.0)[..., None]
-    # Piecewise-linear jet: each channel is a tent centred at 0.75 (red), 0.5 (green), 0.25 (blue).
-    centres = np.array([0.75, 0.5, 0.25], np.float32)
-    rgb = np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
-    return np.rint(rgb * 255.0).astype(np.uint8)
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:

@@ -31,10 +31,11 @@ def run_history(jobs_dir: str | Path) -> list[dict]:
     """One row per finished (or stopped) run under ``jobs_dir``, newest first.
 
     Each row holds ``name``, ``run_dir``, ``kind`` (train, finetune, harden), ``scratch_of`` (the run a
-    from-scratch twin copies, else None), ``backbone``, ``weights`` ("imagenet", "none" or a file),
-    ``epochs``, ``batch_size``, ``lr``, ``dropout``, ``fine_tune_layers`` (0 when not fine-tuned),
-    ``fine_tune_epochs``, ``fine_tune_lr``, ``seed``, ``augment``, ``epochs_run``, ``val_accuracy``,
-    ``test_accuracy``, ``seconds`` and ``started`` (Unix time).
+    from-scratch twin copies, else None), ``parent`` (the name of the job whose run this one continues, as
+    fine-tuning and hardening do: its history starts with that run's epochs; else None), ``backbone``,
+    ``weights`` ("imagenet", "none" or a file), ``epochs``, ``batch_size``, ``lr``, ``dropout``,
+    ``fine_tune_layers`` (0 when not fine-tuned), ``fine_tune_epochs``, ``fine_tune_lr``, ``seed``, ``augment``,
+    ``epochs_run``, ``val_accuracy``, ``test_accuracy``, ``seconds`` and ``started`` (Unix time).
     """
     rows = []
     for job in list_jobs(jobs_dir):
@@ -52,6 +53,7 @@ def run_history(jobs_dir: str | Path) -> list[dict]:
             "run_dir": str(run),
             "kind": status.get("kind", "train"),
             "scratch_of": status.get("scratch_of"),
+            "parent": _parent_job(status.get("parent")),
             "backbone": config.get("backbone"),
             "weights": _weights_label(config.get("weights", train.get("weights"))),
             "epochs": train.get("epochs"),
@@ -72,10 +74,19 @@ def run_history(jobs_dir: str | Path) -> list[dict]:
     return rows
 
 
+def _parent_job(parent) -> str | None:
+    """The job name of the run folder ``<jobs>/<job>/run`` that job.json names as a job's parent (a name, not the
+    path: it is the same once the runs are saved as a project and opened elsewhere)."""
+    if not isinstance(parent, str) or not parent:
+        return None
+    return Path(parent).parent.name or None
+
+
 def run_curves(run_dir: str | Path) -> list[dict]:
     """The per-epoch logs of a run (``epoch``, ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``phase``).
 
-    A fine-tuned run's history starts with its head epochs, so its curves are complete on their own.
+    A fine-tuned run's history starts with its head epochs (its parent's, see ``parent`` in :func:`run_history`),
+    so its curves are complete on their own; its own epochs are numbered on from its parent's.
     """
     return list(read_run_json(run_dir, "metrics.json", default={}).get("history") or [])
 

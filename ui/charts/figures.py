@@ -26,8 +26,13 @@ def curves_figure(history: Sequence[dict], labels: dict) -> go.Figure:
     if boundary is not None:
         for col in (1, 2):
             fig.add_vline(x=boundary - 0.5, line_dash="dash", line_color="grey", row=1, col=col)
-        fig.add_annotation(x=boundary - 0.5, y=1.08, xref="x2", yref="paper", text=labels["fine_tune_start"],
-                           showarrow=False, font={"color": "grey"})
+        # Inside the accuracy panel, at its foot (above it sits the panel's title): accuracy is low only in the
+        # first epochs, far from the boundary. The label goes on the side of the line with more epochs, so it
+        # stays inside the panel.
+        late = boundary - 0.5 > (epochs[0] + epochs[-1]) / 2
+        fig.add_annotation(x=boundary - 0.5, y=0.03, xref="x2", yref="y2 domain", text=labels["fine_tune_start"],
+                           showarrow=False, xanchor="right" if late else "left", yanchor="bottom",
+                           xshift=-4 if late else 4, font={"color": "grey"}, bgcolor="rgba(255,255,255,0.8)")
     fig.update_xaxes(title_text=labels["epoch"], dtick=max(1, len(epochs) // 10 or 1))
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_layout(height=340, margin={"t": 40, "b": 40, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.25})
@@ -57,13 +62,19 @@ def probabilities_figure(classes: Sequence[str], probs: Sequence[float], labels:
     return fig
 
 
-def export_figure(names: Sequence[str], sizes_mb: Sequence[float], latencies_ms: Sequence[float | None],
+def export_figure(names: Sequence[str], sizes_mb: Sequence[float | None], latencies_ms: Sequence[float | None],
                   labels: dict) -> go.Figure:
-    """File size and latency per exported model, side by side (Keras last as the reference)."""
+    """File size and latency per exported model, side by side (Keras last as the reference).
+
+    A model without a size (Keras when only TFLite files were made: its latency is measured as the reference, but
+    it has no file here) is left out of the size panel rather than drawn as an empty bar. Numbers are written as
+    the verification table and the model card write them: sizes with two decimals, latencies with one.
+    """
     fig = make_subplots(rows=1, cols=2, subplot_titles=(labels["size"], labels["latency"]))
     colors = ["#7f7f7f" if n == "Keras" else "#1f77b4" for n in names]
-    fig.add_trace(go.Bar(x=list(names), y=list(sizes_mb), marker_color=colors, showlegend=False,
-                         text=[f"{v:.1f}" for v in sizes_mb], textposition="auto"), row=1, col=1)
+    sized = [(n, s, c) for n, s, c in zip(names, sizes_mb, colors) if s is not None]
+    fig.add_trace(go.Bar(x=[n for n, _, _ in sized], y=[s for _, s, _ in sized], marker_color=[c for _, _, c in sized],
+                         showlegend=False, text=[f"{s:.2f}" for _, s, _ in sized], textposition="auto"), row=1, col=1)
     lat = [v if v is not None else 0.0 for v in latencies_ms]
     fig.add_trace(go.Bar(x=list(names), y=lat, marker_color=colors, showlegend=False,
                          text=[f"{v:.1f}" if v is not None else "–" for v in latencies_ms], textposition="auto"),

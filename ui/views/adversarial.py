@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import io
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
+from tlcore.analysis.display import contrast_limits, stretch_contrast
+from tlcore.data.images import ImageDecodeError, load_image
 from tlcore.jobs.events import MEASURING, current_phase
 from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import job_status, read_events, request_stop
@@ -124,6 +127,14 @@ def _image(root: Path, value) -> str | None:
     return str(path) if path is not None and path.is_file() else None
 
 
+def _pixels(path: str | None) -> np.ndarray | None:
+    """The image at ``path`` (from :func:`_image`) as pixels, or None when there is none or it does not decode."""
+    try:
+        return None if path is None else load_image(path)
+    except ImageDecodeError:
+        return None
+
+
 def _draw_ideal(job_dir: Path) -> str:
     status = job_status(job_dir)
     key = status["status"]
@@ -145,11 +156,24 @@ def _draw_ideal(job_dir: Path) -> str:
     elif status.get("result"):
         r = status["result"]
         final = _image(root, r.get("image"))
-        if final is not None:
-            st.image(final, width=280, caption=t("adv.ideal_done", label=r["class"], p=r.get("probability") or 0.0))
-        if frames:
+        raw = _pixels(final)
+        limits = None
+        if raw is not None:
+            # The grown image stays near mid-grey; each channel is stretched for the eye, the download is as made.
+            limits = contrast_limits(raw)
+            # PNG: JPEG would blur the fine patterns the stretch brings out.
+            st.image(stretch_contrast(raw, limits), width=336, output_format="PNG",
+                     caption=t("adv.ideal_done", label=r["class"], p=r.get("probability") or 0.0))
+            st.caption(t("adv.ideal_stretched"))
+            st.download_button(t("adv.ideal_download"), data=partial(Path(final).read_bytes),
+                               file_name=f"ideal_{r['class']}.png", mime="image/png", icon=":material/download:",
+                               on_click="ignore", key=f"ideal_download_{job_dir.name}")
+        shown = [(f, pixels) for f in frames if (pixels := _pixels(f["image"])) is not None]
+        if shown:
             st.caption(t("adv.ideal_evolution"))
-            st.image([f["image"] for f in frames], width=110, caption=[str(f["step"]) for f in frames])
+            # Stretched as the final image is (by its limits), so the growth from grey still shows.
+            st.image([pixels if limits is None else stretch_contrast(pixels, limits) for _, pixels in shown],
+                     width=110, caption=[str(f["step"]) for f, _ in shown], output_format="PNG")
     return key
 
 

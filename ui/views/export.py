@@ -54,14 +54,14 @@ def _table(result: dict) -> list[dict]:
         rows.append({
             t("export.col.format"): e["format"] + (" (uint8 I/O)" if e["input"]["dtype"] == "uint8" else ""),
             t("export.col.file"): Path(e["path"]).name,
-            t("export.col.size"): round(e["size_bytes"] / 1e6, 2),
+            # Numbers written as the chart and the model card write them: sizes with two decimals, latencies with one.
+            t("export.col.size"): f"{e['size_bytes'] / 1e6:.2f}",
             t("export.col.ratio"): f"{e['size_bytes'] / float32:.2f}x" if float32 else "–",
             t("export.col.keras"): pct(v.get("keras_accuracy")),
             t("export.col.tflite"): pct(v.get("tflite_accuracy")),
             t("export.col.change"): "–" if not v else f"{v['accuracy_change'] * 100:+.1f}",
             t("export.col.agreement"): pct(v.get("agreement")),
-            # None, not a dash, for a missing number: one type per column (Arrow refuses mixed ones).
-            t("export.col.latency"): None if v.get("latency_ms") is None else round(v["latency_ms"], 1),
+            t("export.col.latency"): "–" if v.get("latency_ms") is None else f"{v['latency_ms']:.1f}",
         })
     return rows
 
@@ -118,7 +118,8 @@ def _draw(job_dir: Path) -> str:
         st.success(t("export.verified", n=data["n"], source=data.get("source", ""), keras=data.get("keras_accuracy") or 0))
     for w in result.get("warnings", []):
         st.warning(plain(w["message"]))
-    st.dataframe(_table(result), hide_index=True)
+    # A static table: all its columns fit the page, wrapped (a grid pushed the latency out of view, to the right).
+    st.table(_table(result), hide_index=True)
     tflite = [e for e in result["exports"] if e["format"] in TFLITE_FORMATS]
     if tflite:
         names = [e["format"].removeprefix("tflite-") for e in tflite]
@@ -127,7 +128,7 @@ def _draw(job_dir: Path) -> str:
         keras = next((e for e in result["exports"] if e["format"] == "keras"), None)
         if data.get("keras_latency_ms") is not None:
             names.append("Keras")
-            sizes.append(keras["size_bytes"] / 1e6 if keras else 0.0)
+            sizes.append(keras["size_bytes"] / 1e6 if keras else None)  # no .keras file made: no size bar
             latencies.append(data["keras_latency_ms"])
         st.plotly_chart(export_figure(names, sizes, latencies, {"size": t("export.chart.size"),
                                                                 "latency": t("export.chart.latency")}),

@@ -14,13 +14,20 @@ from ui.charts.figures import leaderboard_figure
 from ui.views.follow import follow, phase_progress
 from ui.frame.layout import job_error, plain, t
 
-__all__ = ["show_leaderboard"]
+__all__ = ["show_leaderboard", "speed_options"]
 
 
 def _labels() -> dict:
     return {"size": t("backbone.chart.size"), "speed": t("backbone.chart.speed"), "accuracy": t("chart.accuracy"),
             "mb": t("backbone.chart.mb"), "images_per_s": t("backbone.chart.images_per_s"),
             "chosen": t("backbone.chart.chosen"), "others": t("backbone.chart.others")}
+
+
+def speed_options() -> dict:
+    """``st.dataframe`` options for a table with the images/s column: one decimal, and a backbone never measured
+    reads "not measured yet" (Streamlit would write "None")."""
+    return {"placeholder": t("backbone.not_measured"),
+            "column_config": {t("backbone.col.speed"): st.column_config.NumberColumn(format="%.1f")}}
 
 
 def _chart(rows: list[dict], chosen: str, key: str) -> None:
@@ -36,7 +43,7 @@ def _table(rows: list[dict], chosen: str) -> None:
         t("backbone.col.params"): round(r["params"] / 1e6, 1),
         t("backbone.col.speed"): r["images_per_s"],
         t("backbone.col.chosen"): "✓" if r["name"] == chosen else "",
-    } for rank, r in enumerate(rows, start=1)], hide_index=True)
+    } for rank, r in enumerate(rows, start=1)], hide_index=True, **speed_options())
 
 
 def _use(name: str) -> None:

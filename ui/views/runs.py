@@ -81,11 +81,20 @@ def _names(rows: list[dict]) -> dict[str, str]:
     return {r["run_dir"]: r["name"] for r in rows}
 
 
+def _scores_first(headings: list[str]) -> list[str]:
+    """``headings`` with the scores first (after the run's name): on a narrow screen the settings scroll out of
+    view, not the numbers that compare the runs."""
+    scores = [h for h in (t("runs.col.val"), t("runs.col.test")) if h in headings]
+    name = [h for h in headings[:1] if h == t("runs.col.name")]
+    return name + scores + [h for h in headings if h not in name + scores]
+
+
 def show_history(rows: list[dict]) -> None:
-    """Every finished run, newest first, with its settings and scores (test accuracy once its test split was
-    looked at)."""
+    """Every finished run, newest first, with its scores and then its settings (test accuracy once its test split
+    was looked at)."""
     names = _names(rows)
-    st.dataframe([{t("runs.col.name"): r["name"], **_columns(r, names)} for r in _with_looks(rows)], hide_index=True)
+    table = [{t("runs.col.name"): r["name"], **_columns(r, names)} for r in _with_looks(rows)]
+    st.dataframe(table, hide_index=True, column_order=_scores_first(list(table[0])))
     st.caption(t("runs.test_note"))
 
 
@@ -109,12 +118,14 @@ def show_comparison(chosen: list[dict], all_rows: list[dict]) -> None:
         st.caption(t("runs.compare_hint"))
         return
     curves = {r["name"]: run_curves(r["run_dir"]) for r in chosen}
-    st.plotly_chart(compare_figure(curves, curve_labels()), key="compare_curves")
+    parents = {r["name"]: r["parent"] for r in chosen if r.get("parent")}  # a fine-tuning run continues its parent
+    st.plotly_chart(compare_figure(curves, curve_labels(), parents), key="compare_curves")
     names = _names(all_rows)
     columns = {r["name"]: _columns(r, names) for r in _with_looks(chosen)}
-    headings = list(next(iter(columns.values())))
-    st.dataframe([{t("runs.col.setting"): h, **{run: str(values[h]) for run, values in columns.items()}}
-                  for h in headings], hide_index=True)
+    headings = _scores_first(list(next(iter(columns.values()))))
+    # A static table: every row and whole cells, wrapped (a scrolling grid cut the last rows and long cells).
+    st.table([{t("runs.col.setting"): h, **{run: str(values[h]) for run, values in columns.items()}}
+              for h in headings], hide_index=True)
 
 
 def show_scratch(rows: list[dict]) -> None:
