@@ -36,7 +36,7 @@ def photo(row: dict) -> str | None:
 
 
 split = st.radio(t("eval.split"), ["val", "test"], format_func=lambda s: t(f"eval.split.{s}"), horizontal=True,
-                 help=t("eval.split_help"))
+                 help=t("eval.split_help"), key="eval_split")
 
 with guard():
     classes = run_classes(run_dir)
@@ -60,9 +60,8 @@ with guard():
     left, right = st.columns([1, 1])
     with left:
         st.subheader(t("eval.per_class"))
-        st.dataframe([{t("chart.class"): name, "precision": f"{m['precision']:.2f}", "recall": f"{m['recall']:.2f}",
-                       "F1": f"{m['f1']:.2f}", "n": m["support"]} for name, m in metrics["per_class"].items()],
-                     hide_index=True)
+        st.dataframe([{t("chart.class"): name, **{t(f"eval.col.{k}"): f"{m[k]:.2f}" for k in ("precision", "recall", "f1")},
+                       t("eval.col.n"): m["support"]} for name, m in metrics["per_class"].items()], hide_index=True)
     with right:
         st.subheader(t("eval.confusion"))
         chart_labels = {"true": t("chart.true"), "predicted": t("chart.predicted")}

@@ -236,7 +236,7 @@ def test_export_verified_on_photos_none_of_which_can_be_read(cli, tmp_path):
     assert code == 0, stderr
     result = last_json(stdout)
     assert "verification" not in result and "agreement" not in result
-    assert [w["code"] for w in result["warnings"]] == ["no_verification_data"]
+    assert [w["code"] for w in result["warnings"]] == ["unreadable_verification_data"]
     assert result["verification_data"]["n"] == 0 and len(result["verification_data"]["skipped"]) == 2
 
 

@@ -424,7 +424,8 @@ def test_verification_photos_that_cannot_be_read_are_a_warning(shared, tmp_path)
     result = export_formats(shared.run, ["tflite-float32"], tmp_path / "m.tflite", verify=data,
                             should_stop=lambda: True)
     (w,) = result["warnings"]
-    assert w["code"] == "no_verification_data" and "none of the 2 verification images could be read" in w["message"]
+    assert w["code"] == "unreadable_verification_data" and w["values"] == {"images": 2}
+    assert "none of the 2 verification images could be read" in w["message"]
     assert result["verification_data"]["n"] == 0 and len(result["verification_data"]["skipped"]) == 2
     assert "keras_accuracy" not in result["verification_data"]
 

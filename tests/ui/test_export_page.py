@@ -125,8 +125,9 @@ def test_export_page_shows_the_verification_table_chart_and_downloads(exported):
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels[0].startswith("Download the bundle")
     assert {"model_float32.tflite", "model_int8.tflite", "labels.txt"} <= set(labels)
-    # Calibration on 8 images is flagged, as the issue asks (100-500 recommended).
-    assert any("calibration used" in shown(w.value) for w in at.warning)
+    # Calibration on 8 images is flagged, as the issue asks (100-500 recommended), with its numbers and a fix.
+    (warning,) = [shown(w.value) for w in at.warning if "calibrated on few photos" in w.value]
+    assert "8 photos used for calibration; 100–500 recommended" in warning and "Fix: " in warning
 
 
 def test_train_page_run_list_leaves_export_jobs_out(exported):

@@ -51,11 +51,13 @@ EXPANSIONS = {
     "export.format.{}": FORMATS,
     "phase.{}": PHASES,  # ui.views.follow.phase_progress: every phase of a job's events
     "eval.split.{}": ("test", "val"),
+    "eval.col.{}": ("precision", "recall", "f1", "n"),  # pages/5_Evaluate.py's per-class table
+    "export.source.{}": ("test", "val"),  # ui.views.export: the held-out split an export was verified on
     "health.split_{}": SPLITS,
     "health.kind_{}": ("exact", "near"),  # duplicate kinds
     "tier.{}": TIER_NAMES,  # the data tiers (tlcore.data.advice)
     "health.bias_{}": ("size", "format", "camera", "jpeg_quality"),  # tlcore.data.health's bias features
-    "runs.kind.{}": ("train", "finetune", "harden"),  # ui.views.runs._RUN_KINDS
+    "runs.kind.{}": ("train", "finetune", "harden", "export", "robustness", "ideal", "leaderboard"),  # pages' jobs
     "backbone.lb_where.{}": ("val", "split"),  # the leaderboard's held_out
     "chart.{}": ("loss", "accuracy", "train", "val", "epoch", "fine_tune_start"),  # ui.views.follow.curve_labels
     "calib.chart.{}": ("perfect", "accuracy", "confidence", "range", "count"),

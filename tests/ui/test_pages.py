@@ -258,7 +258,7 @@ def test_evaluate_page_shows_grad_cam_on_mistakes(trained, sid, workspace):
     assert n_mistakes > 0
     at.toggle[0].set_value(True).run()
     assert not at.exception
-    galleries = [img for img in at.get("image") if img.captions and img.captions[0].startswith("true ")]
+    galleries = [img for img in at.get("image") if img.captions and img.captions[0].startswith("true: ")]
     assert len(galleries) == 1 and len(galleries[0].captions) == min(n_mistakes, 8)
 
 

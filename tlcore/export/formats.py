@@ -33,6 +33,7 @@ from ..jobs.events import CALIBRATING, CONVERTING, EVALUATING, LOADING, VERIFYIN
 from ..models.conversion import TFLITE_FORMATS, convert_tflite, export_saved_model, tflite_converter
 from ..models.run import RunModel, load_run
 from ..models.run_files import held_out_samples, read_run_json
+from ..training.alarms import alarm
 
 __all__ = ["FORMATS", "TFLITE_FORMATS", "DEFAULT_FORMATS", "RECOMMENDED_CALIBRATION", "ExportConfig", "export_args", "default_filename", "calibration_files",
            "load_calibration", "export_formats", "export_model", "labelled_files"]
@@ -303,12 +304,12 @@ def export_formats(
             verification_data["n"] = reference["n"]  # the images checked: the readable ones
             if not reference["n"]:
                 reference = None
-                why = f"none of the {len(paths)} verification images could be read"
+                warnings.append(alarm("unreadable_verification_data",
+                                      f"the exports were not checked: none of the {len(paths)} verification images "
+                                      "could be read; give labelled data to verify on", images=len(paths)))
         else:
-            why = "the run kept no held-out images"
-        if reference is None:
-            warnings.append({"code": "no_verification_data",
-                             "message": f"the exports were not checked: {why}; give labelled data to verify on"})
+            warnings.append(alarm("no_verification_data", "the exports were not checked: the run kept no held-out "
+                                  "images; give labelled data to verify on"))
 
     calib = None
     if "tflite-int8" in formats:
@@ -319,9 +320,8 @@ def export_formats(
             on_progress=lambda done, total: phase(CALIBRATING, done=done, total=total, format="tflite-int8"))
         low, high = RECOMMENDED_CALIBRATION
         if len(calib) < low:
-            warnings.append({"code": "few_calibration_images",
-                             "message": f"INT8 calibration used {len(calib)} images; {low}-{high} are recommended "
-                                        "for stable quantisation ranges"})
+            warnings.append(alarm("few_calibration_images", f"INT8 calibration used {len(calib)} images; {low}-{high} "
+                                  "are recommended for stable quantisation ranges", n=len(calib), low=low, high=high))
 
     exports, stopped = [], False
     with tempfile.TemporaryDirectory(prefix="tlcore-export-") as tmp:
@@ -388,18 +388,20 @@ def _verification_warnings(fmt: str, v: dict) -> list[dict]:
     out = []
     # Rounded: 0.90 - 0.89 is 0.010000000000000009 in floats, and exactly one point is allowed.
     drop = round(v["keras_accuracy"] - v["tflite_accuracy"], 9)
+    scores = {"points": drop * 100, "keras": v["keras_accuracy"], "tflite": v["tflite_accuracy"]}
     if fmt == "tflite-int8" and drop > INT8_MAX_DROP:
-        out.append({"code": "int8_accuracy_drop",
-                    "message": f"the INT8 model loses {drop * 100:.1f} points of accuracy against Keras "
-                               f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); "
-                               "use tflite-float16 instead, or calibrate on more images"})
+        out.append(alarm("int8_accuracy_drop",
+                         f"the INT8 model loses {drop * 100:.1f} points of accuracy against Keras "
+                         f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); "
+                         "use tflite-float16 instead, or calibrate on more images", **scores))
     elif fmt == "tflite-dynamic" and drop > INT8_MAX_DROP:
-        out.append({"code": "quantized_accuracy_drop",
-                    "message": f"the dynamic-range model loses {drop * 100:.1f} points of accuracy against Keras "
-                               f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); use tflite-float16 instead"})
+        out.append(alarm("quantized_accuracy_drop",
+                         f"the dynamic-range model loses {drop * 100:.1f} points of accuracy against Keras "
+                         f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); use tflite-float16 instead",
+                         **scores))
     elif fmt in ("tflite-float32", "tflite-float16") and v["agreement"] < 0.99:
-        out.append({"code": "low_agreement",
-                    "message": f"the {fmt} model agrees with Keras on only {v['agreement']:.1%} of the images"})
+        out.append(alarm("low_agreement", f"the {fmt} model agrees with Keras on only {v['agreement']:.1%} of the "
+                         "images", format=fmt, agreement=v["agreement"]))
     return out
 
 

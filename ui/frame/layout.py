@@ -14,9 +14,9 @@ from tlcore.cli import log_path
 from tlcore.io.errors import TLError
 
 from ui.frame import state
-from ui.frame.i18n import translate
+from ui.frame.i18n import catalog, translate
 
-__all__ = ["t", "plain", "job_error", "guard", "run_label", "choose_run", "attach_log_file"]
+__all__ = ["t", "plain", "job_error", "guard", "run_label", "run_kind", "choose_run", "attach_log_file"]
 
 log = logging.getLogger("tlcore.ui")
 
@@ -95,9 +95,13 @@ def run_label(run_dir, status: dict) -> str:
     """A short human label for a run: its job name, backbone, status and validation accuracy."""
     result = status.get("result") or {}
     val = result.get("val_accuracy")
-    acc = f"{val:.0%}" if isinstance(val, (int, float)) else "–"
-    kind = status.get("kind", "train")
-    return f"{run_dir.parent.name} · {kind} · {result.get('backbone', '?')} · val {acc}"
+    return t("run.label", name=Path(run_dir).parent.name, kind=run_kind(status.get("kind", "train")),
+             backbone=result.get("backbone", "?"), accuracy=f"{val:.0%}" if isinstance(val, (int, float)) else "–")
+
+
+def run_kind(kind) -> str:
+    """A kind of run (train, finetune, harden) in the session's language; an unknown one as it was written."""
+    return t(f"runs.kind.{kind}") if f"runs.kind.{kind}" in catalog() else str(kind)
 
 
 def choose_run(label_key: str = "choose_run", required: bool = True) -> Path | None:

@@ -14,6 +14,7 @@ from tlcore.jobs.runner import job_status, read_events, request_stop
 
 from ui.frame import state
 from ui.charts.figures import export_figure
+from ui.views.advice import show_warnings
 from ui.views.follow import follow, phase_progress
 from ui.frame.layout import job_error, plain, t
 
@@ -99,6 +100,13 @@ def _downloads(job_dir: Path, result: dict) -> None:
                                        on_click="ignore", key=f"dl_{job_dir.name}_{name}")
 
 
+def _source(source) -> str:
+    """What an export was verified on, said in the session's language: the run's held-out split, or a folder's
+    name (the job file says which; a folder given on the command line is the operator's, shown by name only)."""
+    split = {"run test split": "test", "run val split": "val"}.get(source)
+    return t(f"export.source.{split}") if split else plain(Path(str(source or "")).name)
+
+
 def _draw(job_dir: Path) -> str:
     status = job_status(job_dir)
     key = status["status"]
@@ -115,9 +123,9 @@ def _draw(job_dir: Path) -> str:
         return key
     data = result.get("verification_data") or {}
     if data.get("n"):
-        st.success(t("export.verified", n=data["n"], source=data.get("source", ""), keras=data.get("keras_accuracy") or 0))
-    for w in result.get("warnings", []):
-        st.warning(plain(w["message"]))
+        st.success(t("export.verified", n=data["n"], source=_source(data.get("source")),
+                     keras=data.get("keras_accuracy") or 0))
+    show_warnings(result.get("warnings", []))
     # A static table: all its columns fit the page, wrapped (a grid pushed the latency out of view, to the right).
     st.table(_table(result), hide_index=True)
     tflite = [e for e in result["exports"] if e["format"] in TFLITE_FORMATS]

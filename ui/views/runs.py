@@ -18,7 +18,7 @@ from ui.frame import state
 from ui.charts.compare import compare_figure
 from ui.views.follow import curve_labels, show_job
 from ui.frame.i18n import catalog
-from ui.frame.layout import guard, plain, t
+from ui.frame.layout import guard, plain, run_kind, t
 
 __all__ = ["show_projects", "show_history", "choose_runs", "show_comparison", "show_scratch", "show_twin_job",
            "show_disk"]
@@ -56,7 +56,7 @@ def _with_looks(rows: list[dict]) -> list[dict]:
 def _kind(row: dict, names: dict[str, str]) -> str:
     if row["scratch_of"]:
         return t("runs.kind.scratch", of=names.get(row["scratch_of"], Path(row["scratch_of"]).parent.name))
-    return t(f"runs.kind.{row['kind']}")
+    return run_kind(row["kind"])
 
 
 def _columns(row: dict, names: dict[str, str]) -> dict:
@@ -107,8 +107,9 @@ def choose_runs(rows: list[dict]) -> list[dict]:
     names = _names(rows)
     # Keyed by the number of runs: a run that just finished gets the default selection again.
     chosen = st.multiselect(t("runs.compare"), list(by_name), default=default, key=f"compare_{len(rows)}",
-                            format_func=lambda n: f"{n} · {by_name[n]['backbone']} · {_kind(by_name[n], names)} · "
-                                                  f"val {_pct(by_name[n]['val_accuracy'])}")
+                            format_func=lambda n: t("run.label", name=n, kind=_kind(by_name[n], names),
+                                                  backbone=by_name[n]["backbone"],
+                                                  accuracy=_pct(by_name[n]["val_accuracy"])))
     return [by_name[n] for n in chosen]
 
 
@@ -170,7 +171,7 @@ def _save(ws) -> None:
     """The Save button, with what saving would write, measured first (save_check): a project no session could
     open is refused (the button disabled, the reason shown), a ZIP over the upload cap is a warning."""
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    name = c1.text_input(t("runs.project.name"), value="my-project", key="project_name")
+    name = c1.text_input(t("runs.project.name"), value=t("runs.project.default"), key="project_name")
     check = None
     with guard():  # a bad TLCORE_MAX_SESSION_MB is one sentence
         check = save_check(ws, name=name.strip() or None)
@@ -235,12 +236,10 @@ def show_projects() -> None:
 
 
 _MB = 1024 * 1024
-_RUN_KINDS = ("train", "finetune", "harden")  # the kinds with a translated name (runs.kind.*)
 
 
 def _job_label(job: Path, status: dict) -> str:
-    kind = status.get("kind", "train")
-    kind = t(f"runs.kind.{kind}") if kind in _RUN_KINDS else str(kind)
+    kind = run_kind(status.get("kind", "train"))
     word = f"disk.status.{status['status']}"
     return t("disk.item", name=job.name, kind=kind, status=t(word) if word in catalog() else status["status"],
              mb=freeable_bytes(job) / _MB)
