@@ -23,6 +23,7 @@ from tlcore.export.formats import FORMATS
 from tlcore.jobs.events import PHASES
 from tlcore.training.config import LOOPS
 from ui.frame import access, i18n
+from ui.frame.chrome import WIDGET_TEXTS
 from ui.frame.i18n import LANGUAGES, catalog, translate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,7 @@ EXPANSIONS = {
     "export.format.{}": FORMATS,
     "phase.{}": PHASES,  # ui.views.follow.phase_progress: every phase of a job's events
     "eval.split.{}": ("test", "val"),
+    "widget.{}": WIDGET_TEXTS,  # the Streamlit widget texts ui.frame.chrome replaces
     "eval.col.{}": ("precision", "recall", "f1", "n"),  # pages/5_Evaluate.py's per-class table
     "export.source.{}": ("test", "val"),  # ui.views.export: the held-out split an export was verified on
     "health.split_{}": SPLITS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.frame import access, state
+from ui.frame.chrome import WIDGET_TEXTS, widget_texts_css
 from ui.frame.i18n import LANGUAGES, translate
 from ui.frame.layout import attach_log_file, t
 from ui.views.checklist import show_checklists
@@ -35,6 +36,9 @@ def setup(title_key: str) -> None:
     attach_log_file()
     st.set_page_config(page_title=f"Transfer Lab · {translate(title_key)}", page_icon="🔬", layout="wide")
     state.session_id()  # the access gate: until this browser session is admitted, the page stops here
+    style = widget_texts_css(state.language(), {key: t(f"widget.{key}") for key in WIDGET_TEXTS})
+    if style:
+        st.html(style)
     with st.sidebar:
         current = state.language()
         codes = list(LANGUAGES)
