@@ -59,7 +59,8 @@ def row(label: str, r: dict, wall: float) -> str:
 
 
 def dashboard_timing(startup_s: float) -> str:
-    """Drive the dashboard in headless Chromium (sample data, Train) and save page screenshots in docs/."""
+    """Drive the dashboard in headless Chromium (sample data, Train) and time the training. The screenshots in
+    docs/ come from the whole-flow walk of tests/ui/test_browser.py (TL_SCREENSHOTS=docs/screenshots)."""
     sys.path.insert(0, str(ROOT))
     from tests.ui.browser import browser_page, dashboard, missing_browser_reason, sample_train_evaluate
 
@@ -69,7 +70,7 @@ def dashboard_timing(startup_s: float) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with dashboard(Path(tmp)) as base, browser_page() as page:
-                facts = sample_train_evaluate(page, base, ROOT / "docs" / "screenshots", leave_during_training=False)
+                facts = sample_train_evaluate(page, base, Path(tmp) / "screenshots", leave_during_training=False)
         except Exception as exc:  # the core figures above are still worth writing
             return f"Not measured: the browser flow failed ({type(exc).__name__}: {str(exc).splitlines()[0]})."
     return (f"{facts['train_seconds']:.1f} s from the click on Train to the 'Done' message (target: under 30 s), "

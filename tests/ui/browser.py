@@ -168,3 +168,154 @@ def sample_train_evaluate(page, base: str, shots: Path, train_timeout_ms: int = 
     facts["export_text"] = page.inner_text("body")
     _snap(page, shots, "7_export", 0)
     return facts
+
+
+# --- The whole flow, as issue 17 walked it -------------------------------------------------------------------
+
+
+def _main_alerts(page, kind: str) -> list[str]:
+    """The texts of the page's main-area alerts of ``kind`` (Warning, Error, Info, Success); the sidebar's
+    checklist is advice about the project, not an alarm raised by what the user just did."""
+    return [a.inner_text() for a in page.locator(f"[data-testid=stMain] [data-testid=stAlertContent{kind}]").all()]
+
+
+def watch_job(page, done_text: str, timeout_s: float = 300, every_s: float = 0.25) -> list[tuple[float, str]]:
+    """Read the page's progress text (the phase a job is in) every ``every_s`` until ``done_text`` shows:
+    ``[(seconds since the start, text), ...]``, one entry per change of text."""
+    seen: list[tuple[float, str]] = []
+    start = time.time()
+    while time.time() - start < timeout_s:
+        if page.locator(f"text={done_text}").count():
+            return seen
+        try:
+            texts = [p.inner_text() for p in page.locator("[data-testid=stMain] [data-testid=stProgress]").all()]
+        except Exception:  # noqa: BLE001 - the fragment redrew while it was read: read again
+            texts = []
+        text = " | ".join(t for t in texts if t.strip())
+        if text and (not seen or seen[-1][1] != text):
+            seen.append((round(time.time() - start, 2), text))
+        page.wait_for_timeout(int(every_s * 1000))
+    raise TimeoutError(f"{done_text!r} did not show within {timeout_s:.0f} s; last progress: {seen[-3:]}")
+
+
+def _slider_value(page, label: str) -> int:
+    slider = page.locator("[data-testid=stSlider]").filter(has_text=label).locator("input[type=range]").first
+    return int(float(slider.input_value()))
+
+
+def whole_flow(page, base: str, shots: Path, photos_zip: Path, photo: Path) -> dict:
+    """A newcomer's whole path: upload a ZIP of class folders, train (leaving and refreshing meanwhile), fine-tune
+    with the suggested layer count, evaluate (validation, then a look at the test split), predict a photo, export
+    (the default formats, verified), compare on Runs. Saves a screenshot per page in ``shots``; returns what
+    each step showed for the caller to check: ``progress`` (the phases each job was seen in), ``warnings`` (the
+    main-area alarms after each step), ``layers`` (the fine-tuned layer count as each place says it)."""
+    shots.mkdir(parents=True, exist_ok=True)
+    facts: dict = {"progress": {}, "warnings": {}, "layers": {}}
+    _visit(page, base, "Start with the Data page")
+    wait_idle(page)
+    sid = facts["session"] = page.url.split("s=")[-1]
+    _snap(page, shots, "0_home")
+
+    page.goto(f"{base}/Data?s={sid}")
+    uploader = page.locator("[data-testid=stFileUploader]").filter(has_text="ZIP")
+    uploader.locator("input[type=file]").set_input_files(str(photos_zip))
+    page.wait_for_selector("text=/Added \\d+ photo/")
+    page.wait_for_selector(".js-plotly-plot")
+    _snap(page, shots, "1_data", 1500)
+
+    _visit(page, f"{base}/Backbone?s={sid}", "Chosen: efficientnet_lite0")
+    _snap(page, shots, "2_backbone")
+
+    page.goto(f"{base}/Train?s={sid}")
+    wait_idle(page)
+    facts["warnings"]["train settings"] = _main_alerts(page, "Warning")
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.wait_for_selector("text=Training runs in the background")
+    # Leave for another page and come back with a refresh: the run must go on and be found again.
+    _visit(page, f"{base}/Data?s={sid}", "Your classes")
+    page.goto(f"{base}/Train?s={sid}")
+    page.reload()
+    facts["progress"]["train"] = watch_job(page, "Done: validation accuracy")
+    wait_idle(page)
+    facts["warnings"]["train"] = _main_alerts(page, "Warning")
+    _snap(page, shots, "3_train")
+
+    _visit(page, f"{base}/Fine-tune?s={sid}", "layers with weights become trainable")
+    wait_idle(page)
+    facts["layers"]["fine-tune slider"] = _slider_value(page, "Layers to fine-tune")
+    caption = page.locator("text=/\\d+ layers with weights become trainable/").first.inner_text()
+    facts["layers"]["fine-tune caption"] = int(caption.split()[0])
+    facts["warnings"]["fine-tune settings"] = _main_alerts(page, "Warning")
+    page.get_by_role("button", name="Fine-tune", exact=True).click()
+    facts["progress"]["fine-tune"] = watch_job(page, "Done: validation accuracy")
+    wait_idle(page)
+    facts["warnings"]["fine-tune"] = _main_alerts(page, "Warning")
+    _snap(page, shots, "4_fine_tune")
+
+    _visit(page, f"{base}/Evaluate?s={sid}", "Per class")
+    page.wait_for_selector(".js-plotly-plot")
+    wait_idle(page, 1500)
+    facts["warnings"]["evaluate validation"] = _main_alerts(page, "Warning")
+    page.get_by_text("test (the final score").click()
+    page.wait_for_selector("text=First run scored on this test set")
+    wait_idle(page, 1500)
+    facts["warnings"]["evaluate test"] = _main_alerts(page, "Warning")
+    facts["evaluate_text"] = page.inner_text("[data-testid=stMain]")
+    _snap(page, shots, "5_evaluate", 0)
+
+    _visit(page, f"{base}/Predict?s={sid}", "Upload a photo")
+    page.locator("[data-testid=stFileUploader]").filter(has_text="Upload a photo").locator(
+        "input[type=file]").set_input_files(str(photo))
+    page.wait_for_selector(".js-plotly-plot")
+    wait_idle(page, 1500)
+    _snap(page, shots, "6_predict", 0)
+
+    # Export with the default formats (float32, float16, INT8), checked against Keras in the background.
+    _visit(page, f"{base}/Export?s={sid}", "Export and verify")
+    page.get_by_role("button", name="Export and verify").click()
+    facts["progress"]["export"] = watch_job(page, "Checked on", timeout_s=400)
+    page.wait_for_selector(".js-plotly-plot")
+    page.wait_for_selector("button:has-text('labels.txt')")  # the last download button: the page is complete
+    wait_idle(page, 1500)
+    facts["export_text"] = page.inner_text("[data-testid=stMain]")
+    _snap(page, shots, "7_export", 0)
+
+    _visit(page, f"{base}/Runs?s={sid}", "layers ×")
+    wait_idle(page, 1500)
+    cell = page.locator("text=/\\d+ layers ×/").first.inner_text()
+    facts["layers"]["runs"] = int(cell.split()[0])
+    _snap(page, shots, "9_runs", 0)
+    return facts
+
+
+PAGES = ["", "Data", "Backbone", "Train", "Fine-tune", "Evaluate", "Predict", "Export", "Adversarial", "Runs"]
+
+
+def page_texts_in(page, base: str, sid: str, language: str) -> dict[str, str]:
+    """Switch the session to ``language`` (``fr``) from the sidebar and read every page's main area and sidebar:
+    ``{page path: its visible text}``."""
+    page.goto(f"{base}/Data?s={sid}")
+    wait_idle(page)
+    menu = page.locator("[data-testid=stSidebar] [data-testid=stSelectbox]").first
+    menu.click()
+    page.get_by_role("option", name={"fr": "Français"}[language]).click()
+    wait_idle(page, 1500)
+    texts = {}
+    for name in PAGES:
+        page.goto(f"{base}/{name}?s={sid}")
+        wait_idle(page, 1500)
+        texts[name or "home"] = page.evaluate(_READABLE_TEXT)
+    return texts
+
+
+# The page's text as a reader sees it: not the names of icons (Material Symbols are ligatures, words in the DOM
+# that are hidden from screen readers and marked not to translate) nor Streamlit's own keyboard link.
+_READABLE_TEXT = """() => {
+  const hidden = Array.from(document.querySelectorAll(
+      '[aria-hidden=true], [translate=no], [data-testid=stSkipToContent], [data-testid=stToolbar]'));
+  const before = hidden.map(e => e.style.display);
+  hidden.forEach(e => { e.style.display = 'none'; });
+  const text = document.body.innerText;
+  hidden.forEach((e, i) => { e.style.display = before[i]; });
+  return text;
+}"""
