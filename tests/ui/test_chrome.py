@@ -14,10 +14,11 @@ def test_another_language_hides_each_text_and_draws_the_catalogs_written_as_css_
     texts = {key: translate(f"widget.{key}", "fr") for key in WIDGET_TEXTS}
     css = widget_texts_css("fr", texts)
     for text in texts.values():
-        assert f'content: "{text}"' in css  # written as is: CSS would read a JSON \u00e9 as two characters
-    # A quote or a backslash in a translation cannot end the CSS string early.
-    hostile = widget_texts_css("fr", {**texts, "upload": 'a"}body{display:none}\\'})
-    assert 'content: "a\\"}body{display:none}\\\\"' in hostile
+        assert f'content: "{text}"' in css  # written as is: CSS reads "\\u00e9" as other characters than "é"
+    # A quote, a backslash or a closing tag in a translation cannot end the CSS string or the style early.
+    hostile = widget_texts_css("fr", {**texts, "upload": 'a"}body{display:none}</style>\\'})
+    assert 'content: "a\\"}body{display:none}\\3c /style>\\\\"' in hostile
+    assert hostile.count("</style>") == 1
 
 
 def test_a_french_page_carries_the_style_and_an_english_one_does_not(sid, workspace):

@@ -23,6 +23,8 @@ _FIELDS = frozenset({"body", "label", "help", "options", "placeholder", "caption
 # Streamlit Markdown that is not text: icons, colours, emphasis.
 _ICON = re.compile(r":material/[a-z_]+:")
 _COLOUR = re.compile(r":(?:red|orange|green|blue|violet|gray|grey|rainbow|primary)\[(.*?)\]")
+# A style sheet in an HTML element (ui/frame/chrome.py) is drawn, not read.
+_STYLE = re.compile(r"<style[\s\S]*?</style>", re.IGNORECASE)
 # Plotly's template syntax in hover texts: %{y:.1%}, <br>, <extra></extra>.
 _TEMPLATE = re.compile(r"%\{[^}]*\}|<extra>.*?</extra>|<[^>]+>")
 
@@ -40,7 +42,7 @@ def _strings(message: Message):
 
 
 def _markdown(text: str) -> str:
-    text = _COLOUR.sub(r"\1", _ICON.sub(" ", shown(text)))
+    text = _COLOUR.sub(r"\1", _ICON.sub(" ", shown(_STYLE.sub(" ", text))))
     return text.replace("**", "").replace("`", "")
 
 

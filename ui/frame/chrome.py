@@ -7,8 +7,6 @@ catalog's text in its place with ``::after``. English keeps Streamlit's own text
 """
 from __future__ import annotations
 
-import json
-
 from ui.frame.i18n import ENGLISH
 
 __all__ = ["WIDGET_TEXTS", "widget_texts_css"]
@@ -24,8 +22,10 @@ _CAMERA_BUTTON = "[data-testid=stCameraInputButton]"
 
 
 def _css_string(text: str) -> str:
-    # A JSON string with its characters as they are is a CSS string (CSS escapes Unicode as \e9, not \u00e9).
-    return json.dumps(text, ensure_ascii=False)
+    """``text`` as a CSS string: quotes and backslashes escaped, line breaks and ``<`` as CSS escapes (so that no
+    text can end the string or the ``<style>`` element early)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\a ").replace("<", "\\3c ")
+    return f'"{escaped}"'
 
 
 def widget_texts_css(lang: str, texts) -> str:
