@@ -124,10 +124,11 @@ def _mean_std(values) -> tuple[float, float]:
 
 
 def _extrapolated(fit: CurveFit, now: float, photos: float) -> dict:
-    expected = float(fit.predict(photos * GROWTH))
-    # Never below today's measured accuracy: more photos are not expected to hurt, and a fit below its last point
-    # would read as a loss.
-    expected = max(expected, min(now, 1.0))
+    # The fit's rise from today's photos to GROWTH times as many, added to today's measured accuracy: the fit says
+    # how much the curve still climbs, the measurement where it stands (a fit passing under or over its last point
+    # would otherwise read as a loss or a gain of its own). Never a loss: more photos are not expected to hurt.
+    gain = max(0.0, float(fit.predict(photos * GROWTH)) - float(fit.predict(photos)))
+    expected = min(1.0, now + gain)
     return {"photos_per_class": round(photos, 1), "accuracy": round(now, 4),
             "more_photos_per_class": round(photos * GROWTH, 1), "expected_accuracy": round(expected, 4),
             "gain": round(expected - now, 4)}
