@@ -12,9 +12,11 @@ from tlcore.training.commands import check_config, train_args
 from tlcore.jobs.runner import job_status, new_job_dir, start_job
 from tlcore.backbones.registry import get_spec
 from tlcore.training.config import TrainConfig
+from tlcore.training.learning_curve import LearningCurveConfig
 from ui.frame import state, widgets
 from ui.views.advice import show_warnings
 from ui.views.follow import show_job
+from ui.views.learning_curve import show_learning_curve
 from ui.frame.layout import guard, t
 from ui.views.page import setup
 
@@ -93,3 +95,9 @@ if jobs:
     if job is None or selected != str(job):
         state.set_current_job(Path(selected))
         st.rerun()
+
+if len(counts) >= 2:
+    # Will more photos help? The same backbone, split and head as training, on shares of the training photos.
+    train_pct, val_pct, test_pct, seed = state.split()
+    show_learning_curve(ws, LearningCurveConfig(backbone=backbone, epochs=epochs, seed=seed,
+                                                split=(train_pct / 100, val_pct / 100, test_pct / 100)))

@@ -9,7 +9,7 @@ import typing
 from ..io.errors import TLError
 from ..io.settings import option_name, settings_of
 
-__all__ = ["PROG", "Parser", "one_line", "fractions", "weights_value", "names", "floats", "threshold",
+__all__ = ["PROG", "Parser", "one_line", "fractions", "shares", "weights_value", "names", "floats", "threshold",
            "job_options", "resume_option", "add_settings", "config_from_args"]
 
 PROG = "python -m tlcore"
@@ -37,6 +37,15 @@ def fractions(text: str):
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"split {text!r} must be three numbers like 0.8,0.1,0.1")
     return parts
+
+
+def shares(text: str) -> tuple[float, ...]:
+    """Comma-separated shares (a learning curve's fractions of the training photos), as a tuple."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fractions {text!r} must be numbers separated by commas, like "
+                                         "0.1,0.25,0.5,0.75,1") from None
 
 
 def weights_value(text: str):
@@ -82,7 +91,7 @@ def resume_option(p) -> None:
 
 
 # Value types the annotations do not say: how the text of these fields becomes a value.
-_TYPES = {"split": fractions, "weights": weights_value}
+_TYPES = {"split": fractions, "weights": weights_value, "fractions": shares}
 
 
 def _value_type(cls, name: str):

@@ -32,6 +32,7 @@ PHASE_LINES = {
     ev.MEASURING: "measuring robustness",
     ev.HARDENING: "adversarial training (photos attacked this epoch)",
     ev.SCORING: "scoring {name}",
+    ev.LEARNING_CURVE: "training the learning curve's heads",
 }
 
 _open_line = [False]  # a \r progress line is on the terminal, without its newline

@@ -1,6 +1,8 @@
-"""``train`` and ``finetune``: their options are :class:`~tlcore.training.config.TrainConfig`'s fields."""
+"""``train``, ``finetune`` and ``learning-curve``: their options are the fields of
+:class:`~tlcore.training.config.TrainConfig` and :class:`~tlcore.training.learning_curve.LearningCurveConfig`."""
 from __future__ import annotations
 
+import sys
 from dataclasses import fields
 
 from .options import add_settings, config_from_args, job_options, resume_option
@@ -10,9 +12,10 @@ __all__ = ["add_parsers", "COMMANDS"]
 
 
 def add_parsers(sub) -> None:
-    """The ``train`` and ``finetune`` commands."""
+    """The ``train``, ``finetune`` and ``learning-curve`` commands."""
     from ..training.commands import FINETUNE_RENAMES
     from ..training.config import FINE_TUNE_SETTINGS, TrainConfig
+    from ..training.learning_curve import CURVE_SETTINGS, LearningCurveConfig
 
     p = sub.add_parser("train", help="train a classifier on a folder or zip of class folders")
     p.add_argument("data", help="folder of class folders, folder with train/ val/ [test/], or a .zip of either")
@@ -26,6 +29,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", help="run directory to write (default: replace RUN_DIR)")
     add_settings(p, TrainConfig, FINE_TUNE_SETTINGS, renames=FINETUNE_RENAMES, suggested=["fine_tune_layers"])
     resume_option(p)
+    job_options(p)
+
+    p = sub.add_parser("learning-curve", help="will more photos help? validation accuracy of heads trained on "
+                                              "growing shares of the training photos, fitted and extrapolated")
+    p.add_argument("data", help="folder of class folders, folder with train/ val/ [test/], or a .zip of either")
+    add_settings(p, LearningCurveConfig, CURVE_SETTINGS)
     job_options(p)
 
 
@@ -57,4 +66,34 @@ def _finetune(args):
         on_phase=phase_callback(args, events)))
 
 
-COMMANDS = {"train": _train, "finetune": _finetune}
+def _print_curve(r) -> None:
+    """A learning curve for a person: one line per share, the fit's promise, the class that gains most."""
+    for s in r["skipped"]:
+        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    print(f"validation accuracy on {r['n_val']} photos, {r['repeats']} head(s) per share ({r['backbone']}):")
+    print(f"{'share':>6} {'photos/class':>12} {'accuracy':>9} {'std':>6}")
+    for p in r["points"]:
+        print(f"{p['fraction']:>6.0%} {p['photos_per_class']:>12g} {p['val_accuracy']:>9.1%} {p['std']:>6.1%}")
+    x = r["extrapolation"]
+    print(f"with twice the photos ({x['more_photos_per_class']:g} per class), expect about "
+          f"{x['expected_accuracy']:.1%} (now {x['accuracy']:.1%}; fit: {x['method'].replace('_', ' ')})")
+    if x["class_gaining_most"] is not None:
+        print(f"the class that would gain most from more photos: {x['class_gaining_most']} "
+              f"(+{x['class_gain'] * 100:.1f} points)")
+    else:
+        print("no class is expected to gain half a point or more from more photos")
+    print(f"{r['seconds']['total']:.1f} s ({r['cache_hits']} embeddings from the cache, {r['computed']} computed)")
+
+
+def _learning_curve(args):
+    from ..training.learning_curve import CURVE_SETTINGS, LearningCurveConfig, learning_curve
+
+    config = config_from_args(LearningCurveConfig, args, CURVE_SETTINGS)
+    events, on_extract, _, should_stop = callbacks(args)
+    return run_with_events(args, events, {"command": "learning-curve", "repeats": config.repeats,
+                                          "fractions": list(config.fractions)}, lambda: learning_curve(
+        args.data, config, on_extract=on_extract, on_phase=phase_callback(args, events), should_stop=should_stop),
+        _print_curve)
+
+
+COMMANDS = {"train": _train, "finetune": _finetune, "learning-curve": _learning_curve}

@@ -25,7 +25,8 @@ from typing import Callable, Iterable
 
 __all__ = ["PHASE", "WAITING", "START", "EXTRACT", "EPOCH", "RESUME", "DONE", "ERROR",
            "STARTING", "LOADING", "PREPARING", "EMBEDDING", "AUGMENTING", "TRAINING", "FINE_TUNING", "EVALUATING",
-           "SAVING", "CALIBRATING", "CONVERTING", "VERIFYING", "MEASURING", "HARDENING", "SCORING", "PHASES",
+           "SAVING", "CALIBRATING", "CONVERTING", "VERIFYING", "MEASURING", "HARDENING", "SCORING", "LEARNING_CURVE",
+           "PHASES",
            "LABELS", "PhaseCallback", "no_phase", "phase_event", "current_phase", "Ticker", "REPORT_EVERY"]
 
 # Event types.
@@ -48,8 +49,9 @@ VERIFYING = "verifying"      # an exported file checked against Keras (format, d
 MEASURING = "measuring"      # robustness curves: photos attacked over every (method, epsilon) point (done/total)
 HARDENING = "hardening"      # adversarial training (epoch of epochs, done/total photos attacked this epoch)
 SCORING = "scoring"          # the leaderboard's quick head for one backbone (name)
+LEARNING_CURVE = "learning_curve"  # a learning curve's heads, one per share of the photos and repeat (done/total)
 PHASES = (STARTING, LOADING, PREPARING, EMBEDDING, AUGMENTING, TRAINING, FINE_TUNING, EVALUATING, SAVING,
-          CALIBRATING, CONVERTING, VERIFYING, MEASURING, HARDENING, SCORING)
+          CALIBRATING, CONVERTING, VERIFYING, MEASURING, HARDENING, SCORING, LEARNING_CURVE)
 
 # What a phase event may say besides its counts; a page's text for a phase may use any of them.
 LABELS = ("format", "name", "epoch", "epochs", "copy", "copies")
