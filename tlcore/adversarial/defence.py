@@ -173,8 +173,8 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
         adversarial = np.concatenate(attacked)
         features = backbone.predict(adversarial, batch_size=config.batch_size, verbose=0)
         seen = []
-        trainer.fit(np.concatenate([clean, features, extra_x]), np.concatenate([train_y, train_y, extra_y]), epochs=epoch,
-                    initial_epoch=epoch - 1, batch_size=config.batch_size,
+        trainer.fit(np.concatenate([clean, features, extra_x]), np.concatenate([train_y, train_y, extra_y]),
+                    epochs=epoch, initial_epoch=epoch - 1, batch_size=config.batch_size,
                     callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda _, fit_logs: seen.append(fit_logs))])
         logs = {"epoch": epoch, "phase": "adversarial", "loss": float(seen[-1]["loss"]),
                 "accuracy": float(seen[-1]["accuracy"])}
