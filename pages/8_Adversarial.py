@@ -4,6 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.adversarial.attacks import AttackConfig, attack_image
+from tlcore.adversarial.corruptions import corruptions_args
 from tlcore.adversarial.defence import HardenConfig, harden_args, robustness_args
 from tlcore.analysis.explain import IdealImageConfig, ideal_args
 from tlcore.io.errors import TLError
@@ -12,7 +13,7 @@ from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import new_job_dir, start_job
 from tlcore.models.run_files import read_run_json, run_classes
 from ui.frame import state, widgets
-from ui.views.adversarial import show_attack, show_harden, show_ideal, show_robustness
+from ui.views.adversarial import show_attack, show_corruptions, show_harden, show_ideal, show_robustness
 from ui.frame.layout import choose_run, guard, t
 from ui.views.page import setup
 from ui.frame.models import run_model
@@ -82,10 +83,13 @@ if c1.button(t("adv.measure"), icon=":material/monitoring:", disabled=running):
         start_job(job_dir, robustness_args(run_dir), kind="robustness", meta={"parent": str(run_dir)})
         st.rerun()
 harden_eps = widgets.ladder(c2, HardenConfig, "epsilon", t("adv.harden_eps"))
+harden_corrupt = widgets.flag(c2, HardenConfig, "corruption_augment", t("adv.corrupt.harden"), widget="toggle",
+                              help=t("adv.corrupt.harden_help"))
 if c2.button(t("adv.harden"), icon=":material/shield:", disabled=running):
     with guard():
         job_dir = new_job_dir(ws.jobs_dir, "harden")
-        start_job(job_dir, harden_args(HardenConfig(epsilon=harden_eps), run_dir, job_dir / "run"),
+        config = HardenConfig(epsilon=harden_eps, corruption_augment=harden_corrupt)
+        start_job(job_dir, harden_args(config, run_dir, job_dir / "run"),
                   kind="harden", meta={"parent": str(run_dir)})
         st.rerun()
 if running:
@@ -98,6 +102,17 @@ if curves:
 if hardened:
     st.caption(t("adv.harden_caption"))
     show_harden(hardened[0][0])
+
+st.subheader(t("adv.corrupt"))
+st.write(t("adv.corrupt.intro"))
+if st.button(t("adv.corrupt.start"), icon=":material/blur_on:", disabled=running):
+    with guard():
+        job_dir = new_job_dir(ws.jobs_dir, "corruptions")
+        start_job(job_dir, corruptions_args(run_dir), kind="corruptions", meta={"parent": str(run_dir)})
+        st.rerun()
+corrupted = state.jobs_of(run_dir, "corruptions")
+if corrupted:
+    show_corruptions(corrupted[0][0])
 
 st.subheader(t("adv.ideal"))
 st.write(t("adv.ideal_intro"))

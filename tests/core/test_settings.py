@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 import pytest
 
 from tlcore.adversarial.attacks import AttackConfig
+from tlcore.adversarial.corruptions import CORRUPTION_SETTINGS, CorruptionConfig
 from tlcore.adversarial.defence import (CURVE_RENAMES, CURVE_SETTINGS, HARDEN_SETTINGS, HardenConfig, harden_args,
                                         robustness_args)
 from tlcore.analysis.explain import IDEAL_SETTINGS, IdealImageConfig, ideal_args
@@ -20,7 +21,7 @@ from tlcore.io.settings import (as_positional, check_settings, option_name, sett
 from tlcore.training.commands import FINETUNE_RENAMES, finetune_args, train_args
 from tlcore.training.config import FINE_TUNE_SETTINGS, TrainConfig
 
-CONFIGS = [TrainConfig, ExportConfig, AttackConfig, HardenConfig, IdealImageConfig]
+CONFIGS = [TrainConfig, ExportConfig, AttackConfig, HardenConfig, IdealImageConfig, CorruptionConfig]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ COMMAND_SETTINGS = [
     ("harden", HardenConfig, list(HARDEN_SETTINGS), ()),
     ("robustness", HardenConfig, list(CURVE_SETTINGS), ()),
     ("ideal", IdealImageConfig, list(IDEAL_SETTINGS), ()),
+    ("corruptions", CorruptionConfig, list(CORRUPTION_SETTINGS), ()),
     ("check", TrainConfig, ["split", "seed"], ()),
 ]
 

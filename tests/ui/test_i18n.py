@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from tlcore.adversarial.attacks import METHODS
+from tlcore.adversarial.corruptions import CORRUPTIONS
 from tlcore.analysis.diagnosis import CODES, REMEDIES
 from tlcore.data.datasets import SPLITS
 from tlcore.data.advice import TIER_NAMES
@@ -59,12 +60,14 @@ EXPANSIONS = {
     "health.kind_{}": ("exact", "near"),  # duplicate kinds
     "tier.{}": TIER_NAMES,  # the data tiers (tlcore.data.advice)
     "health.bias_{}": ("size", "format", "camera", "jpeg_quality"),  # tlcore.data.health's bias features
-    "runs.kind.{}": ("train", "finetune", "harden", "export", "robustness", "ideal", "leaderboard"),  # pages' jobs
+    "runs.kind.{}": ("train", "finetune", "harden", "export", "robustness", "corruptions", "ideal",
+                     "leaderboard"),  # pages' jobs
     "backbone.lb_where.{}": ("val", "split"),  # the leaderboard's held_out
     "chart.{}": ("loss", "accuracy", "train", "val", "epoch", "fine_tune_start"),  # ui.views.follow.curve_labels
     "calib.chart.{}": ("perfect", "accuracy", "confidence", "range", "count"),
     "adv.source.{}": ("data", "upload"),
     "adv.method.{}": METHODS,
+    "adv.corrupt.{}": CORRUPTIONS,  # ui.views.adversarial.corruption_labels: each corruption's name on the chart
     "{}.fix": (),  # ui.views.advice asks for an alarm's fix only when the catalog has one
     "{}.details": (),  # ...and for its details likewise (tests/ui/test_alarms_view.py checks them against tlcore)
 }

@@ -11,9 +11,10 @@ import numpy as np
 
 from ..models.classifier import logits_function
 from .attacks import fgsm, robustness_curve
+from .corruptions import random_corruption
 from ..io.errors import TLError
 from ..io.settings import as_positional, check_settings, setting, to_options
-from ..jobs.events import EMBEDDING, EVALUATING, HARDENING, LOADING, MEASURING, SAVING, PhaseCallback, no_phase
+from ..jobs.events import AUGMENTING, EMBEDDING, EVALUATING, HARDENING, LOADING, MEASURING, SAVING, PhaseCallback, no_phase
 from ..data.images import ImageDecodeError, load_image
 from ..training.head_fit import HeadTrainer
 from ..models.run import RunModel, load_run, save_run
@@ -41,10 +42,13 @@ class HardenConfig:
                                 minimum=1, label="curve images")
     curve_steps: int = setting(5, "PGD steps of the robustness curves", minimum=1, label="curve steps")
     seed: int = setting(0, "seed of the choice of curve images and of the head's training")
+    corruption_augment: bool = setting(False, "also mix in one copy of each training photo under an everyday "
+                                       "corruption (blur, noise, brightness, ...; one drawn with the seed)",
+                                       label="corruption augmentation")
 
 
 # The settings ``harden`` takes, and those ``robustness`` takes under shorter names (what they mean there).
-HARDEN_SETTINGS = ("epsilon", "epochs", "lr", "curve_images", "curve_steps")
+HARDEN_SETTINGS = ("epsilon", "epochs", "lr", "curve_images", "curve_steps", "corruption_augment")
 CURVE_SETTINGS = ("curve_steps", "curve_images")
 CURVE_RENAMES = {"curve_steps": ("--steps",), "curve_images": ("--limit",)}
 
@@ -127,7 +131,10 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
     ``<run>-hardened`` folder) and the summary returned. ``on_phase`` hears
     each phase before it starts, with its counts: ``loading``, ``measuring``
     (before, then after), ``embedding`` the clean training photos,
-    ``hardening`` (photos attacked in each epoch), ``evaluating``, ``saving``.
+    ``hardening`` (photos attacked in each epoch), ``evaluating``, ``saving``. With
+    ``config.corruption_augment``, one corrupted copy of each training photo (a corruption and severity drawn with
+    the seed, :func:`~tlcore.adversarial.corruptions.random_corruption`) is embedded once (``augmenting``) and
+    trained on in every epoch beside the clean and adversarial ones.
     """
     check_settings(config)
     on_phase = on_phase or no_phase
@@ -146,6 +153,15 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
     trainer = HeadTrainer(head, config.lr, seed=config.seed)
     clean = _embed(backbone, train_x.astype(np.float32), config.batch_size,
                    lambda done, total: on_phase(EMBEDDING, done=done, total=total))
+    extra_x, extra_y = clean[:0], train_y[:0]
+    if config.corruption_augment:
+        # One fixed corrupted copy per photo: the backbone is frozen, so its features are computed once, like the
+        # clean ones; the adversarial copies change each epoch because the head they fool does.
+        rng = np.random.default_rng(config.seed)
+        corrupted = np.stack([random_corruption(image, rng) for image in train_x]).astype(np.float32)
+        extra_x = _embed(backbone, corrupted, config.batch_size,
+                         lambda done, total: on_phase(AUGMENTING, done=done, total=total, copy=1, copies=1))
+        extra_y = train_y
     history = []
     for epoch in range(1, config.epochs + 1):
         attacked = []
@@ -157,8 +173,8 @@ def harden(run_dir, config: HardenConfig = HardenConfig(), out=None, epsilons: S
         adversarial = np.concatenate(attacked)
         features = backbone.predict(adversarial, batch_size=config.batch_size, verbose=0)
         seen = []
-        trainer.fit(np.concatenate([clean, features]), np.concatenate([train_y, train_y]), epochs=epoch,
-                    initial_epoch=epoch - 1, batch_size=config.batch_size,
+        trainer.fit(np.concatenate([clean, features, extra_x]), np.concatenate([train_y, train_y, extra_y]),
+                    epochs=epoch, initial_epoch=epoch - 1, batch_size=config.batch_size,
                     callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda _, fit_logs: seen.append(fit_logs))])
         logs = {"epoch": epoch, "phase": "adversarial", "loss": float(seen[-1]["loss"]),
                 "accuracy": float(seen[-1]["accuracy"])}

@@ -1,4 +1,5 @@
-"""``attack``, ``robustness``, ``harden`` and ``ideal``: probing a trained model, and hardening it."""
+"""``attack``, ``robustness``, ``corruptions``, ``harden`` and ``ideal``: probing a trained model, and hardening
+it."""
 from __future__ import annotations
 
 import sys
@@ -16,8 +17,9 @@ _ATTACK = ("method", "epsilon", "steps", "step_size", "random_start", "seed")
 
 
 def add_parsers(sub) -> None:
-    """The ``attack``, ``robustness``, ``harden`` and ``ideal`` commands."""
+    """The ``attack``, ``robustness``, ``corruptions``, ``harden`` and ``ideal`` commands."""
     from ..adversarial.attacks import AttackConfig
+    from ..adversarial.corruptions import CORRUPTION_SETTINGS, CorruptionConfig
     from ..adversarial.defence import CURVE_RENAMES, CURVE_SETTINGS, DEFAULT_EPSILONS, HARDEN_SETTINGS, HardenConfig
     from ..analysis.explain import IDEAL_SETTINGS, IdealImageConfig
 
@@ -34,6 +36,14 @@ def add_parsers(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument("--epsilons", type=floats, default=list(DEFAULT_EPSILONS), help=f"default {epsilons}")
     add_settings(p, HardenConfig, CURVE_SETTINGS, renames=CURVE_RENAMES)
+    job_options(p)
+
+    p = sub.add_parser("corruptions", help="accuracy under everyday corruptions (blur, noise, brightness, contrast, "
+                       "JPEG, rotation, crop shift) at three severities each")
+    p.add_argument("run_dir")
+    p.add_argument("data", nargs="?", help="folder (or .zip) of class folders (default: the run's held-out photos, "
+                   "its test split, else its validation split)")
+    add_settings(p, CorruptionConfig, CORRUPTION_SETTINGS)
     job_options(p)
 
     p = sub.add_parser("harden", help="adversarial training of a run's head (FGSM images mixed in), curves before/after")
@@ -106,6 +116,31 @@ def _robustness(args):
         on_phase=phase_callback(args, events)), report)
 
 
+def _corruptions(args):
+    from ..adversarial.corruptions import CORRUPTION_SETTINGS, SEVERITIES, CorruptionConfig, run_corruptions
+
+    config = config_from_args(CorruptionConfig, args, CORRUPTION_SETTINGS)
+    events, _, _, _ = callbacks(args)
+
+    def on_progress(step, logs):
+        if events:
+            events({"type": "corruption", "step": step, "total": 3 * len(SEVERITIES), **logs})
+
+    def report(r):
+        where = "photos of the folder" if r["source"] == "folder" else f"{r['source']} photos of the run"
+        print(f"accuracy on {r['n']} {where}: clean {r['clean_accuracy']:.3f}, mean under corruptions "
+              f"{r['mean_accuracy']:.3f} ({r['seconds']:.1f} s)")
+        print(f"{'severity':<11} " + "  ".join(f"{s:>6}" for s in (1, 2, 3)))
+        for name in SEVERITIES:
+            row = {p["severity"]: p["accuracy"] for p in r["results"] if p["corruption"] == name}
+            print(f"{name:<11} " + "  ".join(f"{row[s]:>6.3f}" for s in (1, 2, 3)))
+        for s in r["skipped"]:
+            print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+
+    return run_with_events(args, events, {"command": "corruptions"}, lambda: run_corruptions(
+        args.run_dir, args.data, config, on_progress=on_progress, on_phase=phase_callback(args, events)), report)
+
+
 def _harden(args):
     from ..adversarial.defence import HARDEN_SETTINGS, HardenConfig, harden
 
@@ -170,4 +205,5 @@ def _ideal(args):
     return run_with_events(args, events, {"command": "ideal"}, work, report)
 
 
-COMMANDS = {"attack": _attack, "robustness": _robustness, "harden": _harden, "ideal": _ideal}
+COMMANDS = {"attack": _attack, "robustness": _robustness, "corruptions": _corruptions, "harden": _harden,
+            "ideal": _ideal}

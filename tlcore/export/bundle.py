@@ -11,7 +11,7 @@ from pathlib import Path
 from ..io.atomic import write_bytes_atomic
 from ..io.errors import TLError
 from .formats import TFLITE_FORMATS
-from ..models.run_files import fine_tuned_layers, read_run_json
+from ..models.run_files import corruptions_result, fine_tuned_layers, read_run_json
 
 __all__ = ["EXAMPLE_SCRIPT", "model_card", "bundle_bytes", "write_bundle"]
 
@@ -79,6 +79,7 @@ def model_card(result: dict, run_dir: str | Path, date: str | None = None) -> st
                 quant += "; uint8 input and output"
         lines.append(f"| {Path(e['path']).name} | {quant} | {e['size_bytes'] / 1e6:.2f} | {_pct(v.get('keras_accuracy'))} "
                      f"| {_pct(v.get('tflite_accuracy'))} | {_pct(v.get('agreement'))} | {_ms(v.get('latency_ms'))} |")
+    lines += _corruptions_section(run_dir)
     if result.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w['message']}" for w in result["warnings"]]
     lines += ["", "## How to use", "",
@@ -89,6 +90,28 @@ def model_card(result: dict, run_dir: str | Path, date: str | None = None) -> st
               "    pip install ai-edge-litert pillow numpy",
               "    python predict_tflite.py model_float32.tflite photo.jpg", ""]
     return "\n".join(lines)
+
+
+def _corruptions_section(run_dir) -> list[str]:
+    """The accuracy under everyday corruptions, when the run was measured (``python -m tlcore corruptions``): one
+    sentence and a table of the three severities; nothing when it was not."""
+    found = corruptions_result(run_dir)
+    if not found:
+        return []
+    table: dict[str, dict] = {}
+    for r in found["results"]:
+        if isinstance(r.get("corruption"), str) and r.get("severity") in (1, 2, 3):
+            table.setdefault(r["corruption"], {})[r["severity"]] = r.get("accuracy")
+    where = "photos given to the command" if found.get("source") == "folder" else \
+        f"held-out ({found.get('source', '?')}) photos"
+    lines = ["", "## Everyday corruptions", "",
+             f"Accuracy on {found.get('n', '?')} {where}: {_pct(found.get('clean_accuracy'))} as taken, "
+             f"{_pct(found.get('mean_accuracy'))} on average under blur, noise, brightness, contrast, JPEG, rotation "
+             "and a crop shift at three severities (1 mild, 3 strong).", "",
+             "| corruption | severity 1 | severity 2 | severity 3 |", "|---|---:|---:|---:|"]
+    lines += [f"| {name.replace('_', ' ')} | " + " | ".join(_pct(row.get(s)) for s in (1, 2, 3)) + " |"
+              for name, row in table.items()]
+    return lines
 
 
 def bundle_bytes(result: dict, run_dir: str | Path) -> bytes:

@@ -12,7 +12,8 @@ A worker appends one JSON object per line to its ``events.jsonl``
   export: ``formats``).
 - ``extract`` ``{done, total}``: photos embedded by the frozen backbone; the ``embedding`` phase's count.
 - ``epoch`` (a training epoch's logs; its ``phase`` is ``head``, ``fine_tune`` or ``adversarial``),
-  ``resume``, ``export``, ``attack``, ``robustness``, ``ideal``, ``leaderboard``: each command's own steps.
+  ``resume``, ``export``, ``attack``, ``robustness``, ``corruption``, ``ideal``, ``leaderboard``: each command's own
+  steps.
 - ``done`` ``{result}`` or ``error`` ``{message}``: the end.
 
 :func:`current_phase` folds the events into the phase a page shows; pages read the events through
@@ -46,7 +47,8 @@ SAVING = "saving"            # writing the run folder
 CALIBRATING = "calibrating"  # INT8 calibration photos read, then run by the converter (format, done/total)
 CONVERTING = "converting"    # writing one export format (format)
 VERIFYING = "verifying"      # an exported file checked against Keras (format, done/total photos)
-MEASURING = "measuring"      # robustness curves: photos attacked over every (method, epsilon) point (done/total)
+MEASURING = "measuring"      # robustness: photos attacked over every (method, epsilon) point, or scored clean and
+#                              under every (corruption, severity) point (done/total)
 HARDENING = "hardening"      # adversarial training (epoch of epochs, done/total photos attacked this epoch)
 SCORING = "scoring"          # the leaderboard's quick head for one backbone (name)
 LEARNING_CURVE = "learning_curve"  # a learning curve's heads, one per share of the photos and repeat (done/total)

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from .. import __version__
-from ..io.atomic import recover_dir, staged_dir
+from ..io.atomic import recover_dir, staged_dir, write_bytes_atomic
 from ..io.errors import TLError
 from ..data.images import ImageDecodeError, load_image
 from .classifier import build_classifier, build_head
@@ -27,7 +27,7 @@ from ..io.produced import model_digest, record_digest
 from ..backbones.registry import BackboneSpec, create_backbone, get_spec
 from .run_files import read_run_json
 
-__all__ = ["RunModel", "run_digest", "predict_image_files", "save_run", "load_run", "build_run_model", "model_description"]
+__all__ = ["RunModel", "run_digest", "predict_image_files", "save_run", "save_run_json", "load_run", "build_run_model", "model_description"]
 
 _WEIGHTS = "model.weights.h5"
 
@@ -107,6 +107,16 @@ def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], co
             (tmp / name).write_text(json.dumps(content), encoding="utf-8")
     record_digest(run_digest(run_dir))
     return run_dir
+
+
+def save_run_json(run_dir: str | Path, name: str, content) -> Path:
+    """Add or replace one JSON file of a finished run (a measurement made after training, e.g.
+    ``corruptions.json``), atomically: a reader sees the old file or the new one, never half of one. The weights
+    and ``config.json`` are untouched, so the run keeps its digest."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise TLError(f"{str(run_dir)!r} is not a run directory (no config.json)")
+    return write_bytes_atomic(run_dir / name, json.dumps(content, indent=2).encode("utf-8"))
 
 
 def load_run(run_dir: str | Path) -> RunModel:

@@ -1,7 +1,7 @@
 """The files of a run folder, read without Keras: ``config.json`` (backbone, classes, training settings),
 ``metrics.json`` (scores, curves, the layers fine-tuning trained, the test photos' fingerprint, whether class
 weights were applied), ``samples.json`` (each photo's split), ``predictions.json`` (held-out predictions) and
-``labels.txt``. :mod:`tlcore.models.run` writes them and rebuilds
+``labels.txt``, and ``corruptions.json`` (the latest accuracy under everyday corruptions, when measured). :mod:`tlcore.models.run` writes them and rebuilds
 the model; pages, views and the other layers read them here, never by hand. A run may come from a project a
 user supplied: paths inside these files are open only through :func:`tlcore.jobs.folder.job_path`.
 """
@@ -12,9 +12,12 @@ from pathlib import Path
 
 from ..io.errors import TLError
 
-__all__ = ["is_run", "read_run_json", "run_classes", "held_out_samples", "fine_tuned_layers", "training_done"]
+__all__ = ["is_run", "read_run_json", "run_classes", "held_out_samples", "fine_tuned_layers", "training_done",
+           "CORRUPTIONS_FILE", "corruptions_result"]
 
 _REQUIRED = object()
+
+CORRUPTIONS_FILE = "corruptions.json"  # written by tlcore.adversarial.corruptions through models.run
 
 
 def is_run(folder: str | Path) -> bool:
@@ -91,3 +94,13 @@ def training_done(run_dir: str | Path) -> dict[str, bool]:
     return {"fine_tuned": bool(config.get("fine_tuned")), "augmented": bool(train.get("augment")),
             "class_weighted": weighted, "oversampled": train.get("resample") == "oversample",
             "undersampled": train.get("resample") == "undersample"}
+
+
+def corruptions_result(run_dir: str | Path) -> dict | None:
+    """The run's latest accuracy under everyday corruptions (:mod:`tlcore.adversarial.corruptions`), or None when
+    it was never measured (or the file is damaged)."""
+    found = read_run_json(run_dir, CORRUPTIONS_FILE, default={})
+    results = found.get("results")
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        return None
+    return found

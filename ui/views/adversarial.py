@@ -16,11 +16,12 @@ from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import job_status, read_events, request_stop
 
 from ui.frame import state
+from ui.charts.corruptions import corruptions_figure
 from ui.charts.figures import probabilities_figure, robustness_figure
 from ui.views.follow import follow, phase_progress
 from ui.frame.layout import job_error, plain, t
 
-__all__ = ["show_attack", "show_robustness", "show_harden", "show_ideal"]
+__all__ = ["show_attack", "show_robustness", "show_harden", "show_corruptions", "show_ideal"]
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -119,6 +120,40 @@ def show_robustness(job_dir: Path) -> None:
 def show_harden(job_dir: Path) -> None:
     """An adversarial-training job: progress while it runs, then the curves before and after."""
     follow(job_dir, _draw_harden)
+
+
+def corruption_labels() -> dict:
+    """The corruptions chart's words: each corruption's name, in the order the core measures them."""
+    from tlcore.adversarial.corruptions import CORRUPTIONS
+
+    return {"accuracy": t("chart.accuracy"), "severity": t("adv.corrupt.severity"), "clean": t("adv.corrupt.clean"),
+            "names": {name: t(f"adv.corrupt.{name}") for name in CORRUPTIONS}}
+
+
+def _draw_corruptions(job_dir: Path) -> str:
+    status = job_status(job_dir)
+    key = status["status"]
+    if key in ("waiting", "running", "stopping"):
+        events = read_events(job_dir)
+        points = [e for e in events if e.get("type") == "corruption"]
+        fraction, text = phase_progress(events, len(points) / max(int((points or [{}])[-1].get("total", 1)), 1))
+        phase = current_phase(events) or {}
+        if phase.get("phase") == MEASURING:  # not attacks here: photos corrupted and scored
+            text = t("adv.corrupt.progress", done=phase.get("done", 0), total=phase.get("total", 0))
+        _running(job_dir, status, text, fraction)
+    elif key == "failed":
+        st.error(t("adv.job_failed", error=job_error(status)))
+    elif status.get("result"):
+        r = status["result"]
+        where = t("adv.corrupt.folder") if r.get("source") == "folder" else r.get("source", "")
+        st.caption(t("adv.corrupt.caption", n=r["n"], split=where, clean=r["clean_accuracy"], mean=r["mean_accuracy"]))
+        st.plotly_chart(corruptions_figure(r, corruption_labels()), key=f"corruptions_{job_dir.name}")
+    return key
+
+
+def show_corruptions(job_dir: Path) -> None:
+    """An everyday-corruptions job: progress while it runs, then the accuracy per corruption and severity."""
+    follow(job_dir, _draw_corruptions)
 
 
 def _image(root: Path, value) -> str | None:
