@@ -133,3 +133,25 @@ def test_the_panel_in_french_has_no_english_word(session):
     texts = [text for text in visible_texts(at) if not text.lstrip().startswith("<style>")]
     assert {text: english_words(text, ignore=names) for text in texts
             if english_words(text, ignore=names)} == {}
+
+
+def test_each_photo_is_predicted_once_per_run(session, monkeypatch):
+    import ui.views.suggest as view
+
+    sid, ws = session
+    predicted = []
+    real = view.suggest_labels
+
+    def counting(model, photos, *args, **kwargs):
+        predicted.append(sorted(p.name for p in photos))
+        return real(model, photos, *args, **kwargs)
+
+    monkeypatch.setattr(view, "suggest_labels", counting)
+    ws.add_unlabelled([("a.png", png(CLASS_COLOURS["red"], 1)), ("b.png", png(CLASS_COLOURS["blue"], 2))])
+    at = open_page(PAGE, sid)
+    at.slider(key="suggest_threshold").set_value(0.5).run()  # a rerun: nothing new to predict
+    ws.add_unlabelled([("c.png", png(CLASS_COLOURS["blue"], 3))])
+    at.run()
+    assert not at.exception
+    assert predicted == [["a.png", "b.png"], ["c.png"]]
+    assert len([s for s in at.selectbox if s.key.startswith("suggest_class_")]) == 3

@@ -31,7 +31,7 @@ __all__ = ["MAX_PHOTOS", "COLUMNS", "show_labelling_help", "suggestions_for", "a
 MAX_PHOTOS = 100
 COLUMNS = 4  # thumbnails per row: room under each for its class and its selection
 
-_RESULT = "suggest_result"  # (key, Suggestions) of the last prediction: reruns do not predict again
+_RESULT = "suggest_result"  # (run, classes, {(name, mtime): Suggestion}): reruns and later rounds do not predict again
 _CHOICES = "suggest_choices"  # the user's class and selection per photo, kept across the pages of the grid
 _ROUND = "suggest_round"  # the uploader's round: a new uploader after each upload, so a rerun never adds twice
 _DONE = "suggest_done"  # what the last action did, said on the next run (after the rerun that shows it)
@@ -42,32 +42,43 @@ def _runs() -> dict[str, str]:
 
 
 def suggestions_for(run_dir, photos) -> Suggestions:
-    """The run's suggestions for the waiting ``photos`` (paths), computed once per run and set of photos."""
-    key = (str(run_dir), (run_dir / "model.weights.h5").stat().st_mtime_ns,
-           tuple((p.name, p.stat().st_mtime_ns) for p in photos))
+    """The run's suggestions for the waiting ``photos`` (paths), least confident first. Each photo is predicted once
+    per run: photos uploaded later, or what is left after some were added, reuse the earlier predictions."""
+    run_key = (str(run_dir), (run_dir / "model.weights.h5").stat().st_mtime_ns)
     cached = st.session_state.get(_RESULT)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    model = run_model(run_dir)
-    bar = st.progress(0.0, text=t("suggest.predicting", done=0, total=len(photos)))
+    classes, known = cached[1:] if cached is not None and cached[0] == run_key else (None, {})
+    keys = {p: (p.name, p.stat().st_mtime_ns) for p in photos}  # a photo replaced under its name is predicted again
+    new = [p for p in photos if keys[p] not in known]
+    skipped = []
+    if new:
+        model = run_model(run_dir)
+        bar = st.progress(0.0, text=t("suggest.predicting", done=0, total=len(new)))
 
-    def on_progress(done, total):
-        bar.progress(done / max(total, 1), text=t("suggest.predicting", done=done, total=total))
+        def on_progress(done, total):
+            bar.progress(done / max(total, 1), text=t("suggest.predicting", done=done, total=total))
 
-    result = suggest_labels(model, [UnlabelledPhoto(p.name, p) for p in photos], on_progress=on_progress)
-    bar.empty()
-    st.session_state[_RESULT] = (key, result)
-    return result
+        result = suggest_labels(model, [UnlabelledPhoto(p.name, p) for p in new], on_progress=on_progress)
+        bar.empty()
+        classes, skipped = result.classes, result.skipped
+        by_name = {p.name: keys[p] for p in new}
+        known = {**known, **{by_name[s.path]: s for s in result.rows}}
+    # Only the photos still waiting: those added or discarded are forgotten.
+    known = {key: known[key] for key in keys.values() if key in known}
+    st.session_state[_RESULT] = (run_key, classes, known)
+    rows = sorted((known[keys[p]] for p in photos if keys[p] in known), key=lambda s: s.confidence)
+    return Suggestions(classes, rows, skipped)
 
 
 def _choices(result: Suggestions, threshold: float) -> dict:
-    """The class and selection of each photo: the suggestion, selected when at or above ``threshold``; a new
-    result resets both, a new threshold the selections (its widgets get new keys: ``gen``)."""
+    """The class and selection of each photo: the suggestion, selected when at or above ``threshold``. A photo
+    keeps what the user chose while it waits; a new threshold selects again (its widgets get new keys: ``gen``)."""
     choices = st.session_state.get(_CHOICES)
     names = tuple(s.path for s in result.rows)
     if choices is None or choices["names"] != names:
-        choices = {"names": names, "threshold": None, "gen": (choices or {}).get("gen", 0) + 1,
-                   "class": {s.path: s.suggested for s in result.rows}, "pick": {}}
+        old = choices or {"gen": 0, "class": {}, "pick": {}, "threshold": threshold}
+        choices = {"names": names, "threshold": old["threshold"], "gen": old["gen"] + 1,
+                   "class": {s.path: old["class"].get(s.path, s.suggested) for s in result.rows},
+                   "pick": {s.path: old["pick"].get(s.path, s.confidence >= threshold) for s in result.rows}}
     if choices["threshold"] != threshold:
         choices.update(threshold=threshold, gen=choices["gen"] + 1,
                        pick={s.path: s.confidence >= threshold for s in result.rows})
@@ -156,12 +167,12 @@ def show_labelling_help(ws: Workspace) -> None:
         _grid(result, choices)
         picked = sum(choices["pick"].values())
         st.caption(t("suggest.summary", n=len(result.rows), sure=len(result.sure(threshold)), picked=picked))
-        add, drop = st.columns([1, 1])
-        if add.button(t("suggest.accept", n=picked), type="primary", disabled=not picked, key="suggest_accept"):
+        if st.button(t("suggest.accept", n=picked), type="primary", disabled=not picked, key="suggest_accept"):
             added, rejected = accept(ws, choices)
             st.session_state[_DONE] = ("suggest.accepted", len(added), rejected)
             st.rerun()
-        if drop.button(t("suggest.discard", n=len(waiting)), key="suggest_discard"):
-            ws.discard_unlabelled()
-            st.session_state[_DONE] = ("suggest.discarded", len(waiting), [])
-            st.rerun()
+    # Outside the block above: photos the model cannot read (changed since they were checked) can still go.
+    if st.button(t("suggest.discard", n=len(waiting)), key="suggest_discard"):
+        ws.discard_unlabelled()
+        st.session_state[_DONE] = ("suggest.discarded", len(waiting), [])
+        st.rerun()
