@@ -59,11 +59,14 @@ def test_upload_suggest_override_and_accept(session):
         ("notes.txt", b"not a photo", "text/plain"),
         ("more.zip", zipped({"day/b1.png": png(CLASS_COLOURS["blue"], 2), "../evil.png": png((0, 0, 0)),
                              "day/b2.png": png(CLASS_COLOURS["blue"], 3)}), "application/zip"),
+        ("broken.zip", b"PK\x03\x04 not really", "application/zip"),
     ]).run()
     assert not at.exception
     assert sorted(p.name for p in ws.unlabelled()) == ["b1.png", "b2.png", "r1.png"]
     assert any("3 photo(s) waiting for a class" in s.value for s in at.success)
-    assert {r for r in at.dataframe[0].value["name"]} == {"notes.txt", "../evil.png"}
+    assert {r for r in at.dataframe[0].value["name"]} == {"notes.txt", "../evil.png", "broken.zip"}
+    at.run()  # a rerun adds nothing again
+    assert sorted(p.name for p in ws.unlabelled()) == ["b1.png", "b2.png", "r1.png"]
     assert not ws.unlabelled_dir.is_relative_to(ws.data_dir)  # waiting photos are no class's photos
 
     # Least sure first: the captions' confidences ascend, each photo has a class box and a selection box.

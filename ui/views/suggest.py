@@ -15,6 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.data.unlabelled import UnlabelledPhoto
+from tlcore.io.errors import TLError
 from tlcore.lab.workspace import Workspace
 from tlcore.models.suggest import SuggestConfig, Suggestions, suggest_labels
 
@@ -99,8 +100,11 @@ def _upload(ws: Workspace) -> None:
         return
     added, rejected = [], []
     for f in files:  # a ZIP is extracted safely by the workspace; any other file must be a photo
-        new, bad = (ws.add_unlabelled_zip(f.getvalue()) if f.name.lower().endswith(".zip")
-                    else ws.add_unlabelled([(f.name, f.getvalue())]))
+        try:
+            new, bad = (ws.add_unlabelled_zip(f.getvalue()) if f.name.lower().endswith(".zip")
+                        else ws.add_unlabelled([(f.name, f.getvalue())]))
+        except TLError as exc:  # an unusable ZIP is one line of the list: the other files still count, once
+            new, bad = [], [{"name": f.name, "reason": str(exc)}]
         added += new
         rejected += bad
     st.session_state[_ROUND] = st.session_state.get(_ROUND, 0) + 1
@@ -122,6 +126,9 @@ def _grid(result: Suggestions, choices: dict) -> None:
     pages = page_count(len(rows))
     page = 1
     if pages > 1:
+        # Photos added since the page was chosen: stay on the last page there still is (set before the widget).
+        if st.session_state.get("suggest_page", 1) > pages:
+            st.session_state["suggest_page"] = pages
         page = int(st.number_input(t("data.page"), min_value=1, max_value=pages, step=1, key="suggest_page"))
     shown = rows[(page - 1) * PER_PAGE:page * PER_PAGE]
     gen = choices["gen"]
