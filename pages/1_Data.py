@@ -3,6 +3,7 @@ import streamlit as st
 
 from tlcore.data.advice import data_tier, tier_values
 from ui.views import health as health_view
+from ui.views.suggest import show_labelling_help
 from ui.views.photos import show_class_photos
 from ui.frame import state
 from ui.frame.layout import guard, t
@@ -92,6 +93,9 @@ else:
             if st.button(t("data.remove_class", name=name), key=f"rmc_{name}", type="secondary"):
                 ws.remove_class(name)
                 st.rerun()
+
+with guard():
+    show_labelling_help(ws)  # unlabelled photos, a run's suggestions, the chosen ones added to their classes
 
 st.subheader(t("data.split"))
 train_pct, val_pct, test_pct, seed = state.split()

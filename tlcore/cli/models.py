@@ -1,4 +1,4 @@
-"""``evaluate``, ``predict`` and ``export``: what a trained model does, and the files it leaves as."""
+"""``evaluate``, ``predict``, ``suggest`` and ``export``: what a trained model does, and the files it leaves as."""
 from __future__ import annotations
 
 import sys
@@ -6,7 +6,7 @@ from dataclasses import fields
 
 from ..io.errors import TLError
 from .options import add_settings, config_from_args, job_options, names, threshold
-from .progress import callbacks, phase_callback, run_with_events
+from .progress import callbacks, phase_callback, progress_line, run_with_events
 
 __all__ = ["add_parsers", "COMMANDS"]
 
@@ -27,8 +27,9 @@ def _formats(text: str) -> list[str]:
 
 
 def add_parsers(sub) -> None:
-    """The ``evaluate``, ``predict`` and ``export`` commands."""
+    """The ``evaluate``, ``predict``, ``suggest`` and ``export`` commands."""
     from ..export.formats import FORMATS, ExportConfig
+    from ..models.suggest import SuggestConfig
 
     p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras or .tflite) on labelled data; on a "
                                         "run's own test photos, the look is counted (see the test-set ledger)")
@@ -44,6 +45,14 @@ def add_parsers(sub) -> None:
                    help="answer 'unknown' when the top probability is below P (0 to 1; the Predict page suggests "
                         "one from the run's validation photos)")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("suggest", help="suggest a class for each unlabelled photo, least confident first (the ones "
+                                       "worth labelling by hand)")
+    p.add_argument("run_dir", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("photos", metavar="PHOTOS", help="a folder of photos (searched recursively), a .zip of photos "
+                                                    "(extracted safely) or one photo")
+    add_settings(p, SuggestConfig, [f.name for f in fields(SuggestConfig)])
+    p.add_argument("--json", action="store_true", help="print [{path, suggested, confidence}], least confident first")
 
     p = sub.add_parser("export", help="export a run to TFLite, .keras or SavedModel, checked against Keras")
     p.add_argument("run_dir")
@@ -137,6 +146,29 @@ def _predict(args):
     return {"classes": run.classes, "threshold": args.threshold, "predictions": predictions, "skipped": skipped}
 
 
+def _suggest(args):
+    from ..models.suggest import SuggestConfig, suggest
+
+    config = config_from_args(SuggestConfig, args, [f.name for f in fields(SuggestConfig)])
+
+    def on_progress(done, total):
+        if not args.json:  # a line redrawn on a terminal only: a script's stderr gets none
+            progress_line(f"predicting {done}/{total}", last=done == total)
+
+    result = suggest(args.run_dir, args.photos, config, on_progress)
+    for s in result.skipped:  # listed in both modes: the JSON holds the suggestions only
+        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    if not args.json:
+        width = max(len(c) for c in result.classes)
+        print(f"{'confidence':>10}  {'suggested':<{width}}  photo")
+        for s in result.rows:
+            print(f"{s.confidence:>10.1%}  {s.suggested:<{width}}  {s.path}")
+        sure = len(result.sure(config.threshold))
+        print(f"{sure} of {len(result.rows)} suggestions at or above {config.threshold:.0%} confidence (--threshold); "
+              f"the first {len(result.rows) - sure} are the ones to label by hand")
+    return [s.as_dict() for s in result.rows]
+
+
 def _export(args):
     from ..export.formats import TFLITE_FORMATS, ExportConfig, export_formats
 
@@ -193,4 +225,4 @@ def _report_exports(result) -> None:
         print(f"bundle: {result['bundle']}")
 
 
-COMMANDS = {"evaluate": _evaluate, "predict": _predict, "export": _export}
+COMMANDS = {"evaluate": _evaluate, "predict": _predict, "suggest": _suggest, "export": _export}

@@ -23,6 +23,7 @@ from ..data.images import ImageDecodeError, decode_image
 from ..io.names import check_class_name
 from ..io.paths import default_cache_dir
 from ..data.sample_data import write_sample_dataset
+from ..data.unlabelled import unlabelled_photos
 
 __all__ = ["Workspace", "new_session_id", "valid_session_id"]
 
@@ -145,6 +146,10 @@ class Workspace:
         """Keep ``data`` in class ``class_name`` if it is a readable image within the caps; else raise why."""
         folder = self._class_dir(class_name)
         self.check_image(filename, data)
+        return self._store(folder, filename, data)
+
+    def _store(self, folder: Path, filename: str, data: bytes) -> Path:
+        """Write checked ``data`` into ``folder`` under a plain, new name made from ``filename``."""
         folder.mkdir(exist_ok=True)
         stem, dot, ext = Path(filename).name.rpartition(".")
         stem = _SAFE_FILE.sub("_", stem or ext)[:80] or "image"
@@ -198,6 +203,95 @@ class Workspace:
                 except (TLError, OSError) as exc:
                     rejected.append({"name": f"{sample.label}/{path.name}", "reason": str(exc).split(": ", 1)[-1]})
         return added, rejected
+
+    # Unlabelled photos (labelling help) -------------------------------------------------------------
+    # Photos waiting for a class: uploaded for a model to suggest one, kept in this session's own folder (never a
+    # shared one, and outside data/, so training never sees them) until accepted into a class or discarded. They
+    # pass the checks every kept photo passes, when uploaded and again when accepted.
+    @property
+    def unlabelled_dir(self) -> Path:
+        return self.root / "unlabelled"
+
+    def unlabelled(self) -> list[Path]:
+        """The photos waiting for a class, by name."""
+        folder = self.unlabelled_dir
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def _unlabelled_file(self, filename: str) -> Path:
+        # Only a name of this folder: a name from the browser never leads elsewhere.
+        path = self.unlabelled_dir / Path(str(filename).replace("\\", "/")).name
+        if path.parent != self.unlabelled_dir or not path.is_file():
+            raise TLError(f"{filename}: no such photo waiting for a class")
+        return path
+
+    def add_unlabelled(self, files) -> tuple[list[Path], list[dict]]:
+        """Keep ``(filename, bytes)`` pairs as photos waiting for a class (each a readable image within the caps);
+        returns (kept paths, rejected ``{name, reason}``)."""
+        self.session_cap_mb()  # a bad setting is one error, not one rejection per file
+        added, rejected = [], []
+        for filename, data in files:
+            try:
+                self.check_image(filename, data)
+                added.append(self._store(self.unlabelled_dir, filename, data))
+            except TLError as exc:
+                rejected.append({"name": filename, "reason": str(exc).split(": ", 1)[-1]})
+        return added, rejected
+
+    def add_unlabelled_zip(self, data: bytes) -> tuple[list[Path], list[dict]]:
+        """Keep every photo of a ZIP (any folders inside, flattened) as waiting for a class.
+
+        The ZIP is extracted safely (:func:`tlcore.data.unlabelled.unlabelled_photos`) into a temporary folder
+        removed afterwards; returns (kept paths, rejected ``{name, reason}``): the entries the extractor refused,
+        then the files that are not readable images or break a cap. :class:`TLError` for an unusable ZIP.
+        """
+        with tempfile.TemporaryDirectory(prefix="tlcore-upload-") as tmp:
+            archive = Path(tmp) / "upload.zip"
+            archive.write_bytes(data)
+            try:
+                photos, refused = unlabelled_photos(archive, Path(tmp) / "files")
+            except TLError as exc:
+                # the temporary file's name means nothing to the person who uploaded it
+                raise TLError(str(exc).replace(repr(archive.name), "the ZIP")) from None
+            rejected = [{"name": r["path"], "reason": r["reason"]} for r in refused]
+            added, bad = self.add_unlabelled((p.name, p.path.read_bytes()) for p in photos)
+        return added, rejected + bad
+
+    def accept_unlabelled(self, choices: dict[str, str]) -> tuple[list[Path], list[dict]]:
+        """Move each waiting photo ``name`` of ``choices`` into its class ``choices[name]`` (made if needed).
+
+        Each photo is checked again as any upload is (a readable image, the per-file cap, the session's room,
+        counting the waiting copy it frees) and keeps waiting when refused. Returns (paths in their classes,
+        rejected ``{name, reason}``)."""
+        self.session_cap_mb()
+        added, rejected = [], []
+        for name, class_name in choices.items():
+            try:
+                source = self._unlabelled_file(name)
+                folder = self._class_dir(class_name)
+                data = source.read_bytes()
+                self.check_file_size(name, len(data))
+                self.check_room(len(data), name, freed=len(data))  # a move: the waiting copy goes
+                self.check_image(name, data, room=False)
+                added.append(self._store(folder, source.name, data))
+                source.unlink()
+            except (TLError, OSError) as exc:
+                rejected.append({"name": name, "reason": str(exc).split(": ", 1)[-1]})
+        self.forget_usage()
+        return added, rejected
+
+    def discard_unlabelled(self, names=None) -> None:
+        """Remove the waiting photos ``names`` (all of them when None)."""
+        if names is None:
+            shutil.rmtree(self.unlabelled_dir, ignore_errors=True)
+        else:
+            for name in names:
+                try:
+                    self._unlabelled_file(name).unlink()
+                except TLError:
+                    pass  # already gone: discarding twice is not an error
+        self.forget_usage()
 
     def remove_image(self, class_name: str, filename: str) -> None:
         path = self._class_dir(class_name) / Path(filename).name
