@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(PY) scripts/bench_perf.py
 	$(PY) scripts/bench_data_tiers.py
 	$(PY) scripts/bench_suggest.py
+	$(PY) scripts/bench_learning_curve.py
+	$(PY) scripts/bench_corruptions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

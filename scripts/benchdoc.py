@@ -17,8 +17,8 @@ HEADER = """# Benchmarks
 Produced by `make bench`: `scripts/bench_core.py` writes the core and dashboard
 section, `scripts/bench_export.py` the export section, `scripts/bench_attack.py` the
 adversarial section, `scripts/bench_perf.py` the performance section, `scripts/bench_data_tiers.py`
-the data tiers section, `scripts/bench_suggest.py` the labelling help section; `scripts/bench_learning_curve.py`
-and `scripts/bench_corruptions.py` (run by hand) the learning curve and everyday corruptions sections. Each
+the data tiers section, `scripts/bench_suggest.py` the labelling help section, `scripts/bench_learning_curve.py`
+the learning curve section and `scripts/bench_corruptions.py` the everyday corruptions section. Each
 script replaces only
 the text between its own `<!-- bench:... -->` markers; do not edit by hand.
 """
