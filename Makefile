@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_attack.py
 	$(PY) scripts/bench_perf.py
 	$(PY) scripts/bench_data_tiers.py
+	$(PY) scripts/bench_labels.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
