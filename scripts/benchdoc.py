@@ -17,7 +17,7 @@ HEADER = """# Benchmarks
 Produced by `make bench`: `scripts/bench_core.py` writes the core and dashboard
 section, `scripts/bench_export.py` the export section, `scripts/bench_attack.py` the
 adversarial section, `scripts/bench_perf.py` the performance section, `scripts/bench_data_tiers.py`
-the data tiers section. Each script replaces only
+the data tiers section, `scripts/bench_labels.py` the suspicious labels section. Each script replaces only
 the text between its own `<!-- bench:... -->` markers; do not edit by hand.
 """
 
