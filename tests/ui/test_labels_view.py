@@ -132,3 +132,22 @@ def test_evaluate_says_when_the_map_needs_cached_embeddings(trained):
     assert not at.exception
     # The shared run has random weights: nothing is cached for them, so the map says why it is absent.
     assert "The map appears when this run's photos are in the embedding cache" in texts(at)
+
+
+def test_data_page_draws_the_map_once_the_photos_are_cached(sid, workspace):
+    # Embeddings put in the feature cache as a training run puts them (the Data page never builds a backbone).
+
+    from tlcore.lab.label_check import feature_key
+    from tlcore.training.features import FeatureCache, extract_features
+
+    make_image_folder(workspace.data_dir, n_per_class=6, size=16)
+    at = open_page("pages/1_Data.py", sid)
+    assert "Embedding map" not in texts(at)  # nothing cached yet
+    paths = [str(p) for c in workspace.classes() for p in workspace.images(c)]
+    key, size = feature_key()
+    extract_features(paths, key, lambda: (lambda batch: batch.reshape(len(batch), -1, 3).mean(axis=1)),
+                     size, FeatureCache())
+    at = open_page("pages/1_Data.py", sid)
+    assert not at.exception
+    assert "Embedding map" in texts(at)
+    assert len(at.get("plotly_chart")) >= 2  # the health counts and the map

@@ -11,7 +11,7 @@ from tlcore.lab.workspace import Workspace
 
 from ui.frame import state
 from ui.frame.layout import guard, job_error, plain, t
-from ui.views.embedding_map import show_embedding_map
+from ui.views.embedding_map import data_map_points, show_embedding_map
 from ui.views.follow import follow, phase_progress
 
 __all__ = ["KIND", "SHOWN", "show_label_check", "open_issues"]
@@ -107,3 +107,9 @@ def show_label_check(ws: Workspace) -> None:
     checks = state.jobs_of(ws.data_dir, KIND)
     if checks:
         follow(checks[0][0], lambda job_dir: _draw(job_dir, ws))
+    if not checks or not (checks[0][1].get("result") or {}).get("embedding_map"):
+        # No check drew a map yet: the photos' embeddings may already be cached (a training run made them).
+        with guard():
+            points = data_map_points(ws, state.backbone())
+            if points:
+                show_embedding_map(points, key="map_cached")
