@@ -151,3 +151,19 @@ def test_data_page_draws_the_map_once_the_photos_are_cached(sid, workspace):
     assert not at.exception
     assert "Embedding map" in texts(at)
     assert len(at.get("plotly_chart")) >= 2  # the health counts and the map
+
+
+def test_suspects_and_map_are_free_of_english_in_french(sid, workspace):
+    from tests.ui.test_french import _user_words, english_words
+    from tests.ui.visible import visible_texts
+
+    make_image_folder(workspace.data_dir, n_per_class=6, size=16)
+    workspace.update_settings(language="fr")
+    _finished_check(workspace, [("red", "red_0.png", "blue")], points=[("red", "red_0.png"), ("blue", "blue_1.png")])
+    at = open_page("pages/1_Data.py", sid)
+    assert not at.exception
+    assert "Déplacer vers blue" in [b.label for b in at.button]
+    # The page's style sheet (ui/frame/chrome.py) is code, not words: only what the panel and the map say is read.
+    found = {text: english_words(text, ignore=_user_words(sid)) for text in visible_texts(at)
+             if not text.lstrip().startswith("<style>")}
+    assert {text: words for text, words in found.items() if words} == {}
