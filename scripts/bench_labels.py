@@ -7,7 +7,7 @@ cache); 10% of their labels, drawn with a fixed seed, are moved to the other cla
 then ranks the photos. Precision and recall are those of the flipped photos among the first N issues
 (N = the number flipped), for several draws of the flipped photos.
 
-Usage: ``python scripts/bench_labels.py [--draws 5]`` (also run by ``make bench``). Writes the
+Usage: ``python scripts/bench_labels.py [--draws 5]`` (``TLCORE_CACHE_DIR=<empty folder>`` to time a cold embedding) (also run by ``make bench``). Writes the
 ``labels`` section of docs/BENCHMARKS.md; the last line printed is the JSON of all numbers.
 """
 from __future__ import annotations
@@ -110,7 +110,7 @@ for each of {args.draws} seeds) moved to the other class; `python -m tlcore chec
 
 - Date: {date.today().isoformat()}
 - CPU: {name}, {os.cpu_count()} cores; flags {flags}
-- Embedding the {len(y)} photos took {embed_seconds:.1f} s (feature cache {'warm' if embed_seconds < 5 else 'cold'});
+- Embedding the {len(y)} photos took {embed_seconds:.1f} s ({'feature cache warm' if embed_seconds < 5 else 'an empty feature cache: the backbone built and converted, every photo embedded'});
   their embedding map (`tlcore.analysis.embedding_map.project`: PCA to 50 dimensions, then t-SNE) {map_seconds:.1f} s
 """
     replace_section("labels", body)
