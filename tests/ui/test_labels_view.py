@@ -134,8 +134,10 @@ def test_evaluate_says_when_the_map_needs_cached_embeddings(trained):
     assert "The map appears when this run's photos are in the embedding cache" in texts(at)
 
 
-def test_data_page_draws_the_map_once_the_photos_are_cached(sid, workspace):
+def test_data_page_draws_the_map_once_the_photos_are_cached(sid, workspace, tmp_path, monkeypatch):
     # Embeddings put in the feature cache as a training run puts them (the Data page never builds a backbone).
+    # A feature cache of its own: it is keyed by content, and other tests embed the same generated photos.
+    monkeypatch.setattr("tlcore.training.features.default_cache_dir", lambda: tmp_path / "cache")
 
     from tlcore.lab.label_check import feature_key
     from tlcore.training.features import FeatureCache, extract_features
