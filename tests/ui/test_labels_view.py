@@ -169,3 +169,37 @@ def test_suspects_and_map_are_free_of_english_in_french(sid, workspace):
     found = {text: english_words(text, ignore=_user_words(sid)) for text in visible_texts(at)
              if not text.lstrip().startswith("<style>")}
     assert {text: words for text, words in found.items() if words} == {}
+
+
+def _run_map(run_dir, rows):
+    import streamlit as st
+
+    from ui.views.embedding_map import run_map_points, show_embedding_map
+
+    points = run_map_points(run_dir, rows)
+    if points is None:
+        st.caption("none")
+    else:
+        show_embedding_map(points, key="run_map", mistakes=[rows[0]["path"]])
+        st.caption(f"{len(points)} points")
+
+
+def test_a_runs_map_comes_from_the_embeddings_training_cached(tmp_path, monkeypatch):
+    from tlcore.lab.label_check import feature_key
+    from tlcore.training.features import FeatureCache, extract_features
+
+    monkeypatch.setattr("tlcore.training.features.default_cache_dir", lambda: tmp_path / "cache")
+    data = make_image_folder(tmp_path / "data", n_per_class=5, size=16)
+    rows = [{"path": str(p), "label": p.parent.name} for p in sorted(data.rglob("*.png"))]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"backbone": "efficientnet_lite0", "weights": "imagenet",
+                                                     "input_size": 224}))
+    at = AppTest.from_function(_run_map, args=(run_dir, rows), default_timeout=30).run()
+    assert [c.value for c in at.caption] == ["none"]  # nothing cached yet: no map, no error
+    key, size = feature_key()
+    extract_features([r["path"] for r in rows], key,
+                     lambda: (lambda batch: batch.reshape(len(batch), -1, 3).mean(axis=1)), size, FeatureCache())
+    at = AppTest.from_function(_run_map, args=(run_dir, rows), default_timeout=30).run()
+    assert not at.exception
+    assert at.caption[-1].value == "10 points" and len(at.get("plotly_chart")) == 1

@@ -37,10 +37,10 @@ def show_embedding_map(points: Sequence[dict], key: str, suspects: Sequence[str]
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _run_points(run_dir: str, paths: tuple, labels: tuple) -> list[dict]:
-    config = read_run_json(run_dir, "config.json")
     try:
+        config = read_run_json(run_dir, "config.json")
         key, _ = feature_key(config["backbone"], config.get("weights", "imagenet"), config.get("input_size"))
-    except (TLError, KeyError):  # a weights file since removed, or a damaged config: no map, not an error
+    except (TLError, KeyError, AttributeError):  # a weights file since removed, a damaged config: no map, no error
         raise _NotCached from None
     found = cached_features(paths, key)
     if found is None:
