@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_suggest.py
 	$(PY) scripts/bench_learning_curve.py
 	$(PY) scripts/bench_corruptions.py
+	$(PY) scripts/bench_labels.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

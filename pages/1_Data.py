@@ -4,6 +4,7 @@ import streamlit as st
 from tlcore.data.advice import data_tier, tier_values
 from ui.views import health as health_view
 from ui.views.suggest import show_labelling_help
+from ui.views import labels as label_view
 from ui.views.photos import show_class_photos
 from ui.frame import state
 from ui.frame.layout import guard, t
@@ -118,3 +119,6 @@ with guard():
         st.info(t("health.need_two"))
     else:
         health_view.show_report(report, ws)
+
+with guard():
+    label_view.show_label_check(ws)

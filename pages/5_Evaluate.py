@@ -16,6 +16,7 @@ from tlcore.training.ledger import score_run_test_set
 from ui.frame import state
 from ui.views.advice import show_test_set_looks
 from ui.views.calibration import show_reliability
+from ui.views.embedding_map import run_map_points, show_embedding_map
 from ui.views.heatmap import CAM_WIDTH, show_colour_scale
 from ui.charts.figures import confusion_figure
 from ui.frame.layout import choose_run, guard, t
@@ -100,3 +101,11 @@ with guard():
                 st.caption(t("cam.first", n=_CAM_MISTAKES))
         elif mistakes:
             st.image([path for _, _, path in mistakes[:30]], width=140, caption=captions)
+
+    points = run_map_points(run_dir, rows)
+    if points is None:
+        st.subheader(t("map.title"))
+        st.caption(t("map.not_cached"))
+    else:
+        show_embedding_map(points, key=f"map_{run_dir.parent.name}_{split}",
+                           mistakes=[r["path"] for r, p in zip(rows, predicted) if classes[p] != r["label"]])

@@ -100,3 +100,26 @@ def test_session_ids_are_validated_before_they_name_a_folder(tmp_path):
     with pytest.raises(TLError, match="invalid session id"):
         Workspace.for_session("../../etc", tmp_path)
     assert os.listdir(tmp_path) == [folder]
+
+
+def test_move_image_relabels_a_photo(ws, tmp_path):
+    ws.add_files("cats", [("a.png", png_bytes(tmp_path))])
+    ws.add_files("dogs", [("a.png", png_bytes(tmp_path))])
+    moved = ws.move_image("cats", "a.png", "dogs")
+    assert moved.name == "a_1.png" and [p.name for p in ws.images("dogs")] == ["a.png", "a_1.png"]
+    assert ws.images("cats") == []
+
+
+@pytest.mark.parametrize("klass, filename, to", [
+    ("cats", "../dogs/a.png", "dogs"),  # a path, not a file name
+    ("cats", "missing.png", "dogs"),
+    ("../cats", "a.png", "dogs"),
+    ("cats", "a.png", "birds"),  # no such class
+    ("cats", "a.png", "../../x"),
+])
+def test_move_image_refuses_hostile_or_wrong_names(ws, tmp_path, klass, filename, to):
+    ws.add_files("cats", [("a.png", png_bytes(tmp_path))])
+    ws.add_class("dogs")
+    with pytest.raises(TLError):
+        ws.move_image(klass, filename, to)
+    assert [p.name for p in ws.images("cats")] == ["a.png"]

@@ -28,7 +28,11 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("check", help="check a dataset's health: counts, duplicates, leaks across splits, imbalance, bias")
     p.add_argument("data", help=_DATA_HELP)
     add_settings(p, TrainConfig, ("split", "seed"))  # the split training would make
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--labels", action="store_true",
+                   help="also rank the photos whose label is probably wrong (embeds every photo, cached)")
+    p.add_argument("--map", action="store_true", help="with --labels: also a 2-D map of the photos' embeddings")
+    add_settings(p, TrainConfig, ("backbone", "weights", "input_size"))  # the embeddings training would use
+    job_options(p)  # the Data page runs the label check as a job
 
     p = sub.add_parser("leaderboard", help="score every backbone available here on DATA: accuracy, size and speed")
     p.add_argument("data", help="folder (or .zip) of class folders, as for train")
@@ -77,30 +81,53 @@ def _bench(args):
 
 
 def _check(args):
-    from ..data.advice import TIER_WORDS
     from ..data.health import check_dataset
+
+    events, on_extract, _, _ = callbacks(args)
 
     def on_progress(done, logs):
         if not args.json:
             progress_line(f"reading {done}/{logs['total']}")
 
-    report = check_dataset(args.data, split=args.split, seed=args.seed, on_progress=on_progress)
-    clear_progress_line()
-    if not args.json:
-        rec = report["recommended"]
-        tiers = rec["tiers"]
-        print(f"{'class':<24} {'train':>7} {'val':>7} {'test':>7} {'total':>7}   tiers per class: "
-              f"{tiers['start']:,} to start, {tiers['good']:,} good, {tiers['great']:,} great")
-        for name, row in report["counts"].items():
-            print(f"{name:<24} {row['train']:>7} {row['val']:>7} {row['test']:>7} {row['total']:>7}")
-        if rec["tier"]:
-            more = f"; {rec['missing']:,} more reach {TIER_WORDS[rec['next']]}" if rec["next"] else ""
-            print(f"data tier: {TIER_WORDS[rec['tier']]} (smallest class {rec['class']}, {rec['photos']:,} photos{more})")
-        for warning in report["warnings"]:
-            print(f"{warning['level']}: {warning['message']}")
-        if not report["warnings"]:
-            print("no problems found")
-    return report
+    def work():
+        report = check_dataset(args.data, split=args.split, seed=args.seed, on_progress=on_progress)
+        clear_progress_line()
+        if args.labels or args.map:
+            from ..lab.label_check import check_labels
+
+            found = check_labels(args.data, backbone=args.backbone, weights=args.weights, input_size=args.input_size,
+                                 seed=args.seed, with_map=args.map, on_extract=on_extract,
+                                 on_phase=phase_callback(args, events))
+            report["label_issues"] = found["label_issues"]
+            if args.map:
+                report["embedding_map"] = found["embedding_map"]
+        return report
+
+    return run_with_events(args, events, {"command": "check"}, work, _print_check)
+
+
+def _print_check(report) -> None:
+    from ..data.advice import TIER_WORDS
+
+    rec = report["recommended"]
+    tiers = rec["tiers"]
+    print(f"{'class':<24} {'train':>7} {'val':>7} {'test':>7} {'total':>7}   tiers per class: "
+          f"{tiers['start']:,} to start, {tiers['good']:,} good, {tiers['great']:,} great")
+    for name, row in report["counts"].items():
+        print(f"{name:<24} {row['train']:>7} {row['val']:>7} {row['test']:>7} {row['total']:>7}")
+    if rec["tier"]:
+        more = f"; {rec['missing']:,} more reach {TIER_WORDS[rec['next']]}" if rec["next"] else ""
+        print(f"data tier: {TIER_WORDS[rec['tier']]} (smallest class {rec['class']}, {rec['photos']:,} photos{more})")
+    for warning in report["warnings"]:
+        print(f"{warning['level']}: {warning['message']}")
+    if not report["warnings"]:
+        print("no problems found")
+    if "label_issues" in report:
+        issues = report["label_issues"]
+        print(f"{len(issues)} photo(s) whose label is probably wrong" + (", most suspicious first:" if issues else ""))
+        for issue in issues:
+            print(f"{issue['path']}: labelled {issue['given']}, looks like {issue['suggested']} "
+                  f"({issue['confidence']:.0%})")
 
 
 def _leaderboard(args):

@@ -298,6 +298,32 @@ class Workspace:
         path.unlink(missing_ok=True)
         self.forget_usage()
 
+    def _photo(self, class_name: str, filename: str) -> Path:
+        """The photo ``filename`` of class ``class_name``, checked: names from a page are hostile, so the class must
+        be a valid name, the file a plain file directly in that class's folder (no path parts, no link)."""
+        name = Path(str(filename)).name
+        path = self._class_dir(class_name) / name
+        if not name or name != str(filename) or name.startswith(".") or path.is_symlink() or not path.is_file():
+            raise TLError(f"there is no photo {str(filename)!r} in class {class_name!r}")
+        return path
+
+    def move_image(self, class_name: str, filename: str, to_class: str) -> Path:
+        """Move photo ``filename`` from class ``class_name`` to the existing class ``to_class`` (a relabelling:
+        the file itself is unchanged, renamed only if the other class has a file of that name); returns its new path."""
+        path = self._photo(class_name, filename)
+        folder = self._class_dir(to_class)
+        if not folder.is_dir():
+            raise TLError(f"there is no class {to_class!r} to move {filename!r} to")
+        if folder == path.parent:
+            return path
+        stem, dot, ext = path.name.rpartition(".")
+        dest, n = folder / path.name, 1
+        while dest.exists():
+            dest = folder / (f"{stem}_{n}.{ext}" if dot else f"{path.name}_{n}")
+            n += 1
+        path.rename(dest)  # same file system: the bytes are not copied, the session's usage is unchanged
+        return dest
+
     def load_sample(self, per_class: int = 40) -> None:
         """Replace the data with the built-in shapes sample."""
         self.clear_data()

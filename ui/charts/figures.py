@@ -6,7 +6,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["curves_figure", "confusion_figure", "probabilities_figure", "export_figure",
+__all__ = ["curves_figure", "embedding_map_figure", "confusion_figure", "probabilities_figure", "export_figure",
            "robustness_figure", "leaderboard_figure"]
 
 
@@ -128,4 +128,35 @@ def leaderboard_figure(rows: Sequence[dict], chosen: str, labels: dict) -> go.Fi
     fig.update_yaxes(range=[0, 1.18], tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], tickformat=".0%")
     fig.update_yaxes(title_text=labels["accuracy"], row=1, col=1)
     fig.update_layout(height=380, margin={"t": 40, "b": 40, "l": 50, "r": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def embedding_map_figure(points: Sequence[dict], labels: dict, suspects: Sequence[str] = (),
+                         mistakes: Sequence[str] = ()) -> go.Figure:
+    """The embedding map: one dot per photo (``{"path", "label", "x", "y"}``), one colour per class, the class and
+    file name on hover; photos in ``suspects`` (a suspicious label) and ``mistakes`` (a wrong prediction) ringed.
+
+    ``labels`` holds ``class``, ``file``, ``suspect`` and ``mistake``: the legend's and the hover's words.
+    """
+    fig = go.Figure()
+    for name in sorted({p["label"] for p in points}):
+        mine = [p for p in points if p["label"] == name]
+        fig.add_trace(go.Scatter(
+            x=[p["x"] for p in mine], y=[p["y"] for p in mine], mode="markers", name=name,
+            marker={"size": 8, "opacity": 0.8},
+            customdata=[[p["label"], p["path"].replace("\\", "/").rsplit("/", 1)[-1]] for p in mine],
+            hovertemplate=f"{labels['class']}: %{{customdata[0]}}<br>{labels['file']}: %{{customdata[1]}}<extra></extra>"))
+    # Rings over the dots, so a marked photo keeps its class's colour.
+    for marked, key, colour, symbol in ((set(suspects), "suspect", "#d62728", "circle-open"),
+                                        (set(mistakes), "mistake", "#111111", "x-thin-open")):
+        ringed = [p for p in points if p["path"] in marked]
+        if ringed:
+            fig.add_trace(go.Scatter(
+                x=[p["x"] for p in ringed], y=[p["y"] for p in ringed], mode="markers", name=labels[key],
+                marker={"size": 16, "symbol": symbol, "color": colour, "line": {"width": 2, "color": colour}},
+                hoverinfo="skip"))
+    # The axes of a projection have no units: only the distances mean something.
+    fig.update_xaxes(showticklabels=False, title=None, zeroline=False)
+    fig.update_yaxes(showticklabels=False, title=None, zeroline=False, scaleanchor="x")
+    fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h"})
     return fig
