@@ -107,5 +107,5 @@ with guard():
         st.subheader(t("map.title"))
         st.caption(t("map.not_cached"))
     else:
-        show_embedding_map(points, key=f"map_{run_dir.parent.name}_{split}",
+        show_embedding_map(points, key=f"map_{run_dir.parent.name}_{split}", root=root,
                            mistakes=[r["path"] for r, p in zip(rows, predicted) if classes[p] != r["label"]])

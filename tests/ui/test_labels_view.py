@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -113,9 +114,26 @@ def test_map_figure_colours_classes_and_rings_the_marked():
 
 
 def _map_view(points):
+    from pathlib import Path
+
     from ui.views.embedding_map import show_embedding_map
 
-    show_embedding_map(points, key="map_test", mistakes=[points[0]["path"]])
+    show_embedding_map(points, key="map_test", root=Path("/d"), mistakes=[points[0]["path"]])
+
+
+def test_a_click_on_the_map_names_the_photo_behind_the_dot_and_nothing_else():
+    from ui.charts.figures import embedding_map_point
+
+    points = [{"path": f"/d/{c}/{c}_{i}.png", "label": c, "x": i, "y": 0.0} for c in ("bee", "ant") for i in range(3)]
+    fig = embedding_map_figure(points, LABELS, suspects=["/d/ant/ant_1.png"])
+    for curve, trace in enumerate(fig.data[:2]):  # each class's trace, dot by dot, is the photo it draws
+        for index, (x, data) in enumerate(zip(trace.x, trace.customdata)):
+            chosen = embedding_map_point(points, curve, index)
+            assert (chosen["label"], chosen["x"], Path(chosen["path"]).name) == (trace.name, x, data[1])
+    # The rings' trace, a dot past the end, or a damaged event: no photo.
+    assert embedding_map_point(points, 2, 0) is None
+    assert embedding_map_point(points, 0, 3) is None
+    assert embedding_map_point(points, None, None) is None and embedding_map_point(points, -1, 0) is None
 
 
 def test_map_view_draws_title_and_figure():
@@ -124,6 +142,7 @@ def test_map_view_draws_title_and_figure():
     assert not at.exception
     assert [s.value for s in at.subheader] == ["Embedding map"]
     assert len(at.get("plotly_chart")) == 1
+    assert "Click a dot to see its photo." in [c.value for c in at.caption]
 
 
 def test_evaluate_says_when_the_map_needs_cached_embeddings(trained):
@@ -180,7 +199,7 @@ def _run_map(run_dir, rows):
     if points is None:
         st.caption("none")
     else:
-        show_embedding_map(points, key="run_map", mistakes=[rows[0]["path"]])
+        show_embedding_map(points, key="run_map", root=run_dir.parent, mistakes=[rows[0]["path"]])
         st.caption(f"{len(points)} points")
 
 

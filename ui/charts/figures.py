@@ -6,7 +6,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["curves_figure", "embedding_map_figure", "confusion_figure", "probabilities_figure", "export_figure",
+__all__ = ["curves_figure", "embedding_map_figure", "embedding_map_point", "confusion_figure", "probabilities_figure", "export_figure",
            "robustness_figure", "leaderboard_figure"]
 
 
@@ -129,6 +129,16 @@ def leaderboard_figure(rows: Sequence[dict], chosen: str, labels: dict) -> go.Fi
     fig.update_yaxes(title_text=labels["accuracy"], row=1, col=1)
     fig.update_layout(height=380, margin={"t": 40, "b": 40, "l": 50, "r": 10}, legend={"orientation": "h", "y": -0.25})
     return fig
+
+
+def embedding_map_point(points: Sequence[dict], curve: int, index: int) -> dict | None:
+    """The photo of ``points`` behind a click on :func:`embedding_map_figure`: trace ``curve`` (one per class,
+    in name order; the rings after them are not photos), its ``index``-th dot; None for anything else."""
+    names = sorted({p["label"] for p in points})
+    if not (isinstance(curve, int) and isinstance(index, int) and 0 <= curve < len(names) and index >= 0):
+        return None
+    mine = [p for p in points if p["label"] == names[curve]]
+    return mine[index] if index < len(mine) else None
 
 
 def embedding_map_figure(points: Sequence[dict], labels: dict, suspects: Sequence[str] = (),

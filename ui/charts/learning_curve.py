@@ -43,7 +43,11 @@ def learning_curve_figure(result: dict, labels: dict) -> go.Figure:
         hovertemplate=f"{labels['photos']}: %{{x:g}}<br>{labels['accuracy']}: %{{y:.1%}}<extra></extra>"))
     lows = [p["val_accuracy"] - p["std"] for p in points]
     bottom = max(0.0, min(lows + [ext["expected_accuracy"]]) - 0.05)
-    fig.update_xaxes(type="log", title_text=labels["photos"])
+    # Ticks at the measured counts and the extrapolation only: a log axis's own minor ticks ("2, 3, ... 9") read
+    # as photo counts they are not.
+    ticks = sorted({*x, far})
+    fig.update_xaxes(type="log", title_text=labels["photos"], tickvals=ticks, ticktext=[f"{v:.0f}" for v in ticks],
+                     minor={"showgrid": False}, showgrid=False)
     fig.update_yaxes(range=[bottom, 1.02], tickformat=".0%", title_text=labels["accuracy"])
     fig.update_layout(height=340, margin={"t": 20, "b": 40, "l": 50, "r": 10},
                       legend={"orientation": "h", "y": -0.3})

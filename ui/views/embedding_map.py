@@ -8,11 +8,12 @@ from typing import Sequence
 import streamlit as st
 
 from tlcore.io.errors import TLError
+from tlcore.jobs.folder import job_path
 from tlcore.lab.workspace import Workspace
 from tlcore.lab.label_check import cached_features, feature_key, map_points
 from tlcore.models.run_files import read_run_json
 
-from ui.charts.figures import embedding_map_figure
+from ui.charts.figures import embedding_map_figure, embedding_map_point
 from ui.frame.layout import t
 
 __all__ = ["map_labels", "show_embedding_map", "run_map_points", "data_map_points"]
@@ -27,12 +28,22 @@ def map_labels() -> dict:
     return {"class": t("chart.class"), "file": t("map.file"), "suspect": t("map.suspect"), "mistake": t("map.mistake")}
 
 
-def show_embedding_map(points: Sequence[dict], key: str, suspects: Sequence[str] = (),
+def show_embedding_map(points: Sequence[dict], key: str, root: Path, suspects: Sequence[str] = (),
                        mistakes: Sequence[str] = ()) -> None:
-    """The map's title, what it shows, and the figure; ``suspects`` and ``mistakes`` are photo paths to ring."""
+    """The map's title, what it shows, and the figure; ``suspects`` and ``mistakes`` are photo paths to ring.
+    A click on a dot shows its photo when the photo is a file inside ``root`` (the session's workspace: the
+    points may come from a job's result file, which is checked like any other)."""
     st.subheader(t("map.title"))
     st.caption(t("map.intro"))
-    st.plotly_chart(embedding_map_figure(points, map_labels(), suspects, mistakes), key=key)
+    event = st.plotly_chart(embedding_map_figure(points, map_labels(), suspects, mistakes), key=key,
+                            on_select="rerun", selection_mode="points")
+    clicked = (getattr(getattr(event, "selection", None), "points", None) or [{}])[0]
+    chosen = embedding_map_point(points, clicked.get("curve_number"), clicked.get("point_index"))
+    path = job_path(root, chosen["path"], "photo") if chosen else None
+    if path is not None and path.is_file():
+        st.image(str(path), width=240, caption=t("map.chosen", cls=chosen["label"], file=path.name))
+    else:
+        st.caption(t("map.click"))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -70,7 +70,7 @@ def _result(ws: Workspace, job_dir: Path, result: dict) -> None:
             st.caption(t("labels.more", n=len(issues) - SHOWN))
     points = result.get("embedding_map")
     if points:
-        show_embedding_map(points, key=f"map_{job_dir.name}",
+        show_embedding_map(points, key=f"map_{job_dir.name}", root=ws.root,
                            suspects=[i["path"] for i in result.get("label_issues", [])])
 
 
@@ -112,4 +112,4 @@ def show_label_check(ws: Workspace) -> None:
         with guard():
             points = data_map_points(ws, state.backbone())
             if points:
-                show_embedding_map(points, key="map_cached")
+                show_embedding_map(points, key="map_cached", root=ws.root)

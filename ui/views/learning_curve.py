@@ -50,8 +50,9 @@ def _result(job_dir: Path, result: dict) -> None:
         st.warning(t("curve.stopped"))
     ext = result["extrapolation"]
     st.plotly_chart(learning_curve_figure(result, _labels(result["repeats"])), key=f"curve_{job_dir.name}")
-    st.caption(t("curve.expect", photos=f"{ext['more_photos_per_class']:g}", expected=_pct(ext["expected_accuracy"]),
-                 now=_pct(ext["accuracy"]), n=f"{ext['photos_per_class']:g}"))
+    # Photos per class are a mean over the classes (98.5); said in whole photos.
+    st.caption(t("curve.expect", photos=f"{ext['more_photos_per_class']:.0f}", expected=_pct(ext["expected_accuracy"]),
+                 now=_pct(ext["accuracy"]), n=f"{ext['photos_per_class']:.0f}"))
     if ext.get("class_gaining_most") is not None:
         st.caption(t("curve.most", name=plain(ext["class_gaining_most"]), points=f"{ext['class_gain'] * 100:.1f}"))
     else:
