@@ -23,7 +23,9 @@ def corruptions_figure(result: dict, labels: dict) -> go.Figure:
         values = [by.get((c, severity)) for c in shown]
         fig.add_trace(go.Bar(x=[names[c] for c in shown], y=values, name=labels["severity"].format(n=severity),
                              marker_color=_SEVERITY_COLOURS[severity],
-                             text=[f"{v:.0%}" if v is not None else "" for v in values], textposition="outside",
+                             # Inside the bar's top: above it, three groups' labels ran into each other and the line.
+                             text=[f"{v:.0%}" if v is not None else "" for v in values], textposition="inside",
+                             insidetextanchor="end", textangle=0, textfont={"size": 10},
                              hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
     clean = result.get("clean_accuracy")
     if clean is not None:
