@@ -13,12 +13,12 @@ from tlcore.analysis.display import contrast_limits, stretch_contrast
 from tlcore.data.images import ImageDecodeError, load_image
 from tlcore.jobs.events import MEASURING, current_phase
 from tlcore.jobs.folder import job_path
-from tlcore.jobs.runner import job_status, read_events, request_stop
+from tlcore.jobs.runner import job_status, read_events
 
 from ui.frame import state
 from ui.charts.corruptions import corruptions_figure
 from ui.charts.figures import probabilities_figure, robustness_figure
-from ui.views.follow import follow, phase_progress
+from ui.views.follow import follow, phase_progress, show_progress
 from ui.frame.layout import job_error, plain, t
 
 __all__ = ["show_attack", "show_robustness", "show_harden", "show_corruptions", "show_ideal"]
@@ -61,13 +61,6 @@ def _curve_labels() -> dict:
     return {"epsilon": t("adv.chart.epsilon"), "accuracy": t("chart.accuracy")}
 
 
-def _running(job_dir: Path, status: dict, text: str, fraction: float) -> None:
-    st.progress(min(max(fraction, 0.0), 1.0), text=text)
-    if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=status["status"] == "stopping",
-                 icon=":material/stop:"):
-        request_stop(job_dir)
-
-
 def _draw_robustness(job_dir: Path) -> str:
     status = job_status(job_dir)
     key = status["status"]
@@ -77,7 +70,7 @@ def _draw_robustness(job_dir: Path) -> str:
         last = points[-1] if points else {}
         # The photos attacked over every point; before the first count, the points measured.
         fraction, text = phase_progress(events, len(points) / max(int(last.get("total", 1)), 1))
-        _running(job_dir, status, text, fraction)
+        show_progress(job_dir, status, fraction, text)
     elif key == "failed":
         st.error(t("adv.job_failed", error=job_error(status)))
     elif status.get("result"):
@@ -100,7 +93,7 @@ def _draw_harden(job_dir: Path) -> str:
         if phase.get("phase") == MEASURING:  # the curves are measured twice: say which
             when = "adv.harden_after" if epochs else "adv.harden_before"
             text = t(when, done=phase.get("done", 0), total=phase.get("total", 0))
-        _running(job_dir, status, text, fraction)
+        show_progress(job_dir, status, fraction, text)
     elif key == "failed":
         st.error(t("adv.job_failed", error=job_error(status)))
     elif status.get("result"):
@@ -140,7 +133,7 @@ def _draw_corruptions(job_dir: Path) -> str:
         phase = current_phase(events) or {}
         if phase.get("phase") == MEASURING:  # not attacks here: photos corrupted and scored
             text = t("adv.corrupt.progress", done=phase.get("done", 0), total=phase.get("total", 0))
-        _running(job_dir, status, text, fraction)
+        show_progress(job_dir, status, fraction, text)
     elif key == "failed":
         st.error(t("adv.job_failed", error=job_error(status)))
     elif status.get("result"):
@@ -183,7 +176,7 @@ def _draw_ideal(job_dir: Path) -> str:
             fraction = last.get("step", 0) / max(int(last.get("total", 1)), 1)
         else:  # starting, loading TensorFlow and the model
             fraction, text = phase_progress(read_events(job_dir))
-        _running(job_dir, status, text, fraction)
+        show_progress(job_dir, status, fraction, text)
         if frames:
             st.image(frames[-1]["image"], width=280, caption=t("adv.ideal_frame", step=frames[-1]["step"]))
     elif key == "failed":

@@ -10,12 +10,12 @@ import streamlit as st
 
 from tlcore.export.formats import TFLITE_FORMATS
 from tlcore.jobs.folder import job_path
-from tlcore.jobs.runner import job_status, read_events, request_stop
+from tlcore.jobs.runner import job_status, read_events
 
 from ui.frame import state
 from ui.charts.figures import export_figure
 from ui.views.advice import show_warnings
-from ui.views.follow import follow, phase_progress
+from ui.views.follow import follow, phase_progress, show_progress
 from ui.frame.layout import job_error, plain, t
 
 __all__ = ["show_export"]
@@ -40,10 +40,7 @@ def _progress(job_dir: Path, status: dict) -> None:
     # The photos of a phase that counts them (reference, calibration, verification), else the formats written.
     fraction, text = phase_progress(events, min(done / max(len(formats), 1), 1.0))
     st.info(t("export.running"))
-    st.progress(fraction, text=text)
-    if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=status["status"] == "stopping",
-                 icon=":material/stop:"):
-        request_stop(job_dir)
+    show_progress(job_dir, status, fraction, text)
 
 
 def _table(result: dict) -> list[dict]:

@@ -21,7 +21,7 @@ from ui.charts.figures import curves_figure
 from ui.views.diagnosis import show_diagnosis
 from ui.frame.layout import guard, job_error, t
 
-__all__ = ["job_history", "show_job", "curve_labels", "follow", "show_waiting", "phase_progress"]
+__all__ = ["job_history", "show_job", "curve_labels", "follow", "show_waiting", "phase_progress", "show_progress"]
 
 
 def curve_labels() -> dict:
@@ -63,6 +63,14 @@ def _epochs_done(events: list[dict]) -> int:
     return done
 
 
+def show_progress(job_dir: Path, status: dict, fraction: float, text: str) -> None:
+    """A live job's bar, its phase in words, and its Stop button: one look for every kind of job."""
+    st.progress(min(max(fraction, 0.0), 1.0), text=text)
+    if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=status["status"] == "stopping",
+                 icon=":material/stop:"):
+        request_stop(job_dir)
+
+
 def phase_progress(events: list[dict], overall: float = 0.0) -> tuple[float, str]:
     """``(bar, words)`` for the phase a job is in (:func:`tlcore.jobs.events.current_phase`): the phase's own
     count when it has one; else ``overall`` (the job's share done by its own measure: epochs, formats...) and, in
@@ -98,10 +106,7 @@ def _draw(job_dir: Path) -> str:
     key = status["status"]
     if key in LIVE:
         st.info(t("train.running"))
-        fraction, text = _training_progress(events, total_epochs)
-        st.progress(fraction, text=text)
-        if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon=":material/stop:"):
-            request_stop(job_dir)
+        show_progress(job_dir, status, *_training_progress(events, total_epochs))
     elif key == "stopped" and not status.get("result"):
         st.warning(t("job.stopped_waiting"))  # stopped in line: nothing was trained
     elif key in ("done", "stopped"):

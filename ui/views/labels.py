@@ -6,13 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.jobs.runner import LIVE, job_status, new_job_dir, read_events, request_stop, start_job
+from tlcore.jobs.runner import LIVE, job_status, new_job_dir, read_events, start_job
 from tlcore.lab.workspace import Workspace
 
 from ui.frame import state
 from ui.frame.layout import guard, job_error, plain, t
 from ui.views.embedding_map import data_map_points, show_embedding_map
-from ui.views.follow import follow, phase_progress
+from ui.views.follow import follow, phase_progress, show_progress
 
 __all__ = ["KIND", "SHOWN", "show_label_check", "open_issues"]
 
@@ -78,10 +78,7 @@ def _draw(job_dir: Path, ws: Workspace) -> str:
     status = job_status(job_dir)
     key = status["status"]
     if key in LIVE:
-        fraction, text = phase_progress(read_events(job_dir))
-        st.progress(fraction, text=text)
-        if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon=":material/stop:"):
-            request_stop(job_dir)
+        show_progress(job_dir, status, *phase_progress(read_events(job_dir)))
     elif key == "failed":
         st.error(t("labels.failed", error=job_error(status)))
     elif status.get("result"):

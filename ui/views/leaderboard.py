@@ -7,11 +7,11 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.jobs.events import PHASE
-from tlcore.jobs.runner import LIVE, job_status, read_events, request_stop
+from tlcore.jobs.runner import LIVE, job_status, read_events
 
 from ui.frame import state
 from ui.charts.figures import leaderboard_figure
-from ui.views.follow import follow, phase_progress
+from ui.views.follow import follow, phase_progress, show_progress
 from ui.frame.layout import job_error, plain, t
 
 __all__ = ["show_leaderboard", "speed_options"]
@@ -97,9 +97,7 @@ def _draw(job_dir: Path, chosen: str) -> str:
                 text = last["backbone"]
         else:  # starting, loading TensorFlow
             fraction, text = phase_progress(everything)
-        st.progress(min(max(fraction, 0.0), 1.0), text=text)
-        if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon=":material/stop:"):
-            request_stop(job_dir)
+        show_progress(job_dir, status, fraction, text)
         scored = [e["row"] for e in events if e["stage"] == "scored"]
         if scored:  # the backbones scored so far, best first
             _chart(sorted(scored, key=lambda r: -r["accuracy"]), chosen, f"leaderboard_{job_dir.name}_{len(scored)}")

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.jobs.runner import LIVE, job_status, new_job_dir, read_events, request_stop, start_job
+from tlcore.jobs.runner import LIVE, job_status, new_job_dir, read_events, start_job
 from tlcore.lab.workspace import Workspace
 from tlcore.training.learning_curve import LearningCurveConfig, learning_curve_args
 
 from ui.charts.learning_curve import learning_curve_figure
 from ui.frame import state
 from ui.frame.layout import guard, job_error, plain, t
-from ui.views.follow import follow, phase_progress
+from ui.views.follow import follow, phase_progress, show_progress
 
 __all__ = ["show_learning_curve", "KIND"]
 
@@ -67,10 +67,7 @@ def _draw(job_dir: Path) -> str:
     status = job_status(job_dir)
     key = status["status"]
     if key in LIVE:
-        fraction, text = phase_progress(read_events(job_dir))
-        st.progress(fraction, text=text)
-        if st.button(t("train.stop"), key=f"stop_{job_dir.name}", disabled=key == "stopping", icon=":material/stop:"):
-            request_stop(job_dir)
+        show_progress(job_dir, status, *phase_progress(read_events(job_dir)))
     elif key == "failed":
         st.error(t("curve.failed", error=job_error(status)))
     elif key == "stopped" and not status.get("result"):
