@@ -303,7 +303,7 @@ def page_texts_in(page, base: str, sid: str, language: str) -> dict[str, str]:
     texts = {}
     for name in PAGES:
         page.goto(f"{base}/{name}?s={sid}")
-        wait_idle(page, 1500)
+        wait_idle(page, 600)  # text, not charts: the script has finished
         texts[name or "home"] = page.evaluate(_READABLE_TEXT)
     return texts
 
