@@ -94,8 +94,8 @@ def hymenoptera():
 @pytest.fixture
 def lite0_engine_cached(tmp_path_factory, isolated_cache):
     """This test's cache starts with Lite0's ImageNet engine (tlcore.training.engine), as a server's does after its
-    first run: for tests of what comes after extraction. Tests of the conversion itself (test_engine,
-    the second-run test of test_train, the bench) do without it."""
+    first run: for tests of what comes after extraction, the bench command's included. Tests of the conversion
+    itself (test_engine, the second-run test of test_train) do without it."""
     return seed_lite0_engine(tmp_path_factory)
 
 

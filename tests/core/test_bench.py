@@ -13,7 +13,9 @@ FIGURES = ("extract_images_per_s", "baseline_keras_predict_images_per_s", "head_
 
 
 @pytest.mark.slow
-def test_bench_reports_every_figure(tmp_path):
+def test_bench_reports_every_figure(tmp_path, lite0_engine_cached):
+    # With Lite0's engine already converted, as on a server after its first run: converting it is tested in
+    # test_engine, and what this test checks is that every figure is reported.
     data = make_image_folder(tmp_path / "data", n_per_class=12, size=64)
     code, stdout, stderr = run_cli(["bench", data, "--json"])
     assert code == 0, stderr
