@@ -47,8 +47,12 @@ def _panel(page, heading: str, path: Path) -> None:
     print(f"saved {path}")
 
 
-def _click(page, name: str) -> None:
-    page.get_by_role("button", name=name, exact=True).click()
+def _run_job(page, url: str, button: str, done: str) -> None:
+    """Open ``url``, click ``button`` (which starts a job) and wait until the page shows ``done`` (a regex)."""
+    page.goto(url)
+    wait_idle(page)
+    page.get_by_role("button", name=button, exact=True).click()
+    page.wait_for_selector(f"text=/{done}/", timeout=JOB_MS)
 
 
 def main() -> None:
@@ -69,15 +73,8 @@ def main() -> None:
             "input[type=file]").set_input_files(str(photos))
         page.wait_for_selector("text=/Added \\d+ photo/", timeout=JOB_MS)
 
-        page.goto(f"{base}/Train?s={sid}")
-        wait_idle(page)
-        _click(page, "Train")
-        page.wait_for_selector("text=Done: validation accuracy", timeout=JOB_MS)
-
-        page.goto(f"{base}/Data?s={sid}")
-        wait_idle(page)
-        _click(page, "Check labels")
-        page.wait_for_selector("text=/look filed in the wrong class|No suspicious labels/", timeout=JOB_MS)
+        _run_job(page, f"{base}/Train?s={sid}", "Train", "Done: validation accuracy")
+        _run_job(page, f"{base}/Data?s={sid}", "Check labels", "look filed in the wrong class|No suspicious labels")
         _panel(page, "Check labels", shots / "1_data_check_labels.png")
         _panel(page, "Embedding map", shots / "1_data_embedding_map.png")
 
@@ -87,20 +84,15 @@ def main() -> None:
         page.wait_for_selector("text=/least sure first/", timeout=JOB_MS)
         _panel(page, "Labelling help", shots / "1_data_labelling_help.png")
 
-        page.goto(f"{base}/Train?s={sid}")
-        wait_idle(page)
-        _click(page, "Measure the learning curve")
-        page.wait_for_selector("text=/With twice the photos/", timeout=JOB_MS)
+        _run_job(page, f"{base}/Train?s={sid}", "Measure the learning curve", "With twice the photos")
         _panel(page, "Will more photos help?", shots / "3_train_learning_curve.png")
 
         page.goto(f"{base}/Evaluate?s={sid}")
         page.wait_for_selector("text=Per class", timeout=JOB_MS)
         _panel(page, "Embedding map", shots / "5_evaluate_embedding_map.png")
 
-        page.goto(f"{base}/Adversarial?s={sid}")
-        wait_idle(page)
-        _click(page, "Measure under everyday corruptions")
-        page.wait_for_selector("text=/on average under the corruptions/", timeout=JOB_MS)
+        _run_job(page, f"{base}/Adversarial?s={sid}", "Measure under everyday corruptions",
+                 "on average under the corruptions")
         _panel(page, "Everyday corruptions", shots / "8_adversarial_corruptions.png")
 
 
