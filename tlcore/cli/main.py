@@ -10,25 +10,32 @@ from pathlib import Path
 
 from ..io.errors import TLError
 from ..io.paths import default_cache_dir
-from . import adversarial, lab, models, training
+# Each group's module by name, not ``from . import``: that form reads as importing the package itself, which
+# imports this module (a cycle to any reader of the import graph).
+from .adversarial import COMMANDS as _ADVERSARIAL, add_parsers as _adversarial_parsers
+from .lab import COMMANDS as _LAB, add_parsers as _lab_parsers
+from .models import COMMANDS as _MODELS, add_parsers as _models_parsers
 from .options import PROG, Parser, one_line
 from .progress import clear_progress_line, release_slot, wait_for_slot
+from .training import COMMANDS as _TRAINING, add_parsers as _training_parsers
 
 __all__ = ["build_parser", "main", "route_native_stderr", "log_path"]
 
 log = logging.getLogger("tlcore")
 
-# Each command group adds its commands to the parser and names their handlers.
-_GROUPS = (training, models, adversarial, lab)
-_COMMANDS = {name: handler for group in _GROUPS for name, handler in group.COMMANDS.items()}
+# Each command group adds its commands to the parser and names their handlers: (its parsers, its commands), in the
+# order ``--help`` lists them.
+_GROUPS = ((_training_parsers, _TRAINING), (_models_parsers, _MODELS), (_adversarial_parsers, _ADVERSARIAL),
+           (_lab_parsers, _LAB))
+_COMMANDS = {name: handler for _, commands in _GROUPS for name, handler in commands.items()}
 
 
 def build_parser() -> Parser:
     """The parser of ``python -m tlcore`` and all its commands."""
     parser = Parser(prog=PROG, description="Transfer Lab: transfer learning for image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for group in _GROUPS:
-        group.add_parsers(sub)
+    for add_parsers, _ in _GROUPS:
+        add_parsers(sub)
     return parser
 
 
