@@ -461,3 +461,14 @@ def test_a_late_result_of_a_replaced_worker_is_ignored(tmp_path):
     assert job_status(job)["status"] == "running"  # the live worker's state, not its predecessor's end
     (job / "result.json").write_text(json.dumps({"exit_code": 0, "pid": os.getpid(), "result": {"ok": 1}}))
     assert job_status(job)["status"] == "done"
+
+
+def test_a_job_folder_removed_while_its_worker_ends_is_left_alone(tmp_path, caplog):
+    # The thread that reaps a worker records its end in the job's folder; a folder deleted meanwhile (a project or
+    # session removed, the cleaner) must not raise in that thread nor be made again.
+    gone = tmp_path / "jobs" / "gone"
+    worker = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with caplog.at_level("INFO", logger="tlcore"):
+        jobs_mod._wait_and_record(worker, gone)
+    assert not gone.exists() and not (tmp_path / "jobs").exists()
+    assert "gone ended with status 3 after its folder was removed" in caplog.text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ from pathlib import Path
 from ..io.errors import TLError
 from ..io.quota import check_room
 from .events import DONE, ERROR, WAITING
+
+log = logging.getLogger("tlcore")
 
 __all__ = ["new_job_dir", "start_job", "read_events", "job_meta", "job_status", "request_stop", "list_jobs", "EventWriter", "LIVE"]
 
@@ -126,6 +129,15 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
 
 def _wait_and_record(proc: subprocess.Popen, job_dir: Path) -> None:
     code = proc.wait()
+    try:
+        _record(proc, code, job_dir)
+    except OSError:
+        # The job's folder went while its worker ended (deleted with its project or session, or by the cleaner):
+        # there is nothing left to record the end in.
+        log.info("job %s ended with status %s after its folder was removed", job_dir.name, code)
+
+
+def _record(proc: subprocess.Popen, code: int, job_dir: Path) -> None:
     stdout = (job_dir / "stdout.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
     record = {"exit_code": code, "pid": proc.pid}  # the pid: a resumed job must not read its predecessor's end
     if code == 0 and stdout:
