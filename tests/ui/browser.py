@@ -203,6 +203,14 @@ def _slider_value(page, label: str) -> int:
     return int(float(slider.input_value()))
 
 
+def _slider_to_lowest(page, label: str) -> None:
+    thumb = page.locator("[data-testid=stSlider]").filter(has_text=label).locator("input[type=range]").first
+    thumb.focus()
+    page.keyboard.press("Home")
+    wait_idle(page, 0)
+    assert _slider_value(page, label) == int(float(thumb.get_attribute("min"))), label
+
+
 def whole_flow(page, base: str, shots: Path, photos_zip: Path, photo: Path) -> dict:
     """A newcomer's whole path: upload a ZIP of class folders, train (leaving and refreshing meanwhile), fine-tune
     with the suggested layer count, evaluate (validation, then a look at the test split), predict a photo, export
@@ -214,7 +222,7 @@ def whole_flow(page, base: str, shots: Path, photos_zip: Path, photo: Path) -> d
     _visit(page, base, "Start with the Data page")
     wait_idle(page)
     sid = facts["session"] = page.url.split("s=")[-1]
-    _snap(page, shots, "0_home")
+    _snap(page, shots, "0_home", 0)
 
     page.goto(f"{base}/Data?s={sid}")
     uploader = page.locator("[data-testid=stFileUploader]").filter(has_text="ZIP")
@@ -238,7 +246,7 @@ def whole_flow(page, base: str, shots: Path, photos_zip: Path, photo: Path) -> d
     facts["progress"]["train"] = watch_job(page, "Done: validation accuracy")
     wait_idle(page)
     facts["warnings"]["train"] = _main_alerts(page, "Warning")
-    _snap(page, shots, "3_train")
+    _snap(page, shots, "3_train", 0)
 
     _visit(page, f"{base}/Fine-tune?s={sid}", "layers with weights become trainable")
     wait_idle(page)
@@ -246,11 +254,13 @@ def whole_flow(page, base: str, shots: Path, photos_zip: Path, photo: Path) -> d
     caption = page.locator("text=/\\d+ layers with weights become trainable/").first.inner_text()
     facts["layers"]["fine-tune caption"] = int(caption.split()[0])
     facts["warnings"]["fine-tune settings"] = _main_alerts(page, "Warning")
+    # One epoch, set from the keyboard as a user may: what the walk checks does not depend on how many.
+    _slider_to_lowest(page, "Epochs")
     page.get_by_role("button", name="Fine-tune", exact=True).click()
     facts["progress"]["fine-tune"] = watch_job(page, "Done: validation accuracy")
     wait_idle(page)
     facts["warnings"]["fine-tune"] = _main_alerts(page, "Warning")
-    _snap(page, shots, "4_fine_tune")
+    _snap(page, shots, "4_fine_tune", 0)
 
     _visit(page, f"{base}/Evaluate?s={sid}", "Per class")
     page.wait_for_selector(".js-plotly-plot")

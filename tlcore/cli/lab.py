@@ -23,6 +23,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("bench", help="measure extraction speed, head training, TFLite latency and memory on DATA")
     p.add_argument("data", help="folder (or .zip) of class folders, as for train")
+    add_settings(p, TrainConfig, ("input_size",))  # what a smaller (or larger) input costs and gains
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("check", help="check a dataset's health: counts, duplicates, leaks across splits, imbalance, bias")
@@ -73,7 +74,7 @@ def _bench(args):
         if not args.json:
             print(f"bench: {stage} {json.dumps(logs)}", file=sys.stderr, flush=True)
 
-    result = run_bench(args.data, on_progress)
+    result = run_bench(args.data, on_progress, input_size=args.input_size)
     if not args.json:
         for key, value in result.items():
             print(f"{key:<40} {value}")

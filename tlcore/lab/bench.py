@@ -15,6 +15,8 @@
   trained model's exports;
 - ``peak_rss_mb``: the training process's peak resident memory.
 
+Every stage runs at the backbone's own input size, or at ``--input-size`` (what a smaller input costs and gains).
+
 Benchmarks, not tests: nothing here asserts a timing.
 """
 from __future__ import annotations
@@ -39,12 +41,13 @@ __all__ = ["run_bench", "baseline_keras_predict"]
 Progress = Callable[[str, dict], None]
 
 
-def _train_cold(data: str, out: Path, cache: Path) -> tuple[dict, float, float]:
+def _train_cold(data: str, out: Path, cache: Path, input_size: int | None) -> tuple[dict, float, float]:
     """The CLI's train command in a fresh process and cache: (its JSON, wall seconds, peak RSS in MB)."""
     env = {**os.environ, "TLCORE_CACHE_DIR": str(cache)}
+    size = ["--input-size", str(input_size)] if input_size else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "tlcore", "train", data, "--out", str(out), "--json"],
+    proc = subprocess.run([sys.executable, "-m", "tlcore", "train", data, "--out", str(out), *size, "--json"],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
@@ -91,8 +94,10 @@ def _head_seconds(features: np.ndarray, labels: np.ndarray, n: int = 2000, epoch
     return time.perf_counter() - start
 
 
-def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: str | Path | None = None) -> dict:
-    """Measure every figure listed in this module's docstring on the photos in ``data``."""
+def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: str | Path | None = None,
+              input_size: int | None = None) -> dict:
+    """Measure every figure listed in this module's docstring on the photos in ``data``, with the default backbone
+    at ``input_size`` pixels (None: its own size, as training uses it)."""
     from ..data.datasets import load_dataset
     from ..export.formats import ExportConfig, export_formats
     from ..backbones.registry import DEFAULT_BACKBONE, create_backbone, get_spec
@@ -105,16 +110,17 @@ def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: s
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         tmp = Path(tmp)
         progress("train", {"images": len(paths)})
-        result, wall, peak_mb = _train_cold(str(data), tmp / "run", tmp / "cache")
+        result, wall, peak_mb = _train_cold(str(data), tmp / "run", tmp / "cache", input_size)
         shutil.rmtree(tmp / "cache" / "features", ignore_errors=True)
         progress("extract", {"images": len(paths)})
-        second, _, peak2_mb = _train_cold(str(data), tmp / "run2", tmp / "cache")
+        second, _, peak2_mb = _train_cold(str(data), tmp / "run2", tmp / "cache", input_size)
         computed, extract_s = second["features"]["computed"], second["seconds"]["extract"]
         peak_mb = max(peak_mb, peak2_mb)
 
         progress("baseline", {"images": len(paths)})
-        backbone = create_backbone(spec.name, weights="imagenet")
-        features, baseline_rate = baseline_keras_predict(paths, spec.input_size, backbone)
+        size = input_size or spec.input_size
+        backbone = create_backbone(spec.name, weights="imagenet", input_shape=(size, size, 3))
+        features, baseline_rate = baseline_keras_predict(paths, size, backbone)
 
         progress("head", {"embeddings": 2000, "epochs": 50})
         head_s = _head_seconds(features, labels[:len(features)])
@@ -128,6 +134,7 @@ def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: s
     return {
         "images": len(paths),
         "backbone": spec.name,
+        "input_size": input_size or spec.input_size,
         "extract_images_per_s": round(extract_rate, 1) if extract_rate else None,
         "baseline_keras_predict_images_per_s": round(baseline_rate, 1),
         "extract_speedup": round(extract_rate / baseline_rate, 2) if extract_rate else None,
