@@ -25,10 +25,12 @@ from pathlib import Path
 from ..io.errors import TLError
 from ..io.quota import check_room
 from .events import DONE, ERROR, WAITING
+from .warm import spawn
 
 log = logging.getLogger("tlcore")
 
-__all__ = ["new_job_dir", "start_job", "read_events", "job_meta", "job_status", "request_stop", "list_jobs", "EventWriter", "LIVE"]
+__all__ = ["new_job_dir", "start_job", "record_end", "read_events", "job_meta", "job_status", "request_stop", "list_jobs",
+           "EventWriter", "LIVE"]
 
 # A job in one of these states still has a worker process (waiting for a slot, working, or ending).
 LIVE = ("waiting", "running", "stopping")
@@ -87,7 +89,9 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
     waiting is refused with :class:`TLError`, and a refused new folder (no ``job.json`` yet) is removed.
     The worker inherits the places it was given and waits, if it must, for a running slot
     (``$TLCORE_MAX_JOBS`` jobs run at once on the server, one per session); meanwhile its status is
-    ``waiting``. ``job.json`` records no command line: nothing ever runs one read back from disk.
+    ``waiting``. ``job.json`` records no command line: nothing ever runs one read back from disk. A job that
+    runs at once is forked from the warm worker when it is ready (:mod:`tlcore.jobs.warm`), else the process is
+    started here; either way it has its own session, and its end is recorded in ``result.json``.
     """
     from .slots import ADMISSION_ENV, admit
 
@@ -101,8 +105,7 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
         raise
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "tlcore", *args, "--json",
-                "--progress", str(job_dir / _EVENTS), "--stop-file", str(job_dir / _STOP)]
+        args = [*args, "--json", "--progress", str(job_dir / _EVENTS), "--stop-file", str(job_dir / _STOP)]
         result = open(job_dir / "stdout.log", "wb")
         errors = open(job_dir / "stderr.log", "wb")
         # The caller's working directory, so relative paths in ARGS mean what they mean to the caller;
@@ -111,8 +114,16 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
                ADMISSION_ENV: admission.environment()}
         try:
-            proc = subprocess.Popen(argv, stdout=result, stderr=errors, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True, pass_fds=admission.fds())
+            # A job that runs at once starts from the warm worker (TensorFlow imported already, tlcore.jobs.warm);
+            # one that must wait for a slot is a small process of its own until its turn.
+            pid = spawn(args, env, job_dir, result.fileno(), errors.fileno(), admission.fds()) \
+                if admission.runs_now else None
+            proc = None
+            if pid is None:
+                proc = subprocess.Popen([sys.executable, "-m", "tlcore", *args], stdout=result, stderr=errors,
+                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                        pass_fds=admission.fds())
+                pid = proc.pid
         finally:
             result.close()
             errors.close()
@@ -120,26 +131,32 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
         admission.release()
         raise
     admission.handed_over()  # the worker holds the locks now
-    (job_dir / _META).write_text(json.dumps({"kind": kind, "pid": proc.pid, "started": time.time(), **(meta or {})}),
+    (job_dir / _META).write_text(json.dumps({"kind": kind, "pid": pid, "started": time.time(), **(meta or {})}),
                                  encoding="utf-8")
-    # Reap the child when it ends (no zombie), then record its result.
-    threading.Thread(target=_wait_and_record, args=(proc, job_dir), daemon=True).start()
+    if proc is not None:
+        # Reap the child when it ends (no zombie), then record its result (the warm worker does both for its own).
+        threading.Thread(target=_wait_and_record, args=(proc, job_dir), daemon=True).start()
     return job_dir
 
 
 def _wait_and_record(proc: subprocess.Popen, job_dir: Path) -> None:
-    code = proc.wait()
+    record_end(proc.pid, proc.wait(), job_dir)
+
+
+def record_end(pid: int, code: int, job_dir: Path) -> None:
+    """Write ``result.json`` for the worker ``pid`` of ``job_dir`` that ended with status ``code`` (its
+    result from its last line of output, or its error from its last line of errors)."""
     try:
-        _record(proc, code, job_dir)
+        _record(pid, code, Path(job_dir))
     except OSError:
         # The job's folder went while its worker ended (deleted with its project or session, or by the cleaner):
         # there is nothing left to record the end in.
-        log.info("job %s ended with status %s after its folder was removed", job_dir.name, code)
+        log.info("job %s ended with status %s after its folder was removed", Path(job_dir).name, code)
 
 
-def _record(proc: subprocess.Popen, code: int, job_dir: Path) -> None:
+def _record(pid: int, code: int, job_dir: Path) -> None:
     stdout = (job_dir / "stdout.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    record = {"exit_code": code, "pid": proc.pid}  # the pid: a resumed job must not read its predecessor's end
+    record = {"exit_code": code, "pid": pid}  # the pid: a resumed job must not read its predecessor's end
     if code == 0 and stdout:
         try:
             record["result"] = json.loads(stdout[-1])

@@ -230,6 +230,21 @@ class Admission:
         """The value of ``$TLCORE_JOB_ADMISSION`` for the worker: which inherited descriptor is which."""
         return json.dumps({"key": self.key, **{name: [s.fd, str(s.path)] for name, s in self._held().items()}})
 
+    @property
+    def runs_now(self) -> bool:
+        """Whether the job holds a running slot already (no waiting ticket)."""
+        return self.ticket is None and self.slot is not None
+
+    @staticmethod
+    def renumbered(environment: str, numbers: dict[int, int]) -> str:
+        """``environment`` (a value of :meth:`environment`) for a worker that received descriptor ``old`` as
+        ``numbers[old]`` (the warm worker's children: descriptors passed over a socket get new numbers)."""
+        spec = json.loads(environment)
+        for name, value in spec.items():
+            if name != "key":
+                spec[name] = [numbers[int(value[0])], value[1]]
+        return json.dumps(spec)
+
     @classmethod
     def from_environment(cls) -> "Admission | None":
         """The admission this process inherited (read once: the variable is removed, so processes it starts

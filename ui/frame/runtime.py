@@ -12,7 +12,8 @@ processes), so:
 - the reset is left out (Streamlit's other clean-up, closing matplotlib figures, is kept);
 - what the process holds once its libraries are imported is frozen out of the collector
   (``gc.freeze``): the collection after each run then only walks what the runs made, which
-  it still frees.
+  it still frees;
+- the warm worker that starts jobs is started (:mod:`tlcore.jobs.warm`).
 """
 from __future__ import annotations
 
@@ -51,4 +52,9 @@ def prepare_process() -> None:
         log.warning("Streamlit's per-run clean-up was not found; Keras is reset after every run")
     gc.collect()  # what is garbage now is freed before the rest is frozen
     gc.freeze()
+    # Jobs start from a worker that has imported TensorFlow already (tlcore.jobs.warm): it starts now, with the
+    # server, so that the first user's first job does not pay for the import.
+    from tlcore.jobs.warm import warm_up
+
+    warm_up()
     _prepared = True
