@@ -2,14 +2,18 @@
 import streamlit as st
 
 from tlcore.lab.experiments import run_history
+from tlcore.lab.mlflow_tracking import logged_to
 from ui.frame import state
-from ui.frame.layout import t
+from ui.frame.layout import plain, t
 from ui.views.page import setup
 from ui.views.runs import (choose_runs, show_comparison, show_disk, show_history, show_projects, show_scratch,
                           show_twin_job)
 
 setup("runs.title")
 st.write(t("runs.intro"))
+tracking = logged_to()
+if tracking:
+    st.caption(t("runs.mlflow", uri=plain(tracking)))
 show_projects()  # first: a project opened there is what the rest of the page lists
 
 rows = run_history(state.workspace().jobs_dir)

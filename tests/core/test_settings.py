@@ -18,10 +18,11 @@ from tlcore.export.formats import ExportConfig, export_args
 from tlcore.io.errors import TLError
 from tlcore.io.settings import (as_positional, check_settings, option_name, setting, setting_info, settings_of,
                                 to_options)
+from tlcore.lab.mlflow_tracking import TrackingConfig
 from tlcore.training.commands import FINETUNE_RENAMES, finetune_args, train_args
 from tlcore.training.config import FINE_TUNE_SETTINGS, TrainConfig
 
-CONFIGS = [TrainConfig, ExportConfig, AttackConfig, HardenConfig, IdealImageConfig, CorruptionConfig]
+CONFIGS = [TrainConfig, ExportConfig, AttackConfig, HardenConfig, IdealImageConfig, CorruptionConfig, TrackingConfig]
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,13 @@ COMMAND_SETTINGS = [
     ("ideal", IdealImageConfig, list(IDEAL_SETTINGS), ()),
     ("corruptions", CorruptionConfig, list(CORRUPTION_SETTINGS), ()),
     ("check", TrainConfig, ["split", "seed"], ()),
+    # --mlflow, on the commands whose runs are logged to MLflow
+    *((command, TrackingConfig, ["mlflow_uri"], ()) for command in ("train", "finetune", "export")),
 ]
 
 
-@pytest.mark.parametrize("command, cls, names, suggested", COMMAND_SETTINGS, ids=[c[0] for c in COMMAND_SETTINGS])
+@pytest.mark.parametrize("command, cls, names, suggested", COMMAND_SETTINGS,
+                         ids=[f"{c[0]}-{c[1].__name__}" if c[1] is TrackingConfig else c[0] for c in COMMAND_SETTINGS])
 def test_every_option_takes_its_default_and_help_from_its_field(command, cls, names, suggested):
     parser = _commands()[command]
     for name in names:

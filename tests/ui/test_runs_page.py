@@ -180,3 +180,15 @@ def test_scores_come_first_and_a_fine_tuning_run_continues_its_parent_in_the_cha
         assert xs["finetune-b · train", metric] == [3, 4]
     at.multiselect(key="compare_2").set_value(["finetune-b"]).run()  # alone: its whole history
     assert curves_of(at, "x")["finetune-b · validation", "loss"] == [1, 2, 3, 4]
+
+
+def test_the_page_says_where_runs_are_logged_to_mlflow_only_when_they_are(sid, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    at = open_page(PAGE, sid)
+    assert not at.exception and not any("MLflow" in c.value for c in at.caption)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://team:pa55@tracker_1.example:5000")  # jobs inherit it
+    at = open_page(PAGE, sid)
+    assert not at.exception
+    said = [shown(c.value) for c in at.caption if "MLflow" in c.value]
+    assert said == ["New training, fine-tuning and export runs are also logged to MLflow at "
+                    "http://team:***@tracker_1.example:5000."]

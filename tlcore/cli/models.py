@@ -5,8 +5,8 @@ import sys
 from dataclasses import fields
 
 from ..io.errors import TLError
-from .options import add_settings, config_from_args, job_options, names, threshold
-from .progress import callbacks, phase_callback, progress_line, run_with_events
+from .options import add_settings, config_from_args, job_options, names, threshold, tracking_of, tracking_option
+from .progress import callbacks, phase_callback, progress_line, report_tracking, run_with_events
 
 __all__ = ["add_parsers", "COMMANDS"]
 
@@ -66,6 +66,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--verify", dest="verify_data", metavar="DATA",
                    help="labelled data to compare the TFLite model with Keras on")
     p.add_argument("--bundle", metavar="ZIP", help="also write a ZIP with the TFLite files, labels, model card and example")
+    tracking_option(p)
     job_options(p)
 
 
@@ -171,10 +172,12 @@ def _suggest(args):
 
 def _export(args):
     from ..export.formats import TFLITE_FORMATS, ExportConfig, export_formats
+    from ..lab.mlflow_tracking import log_export
 
     if args.bundle and not any(f in TFLITE_FORMATS for f in args.format):
         raise TLError(f"--bundle needs at least one TFLite format ({', '.join(TFLITE_FORMATS)})")
     config = config_from_args(ExportConfig, args, [f.name for f in fields(ExportConfig)])
+    uri = tracking_of(args)
     events, _, _, should_stop = callbacks(args)
 
     def on_progress(step, logs):
@@ -197,7 +200,7 @@ def _export(args):
             on_phase(SAVING)  # the bundle: a ZIP of the TFLite files, their labels, model card and example
 
             result["bundle"] = str(write_bundle(result, args.run_dir, args.bundle))
-        return result
+        return log_export(uri, result, args.run_dir, config, on_phase=on_phase)
 
     result = run_with_events(args, events, {"command": "export", "formats": args.format}, work, _report_exports)
     if len(args.format) == 1 and result["exports"]:
@@ -223,6 +226,7 @@ def _report_exports(result) -> None:
         print("stopped before all formats were exported", file=sys.stderr)
     if result.get("bundle"):
         print(f"bundle: {result['bundle']}")
+    report_tracking(result)
 
 
 COMMANDS = {"evaluate": _evaluate, "predict": _predict, "suggest": _suggest, "export": _export}

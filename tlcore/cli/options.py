@@ -10,7 +10,7 @@ from ..io.errors import TLError
 from ..io.settings import option_name, settings_of
 
 __all__ = ["PROG", "Parser", "one_line", "fractions", "shares", "weights_value", "names", "floats", "threshold",
-           "job_options", "resume_option", "add_settings", "config_from_args"]
+           "job_options", "resume_option", "add_settings", "config_from_args", "tracking_option", "tracking_of"]
 
 PROG = "python -m tlcore"
 
@@ -132,3 +132,19 @@ def add_settings(p, cls, fields_: typing.Iterable[str], renames: dict[str, tuple
 def config_from_args(cls, args, fields_: typing.Iterable[str]):
     """A ``cls`` holding the parsed value of each field in ``fields_`` (the others keep their defaults)."""
     return cls(**{name: getattr(args, name) for name in fields_})
+
+
+def tracking_option(p) -> None:
+    """``--mlflow URI``, from :class:`~tlcore.lab.mlflow_tracking.TrackingConfig`, for the commands whose runs are
+    logged to MLflow (train, finetune, export)."""
+    from ..lab.mlflow_tracking import TrackingConfig
+
+    add_settings(p, TrackingConfig, ["mlflow_uri"])
+
+
+def tracking_of(args) -> str | None:
+    """The MLflow tracking URI this command logs its run to: ``--mlflow``, else ``$MLFLOW_TRACKING_URI``; None
+    logs nothing (and imports nothing of MLflow)."""
+    from ..lab.mlflow_tracking import TrackingConfig, tracking_uri
+
+    return tracking_uri(config_from_args(TrackingConfig, args, ["mlflow_uri"]))

@@ -13,8 +13,8 @@ from ..io.errors import TLError
 from ..jobs import events as ev
 from .options import one_line
 
-__all__ = ["progress_line", "clear_progress_line", "callbacks", "phase_callback", "report_run", "wait_for_slot",
-           "release_slot", "run_with_events", "resume_event", "PHASE_LINES"]
+__all__ = ["progress_line", "clear_progress_line", "callbacks", "phase_callback", "report_run", "report_tracking",
+           "wait_for_slot", "release_slot", "run_with_events", "resume_event", "PHASE_LINES"]
 
 # The terminal's words for each phase (the dashboard has its own, translated); no line for ``starting``, and
 # ``embedding`` has the redrawn features line.
@@ -33,6 +33,7 @@ PHASE_LINES = {
     ev.HARDENING: "adversarial training (photos attacked this epoch)",
     ev.SCORING: "scoring {name}",
     ev.LEARNING_CURVE: "training the learning curve's heads",
+    ev.TRACKING: "logging the run to MLflow",
 }
 
 _open_line = [False]  # a \r progress line is on the terminal, without its newline
@@ -125,6 +126,14 @@ def report_run(result, out) -> None:
     print(f"classes {', '.join(result['classes'])}; train {result['n_train']}, val {result['n_val']}, "
           f"test {result['n_test']}; val accuracy {val}, test accuracy {test}; "
           f"{result['seconds']['total']:.1f} s; saved to {out}")
+    report_tracking(result)
+
+
+def report_tracking(result) -> None:
+    """Where the run was logged in MLflow, when it was (:mod:`tlcore.lab.mlflow_tracking`)."""
+    logged = result.get("mlflow")
+    if logged:
+        print(f"logged to MLflow at {logged['uri']}: experiment {logged['experiment_id']}, run {logged['run_id']}")
 
 
 _HELD: list = []  # the job slot this worker process took before parsing (see wait_for_slot)

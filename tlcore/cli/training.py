@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import fields
 
-from .options import add_settings, config_from_args, job_options, resume_option
+from .options import add_settings, config_from_args, job_options, resume_option, tracking_of, tracking_option
 from .progress import callbacks, phase_callback, resume_event, run_with_events
 
 __all__ = ["add_parsers", "COMMANDS"]
@@ -21,6 +21,7 @@ def add_parsers(sub) -> None:
     p.add_argument("data", help="folder of class folders, folder with train/ val/ [test/], or a .zip of either")
     p.add_argument("--out", required=True, help="run directory to write")
     add_settings(p, TrainConfig, [f.name for f in fields(TrainConfig)])
+    tracking_option(p)
     resume_option(p)
     job_options(p)
 
@@ -28,6 +29,7 @@ def add_parsers(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument("--out", help="run directory to write (default: replace RUN_DIR)")
     add_settings(p, TrainConfig, FINE_TUNE_SETTINGS, renames=FINETUNE_RENAMES, suggested=["fine_tune_layers"])
+    tracking_option(p)
     resume_option(p)
     job_options(p)
 
@@ -39,31 +41,43 @@ def add_parsers(sub) -> None:
 
 
 def _train(args):
+    from ..lab.mlflow_tracking import log_training
     from ..training.config import TrainConfig
     from ..training.pipeline import train
 
     config = config_from_args(TrainConfig, args, [f.name for f in fields(TrainConfig)])
+    uri = tracking_of(args)
     events, on_extract, on_epoch, should_stop = callbacks(args)
+    on_phase = phase_callback(args, events)
     start = {"command": "train", "epochs": config.epochs,
              "fine_tune_epochs": config.fine_tune_epochs if config.fine_tune_layers else 0}
     resume_event(events, args, args.out, lambda found: len(found.history))
-    return run_with_events(args, events, start, lambda: train(
+    return run_with_events(args, events, start, lambda: log_training(uri, "train", train(
         args.data, config, out=args.out, on_epoch=on_epoch, on_extract=on_extract, should_stop=should_stop,
-        resume=args.resume, on_phase=phase_callback(args, events)))
+        resume=args.resume, on_phase=on_phase), on_phase=on_phase))
 
 
 def _finetune(args):
+    from ..lab.mlflow_tracking import log_training, run_digest_or_none
     from ..training.config import FINE_TUNE_SETTINGS, TrainConfig
     from ..training.pipeline import fine_tune
 
     config = config_from_args(TrainConfig, args, FINE_TUNE_SETTINGS)
+    uri = tracking_of(args)
     events, _, on_epoch, should_stop = callbacks(args)
+    on_phase = phase_callback(args, events)
     start = {"command": "finetune", "epochs": 0, "fine_tune_epochs": config.fine_tune_epochs}
     # Fine-tuning checkpoints count only fine-tuning epochs, which is all this command runs.
     resume_event(events, args, args.out or args.run_dir, lambda found: found.epochs_done)
-    return run_with_events(args, events, start, lambda: fine_tune(
-        args.run_dir, config, out=args.out, on_epoch=on_epoch, should_stop=should_stop, resume=args.resume,
-        on_phase=phase_callback(args, events)))
+
+    def work():
+        # The parent's MLflow run is found by its folder's digest, taken before fine-tuning may replace the folder.
+        parent = run_digest_or_none(args.run_dir) if uri else None
+        result = fine_tune(args.run_dir, config, out=args.out, on_epoch=on_epoch, should_stop=should_stop,
+                           resume=args.resume, on_phase=on_phase)
+        return log_training(uri, "finetune", result, parent_digest=parent, on_phase=on_phase)
+
+    return run_with_events(args, events, start, work)
 
 
 def _print_curve(r) -> None:

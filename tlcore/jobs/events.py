@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 __all__ = ["PHASE", "WAITING", "START", "EXTRACT", "EPOCH", "RESUME", "DONE", "ERROR",
            "STARTING", "LOADING", "PREPARING", "EMBEDDING", "AUGMENTING", "TRAINING", "FINE_TUNING", "EVALUATING",
            "SAVING", "CALIBRATING", "CONVERTING", "VERIFYING", "MEASURING", "HARDENING", "SCORING", "LEARNING_CURVE",
-           "PHASES",
+           "TRACKING", "PHASES",
            "LABELS", "PhaseCallback", "no_phase", "phase_event", "current_phase", "Ticker", "REPORT_EVERY"]
 
 # Event types.
@@ -52,8 +52,9 @@ MEASURING = "measuring"      # robustness: photos attacked over every (method, e
 HARDENING = "hardening"      # adversarial training (epoch of epochs, done/total photos attacked this epoch)
 SCORING = "scoring"          # the leaderboard's quick head for one backbone (name)
 LEARNING_CURVE = "learning_curve"  # a learning curve's heads, one per share of the photos and repeat (done/total)
+TRACKING = "tracking"        # a finished run logged to MLflow (only with a tracking URI: tlcore.lab.mlflow_tracking)
 PHASES = (STARTING, LOADING, PREPARING, EMBEDDING, AUGMENTING, TRAINING, FINE_TUNING, EVALUATING, SAVING,
-          CALIBRATING, CONVERTING, VERIFYING, MEASURING, HARDENING, SCORING, LEARNING_CURVE)
+          CALIBRATING, CONVERTING, VERIFYING, MEASURING, HARDENING, SCORING, LEARNING_CURVE, TRACKING)
 
 # What a phase event may say besides its counts; a page's text for a phase may use any of them.
 LABELS = ("format", "name", "epoch", "epochs", "copy", "copies")
