@@ -180,7 +180,8 @@ def test_a_store_that_cannot_be_reached_is_a_warning_not_a_failure(tracked, tmp_
     assert len(warnings) == 1 and warnings[0].startswith("warning: the run was not logged to MLflow at "
                                                          f"http://someone:***@{server} (")
     assert "secret" not in stderr and "Traceback" not in stderr
-    # The details are in the log, without the password (the command line logged before them is the user's own).
+    # The details are in the log, without the password, nor in the command line logged before them.
+    assert "secret" not in log_path().read_text(encoding="utf-8")
     logged = log_path().read_text(encoding="utf-8").split("logging to MLflow at ", 1)[1]
     assert logged.startswith(f"http://someone:***@{server} failed") and "Connection refused" in logged
     assert "secret" not in logged

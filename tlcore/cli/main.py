@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -88,13 +89,21 @@ def main(argv=None) -> int:
         handler.close()
 
 
+# The password of a URL given as an option (--mlflow https://user:password@host): never written to the log.
+_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^@/\s]*@")
+
+
+def _without_passwords(argv) -> list[str]:
+    return [_PASSWORD.sub(r"\1***@", str(a)) for a in argv]
+
+
 def _main(argv, path: Path) -> int:
     try:
         ended = wait_for_slot(argv)
         if ended is not None:
             return ended
         args = build_parser().parse_args(argv)
-        log.info("command %s", sys.argv[1:] if argv is None else argv)
+        log.info("command %s", _without_passwords(sys.argv[1:] if argv is None else argv))
         result = _COMMANDS[args.command](args)
         if args.json:
             print(json.dumps(result))
