@@ -47,7 +47,7 @@ def test_export_one_format_json(cli):
     # The verification figures, at the top level for one format.
     assert result["keras_accuracy"] == result["verification"]["keras_accuracy"]
     assert 0 <= result["keras_accuracy"] <= 1
-    assert result["tflite_accuracy"] == result["keras_accuracy"]
+    assert result["exported_accuracy"] == result["tflite_accuracy"] == result["keras_accuracy"]
     assert result["agreement"] == 1.0
     assert result["latency_ms"] > 0
     assert result["warnings"] == [] and result["stopped"] is False
@@ -195,7 +195,7 @@ def test_export_stopped_by_the_stop_file(cli, tmp_path):
 
 
 @pytest.mark.parametrize("argv, fragments", [
-    (["--format", "tflite-float32,onnx"], ["'onnx'", "tflite-float16", "python -m tlcore export --help"]),
+    (["--format", "tflite-float32,tensorrt"], ["'tensorrt'", "tflite-float16", "python -m tlcore export --help"]),
     (["--format", ","], ["unknown format"]),
     (["--format", "tflite-int8", "--calibration-samples", "0"], ["calibration size must be a whole number >= 1, got 0"]),
 ])

@@ -10,7 +10,7 @@ from .progress import callbacks, phase_callback, progress_line, run_with_events
 
 __all__ = ["add_parsers", "COMMANDS"]
 
-_MODEL_HELP = ("run directory, .keras file, or .tflite file with labels.txt beside it "
+_MODEL_HELP = ("run directory, .keras file, or .tflite (or .onnx exported here) file with labels.txt beside it "
                "(pickles and full-model .h5 files are refused: they can run code)")
 
 
@@ -31,13 +31,13 @@ def add_parsers(sub) -> None:
     from ..export.formats import FORMATS, ExportConfig
     from ..models.suggest import SuggestConfig
 
-    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras or .tflite) on labelled data; on a "
-                                        "run's own test photos, the look is counted (see the test-set ledger)")
+    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras, .tflite or .onnx) on labelled data; "
+                                        "on a run's own test photos, the look is counted (see the test-set ledger)")
     p.add_argument("run_dir", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("data")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("predict", help="classify images with a run or an exported .keras or .tflite")
+    p = sub.add_parser("predict", help="classify images with a run or an exported .keras, .tflite or .onnx")
     p.add_argument("run_dir", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=3)
@@ -54,7 +54,7 @@ def add_parsers(sub) -> None:
     add_settings(p, SuggestConfig, [f.name for f in fields(SuggestConfig)])
     p.add_argument("--json", action="store_true", help="print [{path, suggested, confidence}], least confident first")
 
-    p = sub.add_parser("export", help="export a run to TFLite, .keras or SavedModel, checked against Keras")
+    p = sub.add_parser("export", help="export a run to TFLite, ONNX, .keras or SavedModel, checked against Keras")
     p.add_argument("run_dir")
     p.add_argument("--format", required=True, type=_formats,
                    help=f"{'|'.join(FORMATS)}; several separated by commas write into the folder --out")
@@ -64,8 +64,9 @@ def add_parsers(sub) -> None:
     # Verification on the held-out photos is the default; the option of earlier versions still reads.
     p.add_argument("--verify-held-out", dest="verify", action="store_true", help="the default; kept for old scripts")
     p.add_argument("--verify", dest="verify_data", metavar="DATA",
-                   help="labelled data to compare the TFLite model with Keras on")
-    p.add_argument("--bundle", metavar="ZIP", help="also write a ZIP with the TFLite files, labels, model card and example")
+                   help="labelled data to compare the TFLite and ONNX files with Keras on")
+    p.add_argument("--bundle", metavar="ZIP", help="also write a ZIP with the TFLite and ONNX files, labels, model card "
+                                                   "and example scripts")
     job_options(p)
 
 
@@ -170,10 +171,10 @@ def _suggest(args):
 
 
 def _export(args):
-    from ..export.formats import TFLITE_FORMATS, ExportConfig, export_formats
+    from ..export.formats import VERIFIED_FORMATS, ExportConfig, export_formats
 
-    if args.bundle and not any(f in TFLITE_FORMATS for f in args.format):
-        raise TLError(f"--bundle needs at least one TFLite format ({', '.join(TFLITE_FORMATS)})")
+    if args.bundle and not any(f in VERIFIED_FORMATS for f in args.format):
+        raise TLError(f"--bundle needs at least one TFLite or ONNX format ({', '.join(VERIFIED_FORMATS)})")
     config = config_from_args(ExportConfig, args, [f.name for f in fields(ExportConfig)])
     events, _, _, should_stop = callbacks(args)
 
@@ -194,7 +195,7 @@ def _export(args):
             from ..export.bundle import write_bundle
             from ..jobs.events import SAVING
 
-            on_phase(SAVING)  # the bundle: a ZIP of the TFLite files, their labels, model card and example
+            on_phase(SAVING)  # the bundle: a ZIP of the TFLite and ONNX files, their labels, model card and examples
 
             result["bundle"] = str(write_bundle(result, args.run_dir, args.bundle))
         return result
@@ -204,7 +205,8 @@ def _export(args):
         # One format: the export itself, with its verification figures at the top level.
         entry = result["exports"][0]
         v = entry.get("verification") or {}
-        flat = {k: v.get(k) for k in ("keras_accuracy", "tflite_accuracy", "agreement", "latency_ms") if k in v}
+        flat = {k: v.get(k) for k in ("keras_accuracy", "exported_accuracy", "tflite_accuracy", "agreement",
+                                      "latency_ms") if k in v}
         return {**entry, **flat, **{k: v for k, v in result.items() if k != "run_dir"}}
     return result
 
@@ -214,7 +216,8 @@ def _report_exports(result) -> None:
         v = e.get("verification")
         check = ""
         if v:
-            check = (f"; Keras {v['keras_accuracy']:.1%}, TFLite {v['tflite_accuracy']:.1%}, "
+            runtime = "ONNX Runtime" if e["format"] == "onnx" else "TFLite"
+            check = (f"; Keras {v['keras_accuracy']:.1%}, {runtime} {v['exported_accuracy']:.1%}, "
                      f"agreement {v['agreement']:.1%}, {v['latency_ms']:.1f} ms per image")
         print(f"{e['format']}: {e['path']} ({e['size_bytes'] / 1e6:.2f} MB){check}")
     for w in result["warnings"]:
