@@ -16,7 +16,7 @@ import pytest
 from tests.core.test_export import CALIBRATION, CLASSES, N_HELD_OUT, SIZE, shared_exports
 from tlcore.export.bundle import EXAMPLE_SCRIPT, ONNX_EXAMPLE_SCRIPT, bundle_bytes, model_card, write_bundle
 from tlcore.io.errors import TLError
-from tlcore.export.formats import TFLITE_FORMATS, VERIFIED_FORMATS, default_filename
+from tlcore.export.formats import BUNDLED_FORMATS, TFLITE_FORMATS, default_filename
 
 pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run's backbone (test_export)
 
@@ -98,7 +98,7 @@ def test_model_card_verification_table(result, bundle):
     assert sorted(rows) == sorted(VERIFIED_FILES)
     for e in result["exports"]:
         name = Path(e["path"]).name
-        if e["format"] not in VERIFIED_FORMATS:
+        if e["format"] not in BUNDLED_FORMATS:
             assert name not in "\n".join(lines)
             continue
         v = e["verification"]
@@ -172,7 +172,7 @@ def test_bundle_of_one_kind_holds_its_script_only(shared, result):
 
 
 def test_bundle_needs_a_tflite_or_onnx_export(shared, result, tmp_path):
-    keras_only = {**result, "exports": [e for e in result["exports"] if e["format"] not in VERIFIED_FORMATS]}
+    keras_only = {**result, "exports": [e for e in result["exports"] if e["format"] not in BUNDLED_FORMATS]}
     assert [e["format"] for e in keras_only["exports"]] == ["keras", "saved-model"]
     with pytest.raises(TLError, match="at least one TFLite or ONNX export"):
         bundle_bytes(keras_only, shared.run)

@@ -44,6 +44,9 @@ IMAGE_SIZE = 48  # the generated files are resized to SIZE on the way in, as pho
 CLASSES = ["red", "green", "blue"]  # not sorted: labels.txt and the outputs follow this order
 SPLITS = ["train", "train", "train", "val", "test", "test"]  # per class: 9 train, 3 val, 6 test images
 N_HELD_OUT = 2 * len(CLASSES)
+# Every format but the web folder, whose ONNX Runtime Web comes from npm and whose page a browser runs:
+# test_onnx_export.py exports and tests it on the real Lite0 graph.
+SHARED_FORMATS = tuple(f for f in FORMATS if f != "web")
 CALIBRATION = 8  # fewer than the 9 training images, so the limit is visible
 
 
@@ -87,7 +90,7 @@ _SHARED: dict = {}
 def shared_exports(tmp_path_factory) -> SimpleNamespace:
     """The tiny run exported to every format, once per session (shared by several test modules).
 
-    ``result`` is the :func:`export_formats` result for all of :data:`FORMATS` into ``out``;
+    ``result`` is the :func:`export_formats` result for all of :data:`SHARED_FORMATS` into ``out``;
     ``uint8io`` the one for a ``tflite-int8`` file with uint8 input and output. Read only.
     """
     if "error" in _SHARED:
@@ -100,7 +103,7 @@ def shared_exports(tmp_path_factory) -> SimpleNamespace:
                 mp.setattr(run_mod, "create_backbone", wide_lite0_standin)  # export_formats reloads the run
                 built = make_export_run(root, backbone=wide_lite0_standin)
                 events = []
-                result = export_formats(built.run, FORMATS, root / "out",
+                result = export_formats(built.run, SHARED_FORMATS, root / "out",
                                         ExportConfig(calibration_samples=CALIBRATION),
                                         on_progress=lambda step, logs: events.append((step, dict(logs))))
                 uint8io = export_formats(built.run, ["tflite-int8"], root / "uint8io" / "model_int8_uint8io.tflite",
@@ -171,7 +174,7 @@ def tree(folder: Path) -> list[str]:
 # Every format, in one export -----------------------------------------------------------------------
 
 def test_every_format_is_exported_with_its_default_name(shared, result):
-    assert [e["format"] for e in result["exports"]] == list(FORMATS)
+    assert [e["format"] for e in result["exports"]] == list(SHARED_FORMATS)
     assert result["stopped"] is False
     assert result["run_dir"] == str(shared.run)
     assert result["seconds"] > 0
@@ -190,7 +193,7 @@ def test_every_format_is_exported_with_its_default_name(shared, result):
         assert ("verification" in e) == (e["format"] in VERIFIED_FORMATS)
     # Nothing else in the folder: no temporary files or folders left by the atomic writes.
     assert sorted(p.name for p in shared.out.iterdir()) == sorted(
-        ["labels.txt", *(default_filename(f) for f in FORMATS)])
+        ["labels.txt", *(default_filename(f) for f in SHARED_FORMATS)])
     json.dumps(result)  # the CLI prints it and the bundle stores it
 
 
@@ -269,7 +272,7 @@ def test_verification_fields_are_consistent(shared, result, held_out):
     assert data["n"] == N_HELD_OUT and data["skipped"] == []
     assert data["keras_accuracy"] == pytest.approx(keras_accuracy)
     assert data["keras_latency_ms"] > 0
-    for fmt in VERIFIED_FORMATS:
+    for fmt in (f for f in VERIFIED_FORMATS if f in SHARED_FORMATS):
         v = entry(result, fmt)["verification"]
         assert v["n"] == N_HELD_OUT
         assert v["keras_accuracy"] == pytest.approx(keras_accuracy)
@@ -310,7 +313,7 @@ def test_progress_reports_each_stage_in_order(shared):
     assert steps == list(range(len(steps)))
     stages = [(logs["stage"], logs["format"]) for _, logs in shared.events]
     expected = [("reference", "keras"), ("calibration", "tflite-int8")]
-    for fmt in FORMATS:
+    for fmt in SHARED_FORMATS:
         expected += [("convert", fmt)] + ([("verify", fmt)] if fmt in VERIFIED_FORMATS else []) + [("exported", fmt)]
     assert stages == expected
     logs = dict(((s, f), l) for _, l in shared.events for s, f in [(l["stage"], l["format"])])

@@ -78,11 +78,12 @@ def dashboard(cache_dir: Path, timeout: float = 120):
 
 
 @contextlib.contextmanager
-def browser_page(width: int = 1300, height: int = 1000):
+def browser_page(width: int = 1300, height: int = 1000, extra_flags: tuple[str, ...] = ()):
+    """A page of a fresh headless Chromium; ``extra_flags`` add to :data:`CHROMIUM_FLAGS` (a fake camera, say)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=[*CHROMIUM_FLAGS, *extra_flags])
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(120_000)

@@ -54,11 +54,12 @@ def add_parsers(sub) -> None:
     add_settings(p, SuggestConfig, [f.name for f in fields(SuggestConfig)])
     p.add_argument("--json", action="store_true", help="print [{path, suggested, confidence}], least confident first")
 
-    p = sub.add_parser("export", help="export a run to TFLite, ONNX, .keras or SavedModel, checked against Keras")
+    p = sub.add_parser("export", help="export a run to TFLite, ONNX, a web page, .keras or SavedModel, checked "
+                                      "against Keras")
     p.add_argument("run_dir")
     p.add_argument("--format", required=True, type=_formats,
                    help=f"{'|'.join(FORMATS)}; several separated by commas write into the folder --out")
-    p.add_argument("--out", required=True, help="file to write (a folder for saved-model or several formats)")
+    p.add_argument("--out", required=True, help="file to write (a folder for saved-model, web or several formats)")
     p.add_argument("--calibration", metavar="DATA", help="INT8 calibration images (default: the run's training split)")
     add_settings(p, ExportConfig, [f.name for f in fields(ExportConfig)])
     # Verification on the held-out photos is the default; the option of earlier versions still reads.
@@ -171,10 +172,10 @@ def _suggest(args):
 
 
 def _export(args):
-    from ..export.formats import VERIFIED_FORMATS, ExportConfig, export_formats
+    from ..export.formats import BUNDLED_FORMATS, ExportConfig, export_formats
 
-    if args.bundle and not any(f in VERIFIED_FORMATS for f in args.format):
-        raise TLError(f"--bundle needs at least one TFLite or ONNX format ({', '.join(VERIFIED_FORMATS)})")
+    if args.bundle and not any(f in BUNDLED_FORMATS for f in args.format):
+        raise TLError(f"--bundle needs at least one TFLite or ONNX format ({', '.join(BUNDLED_FORMATS)})")
     config = config_from_args(ExportConfig, args, [f.name for f in fields(ExportConfig)])
     events, _, _, should_stop = callbacks(args)
 

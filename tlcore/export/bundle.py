@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..io.atomic import write_bytes_atomic
 from ..io.errors import TLError
-from .formats import TFLITE_FORMATS, VERIFIED_FORMATS
+from .formats import BUNDLED_FORMATS, TFLITE_FORMATS
 from .verify import exported_accuracy
 from ..models.onnx_conversion import ONNX_OPSET
 from ..models.run_files import corruptions_result, fine_tuned_layers, read_run_json
@@ -73,7 +73,7 @@ def model_card(result: dict, run_dir: str | Path, date: str | None = None) -> st
               "| file | quantization | size (MB) | Keras accuracy | exported accuracy | agreement | latency (ms) |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for e in result["exports"]:
-        if e["format"] not in VERIFIED_FORMATS:
+        if e["format"] not in BUNDLED_FORMATS:
             continue
         v = e.get("verification") or {}
         quant = _QUANTIZATION[e["format"]]
@@ -130,7 +130,7 @@ def _corruptions_section(run_dir) -> list[str]:
 
 def bundle_bytes(result: dict, run_dir: str | Path) -> bytes:
     """The ZIP bundle of an export result, in memory."""
-    exports = [e for e in result["exports"] if e["format"] in VERIFIED_FORMATS]
+    exports = [e for e in result["exports"] if e["format"] in BUNDLED_FORMATS]
     files = [Path(e["path"]) for e in exports]
     if not files:
         raise TLError("the bundle needs at least one TFLite or ONNX export")

@@ -1,11 +1,12 @@
-"""Export a trained run: TFLite (float32, float16, dynamic range, INT8), ONNX, ``.keras`` and SavedModel.
+"""Export a trained run: TFLite (float32, float16, dynamic range, INT8), ONNX, a web page running the ONNX
+model in the browser (:mod:`tlcore.export.web`), ``.keras`` and SavedModel.
 
 Every TFLite export follows one contract: input float32 RGB pixels 0..255 of
 shape ``[1, H, W, 3]`` (the backbone's normalisation is inside the graph),
 output one probability per class, ``labels.txt`` beside the file. With
 ``int8_io`` an INT8 export takes uint8 pixels instead (microcontroller
 style). The ONNX export keeps the same contract with a free batch,
-``[batch, H, W, 3]``. Each file is written to a temporary name and renamed
+``[batch, H, W, 3]``, and so does the web folder's ``model.onnx``. Each file is written to a temporary name and renamed
 into place, so a failed conversion never leaves a partial file. TFLite and
 ONNX exports (the :data:`VERIFIED_FORMATS`) are then checked against the
 Keras model on held-out images (:mod:`tlcore.export.verify`).
@@ -38,17 +39,21 @@ from ..models.run import RunModel, load_run
 from ..models.run_files import held_out_samples, read_run_json
 from ..training.alarms import alarm
 
-__all__ = ["FORMATS", "TFLITE_FORMATS", "VERIFIED_FORMATS", "DEFAULT_FORMATS", "RECOMMENDED_CALIBRATION", "ExportConfig", "export_args", "default_filename", "calibration_files",
+__all__ = ["FORMATS", "TFLITE_FORMATS", "BUNDLED_FORMATS", "VERIFIED_FORMATS", "DEFAULT_FORMATS", "RECOMMENDED_CALIBRATION", "ExportConfig", "export_args", "default_filename", "calibration_files",
            "load_calibration", "export_formats", "export_model", "labelled_files"]
 
 log = logging.getLogger("tlcore")
 
-FORMATS = (*TFLITE_FORMATS, "keras", "saved-model", "onnx")
-# The files run on the verification photos and compared with Keras; the bundle ZIP packs them.
-VERIFIED_FORMATS = (*TFLITE_FORMATS, "onnx")
+FORMATS = (*TFLITE_FORMATS, "keras", "saved-model", "onnx", "web")
+# The files the bundle ZIP packs, with an example script each.
+BUNDLED_FORMATS = (*TFLITE_FORMATS, "onnx")
+# The exports run on the verification photos and compared with Keras (a web folder: its model.onnx, in ONNX Runtime;
+# the browser itself is tested by tests/core/test_onnx_export.py).
+VERIFIED_FORMATS = (*BUNDLED_FORMATS, "web")
 _FILENAMES = {"tflite-float32": "model_float32.tflite", "tflite-float16": "model_float16.tflite",
               "tflite-dynamic": "model_dynamic.tflite", "tflite-int8": "model_int8.tflite",
-              "keras": "model.keras", "saved-model": "saved_model", "onnx": "model.onnx"}
+              "keras": "model.keras", "saved-model": "saved_model", "onnx": "model.onnx",
+              "web": "web"}
 RECOMMENDED_CALIBRATION = (100, 500)
 INT8_MAX_DROP = 0.01  # accuracy points (as a fraction) an INT8 export may lose before we say so
 
@@ -214,7 +219,18 @@ def _writeexport_saved_model(model, out: Path) -> None:
 
 def _check_target(fmt: str, target: Path, int8_io: bool) -> None:
     """Refuse, before any work, a target an export would fail on or whose replacement would lose files."""
-    if fmt == "saved-model":
+    if fmt == "web":
+        from .web import missing_runtime
+
+        reason = missing_runtime()
+        if reason:
+            raise TLError(reason)
+        if target.exists() and not target.is_dir():
+            raise TLError(f"{str(target)!r} is a file; a web export is written as a folder")
+        if target.is_dir() and any(target.iterdir()) and not (target / "index.html").is_file():
+            raise TLError(f"{str(target)!r} is a folder that is not a web export and exporting would replace it "
+                          "with everything in it; choose a new folder")
+    elif fmt == "saved-model":
         if target.exists() and not target.is_dir():
             raise TLError(f"{str(target)!r} is a file; a SavedModel is written as a folder")
         if target.is_dir() and any(target.iterdir()) and not (target / "saved_model.pb").is_file():
@@ -228,7 +244,7 @@ def _check_target(fmt: str, target: Path, int8_io: bool) -> None:
 def _input_contract(run: RunModel, fmt: str, int8_io: bool) -> dict:
     size = run.input_size
     dtype = "uint8" if fmt == "tflite-int8" and int8_io else "float32"
-    batch = 1 if fmt in TFLITE_FORMATS else None  # ONNX, .keras and SavedModel take any batch
+    batch = 1 if fmt in TFLITE_FORMATS else None  # ONNX (the web's too), .keras and SavedModel take any batch
     return {"shape": [batch, size, size, 3], "dtype": dtype, "pixels": "RGB 0..255"}
 
 
@@ -331,7 +347,7 @@ def export_formats(
 
     exports, stopped = [], False
     with tempfile.TemporaryDirectory(prefix="tlcore-export-") as tmp:
-        converter = None
+        converter = onnx = None  # converted once for all the formats that need them
         for fmt in formats:
             if should_stop is not None and should_stop():
                 stopped = True
@@ -347,8 +363,14 @@ def export_formats(
                 data = convert_tflite(converter, fmt, calib if fmt == "tflite-int8" else None, config.int8_io,
                                       on_calibrate=_calibrating(phase, fmt))
                 write_bytes_atomic(target, data)
-            elif fmt == "onnx":
-                write_bytes_atomic(target, convert_onnx(run.model, run.classes))
+            elif fmt in ("onnx", "web"):
+                onnx = onnx or convert_onnx(run.model, run.classes)
+                if fmt == "onnx":
+                    write_bytes_atomic(target, onnx)
+                else:
+                    from .web import write_web_folder
+
+                    write_web_folder(target, onnx, run.classes)
             elif fmt == "keras":
                 _write_keras(run.model, target, run.config)
             else:
@@ -381,10 +403,10 @@ def export_formats(
 
 def _exported_model(fmt: str, path: Path, classes: Sequence[str]):
     """The runtime a client would run the exported file with (LiteRT, ONNX Runtime), behind one interface."""
-    if fmt == "onnx":
+    if fmt in ("onnx", "web"):
         from ..models.onnx_model import OnnxModel
 
-        return OnnxModel(path, classes)
+        return OnnxModel(path / "model.onnx" if fmt == "web" else path, classes)
     from ..models.tflite_model import TFLiteModel
 
     return TFLiteModel(path, classes)
@@ -427,7 +449,7 @@ def _verification_warnings(fmt: str, v: dict) -> list[dict]:
                          f"the dynamic-range model loses {drop * 100:.1f} points of accuracy against Keras "
                          f"({v['keras_accuracy']:.1%} to {v['exported_accuracy']:.1%}); use tflite-float16 instead",
                          **scores))
-    elif fmt in ("tflite-float32", "tflite-float16", "onnx") and v["agreement"] < 0.99:
+    elif fmt in ("tflite-float32", "tflite-float16", "onnx", "web") and v["agreement"] < 0.99:
         out.append(alarm("low_agreement", f"the {fmt} model agrees with Keras on only {v['agreement']:.1%} of the "
                          "images", format=fmt, agreement=v["agreement"]))
     return out
