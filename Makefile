@@ -7,11 +7,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run serve test test-fast bench clean
 
-# Reinstall only when a requirements file changed since the last install.
-$(STAMP): requirements.txt requirements-dev.txt
+# Reinstall only when a requirements file (or the browser runtime's lock file) changed since the last install.
+# npm ci: ONNX Runtime Web at the version package-lock.json pins, copied into every web export (tlcore/export/web.py);
+# without npm the web export says how to install it and its browser test skips.
+$(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	if command -v npm >/dev/null 2>&1; then npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; \
+	else echo "warning: npm is missing (apt-get install npm): no web export, its browser test will be skipped"; fi
 	touch $(STAMP)
 
 # This machine only: nobody else on the network reaches it, so it has no access gate.
@@ -46,4 +50,4 @@ bench: $(STAMP)
 	$(PY) scripts/bench_labels.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache node_modules

@@ -1,5 +1,5 @@
-"""Predict: classify a new photo (upload or webcam) with a trained run, one of its TFLite exports, or a model file;
-"unknown" below a confidence threshold."""
+"""Predict: classify a new photo (upload or webcam) with a trained run, one of its TFLite or ONNX exports, or a
+model file; "unknown" below a confidence threshold."""
 from pathlib import Path
 
 import streamlit as st
@@ -15,11 +15,11 @@ from ui.charts.figures import probabilities_figure
 from ui.frame.layout import choose_run, guard, t
 from ui.views.page import setup
 from ui.views.model_upload import load_uploaded_model, uploaded_model
-from ui.frame.models import backbone_structure, run_model, tflite_model
+from ui.frame.models import backbone_structure, exported_model, run_model
 
 setup("predict.title")
 run_dir = choose_run(required=False)  # a model file brought by the user works without a run
-exported = state.exported_tflite(run_dir) if run_dir else []
+exported = state.exported_models(run_dir) if run_dir else []
 uploaded = uploaded_model()
 if st.session_state.pop("tl_choose_uploaded", False):  # a model file just loaded: select it
     st.session_state["predict_model"] = "uploaded"
@@ -57,7 +57,7 @@ elif source is not None:
         if choice == "uploaded":
             model = uploaded["model"]
         else:
-            model = run_model(run_dir) if choice == "keras" else tflite_model(Path(choice))
+            model = run_model(run_dir) if choice == "keras" else exported_model(Path(choice))
         try:
             image = decode_image(source.getvalue(), model.input_size)
         except ImageDecodeError as exc:

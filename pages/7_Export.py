@@ -1,9 +1,10 @@
-"""Export: TFLite (float32, float16, dynamic range, INT8), .keras and SavedModel, each checked against Keras."""
+"""Export: TFLite (float32, float16, dynamic range, INT8), ONNX, a web page, .keras and SavedModel; TFLite and ONNX
+(the web page's model too) checked against Keras."""
 
 import streamlit as st
 
-from tlcore.export.formats import (DEFAULT_FORMATS, FORMATS, RECOMMENDED_CALIBRATION, TFLITE_FORMATS, ExportConfig,
-                                   default_filename, export_args)
+from tlcore.export.formats import (BUNDLED_FORMATS, DEFAULT_FORMATS, FORMATS, RECOMMENDED_CALIBRATION,
+                                   ExportConfig, default_filename, export_args)
 from tlcore.jobs.runner import new_job_dir, start_job
 from tlcore.models.run_files import read_run_json
 from ui.frame import state, widgets
@@ -42,7 +43,7 @@ if st.button(t("export.start"), type="primary", icon=":material/ios_share:", dis
         out = job_dir / "exports"
         if len(formats) == 1:  # one format: --out names the file itself
             out = out / default_filename(formats[0], int8_io)
-        bundle = job_dir / "transfer-lab-model.zip" if any(f in TFLITE_FORMATS for f in formats) else None
+        bundle = job_dir / "transfer-lab-model.zip" if any(f in BUNDLED_FORMATS for f in formats) else None
         config = ExportConfig(calibration_samples=calibration, int8_io=int8_io)
         start_job(job_dir, export_args(config, run_dir, formats, out, bundle), kind="export",
                   meta={"parent": str(run_dir)})

@@ -47,7 +47,7 @@ def test_export_one_format_json(cli):
     # The verification figures, at the top level for one format.
     assert result["keras_accuracy"] == result["verification"]["keras_accuracy"]
     assert 0 <= result["keras_accuracy"] <= 1
-    assert result["tflite_accuracy"] == result["keras_accuracy"]
+    assert result["exported_accuracy"] == result["tflite_accuracy"] == result["keras_accuracy"]
     assert result["agreement"] == 1.0
     assert result["latency_ms"] > 0
     assert result["warnings"] == [] and result["stopped"] is False
@@ -56,6 +56,21 @@ def test_export_one_format_json(cli):
     assert data["source"] == str(cli.verify) and data["n"] == len(cli.images)
     assert [s["path"] for s in data["skipped"]] == [str(cli.verify / "red" / "notes.txt")]
     assert result["verification"]["n"] == len(cli.images)
+
+
+def test_export_onnx_alone_gives_its_verification_at_the_top_level(cli, tmp_path):
+    """One format: its figures at the top level, the exported file's accuracy as `exported_accuracy` (the real
+    Lite0 graph's ONNX export is tested in test_onnx_export.py)."""
+    model = tmp_path / "model.onnx"
+    code, stdout, stderr = run_cli(["export", cli.run, "--format", "onnx", "--out", model, "--verify-held-out",
+                                    "--json"])
+    assert code == 0, stderr
+    result = last_json(stdout)
+    assert result["format"] == "onnx" and result["path"] == str(model)
+    assert result["input"]["shape"] == [None, SIZE, SIZE, 3]
+    assert result["exported_accuracy"] == result["verification"]["exported_accuracy"] == result["keras_accuracy"]
+    assert "tflite_accuracy" not in result and result["agreement"] == 1.0 and result["latency_ms"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "model.onnx"]
 
 
 def test_export_writes_labels_beside_the_file(cli):
@@ -195,9 +210,11 @@ def test_export_stopped_by_the_stop_file(cli, tmp_path):
 
 
 @pytest.mark.parametrize("argv, fragments", [
-    (["--format", "tflite-float32,onnx"], ["'onnx'", "tflite-float16", "python -m tlcore export --help"]),
+    (["--format", "tflite-float32,tensorrt"], ["'tensorrt'", "tflite-float16", "python -m tlcore export --help"]),
     (["--format", ","], ["unknown format"]),
     (["--format", "tflite-int8", "--calibration-samples", "0"], ["calibration size must be a whole number >= 1, got 0"]),
+    # The bundle packs the TFLite and ONNX files with their example scripts; a web folder is its own download.
+    (["--format", "keras,web", "--bundle", "b.zip"], ["--bundle needs at least one TFLite or ONNX format"]),
 ])
 def test_export_user_errors(cli, tmp_path, argv, fragments):
     out = tmp_path / "out" / "m.tflite"

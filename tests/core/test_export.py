@@ -1,4 +1,4 @@
-"""Export of a trained run: the six formats, their contract, verification against Keras, and failures.
+"""Export of a trained run: the seven formats, their contract, verification against Keras, and failures.
 
 The conversions are expensive (over a minute for Lite0's graph on a small CPU), so one tiny run is
 exported once per session to every format (plus an INT8 file with uint8 input and output) by
@@ -28,8 +28,8 @@ from tests.conftest import make_image_folder, write_image
 from tests.core.test_finetune import wide_lite0_standin
 from tlcore.io.atomic import replace_dir, write_bytes_atomic
 from tlcore.io.errors import TLError
-from tlcore.export.formats import (FORMATS, TFLITE_FORMATS, ExportConfig, calibration_files, default_filename,
-                                   export_formats, export_model, labelled_files, load_calibration)
+from tlcore.export.formats import (FORMATS, TFLITE_FORMATS, VERIFIED_FORMATS, ExportConfig, calibration_files,
+                                   default_filename, export_formats, export_model, labelled_files, load_calibration)
 from tlcore.models.conversion import convert_tflite, export_saved_model, tflite_converter
 from tlcore.data.images import load_image
 from tlcore.models.classifier import build_classifier, build_head
@@ -44,6 +44,9 @@ IMAGE_SIZE = 48  # the generated files are resized to SIZE on the way in, as pho
 CLASSES = ["red", "green", "blue"]  # not sorted: labels.txt and the outputs follow this order
 SPLITS = ["train", "train", "train", "val", "test", "test"]  # per class: 9 train, 3 val, 6 test images
 N_HELD_OUT = 2 * len(CLASSES)
+# Every format but the web folder, whose ONNX Runtime Web comes from npm and whose page a browser runs:
+# test_onnx_export.py exports and tests it on the real Lite0 graph.
+SHARED_FORMATS = tuple(f for f in FORMATS if f != "web")
 CALIBRATION = 8  # fewer than the 9 training images, so the limit is visible
 
 
@@ -87,7 +90,7 @@ _SHARED: dict = {}
 def shared_exports(tmp_path_factory) -> SimpleNamespace:
     """The tiny run exported to every format, once per session (shared by several test modules).
 
-    ``result`` is the :func:`export_formats` result for all of :data:`FORMATS` into ``out``;
+    ``result`` is the :func:`export_formats` result for all of :data:`SHARED_FORMATS` into ``out``;
     ``uint8io`` the one for a ``tflite-int8`` file with uint8 input and output. Read only.
     """
     if "error" in _SHARED:
@@ -100,7 +103,7 @@ def shared_exports(tmp_path_factory) -> SimpleNamespace:
                 mp.setattr(run_mod, "create_backbone", wide_lite0_standin)  # export_formats reloads the run
                 built = make_export_run(root, backbone=wide_lite0_standin)
                 events = []
-                result = export_formats(built.run, FORMATS, root / "out",
+                result = export_formats(built.run, SHARED_FORMATS, root / "out",
                                         ExportConfig(calibration_samples=CALIBRATION),
                                         on_progress=lambda step, logs: events.append((step, dict(logs))))
                 uint8io = export_formats(built.run, ["tflite-int8"], root / "uint8io" / "model_int8_uint8io.tflite",
@@ -171,7 +174,7 @@ def tree(folder: Path) -> list[str]:
 # Every format, in one export -----------------------------------------------------------------------
 
 def test_every_format_is_exported_with_its_default_name(shared, result):
-    assert [e["format"] for e in result["exports"]] == list(FORMATS)
+    assert [e["format"] for e in result["exports"]] == list(SHARED_FORMATS)
     assert result["stopped"] is False
     assert result["run_dir"] == str(shared.run)
     assert result["seconds"] > 0
@@ -187,10 +190,10 @@ def test_every_format_is_exported_with_its_default_name(shared, result):
         assert e["convert_seconds"] >= 0
         batch = 1 if e["format"] in TFLITE_FORMATS else None
         assert e["input"] == {"shape": [batch, SIZE, SIZE, 3], "dtype": "float32", "pixels": "RGB 0..255"}
-        assert ("verification" in e) == (e["format"] in TFLITE_FORMATS)
+        assert ("verification" in e) == (e["format"] in VERIFIED_FORMATS)
     # Nothing else in the folder: no temporary files or folders left by the atomic writes.
     assert sorted(p.name for p in shared.out.iterdir()) == sorted(
-        ["labels.txt", *(default_filename(f) for f in FORMATS)])
+        ["labels.txt", *(default_filename(f) for f in SHARED_FORMATS)])
     json.dumps(result)  # the CLI prints it and the bundle stores it
 
 
@@ -235,7 +238,7 @@ def test_int8_io_export_takes_uint8_pixels(shared):
     assert ((q.astype(np.float32) - zero) * scale).sum() == pytest.approx(1.0, abs=0.02)
     # Verified like the others, through the uint8 path of TFLiteModel.
     assert e["verification"]["n"] == N_HELD_OUT
-    assert 0 <= e["verification"]["tflite_accuracy"] <= 1
+    assert 0 <= e["verification"]["exported_accuracy"] == e["verification"]["tflite_accuracy"] <= 1
 
 
 def test_float32_tflite_predicts_what_keras_predicts(shared, held_out):
@@ -243,7 +246,7 @@ def test_float32_tflite_predicts_what_keras_predicts(shared, held_out):
 
     v = entry(shared.result, "tflite-float32")["verification"]
     assert v["agreement"] == 1.0
-    assert v["tflite_accuracy"] == v["keras_accuracy"]
+    assert v["exported_accuracy"] == v["tflite_accuracy"] == v["keras_accuracy"]
     assert v["max_probability_difference"] < 1e-3
     probs, kept, skipped = TFLiteModel(shared.out / "model_float32.tflite").predict_files(held_out.paths)
     assert kept == list(range(N_HELD_OUT)) and skipped == []
@@ -269,12 +272,15 @@ def test_verification_fields_are_consistent(shared, result, held_out):
     assert data["n"] == N_HELD_OUT and data["skipped"] == []
     assert data["keras_accuracy"] == pytest.approx(keras_accuracy)
     assert data["keras_latency_ms"] > 0
-    for fmt in TFLITE_FORMATS:
+    for fmt in (f for f in VERIFIED_FORMATS if f in SHARED_FORMATS):
         v = entry(result, fmt)["verification"]
         assert v["n"] == N_HELD_OUT
         assert v["keras_accuracy"] == pytest.approx(keras_accuracy)
-        assert 0 <= v["tflite_accuracy"] <= 1 and 0 <= v["agreement"] <= 1
-        assert v["accuracy_change"] == pytest.approx(v["tflite_accuracy"] - v["keras_accuracy"])
+        # Every format's accuracy is `exported_accuracy`; a TFLite file's is also `tflite_accuracy`, as before ONNX.
+        assert ("tflite_accuracy" in v) == (fmt in TFLITE_FORMATS)
+        assert v.get("tflite_accuracy", v["exported_accuracy"]) == v["exported_accuracy"]
+        assert 0 <= v["exported_accuracy"] <= 1 and 0 <= v["agreement"] <= 1
+        assert v["accuracy_change"] == pytest.approx(v["exported_accuracy"] - v["keras_accuracy"])
         assert 0 <= v["max_probability_difference"] <= 1
         assert v["latency_ms"] > 0 and v["keras_latency_ms"] == data["keras_latency_ms"]
         assert list(v["per_class"]) == CLASSES  # every class is in the test split, in class order
@@ -283,11 +289,12 @@ def test_verification_fields_are_consistent(shared, result, held_out):
             mask = held_out.y == CLASSES.index(name)
             assert c["n"] == mask.sum()
             assert c["keras_accuracy"] == pytest.approx((held_out.probs[mask].argmax(axis=1) == held_out.y[mask]).mean())
-            assert 0 <= c["tflite_accuracy"] <= 1
-            assert c["change"] == pytest.approx(c["tflite_accuracy"] - c["keras_accuracy"])
+            assert 0 <= c["exported_accuracy"] <= 1
+            assert c.get("tflite_accuracy", c["exported_accuracy"]) == c["exported_accuracy"]
+            assert c["change"] == pytest.approx(c["exported_accuracy"] - c["keras_accuracy"])
         # Overall accuracy is the per-class accuracies weighted by their counts.
-        assert v["tflite_accuracy"] == pytest.approx(
-            sum(c["n"] * c["tflite_accuracy"] for c in v["per_class"].values()) / N_HELD_OUT)
+        assert v["exported_accuracy"] == pytest.approx(
+            sum(c["n"] * c["exported_accuracy"] for c in v["per_class"].values()) / N_HELD_OUT)
 
 
 def test_int8_calibration_and_warnings(result):
@@ -306,8 +313,8 @@ def test_progress_reports_each_stage_in_order(shared):
     assert steps == list(range(len(steps)))
     stages = [(logs["stage"], logs["format"]) for _, logs in shared.events]
     expected = [("reference", "keras"), ("calibration", "tflite-int8")]
-    for fmt in FORMATS:
-        expected += [("convert", fmt)] + ([("verify", fmt)] if fmt in TFLITE_FORMATS else []) + [("exported", fmt)]
+    for fmt in SHARED_FORMATS:
+        expected += [("convert", fmt)] + ([("verify", fmt)] if fmt in VERIFIED_FORMATS else []) + [("exported", fmt)]
     assert stages == expected
     logs = dict(((s, f), l) for _, l in shared.events for s, f in [(l["stage"], l["format"])])
     assert logs[("reference", "keras")]["n"] == N_HELD_OUT
@@ -458,8 +465,8 @@ def test_unknown_format_is_named(shared, tmp_path):
     with pytest.raises(TLError, match="'tflite-float64'") as info:
         export_formats(shared.run, ["keras", "tflite-float64"], tmp_path / "out")
     assert "tflite-float32" in str(info.value)  # the choices are listed
-    with pytest.raises(TLError, match="'onnx'"):
-        default_filename("onnx")
+    with pytest.raises(TLError, match="'tensorrt'"):
+        default_filename("tensorrt")
     with pytest.raises(TLError, match="at least one"):
         export_formats(shared.run, [], tmp_path / "out")
     assert tree(tmp_path) == []
@@ -638,8 +645,8 @@ def test_one_converter_for_several_formats_carries_no_setting_from_one_to_the_ne
 
 # The warnings from verification -----------------------------------------------------------------------
 
-def verification(keras_accuracy, tflite_accuracy, agreement=1.0):
-    return {"keras_accuracy": keras_accuracy, "tflite_accuracy": tflite_accuracy, "agreement": agreement}
+def verification(keras_accuracy, exported_accuracy, agreement=1.0):
+    return {"keras_accuracy": keras_accuracy, "exported_accuracy": exported_accuracy, "agreement": agreement}
 
 
 def test_int8_accuracy_drop_warning():
@@ -666,7 +673,7 @@ def test_int8_just_over_one_point_warns():
         "int8_accuracy_drop"]
 
 
-@pytest.mark.parametrize("fmt", ["tflite-float32", "tflite-float16"])
+@pytest.mark.parametrize("fmt", ["tflite-float32", "tflite-float16", "onnx"])
 def test_low_agreement_warning_for_float_formats(fmt):
     (w,) = export_mod._verification_warnings(fmt, verification(0.9, 0.9, 0.95))
     assert w["code"] == "low_agreement" and fmt in w["message"] and "95.0%" in w["message"]

@@ -1,10 +1,11 @@
 """The export contract, from the outside: an exported model run by the documented script alone.
 
-The README's example (the python block after ``<!-- example:predict_tflite -->``) is the script the
-bundle ships (tlcore/export/templates/predict_tflite.py). It is run here in a separate, isolated Python
-(``-I``: no PYTHONPATH, no user site, not started from the repository) where tlcore, TensorFlow and
-Keras cannot be imported, on an exported model and generated photos, and must give the labels and
-probabilities tlcore gives for the same images.
+The README's examples (the python blocks after ``<!-- example:predict_tflite -->`` and
+``<!-- example:predict_onnx -->``) are the scripts the bundle ships (tlcore/export/templates/). They are
+run here in a separate, isolated Python (``-I``: no PYTHONPATH, no user site, not started from the
+repository) where tlcore, TensorFlow and Keras cannot be imported, on an exported model (LiteRT's and
+ONNX Runtime's) and generated photos, and must give the labels and probabilities tlcore gives for the
+same images.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.usefixtures("shared_export_standin")  # the shared run'
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 TEMPLATE = REPO_ROOT / "tlcore" / "export" / "templates" / "predict_tflite.py"
+ONNX_TEMPLATE = TEMPLATE.with_name("predict_onnx.py")
 
 # Run the script with tlcore, TensorFlow and Keras made unimportable: it needs LiteRT, Pillow, NumPy only.
 BLOCKING_RUNNER = ("import runpy, sys\n"
@@ -38,10 +40,10 @@ BLOCKING_RUNNER = ("import runpy, sys\n"
                    "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 
 
-def readme_example() -> str:
+def readme_example(name: str = "predict_tflite") -> str:
     text = README.read_text(encoding="utf-8")
-    match = re.search(r"<!-- example:predict_tflite -->\n```python\n(.*?)```", text, re.DOTALL)
-    assert match, "README.md has no python block after <!-- example:predict_tflite -->"
+    match = re.search(f"<!-- example:{name} -->\n```python\n(.*?)```", text, re.DOTALL)
+    assert match, f"README.md has no python block after <!-- example:{name} -->"
     return match.group(1)
 
 
@@ -49,9 +51,9 @@ def isolated_env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "TLCORE"))}
 
 
-def run_script(folder: Path, model: str, images: list[str], blocking=False) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-I"] + (["-c", BLOCKING_RUNNER] if blocking else []) + [
-        "predict_tflite.py", model, *images]
+def run_script(folder: Path, model: str, images: list[str], blocking=False,
+               script="predict_tflite.py") -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-I"] + (["-c", BLOCKING_RUNNER] if blocking else []) + [script, model, *images]
     return subprocess.run(argv, cwd=folder, env=isolated_env(), capture_output=True, text=True, timeout=120)
 
 
@@ -98,10 +100,11 @@ def shared(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(shared, tmp_path_factory):
-    """A folder like an unpacked bundle: the README's script, the TFLite files, labels.txt, photos."""
+    """A folder like an unpacked bundle: the README's scripts, the TFLite and ONNX files, labels.txt, photos."""
     folder = tmp_path_factory.mktemp("client")
     (folder / "predict_tflite.py").write_text(readme_example(), encoding="utf-8")
-    for fmt in TFLITE_FORMATS:
+    (folder / "predict_onnx.py").write_text(readme_example("predict_onnx"), encoding="utf-8")
+    for fmt in (*TFLITE_FORMATS, "onnx"):
         shutil.copy(shared.out / default_filename(fmt), folder)
     shutil.copy(shared.out / "labels.txt", folder)
     return folder, photos(folder)
@@ -116,12 +119,15 @@ def documented(client):
     return proc, parse(proc.stdout)
 
 
-def test_readme_example_is_the_shipped_script():
-    assert readme_example() == TEMPLATE.read_text(encoding="utf-8")
+@pytest.mark.parametrize("template", [TEMPLATE, ONNX_TEMPLATE], ids=["litert", "onnx"])
+def test_readme_example_is_the_shipped_script(template):
+    assert readme_example(template.stem) == template.read_text(encoding="utf-8")
 
 
-def test_script_needs_no_tlcore():
-    source = TEMPLATE.read_text(encoding="utf-8")
+@pytest.mark.parametrize("template, runtime", [(TEMPLATE, "ai_edge_litert"), (ONNX_TEMPLATE, "onnxruntime")],
+                         ids=["litert", "onnx"])
+def test_script_needs_no_tlcore(template, runtime):
+    source = template.read_text(encoding="utf-8")
     assert "tlcore" not in source
     modules = set()
     for node in ast.walk(ast.parse(source)):
@@ -129,7 +135,8 @@ def test_script_needs_no_tlcore():
             modules |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             modules.add(node.module.split(".")[0])
-    assert modules == {"sys", "pathlib", "numpy", "ai_edge_litert", "PIL"}  # pip install ai-edge-litert pillow numpy
+    # pip install ai-edge-litert pillow numpy (or onnxruntime pillow numpy)
+    assert modules == {"sys", "pathlib", "numpy", runtime, "PIL"}
 
 
 def test_the_isolated_python_cannot_import_tlcore(client):
@@ -170,6 +177,22 @@ def test_every_tflite_file_runs_with_the_script_as_tlcore_runs_it(client, fmt):
     assert kept == list(range(len(images)))
     assert [label for _, label, _ in rows] == [CLASSES[int(i)] for i in probs.argmax(axis=1)]
     np.testing.assert_allclose([prob for _, _, prob in rows], probs.max(axis=1), atol=5e-5 + 1e-6)
+
+
+def test_onnx_script_predicts_what_tlcore_predicts_without_tensorflow(shared, client):
+    """The ONNX Runtime script, with tlcore, TensorFlow and Keras unimportable, on every kind of photo: the labels
+    and probabilities of the Keras model."""
+    from tlcore.models.run import load_run
+
+    folder, images = client
+    proc = run_script(folder, default_filename("onnx"), images, blocking=True, script="predict_onnx.py")
+    assert proc.returncode == 0, proc.stderr
+    rows = parse(proc.stdout)
+    assert [path for path, _, _ in rows] == images
+    probs, kept, _ = load_run(shared.run).predict_files([str(folder / name) for name in images])
+    assert kept == list(range(len(images)))
+    assert [label for _, label, _ in rows] == [CLASSES[int(i)] for i in probs.argmax(axis=1)]
+    np.testing.assert_allclose([prob for _, _, prob in rows], probs.max(axis=1), atol=5e-4)  # 4 decimals printed
 
 
 def test_script_runs_without_tensorflow_keras_or_tlcore(client, documented):

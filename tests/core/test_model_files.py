@@ -307,8 +307,11 @@ def test_damaged_or_odd_keras_archives_are_refused(exported, tmp_path, kind):
 
 
 def test_unknown_and_missing_files_list_the_accepted_kinds(tmp_path):
+    (tmp_path / "model.pb").write_bytes(b"\x08\x07onnx")
+    refused(tmp_path / "model.pb", "'model.pb'", ".keras", ".tflite", ".onnx", "run directory")
+    # An ONNX file from elsewhere: ONNX Runtime never parses it in this process (tlcore.models.onnx_model).
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07onnx")
-    refused(tmp_path / "model.onnx", "'model.onnx'", ".keras", ".tflite", "run directory")
+    refused(tmp_path / "model.onnx", "'model.onnx' was not exported by this server")
     refused(tmp_path / "absent.keras", "does not exist")
 
 

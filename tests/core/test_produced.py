@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import tlcore.models.model_check as model_check
-from tests.core.test_export import FORMATS, entry, shared_exports
+from tests.core.test_export import SHARED_FORMATS, entry, shared_exports
 from tlcore.io.errors import TLError
 from tlcore.models.model_check import ensure_checked, is_trusted
 from tlcore.io.produced import model_digest, produced_dir, record_produced
@@ -63,7 +63,7 @@ def flip_one_byte(path: Path, offset: int | None = None) -> Path:
 
 def test_training_and_export_record_every_model_file_they_write(shared, own_cache):
     assert is_trusted(shared.run)
-    for fmt in FORMATS:
+    for fmt in SHARED_FORMATS:
         target = Path(entry(shared.result, fmt)["path"])
         files = [p for p in target.rglob("*") if p.is_file()] if target.is_dir() else [target]
         assert files and all(is_trusted(p) for p in files), fmt

@@ -160,7 +160,7 @@ def test_job_command_lines_give_the_worker_every_setting_back():
 
 @pytest.mark.parametrize("build, message", [
     (lambda: export_args(ExportConfig(calibration_samples=0), "r", ["tflite-int8"], "o"), "calibration size"),
-    (lambda: export_args(ExportConfig(), "r", ["onnx"], "o"), "unknown export format 'onnx'"),
+    (lambda: export_args(ExportConfig(), "r", ["tensorrt"], "o"), "unknown export format 'tensorrt'"),
     (lambda: harden_args(HardenConfig(epochs=0), "r", "o"), "epochs must be a whole number >= 1, got 0"),
     (lambda: ideal_args(IdealImageConfig(steps=0), "r", "c", "o"), "steps must be a whole number >= 1, got 0"),
 ])

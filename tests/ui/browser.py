@@ -77,12 +77,34 @@ def dashboard(cache_dir: Path, timeout: float = 120):
         log.close()
 
 
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def warm_worker_of(base: str) -> int | None:
+    """The pid of the warm worker (tlcore.jobs.warm) the dashboard at ``base`` started, or None."""
+    port = base.rsplit(":", 1)[1]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if "tlcore.cli.warm_worker" in _cmdline(pid):
+            try:
+                parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            except OSError:
+                continue
+            if "streamlit" in _cmdline(parent) and f"--server.port {port}" in _cmdline(parent):
+                return int(pid)
+    return None
+
+
 @contextlib.contextmanager
-def browser_page(width: int = 1300, height: int = 1000):
+def browser_page(width: int = 1300, height: int = 1000, extra_flags: tuple[str, ...] = ()):
+    """A page of a fresh headless Chromium; ``extra_flags`` add to :data:`CHROMIUM_FLAGS` (a fake camera, say)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=[*CHROMIUM_FLAGS, *extra_flags])
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(120_000)

@@ -16,7 +16,8 @@ from tlcore.jobs.runner import read_events
 
 from tests.conftest import seed_lite0_engine, write_image
 from tests.core.test_events import assert_each_phase_announced
-from tests.ui.browser import browser_page, dashboard, missing_browser_reason, page_texts_in, whole_flow
+from tests.ui.browser import (browser_page, dashboard, missing_browser_reason, page_texts_in, warm_worker_of,
+                              whole_flow)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -67,6 +68,8 @@ def test_the_whole_flow_speaks_with_one_voice_in_english_and_in_french(tmp_path,
     with dashboard(cache) as base, browser_page() as page:
         facts = whole_flow(page, base, shots, photos, tmp_path / "photos" / "beta" / "beta_0.jpg")
         french = page_texts_in(page, base, facts["session"], "fr")
+        # The server started its warm worker (tlcore.jobs.warm) with its first page: jobs start without an import.
+        assert warm_worker_of(base) is not None
 
     # 1. The guided flow raises no alarm of its own: not after training, fine-tuning or a first look at the test set.
     assert all(not alarms for alarms in facts["warnings"].values()), facts["warnings"]

@@ -10,7 +10,7 @@ from .progress import callbacks, phase_callback, progress_line, report_tracking,
 
 __all__ = ["add_parsers", "COMMANDS"]
 
-_MODEL_HELP = ("run directory, .keras file, or .tflite file with labels.txt beside it "
+_MODEL_HELP = ("run directory, .keras file, or .tflite (or .onnx exported here) file with labels.txt beside it "
                "(pickles and full-model .h5 files are refused: they can run code)")
 
 
@@ -31,13 +31,13 @@ def add_parsers(sub) -> None:
     from ..export.formats import FORMATS, ExportConfig
     from ..models.suggest import SuggestConfig
 
-    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras or .tflite) on labelled data; on a "
-                                        "run's own test photos, the look is counted (see the test-set ledger)")
+    p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras, .tflite or .onnx) on labelled data; "
+                                        "on a run's own test photos, the look is counted (see the test-set ledger)")
     p.add_argument("run_dir", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("data")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("predict", help="classify images with a run or an exported .keras or .tflite")
+    p = sub.add_parser("predict", help="classify images with a run or an exported .keras, .tflite or .onnx")
     p.add_argument("run_dir", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=3)
@@ -54,18 +54,20 @@ def add_parsers(sub) -> None:
     add_settings(p, SuggestConfig, [f.name for f in fields(SuggestConfig)])
     p.add_argument("--json", action="store_true", help="print [{path, suggested, confidence}], least confident first")
 
-    p = sub.add_parser("export", help="export a run to TFLite, .keras or SavedModel, checked against Keras")
+    p = sub.add_parser("export", help="export a run to TFLite, ONNX, a web page, .keras or SavedModel, checked "
+                                      "against Keras")
     p.add_argument("run_dir")
     p.add_argument("--format", required=True, type=_formats,
                    help=f"{'|'.join(FORMATS)}; several separated by commas write into the folder --out")
-    p.add_argument("--out", required=True, help="file to write (a folder for saved-model or several formats)")
+    p.add_argument("--out", required=True, help="file to write (a folder for saved-model, web or several formats)")
     p.add_argument("--calibration", metavar="DATA", help="INT8 calibration images (default: the run's training split)")
     add_settings(p, ExportConfig, [f.name for f in fields(ExportConfig)])
     # Verification on the held-out photos is the default; the option of earlier versions still reads.
     p.add_argument("--verify-held-out", dest="verify", action="store_true", help="the default; kept for old scripts")
     p.add_argument("--verify", dest="verify_data", metavar="DATA",
-                   help="labelled data to compare the TFLite model with Keras on")
-    p.add_argument("--bundle", metavar="ZIP", help="also write a ZIP with the TFLite files, labels, model card and example")
+                   help="labelled data to compare the TFLite and ONNX files with Keras on")
+    p.add_argument("--bundle", metavar="ZIP", help="also write a ZIP with the TFLite and ONNX files, labels, model card "
+                                                   "and example scripts")
     tracking_option(p)
     job_options(p)
 
@@ -171,11 +173,11 @@ def _suggest(args):
 
 
 def _export(args):
-    from ..export.formats import TFLITE_FORMATS, ExportConfig, export_formats
+    from ..export.formats import BUNDLED_FORMATS, ExportConfig, export_formats
     from ..lab.mlflow_tracking import log_export
 
-    if args.bundle and not any(f in TFLITE_FORMATS for f in args.format):
-        raise TLError(f"--bundle needs at least one TFLite format ({', '.join(TFLITE_FORMATS)})")
+    if args.bundle and not any(f in BUNDLED_FORMATS for f in args.format):
+        raise TLError(f"--bundle needs at least one TFLite or ONNX format ({', '.join(BUNDLED_FORMATS)})")
     config = config_from_args(ExportConfig, args, [f.name for f in fields(ExportConfig)])
     uri = tracking_of(args)
     events, _, _, should_stop = callbacks(args)
@@ -197,7 +199,7 @@ def _export(args):
             from ..export.bundle import write_bundle
             from ..jobs.events import SAVING
 
-            on_phase(SAVING)  # the bundle: a ZIP of the TFLite files, their labels, model card and example
+            on_phase(SAVING)  # the bundle: a ZIP of the TFLite and ONNX files, their labels, model card and examples
 
             result["bundle"] = str(write_bundle(result, args.run_dir, args.bundle))
         return log_export(uri, result, args.run_dir, config, on_phase=on_phase)
@@ -207,7 +209,8 @@ def _export(args):
         # One format: the export itself, with its verification figures at the top level.
         entry = result["exports"][0]
         v = entry.get("verification") or {}
-        flat = {k: v.get(k) for k in ("keras_accuracy", "tflite_accuracy", "agreement", "latency_ms") if k in v}
+        flat = {k: v.get(k) for k in ("keras_accuracy", "exported_accuracy", "tflite_accuracy", "agreement",
+                                      "latency_ms") if k in v}
         return {**entry, **flat, **{k: v for k, v in result.items() if k != "run_dir"}}
     return result
 
@@ -217,7 +220,8 @@ def _report_exports(result) -> None:
         v = e.get("verification")
         check = ""
         if v:
-            check = (f"; Keras {v['keras_accuracy']:.1%}, TFLite {v['tflite_accuracy']:.1%}, "
+            runtime = "ONNX Runtime" if e["format"] == "onnx" else "TFLite"
+            check = (f"; Keras {v['keras_accuracy']:.1%}, {runtime} {v['exported_accuracy']:.1%}, "
                      f"agreement {v['agreement']:.1%}, {v['latency_ms']:.1f} ms per image")
         print(f"{e['format']}: {e['path']} ({e['size_bytes'] / 1e6:.2f} MB){check}")
     for w in result["warnings"]:

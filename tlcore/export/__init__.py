@@ -1,1 +1,1 @@
-"""Exports: the formats, their verification against Keras, and the deployment bundle."""
+"""Exports: the formats, their verification against Keras, the deployment bundle, and the web page (web.py)."""

@@ -1,4 +1,4 @@
-"""A downloadable bundle: TFLite models, ``labels.txt``, a model card and an example script."""
+"""A downloadable bundle: TFLite and ONNX models, ``labels.txt``, a model card and an example script for each."""
 from __future__ import annotations
 
 import io
@@ -10,18 +10,22 @@ from pathlib import Path
 
 from ..io.atomic import write_bytes_atomic
 from ..io.errors import TLError
-from .formats import TFLITE_FORMATS
+from .formats import BUNDLED_FORMATS, TFLITE_FORMATS
+from .verify import exported_accuracy
+from ..models.onnx_conversion import ONNX_OPSET
 from ..models.run_files import corruptions_result, fine_tuned_layers, read_run_json
 
-__all__ = ["EXAMPLE_SCRIPT", "model_card", "bundle_bytes", "write_bundle"]
+__all__ = ["EXAMPLE_SCRIPT", "ONNX_EXAMPLE_SCRIPT", "model_card", "bundle_bytes", "write_bundle"]
 
-EXAMPLE_SCRIPT = Path(__file__).with_name("templates") / "predict_tflite.py"
+EXAMPLE_SCRIPT = Path(__file__).with_name("templates") / "predict_tflite.py"  # LiteRT
+ONNX_EXAMPLE_SCRIPT = Path(__file__).with_name("templates") / "predict_onnx.py"  # ONNX Runtime
 
 _QUANTIZATION = {
     "tflite-float32": "none (float32 weights and activations)",
     "tflite-float16": "float16 weights, float32 compute",
     "tflite-dynamic": "dynamic range: int8 weights, float activations",
     "tflite-int8": "full integer: int8 weights and activations, calibrated",
+    "onnx": f"none (float32, ONNX opset {ONNX_OPSET}, any batch size)",
 }
 
 
@@ -66,10 +70,10 @@ def model_card(result: dict, run_dir: str | Path, date: str | None = None) -> st
     lines += ["", "## Exports and verification", "",
               f"Checked against the Keras model on {data.get('n', 0)} held-out images ({data.get('source', 'none')}); "
               f"latency is one image on the exporting machine's CPU.", "",
-              "| file | quantization | size (MB) | Keras accuracy | TFLite accuracy | agreement | latency (ms) |",
+              "| file | quantization | size (MB) | Keras accuracy | exported accuracy | agreement | latency (ms) |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for e in result["exports"]:
-        if e["format"] not in TFLITE_FORMATS:
+        if e["format"] not in BUNDLED_FORMATS:
             continue
         v = e.get("verification") or {}
         quant = _QUANTIZATION[e["format"]]
@@ -78,18 +82,28 @@ def model_card(result: dict, run_dir: str | Path, date: str | None = None) -> st
             if e["input"]["dtype"] == "uint8":
                 quant += "; uint8 input and output"
         lines.append(f"| {Path(e['path']).name} | {quant} | {e['size_bytes'] / 1e6:.2f} | {_pct(v.get('keras_accuracy'))} "
-                     f"| {_pct(v.get('tflite_accuracy'))} | {_pct(v.get('agreement'))} | {_ms(v.get('latency_ms'))} |")
+                     f"| {_pct(exported_accuracy(v))} | {_pct(v.get('agreement'))} | {_ms(v.get('latency_ms'))} |")
     lines += _corruptions_section(run_dir)
     if result.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w['message']}" for w in result["warnings"]]
+    formats = {e["format"] for e in result["exports"]}
     lines += ["", "## How to use", "",
-              "Input: float32 RGB pixel values 0..255, shape [1, H, W, 3], resized with bilinear filtering; "
-              "no normalisation (it is inside the model). Output: one probability per class, in the order of "
-              "`labels.txt`. A `*_uint8io` file takes uint8 pixels and gives uint8 scores (use the tensors' "
-              "scale and zero point).", "",
-              "    pip install ai-edge-litert pillow numpy",
-              "    python predict_tflite.py model_float32.tflite photo.jpg", ""]
+              "Input: float32 RGB pixel values 0..255, shape [1, H, W, 3] ([batch, H, W, 3] for the ONNX file: "
+              "any batch size), resized with bilinear filtering; no normalisation (it is inside the model). "
+              "Output: one probability per class, in the order of `labels.txt`. A `*_uint8io` file takes uint8 "
+              "pixels and gives uint8 scores (use the tensors' scale and zero point).", ""]
+    tflite = next((Path(e["path"]).name for e in result["exports"] if e["format"] in TFLITE_FORMATS), None)
+    if tflite:
+        lines += ["With LiteRT:", "",
+                  "    pip install ai-edge-litert pillow numpy",
+                  f"    python predict_tflite.py {tflite} photo.jpg", ""]
+    if "onnx" in formats:
+        onnx = next(Path(e["path"]).name for e in result["exports"] if e["format"] == "onnx")
+        lines += ["With ONNX Runtime:", "",
+                  "    pip install onnxruntime pillow numpy",
+                  f"    python predict_onnx.py {onnx} photo.jpg", ""]
     return "\n".join(lines)
+
 
 
 def _corruptions_section(run_dir) -> list[str]:
@@ -116,9 +130,10 @@ def _corruptions_section(run_dir) -> list[str]:
 
 def bundle_bytes(result: dict, run_dir: str | Path) -> bytes:
     """The ZIP bundle of an export result, in memory."""
-    files = [Path(e["path"]) for e in result["exports"] if e["format"] in TFLITE_FORMATS]
+    exports = [e for e in result["exports"] if e["format"] in BUNDLED_FORMATS]
+    files = [Path(e["path"]) for e in exports]
     if not files:
-        raise TLError("the bundle needs at least one TFLite export")
+        raise TLError("the bundle needs at least one TFLite or ONNX export")
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise TLError(f"the exported file {missing[0]!r} is gone; export again")
@@ -128,7 +143,10 @@ def bundle_bytes(result: dict, run_dir: str | Path) -> bytes:
             z.write(f, f.name)
         z.write(files[0].with_name("labels.txt"), "labels.txt")
         z.writestr("MODEL_CARD.md", model_card(result, run_dir))
-        z.write(EXAMPLE_SCRIPT, "predict_tflite.py")
+        if any(e["format"] in TFLITE_FORMATS for e in exports):
+            z.write(EXAMPLE_SCRIPT, "predict_tflite.py")
+        if any(e["format"] == "onnx" for e in exports):
+            z.write(ONNX_EXAMPLE_SCRIPT, "predict_onnx.py")
         z.writestr("export.json", json.dumps(result, indent=2))
     return buffer.getvalue()
 

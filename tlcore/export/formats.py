@@ -1,12 +1,15 @@
-"""Export a trained run: TFLite (float32, float16, dynamic range, INT8), ``.keras`` and SavedModel.
+"""Export a trained run: TFLite (float32, float16, dynamic range, INT8), ONNX, a web page running the ONNX
+model in the browser (:mod:`tlcore.export.web`), ``.keras`` and SavedModel.
 
 Every TFLite export follows one contract: input float32 RGB pixels 0..255 of
 shape ``[1, H, W, 3]`` (the backbone's normalisation is inside the graph),
 output one probability per class, ``labels.txt`` beside the file. With
 ``int8_io`` an INT8 export takes uint8 pixels instead (microcontroller
-style). Each file is written to a temporary name and renamed into place, so
-a failed conversion never leaves a partial file. TFLite exports are then
-checked against the Keras model on held-out images (:mod:`tlcore.export.verify`).
+style). The ONNX export keeps the same contract with a free batch,
+``[batch, H, W, 3]``, and so does the web folder's ``model.onnx``. Each file is written to a temporary name and renamed
+into place, so a failed conversion never leaves a partial file. TFLite and
+ONNX exports (the :data:`VERIFIED_FORMATS`) are then checked against the
+Keras model on held-out images (:mod:`tlcore.export.verify`).
 Every file written is recorded as produced by this server
 (:mod:`tlcore.io.produced`), so the dashboard may load it in its own process.
 """
@@ -31,19 +34,26 @@ from ..io.produced import record_produced
 from ..io.settings import as_positional, check_settings, setting, to_options
 from ..jobs.events import CALIBRATING, CONVERTING, EVALUATING, LOADING, VERIFYING, PhaseCallback, no_phase
 from ..models.conversion import TFLITE_FORMATS, convert_tflite, export_saved_model, tflite_converter
+from ..models.onnx_conversion import convert_onnx
 from ..models.run import RunModel, load_run
 from ..models.run_files import held_out_samples, read_run_json
 from ..training.alarms import alarm
 
-__all__ = ["FORMATS", "TFLITE_FORMATS", "DEFAULT_FORMATS", "RECOMMENDED_CALIBRATION", "ExportConfig", "export_args", "default_filename", "calibration_files",
+__all__ = ["FORMATS", "TFLITE_FORMATS", "BUNDLED_FORMATS", "VERIFIED_FORMATS", "DEFAULT_FORMATS", "RECOMMENDED_CALIBRATION", "ExportConfig", "export_args", "default_filename", "calibration_files",
            "load_calibration", "export_formats", "export_model", "labelled_files"]
 
 log = logging.getLogger("tlcore")
 
-FORMATS = (*TFLITE_FORMATS, "keras", "saved-model")
+FORMATS = (*TFLITE_FORMATS, "keras", "saved-model", "onnx", "web")
+# The files the bundle ZIP packs, with an example script each.
+BUNDLED_FORMATS = (*TFLITE_FORMATS, "onnx")
+# The exports run on the verification photos and compared with Keras (a web folder: its model.onnx, in ONNX Runtime;
+# the browser itself is tested by tests/core/test_onnx_export.py).
+VERIFIED_FORMATS = (*BUNDLED_FORMATS, "web")
 _FILENAMES = {"tflite-float32": "model_float32.tflite", "tflite-float16": "model_float16.tflite",
               "tflite-dynamic": "model_dynamic.tflite", "tflite-int8": "model_int8.tflite",
-              "keras": "model.keras", "saved-model": "saved_model"}
+              "keras": "model.keras", "saved-model": "saved_model", "onnx": "model.onnx",
+              "web": "web"}
 RECOMMENDED_CALIBRATION = (100, 500)
 INT8_MAX_DROP = 0.01  # accuracy points (as a fraction) an INT8 export may lose before we say so
 
@@ -59,9 +69,9 @@ class ExportConfig:
                                        label="calibration size")
     int8_io: bool = setting(False, "INT8 model with uint8 input and output")
     seed: int = setting(0, "seed of the choice of calibration images")
-    verify: bool = setting(True, "check each TFLite file against Keras on the run's held-out photos (its test split, "
-                                 "else its validation split) unless --verify gives other photos", option="--no-verify",
-                            flag_help="do not check the TFLite files against Keras")
+    verify: bool = setting(True, "check each TFLite and ONNX file against Keras on the run's held-out photos (its test "
+                                 "split, else its validation split) unless --verify gives other photos",
+                           option="--no-verify", flag_help="do not check the TFLite and ONNX files against Keras")
 
 
 # What the Export page offers first: the three TFLite files most devices take.
@@ -209,7 +219,18 @@ def _writeexport_saved_model(model, out: Path) -> None:
 
 def _check_target(fmt: str, target: Path, int8_io: bool) -> None:
     """Refuse, before any work, a target an export would fail on or whose replacement would lose files."""
-    if fmt == "saved-model":
+    if fmt == "web":
+        from .web import missing_runtime
+
+        reason = missing_runtime()
+        if reason:
+            raise TLError(reason)
+        if target.exists() and not target.is_dir():
+            raise TLError(f"{str(target)!r} is a file; a web export is written as a folder")
+        if target.is_dir() and any(target.iterdir()) and not (target / "index.html").is_file():
+            raise TLError(f"{str(target)!r} is a folder that is not a web export and exporting would replace it "
+                          "with everything in it; choose a new folder")
+    elif fmt == "saved-model":
         if target.exists() and not target.is_dir():
             raise TLError(f"{str(target)!r} is a file; a SavedModel is written as a folder")
         if target.is_dir() and any(target.iterdir()) and not (target / "saved_model.pb").is_file():
@@ -223,7 +244,7 @@ def _check_target(fmt: str, target: Path, int8_io: bool) -> None:
 def _input_contract(run: RunModel, fmt: str, int8_io: bool) -> dict:
     size = run.input_size
     dtype = "uint8" if fmt == "tflite-int8" and int8_io else "float32"
-    batch = 1 if fmt in TFLITE_FORMATS else None
+    batch = 1 if fmt in TFLITE_FORMATS else None  # ONNX (the web's too), .keras and SavedModel take any batch
     return {"shape": [batch, size, size, 3], "dtype": dtype, "pixels": "RGB 0..255"}
 
 
@@ -238,7 +259,7 @@ def export_formats(
     should_stop: Callable[[], bool] | None = None,
     on_phase: PhaseCallback | None = None,
 ) -> dict:
-    """Export the run in ``run_dir`` to each of ``formats`` and check every TFLite file.
+    """Export the run in ``run_dir`` to each of ``formats`` and check every TFLite and ONNX file.
 
     With one format ``out`` is the file to write (a folder for
     ``saved-model``); with several it is a folder and each export gets its
@@ -252,11 +273,12 @@ def export_formats(
     before it starts, and its counts: ``loading`` the run, ``evaluating``
     the Keras model on the verification photos, ``calibrating`` (the INT8
     calibration photos read, then run by the converter), ``converting`` each
-    format, ``verifying`` each TFLite file on the verification photos.
+    format, ``verifying`` each TFLite and ONNX file on the verification photos.
 
     Returns ``{"run_dir", "exports": [...], "verification_data", "warnings",
     "stopped"}``; each export has ``format``, ``path``, ``size_bytes``,
-    ``input`` and, for TFLite, ``verification``.
+    ``input`` and, for the :data:`VERIFIED_FORMATS`, ``verification`` (its
+    ``exported_accuracy``, and for TFLite the same as ``tflite_accuracy``).
     """
     config = config or ExportConfig()
     formats = list(dict.fromkeys(formats))  # keep order, drop repeats
@@ -285,7 +307,7 @@ def export_formats(
 
     verification_data = None
     reference = None
-    if any(f in TFLITE_FORMATS for f in formats) and (verify is not None or config.verify):
+    if any(f in VERIFIED_FORMATS for f in formats) and (verify is not None or config.verify):
         from .verify import keras_reference
 
         if verify is not None:
@@ -325,7 +347,7 @@ def export_formats(
 
     exports, stopped = [], False
     with tempfile.TemporaryDirectory(prefix="tlcore-export-") as tmp:
-        converter = None
+        converter = onnx = None  # converted once for all the formats that need them
         for fmt in formats:
             if should_stop is not None and should_stop():
                 stopped = True
@@ -341,6 +363,14 @@ def export_formats(
                 data = convert_tflite(converter, fmt, calib if fmt == "tflite-int8" else None, config.int8_io,
                                       on_calibrate=_calibrating(phase, fmt))
                 write_bytes_atomic(target, data)
+            elif fmt in ("onnx", "web"):
+                onnx = onnx or convert_onnx(run.model, run.classes)
+                if fmt == "onnx":
+                    write_bytes_atomic(target, onnx)
+                else:
+                    from .web import write_web_folder
+
+                    write_web_folder(target, onnx, run.classes)
             elif fmt == "keras":
                 _write_keras(run.model, target, run.config)
             else:
@@ -354,14 +384,13 @@ def export_formats(
             if fmt == "tflite-int8":
                 entry["calibration_samples"] = int(len(calib))
                 entry["calibration_skipped"] = calib_skipped
-            if fmt in TFLITE_FORMATS and reference is not None:
-                from ..models.tflite_model import TFLiteModel
+            if fmt in VERIFIED_FORMATS and reference is not None:
                 from .verify import compare
 
                 progress(next(step), {"stage": "verify", "format": fmt, "n": reference["n"]})
-                entry["verification"] = compare(reference, TFLiteModel(target, run.classes), run.classes,
-                                                on_progress=lambda done, total, fmt=fmt: phase(
-                                                    VERIFYING, done=done, total=total, format=fmt))
+                entry["verification"] = _named(fmt, compare(reference, _exported_model(fmt, target, run.classes),
+                                                            run.classes, on_progress=lambda done, total, fmt=fmt: phase(
+                                                                VERIFYING, done=done, total=total, format=fmt)))
                 warnings += _verification_warnings(fmt, entry["verification"])
             exports.append(entry)
             progress(next(step), {"stage": "exported", "format": fmt, "size_bytes": entry["size_bytes"]})
@@ -370,6 +399,27 @@ def export_formats(
         verification_data["keras_latency_ms"] = reference["latency_ms"]
     return {"run_dir": str(run_dir), "exports": exports, "verification_data": verification_data,
             "warnings": warnings, "stopped": stopped, "seconds": round(time.perf_counter() - t_start, 3)}
+
+
+def _exported_model(fmt: str, path: Path, classes: Sequence[str]):
+    """The runtime a client would run the exported file with (LiteRT, ONNX Runtime), behind one interface."""
+    if fmt in ("onnx", "web"):
+        from ..models.onnx_model import OnnxModel
+
+        return OnnxModel(path / "model.onnx" if fmt == "web" else path, classes)
+    from ..models.tflite_model import TFLiteModel
+
+    return TFLiteModel(path, classes)
+
+
+def _named(fmt: str, verification: dict) -> dict:
+    """A verification as the export JSON gives it: ``exported_accuracy`` for every format, and for a TFLite file
+    also ``tflite_accuracy`` (its name before ONNX existed, which scripts and older job results use)."""
+    if fmt in TFLITE_FORMATS:
+        verification["tflite_accuracy"] = verification["exported_accuracy"]
+        for row in verification["per_class"].values():
+            row["tflite_accuracy"] = row["exported_accuracy"]
+    return verification
 
 
 def _calibrating(phase: PhaseCallback, fmt: str) -> Callable[[int, int], None]:
@@ -387,19 +437,19 @@ def _calibrating(phase: PhaseCallback, fmt: str) -> Callable[[int, int], None]:
 def _verification_warnings(fmt: str, v: dict) -> list[dict]:
     out = []
     # Rounded: 0.90 - 0.89 is 0.010000000000000009 in floats, and exactly one point is allowed.
-    drop = round(v["keras_accuracy"] - v["tflite_accuracy"], 9)
-    scores = {"points": drop * 100, "keras": v["keras_accuracy"], "tflite": v["tflite_accuracy"]}
+    drop = round(v["keras_accuracy"] - v["exported_accuracy"], 9)
+    scores = {"points": drop * 100, "keras": v["keras_accuracy"], "tflite": v["exported_accuracy"]}
     if fmt == "tflite-int8" and drop > INT8_MAX_DROP:
         out.append(alarm("int8_accuracy_drop",
                          f"the INT8 model loses {drop * 100:.1f} points of accuracy against Keras "
-                         f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); "
+                         f"({v['keras_accuracy']:.1%} to {v['exported_accuracy']:.1%}); "
                          "use tflite-float16 instead, or calibrate on more images", **scores))
     elif fmt == "tflite-dynamic" and drop > INT8_MAX_DROP:
         out.append(alarm("quantized_accuracy_drop",
                          f"the dynamic-range model loses {drop * 100:.1f} points of accuracy against Keras "
-                         f"({v['keras_accuracy']:.1%} to {v['tflite_accuracy']:.1%}); use tflite-float16 instead",
+                         f"({v['keras_accuracy']:.1%} to {v['exported_accuracy']:.1%}); use tflite-float16 instead",
                          **scores))
-    elif fmt in ("tflite-float32", "tflite-float16") and v["agreement"] < 0.99:
+    elif fmt in ("tflite-float32", "tflite-float16", "onnx", "web") and v["agreement"] < 0.99:
         out.append(alarm("low_agreement", f"the {fmt} model agrees with Keras on only {v['agreement']:.1%} of the "
                          "images", format=fmt, agreement=v["agreement"]))
     return out

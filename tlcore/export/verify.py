@@ -9,7 +9,7 @@ from ..data.images import load_image
 from ..models.latency import median_latency_ms
 from ..models.run import RunModel
 
-__all__ = ["keras_reference", "compare"]
+__all__ = ["keras_reference", "compare", "exported_accuracy"]
 
 
 def _counted(on_progress) -> dict:
@@ -43,9 +43,10 @@ def keras_reference(run: RunModel, paths: Sequence[str], y: Sequence[int], repea
 
 def compare(reference: dict, model, classes: Sequence[str],
             on_progress: Callable[[int, int], None] | None = None) -> dict:
-    """Run ``model`` (anything with ``predict_files`` and ``latency_ms``) on the reference's files.
+    """Run ``model`` (anything with ``predict_files``, ``latency_ms`` and ``input_size``: a TFLite or ONNX file's
+    runtime) on the reference's files.
 
-    Returns accuracy of both, top-1 agreement, the largest probability
+    Returns accuracy of both (``keras_accuracy``, ``exported_accuracy``), top-1 agreement, the largest probability
     difference, per-class accuracy before and after, and per-image latency;
     ``on_progress(done, total)`` hears each batch of files.
     """
@@ -57,13 +58,13 @@ def compare(reference: dict, model, classes: Sequence[str],
         mask = y == i
         if mask.any():
             k, t = _accuracy(y[mask], keras_pred[mask]), _accuracy(y[mask], pred[mask])
-            per_class[name] = {"n": int(mask.sum()), "keras_accuracy": k, "tflite_accuracy": t, "change": t - k}
+            per_class[name] = {"n": int(mask.sum()), "keras_accuracy": k, "exported_accuracy": t, "change": t - k}
     keras_acc, acc = _accuracy(y, keras_pred), _accuracy(y, pred)
     latency = model.latency_ms(load_image(reference["paths"][kept[0]], model.input_size)) if kept else None
     return {
         "n": int(len(kept)),
         "keras_accuracy": keras_acc,
-        "tflite_accuracy": acc,
+        "exported_accuracy": acc,
         "accuracy_change": acc - keras_acc,
         "agreement": float((keras_pred == pred).mean()) if len(kept) else 0.0,
         "max_probability_difference": float(np.abs(probs - ref_probs).max()) if len(kept) else 0.0,
@@ -71,3 +72,9 @@ def compare(reference: dict, model, classes: Sequence[str],
         "latency_ms": latency,
         "keras_latency_ms": reference["latency_ms"],
     }
+
+
+def exported_accuracy(verification: dict) -> float | None:
+    """The exported file's accuracy in a :func:`compare` result; results written before ONNX existed (older
+    export jobs) name it ``tflite_accuracy`` only."""
+    return verification.get("exported_accuracy", verification.get("tflite_accuracy"))

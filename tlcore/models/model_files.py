@@ -7,6 +7,7 @@ class rebuilds Python objects from the file. So :func:`load_model_file`
 accepts only:
 
 * a run directory or a ``.tflite`` file (as before);
+* a ``.onnx`` file this server exported (:mod:`tlcore.models.onnx_model` says why no other);
 * a ``.keras`` archive whose ``config.json`` names nothing but Keras's own
   layers and Transfer Lab's registered ones (checked as JSON, before Keras
   sees the file). When it holds ``tlcore.json`` (Transfer Lab exports do),
@@ -34,7 +35,8 @@ from ..io.model_safety import HDF5_MAGIC, refuse_code
 
 __all__ = ["KerasFileModel", "load_model_file", "scan_keras_config", "ACCEPTED_KINDS"]
 
-ACCEPTED_KINDS = "a run directory, a .keras file exported by Transfer Lab, or a .tflite file with labels.txt beside it"
+ACCEPTED_KINDS = ("a run directory, a .keras file exported by Transfer Lab, a .tflite file with labels.txt beside it, "
+                  "or a .onnx file this server exported")
 
 # Caps for a .keras archive: real ones hold three or four entries, and the
 # biggest backbones here are well under 1 GiB of weights.
@@ -77,8 +79,8 @@ def load_model_file(path: str | Path):
     """Load a model a user gives: run directory, ``.tflite`` or safe ``.keras``; refuse anything that can hold code.
 
     Returns a :class:`~tlcore.models.run.RunModel` (run directory, or a ``.keras``
-    with Transfer Lab metadata), a :class:`~tlcore.models.tflite_model.TFLiteModel`
-    or a :class:`KerasFileModel`; all share ``classes``, ``input_size``,
+    with Transfer Lab metadata), a :class:`~tlcore.models.tflite_model.TFLiteModel`,
+    an :class:`~tlcore.models.onnx_model.OnnxModel` or a :class:`KerasFileModel`; all share ``classes``, ``input_size``,
     ``predict_batch`` and ``predict_files``. Raises :class:`TLError` with one
     sentence for a refused, damaged or mismatched file; nothing the caller
     already holds is changed.
@@ -96,6 +98,10 @@ def load_model_file(path: str | Path):
         from .tflite_model import load_tflite
 
         return load_tflite(path)
+    if suffix == ".onnx":
+        from .onnx_model import load_onnx
+
+        return load_onnx(path)
     if suffix == ".keras":
         return _load_keras(path)
     if suffix in (".npy", ".npz"):

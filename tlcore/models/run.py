@@ -27,13 +27,25 @@ from ..io.produced import model_digest, record_digest
 from ..backbones.registry import BackboneSpec, create_backbone, get_spec
 from .run_files import read_run_json
 
-__all__ = ["RunModel", "run_digest", "predict_image_files", "save_run", "save_run_json", "load_run", "build_run_model", "model_description"]
+__all__ = ["FilePredictions", "RunModel", "run_digest", "predict_image_files", "save_run", "save_run_json", "load_run", "build_run_model", "model_description"]
 
 _WEIGHTS = "model.weights.h5"
 
 
+class FilePredictions:
+    """``predict_files`` for every kind of model (a run, a ``.keras``, TFLite and ONNX files): photos decoded the
+    one way (:func:`predict_image_files`), then the model's own ``predict_batch`` at its ``input_size``."""
+
+    def predict_files(self, paths: Sequence[str], batch_size: int = 16,
+                      on_progress: Callable[[int, int], None] | None = None):
+        """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``; ``on_progress(done,
+        total)`` hears each batch."""
+        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size,
+                                   on_progress)
+
+
 @dataclass
-class RunModel:
+class RunModel(FilePredictions):
     """A reloaded classifier with its labels and configuration."""
 
     model: keras.Model
@@ -49,12 +61,6 @@ class RunModel:
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for a float32 batch of RGB pixels 0..255, shape ``(n, size, size, 3)``."""
         return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)))
-
-    def predict_files(self, paths: Sequence[str], batch_size: int = 16,
-                      on_progress: Callable[[int, int], None] | None = None):
-        """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``."""
-        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size,
-                                   on_progress)
 
 
 def predict_image_files(predict_batch: Callable[[np.ndarray], np.ndarray], size: int, n_classes: int,

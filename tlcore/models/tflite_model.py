@@ -8,14 +8,14 @@ beside the model with one class name per line in output order.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..io.cpus import usable_cpus
 from ..io.errors import TLError
 from .latency import median_latency_ms
-from .run import predict_image_files
+from .run import FilePredictions
 
 __all__ = ["TFLiteModel", "load_tflite", "read_labels", "interpreter_class"]
 
@@ -39,7 +39,7 @@ def read_labels(path: str | Path) -> list[str]:
         raise TLError(f"cannot read the labels file {str(path)!r} ({exc.strerror or exc})") from None
 
 
-class TFLiteModel:
+class TFLiteModel(FilePredictions):
     """A ``.tflite`` classifier with its labels; same prediction API as :class:`~tlcore.models.run.RunModel`."""
 
     def __init__(self, path: str | Path, classes: Sequence[str] | None = None, num_threads: int | None = None):
@@ -88,13 +88,6 @@ class TFLiteModel:
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for a batch of RGB pixels 0..255 (the model takes one image per call)."""
         return np.stack([self._invoke(image) for image in np.asarray(images)])
-
-    def predict_files(self, paths: Sequence[str], batch_size: int = 16,
-                      on_progress: Callable[[int, int], None] | None = None):
-        """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``; ``on_progress(done,
-        total)`` hears each batch."""
-        return predict_image_files(self.predict_batch, self.input_size, len(self.classes), paths, batch_size,
-                                   on_progress)
 
     def latency_ms(self, image: np.ndarray, repeats: int = 20, warmup: int = 3) -> float:
         """Median wall time of one inference on ``image``, in milliseconds, after ``warmup`` untimed ones."""

@@ -14,11 +14,13 @@ from tlcore.models.classifier import layers_to_unfreeze, learning_layers
 from tlcore.models.model_check import ensure_checked
 from tlcore.backbones.registry import create_backbone
 from tlcore.models.run import RunModel, load_run
+from tlcore.models.onnx_model import OnnxModel, load_onnx
 from tlcore.models.tflite_model import TFLiteModel, load_tflite
 
 from ui.frame.layout import t
 
-__all__ = ["backbone_structure", "learning_layer_count", "unfrozen_layers", "checked", "run_model", "tflite_model"]
+__all__ = ["backbone_structure", "learning_layer_count", "unfrozen_layers", "checked", "run_model",
+           "exported_model"]
 
 
 @st.cache_resource(show_spinner=False)
@@ -54,12 +56,13 @@ def run_model(run_dir: Path) -> RunModel:
     return models[key]
 
 
-def tflite_model(path: Path) -> TFLiteModel:
-    """The session's own interpreter for an exported ``.tflite`` (interpreters are not shared between threads)."""
-    key = f"tflite::{path}::{path.stat().st_mtime_ns}"
-    models = st.session_state.setdefault("tflite_models", {})
+def exported_model(path: Path) -> TFLiteModel | OnnxModel:
+    """The session's own runtime for an exported ``.tflite`` or ``.onnx`` (interpreters are not shared between
+    threads); an ONNX file only when this server exported it (:mod:`tlcore.models.onnx_model`)."""
+    key = f"exported::{path}::{path.stat().st_mtime_ns}"
+    models = st.session_state.setdefault("exported_models", {})
     if key not in models:
         checked(path, path.name)
         models.clear()
-        models[key] = load_tflite(path)
+        models[key] = load_onnx(path) if path.suffix == ".onnx" else load_tflite(path)
     return models[key]

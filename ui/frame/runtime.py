@@ -53,8 +53,12 @@ def prepare_process() -> None:
     gc.collect()  # what is garbage now is freed before the rest is frozen
     gc.freeze()
     # Jobs start from a worker that has imported TensorFlow already (tlcore.jobs.warm): it starts now, with the
-    # server, so that the first user's first job does not pay for the import.
-    from tlcore.jobs.warm import warm_up
+    # server, so that the first user's first job does not pay for the import. (Not in a process that merely
+    # imports the dashboard's code, such as a test runner: its first job starts the warm worker.)
+    from streamlit import runtime
 
-    warm_up()
+    if runtime.exists():
+        from tlcore.jobs.warm import warm_up
+
+        warm_up()
     _prepared = True

@@ -21,7 +21,7 @@ from ui.frame import access
 
 __all__ = ["session_id", "admitted", "workspace", "language", "set_language", "backbone", "set_backbone", "split", "set_split",
            "finished_runs", "job_running", "current_job", "set_current_job", "training_jobs", "export_jobs",
-           "jobs_of", "exported_tflite", "attack_result", "set_attack_result"]
+           "jobs_of", "exported_models", "attack_result", "set_attack_result"]
 
 _SID = "tl_session_id"
 
@@ -129,15 +129,15 @@ def set_attack_result(result: dict | None) -> None:
     st.session_state["tl_attack"] = result
 
 
-def exported_tflite(run_dir: Path) -> list[Path]:
-    """The TFLite files of the newest finished export of ``run_dir`` that still exist inside this session's
-    workspace (a path of a job file leading elsewhere is skipped)."""
+def exported_models(run_dir: Path) -> list[Path]:
+    """The TFLite and ONNX files of the newest finished export of ``run_dir`` that still exist inside this
+    session's workspace (a path of a job file leading elsewhere is skipped)."""
     root = workspace().root
     for job, status in export_jobs(run_dir):
         if status["status"] in ("done", "stopped"):
             exports = (status.get("result") or {}).get("exports") or []
             files = [job_path(root, e.get("path"), "export") for e in exports if isinstance(e, dict)]
-            return [f for f in files if f is not None and f.suffix == ".tflite" and f.is_file()]
+            return [f for f in files if f is not None and f.suffix in (".tflite", ".onnx") and f.is_file()]
     return []
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.export.formats import TFLITE_FORMATS
+from tlcore.export.formats import VERIFIED_FORMATS
+from tlcore.export.verify import exported_accuracy
 from tlcore.jobs.folder import job_path
 from tlcore.jobs.runner import job_status, read_events
 
@@ -56,7 +57,7 @@ def _table(result: dict) -> list[dict]:
             t("export.col.size"): f"{e['size_bytes'] / 1e6:.2f}",
             t("export.col.ratio"): f"{e['size_bytes'] / float32:.2f}x" if float32 else "–",
             t("export.col.keras"): pct(v.get("keras_accuracy")),
-            t("export.col.tflite"): pct(v.get("tflite_accuracy")),
+            t("export.col.tflite"): pct(exported_accuracy(v)),
             t("export.col.change"): "–" if not v else f"{v['accuracy_change'] * 100:+.1f}",
             t("export.col.agreement"): pct(v.get("agreement")),
             t("export.col.latency"): "–" if v.get("latency_ms") is None else f"{v['latency_ms']:.1f}",
@@ -70,7 +71,7 @@ def _per_class(result: dict) -> list[dict]:
         for name, c in ((e.get("verification") or {}).get("per_class") or {}).items():
             rows.append({t("export.col.format"): e["format"], t("chart.class"): name, "n": c["n"],
                          t("export.col.keras"): f"{c['keras_accuracy']:.1%}",
-                         t("export.col.tflite"): f"{c['tflite_accuracy']:.1%}",
+                         t("export.col.tflite"): f"{exported_accuracy(c):.1%}",
                          t("export.col.change"): f"{c['change'] * 100:+.1f}"})
     return rows
 
@@ -125,11 +126,11 @@ def _draw(job_dir: Path) -> str:
     show_warnings(result.get("warnings", []))
     # A static table: all its columns fit the page, wrapped (a grid pushed the latency out of view, to the right).
     st.table(_table(result), hide_index=True)
-    tflite = [e for e in result["exports"] if e["format"] in TFLITE_FORMATS]
-    if tflite:
-        names = [e["format"].removeprefix("tflite-") for e in tflite]
-        sizes = [e["size_bytes"] / 1e6 for e in tflite]
-        latencies = [(e.get("verification") or {}).get("latency_ms") for e in tflite]
+    verified = [e for e in result["exports"] if e["format"] in VERIFIED_FORMATS]
+    if verified:
+        names = [e["format"].removeprefix("tflite-") for e in verified]
+        sizes = [e["size_bytes"] / 1e6 for e in verified]
+        latencies = [(e.get("verification") or {}).get("latency_ms") for e in verified]
         keras = next((e for e in result["exports"] if e["format"] == "keras"), None)
         if data.get("keras_latency_ms") is not None:
             names.append("Keras")
