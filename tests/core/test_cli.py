@@ -195,6 +195,8 @@ def test_train_on_a_terminal_says_each_phase_in_one_line(image_folder, tmp_path)
     assert shown.index("loading the model") < shown.index("features 16/16") < shown.index("training the head")
     # Scoring the held-out photos is counted on its own line, redrawn to the last count.
     assert any(line.startswith("scoring the held-out photos ") and line.endswith("/4") for line in shown), shown
+    # So are the photos of the TensorBoard projector (every photo of the run).
+    assert any(line == "writing the TensorBoard logs: photos 16/16" for line in shown), shown
 
 
 # user errors: exit 2, one line --------------------------------------------------------------------
@@ -420,7 +422,7 @@ def test_train_progress_file_gets_start_extract_epoch_done(image_folder, tmp_pat
     assert_each_phase_announced(events)
     # Random weights: no engine to prepare, the backbone is built once a photo needs embedding.
     assert phase_story(events) == ["starting", "loading", "embedding", "loading", "embedding", "training",
-                                   "evaluating", "saving"]
+                                   "evaluating", "logging", "saving"]
     events = [e for e in events if e["type"] != "phase"]  # the phases aside, the events of earlier versions
     kinds = [e["type"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done"
@@ -510,7 +512,7 @@ def test_finetune_json_replaces_the_run(cli_run, tmp_path):
 
     events = read_progress(events_file)
     assert_each_phase_announced(events)
-    assert phase_story(events) == ["starting", "loading", "fine_tuning", "evaluating", "saving"]
+    assert phase_story(events) == ["starting", "loading", "fine_tuning", "evaluating", "logging", "saving"]
     tuning = [e for e in events if e.get("phase") == "fine_tuning"]
     assert tuning[0]["done"] == 0  # said before the work
     # One batch of the training photos; the epoch's start said before the classifier was built, then again by

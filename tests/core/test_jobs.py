@@ -262,7 +262,7 @@ def test_train_job_runs_to_done_and_leaves_its_result(tiny_data, tmp_path):
     # TensorFlow, and each phase before its work; the page never looked at a silent job.
     assert_each_phase_announced(events)
     assert phase_story(events) == ["starting", "loading", "embedding", "loading", "embedding", "training",
-                                   "evaluating", "saving"]
+                                   "evaluating", "logging", "saving"]
     assert [e["time"] for e in events] == sorted(e["time"] for e in events)
     events = [e for e in events if e["type"] != "phase"]  # the phases aside, the events of earlier versions
     kinds = types(events)
@@ -292,7 +292,7 @@ def test_train_job_runs_to_done_and_leaves_its_result(tiny_data, tmp_path):
     assert status["status"] == "done", (status, stderr_of(tune))
     events = read_events(tune)
     assert_each_phase_announced(events)
-    assert phase_story(events) == ["starting", "loading", "fine_tuning", "evaluating", "saving"]
+    assert phase_story(events) == ["starting", "loading", "fine_tuning", "evaluating", "logging", "saving"]
     events = [e for e in events if e["type"] != "phase"]
     assert types(events)[0] == "start" and events[0]["command"] == "finetune"
     assert [(e["epoch"], e["phase"]) for e in events if e["type"] == "epoch"] == [(3, "fine_tune")]

@@ -27,6 +27,8 @@ from tlcore.jobs.runner import job_status
 from tlcore.lab.project import (open_project, open_project_zip, project_path, project_zip, read_project,
                                 save_check, save_project, saved_projects)
 from tlcore.models.run import load_run
+from tlcore.models.run_files import TENSORBOARD_DIR
+from tlcore.training.tensorboard_log import PROJECTOR_FILES
 from tlcore.lab.workspace import Workspace
 
 
@@ -91,6 +93,14 @@ def test_save_then_open_elsewhere_gives_the_same_runs_curves_and_model(built, tm
     # The snapshot's photos are the workspace's, one file each (hard links), as in the original workspace.
     for photo in (ws.data_dir / "red").iterdir():
         assert os.path.samefile(photo, ws.jobs_dir / "run-1" / "data" / "red" / photo.name)
+
+    # The run's TensorBoard logs travel with it, byte for byte; the projector names its files relative to itself.
+    logs, original = run / TENSORBOARD_DIR, built.jobs_dir / "run-1" / "run" / TENSORBOARD_DIR
+    files = sorted(p.relative_to(original) for p in original.rglob("*") if p.is_file())
+    assert len(files) >= 7 and files == sorted(p.relative_to(logs) for p in logs.rglob("*") if p.is_file())
+    assert all((logs / f).read_bytes() == (original / f).read_bytes() for f in files)
+    assert (logs / PROJECTOR_FILES["sprite"]).is_file() and str(ws.root) not in (
+        logs / PROJECTOR_FILES["config"]).read_text()
 
     # The reopened model gives the probabilities saved at training time, on the reopened photos.
     saved_predictions = json.loads((run / "predictions.json").read_text())
@@ -296,9 +306,16 @@ def test_saving_into_the_session_counts_against_its_cap(built, tmp_path):
 
 def _distinct_photos(ws: Workspace) -> dict[str, int]:
     """sha256 -> bytes of every distinct photo of the workspace: its data/ and the jobs' snapshots."""
-    photos = [p for p in ws.root.rglob("*") if p.is_file() and p.suffix in (".png", ".jpg")]
+    photos = [p for p in ws.root.rglob("*") if p.is_file() and p.suffix in (".png", ".jpg")
+              and TENSORBOARD_DIR not in p.relative_to(ws.root).parts]
     assert {p.relative_to(ws.root).parts[0] for p in photos} == {"data", "jobs"}
     return {hashlib.sha256(p.read_bytes()).hexdigest(): p.stat().st_size for p in photos}
+
+
+def _sprite(ws: Workspace) -> dict[str, int]:
+    """sha256 -> bytes of the training run's TensorBoard sprite."""
+    path = ws.jobs_dir / "run-1" / "run" / TENSORBOARD_DIR / PROJECTOR_FILES["sprite"]
+    return {hashlib.sha256(path.read_bytes()).hexdigest(): path.stat().st_size}
 
 
 def test_a_snapshot_sharing_the_photos_of_data_stores_them_once(built, tmp_path):
@@ -309,9 +326,11 @@ def test_a_snapshot_sharing_the_photos_of_data_stores_them_once(built, tmp_path)
     check = save_check(built, tmp_path / "p")
     saved = save_project(built, tmp_path / "p")
 
+    # The run's TensorBoard sprite is an image a job made: stored and checked like a photo.
+    sprite = _sprite(built)
     blobs = sorted((saved / "blobs").iterdir())
-    assert [b.name for b in blobs] == sorted(distinct)  # one blob per distinct photo, named by its hash
-    assert sum(b.stat().st_size for b in blobs) == sum(distinct.values())
+    assert [b.name for b in blobs] == sorted({**distinct, **sprite})  # one blob per distinct photo, named by its hash
+    assert sum(b.stat().st_size for b in blobs) == sum(distinct.values()) + sum(sprite.values())
     assert all(hashlib.sha256(b.read_bytes()).hexdigest() == b.name for b in blobs)
     assert not [p for p in saved.rglob("*.png")] and not (saved / "data").exists()  # no second copy anywhere
     project = read_project(saved)
@@ -322,7 +341,7 @@ def test_a_snapshot_sharing_the_photos_of_data_stores_them_once(built, tmp_path)
     # Measured before writing: the folder to the byte, its ZIP at most what was promised.
     on_disk = sum(p.stat().st_size for p in saved.rglob("*") if p.is_file())
     assert check["bytes"] == on_disk
-    assert (check["photos"], check["photo_bytes"]) == (12, sum(distinct.values()))
+    assert (check["photos"], check["photo_bytes"]) == (13, sum(distinct.values()) + sum(sprite.values()))
     assert on_disk < sum(p.stat().st_size for p in built.root.rglob("*") if p.is_file())  # not the 24 photo files
     # A bound, never below the real ZIP (weights and photos barely compress), and barely above the folder.
     assert len(project_zip(saved)) <= check["zip_bytes"] <= 1.01 * on_disk
@@ -451,7 +470,8 @@ def test_a_photo_over_the_per_file_cap_is_refused_when_saved(built, tmp_path):
                                       r"could open it; remove that photo first$"):
         save_project(ws, tmp_path / "p")
     assert not (tmp_path / "p").exists()
-    ws.max_file_mb = largest / MB
+    # The run's TensorBoard sprite is checked like a photo too.
+    ws.max_file_mb = max(largest, *_sprite(built).values()) / MB
     assert save_check(ws)["refusal"] is None
 
 

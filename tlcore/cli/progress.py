@@ -25,6 +25,7 @@ PHASE_LINES = {
     ev.TRAINING: "training the head",
     ev.FINE_TUNING: "fine-tuning (batches of this epoch)",
     ev.EVALUATING: "scoring the held-out photos",
+    ev.LOGGING: "writing the TensorBoard logs: photos",
     ev.SAVING: "saving",
     ev.CALIBRATING: "calibrating {format}",
     ev.CONVERTING: "converting to {format}",

@@ -26,8 +26,8 @@ from typing import Callable, Iterable
 
 __all__ = ["PHASE", "WAITING", "START", "EXTRACT", "EPOCH", "RESUME", "DONE", "ERROR",
            "STARTING", "LOADING", "PREPARING", "EMBEDDING", "AUGMENTING", "TRAINING", "FINE_TUNING", "EVALUATING",
-           "SAVING", "CALIBRATING", "CONVERTING", "VERIFYING", "MEASURING", "HARDENING", "SCORING", "LEARNING_CURVE",
-           "TRACKING", "PHASES",
+           "LOGGING", "SAVING", "CALIBRATING", "CONVERTING", "VERIFYING", "MEASURING", "HARDENING", "SCORING",
+           "LEARNING_CURVE", "TRACKING", "PHASES",
            "LABELS", "PhaseCallback", "no_phase", "phase_event", "current_phase", "Ticker", "REPORT_EVERY"]
 
 # Event types.
@@ -43,6 +43,7 @@ AUGMENTING = "augmenting"    # augmented copies of the training photos embedded 
 TRAINING = "training"        # the head's epochs (epochs)
 FINE_TUNING = "fine_tuning"  # the unfrozen backbone's epochs (epoch of epochs, done/total batches)
 EVALUATING = "evaluating"    # held-out photos scored by the Keras model (done/total)
+LOGGING = "logging"          # writing the run's TensorBoard logs (done/total photos of the embedding projector)
 SAVING = "saving"            # writing the run folder
 CALIBRATING = "calibrating"  # INT8 calibration photos read, then run by the converter (format, done/total)
 CONVERTING = "converting"    # writing one export format (format)
@@ -53,7 +54,7 @@ HARDENING = "hardening"      # adversarial training (epoch of epochs, done/total
 SCORING = "scoring"          # the leaderboard's quick head for one backbone (name)
 LEARNING_CURVE = "learning_curve"  # a learning curve's heads, one per share of the photos and repeat (done/total)
 TRACKING = "tracking"        # a finished run logged to MLflow (only with a tracking URI: tlcore.lab.mlflow_tracking)
-PHASES = (STARTING, LOADING, PREPARING, EMBEDDING, AUGMENTING, TRAINING, FINE_TUNING, EVALUATING, SAVING,
+PHASES = (STARTING, LOADING, PREPARING, EMBEDDING, AUGMENTING, TRAINING, FINE_TUNING, EVALUATING, LOGGING, SAVING,
           CALIBRATING, CONVERTING, VERIFYING, MEASURING, HARDENING, SCORING, LEARNING_CURVE, TRACKING)
 
 # What a phase event may say besides its counts; a page's text for a phase may use any of them.

@@ -3,13 +3,15 @@
 Layout: ``config.json`` (backbone, classes, training settings),
 ``model.weights.h5`` (backbone and head weights, so reloading never needs
 the network), ``labels.txt`` (one class per line, output order) and
-``metrics.json``. The directory is written beside its target, flushed to
+``metrics.json``, and the sub-folders the caller hands over finished (the TensorBoard logs,
+``tensorboard/``). The directory is written beside its target, flushed to
 disk and renamed into place, so a crash never leaves a half-written run.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,11 +94,14 @@ def predict_image_files(predict_batch: Callable[[np.ndarray], np.ndarray], size:
 
 
 def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], config: dict, metrics: dict,
-             extra: dict | None = None) -> Path:
+             extra: dict | None = None, folders: dict[str, Path] | None = None) -> Path:
     """Write a run directory atomically (replacing an existing one).
 
     ``extra`` maps further JSON file names to their content (e.g. the
-    train/val/test assignment in ``samples.json``). The run is recorded as
+    train/val/test assignment in ``samples.json``); ``folders`` maps sub-folder
+    names to finished folders that are moved into the run (best beside
+    ``run_dir``, so the move is a rename; an empty or missing one is left
+    out), so the run appears with them or not at all. The run is recorded as
     produced by this server (:mod:`tlcore.io.produced`), so the dashboard loads
     it without a checking process.
     """
@@ -111,6 +116,9 @@ def save_run(run_dir: str | Path, model: keras.Model, classes: Sequence[str], co
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         for name, content in (extra or {}).items():
             (tmp / name).write_text(json.dumps(content), encoding="utf-8")
+        for name, folder in (folders or {}).items():
+            if Path(folder).is_dir() and any(Path(folder).iterdir()):
+                shutil.move(str(folder), str(tmp / name))  # a rename on one file system
     record_digest(run_digest(run_dir))
     return run_dir
 

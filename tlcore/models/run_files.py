@@ -1,7 +1,9 @@
 """The files of a run folder, read without Keras: ``config.json`` (backbone, classes, training settings),
 ``metrics.json`` (scores, curves, the layers fine-tuning trained, the test photos' fingerprint, whether class
 weights were applied), ``samples.json`` (each photo's split), ``predictions.json`` (held-out predictions) and
-``labels.txt``, and ``corruptions.json`` (the latest accuracy under everyday corruptions, when measured). :mod:`tlcore.models.run` writes them and rebuilds
+``labels.txt``, ``corruptions.json`` (the latest accuracy under everyday corruptions, when measured), and the
+folder ``tensorboard/`` (:data:`TENSORBOARD_DIR`: the run's TensorBoard logs, written by
+:mod:`tlcore.training.tensorboard_log` and read by TensorBoard only). :mod:`tlcore.models.run` writes them and rebuilds
 the model; pages, views and the other layers read them here, never by hand. A run may come from a project a
 user supplied: paths inside these files are open only through :func:`tlcore.jobs.folder.job_path`.
 """
@@ -13,11 +15,14 @@ from pathlib import Path
 from ..io.errors import TLError
 
 __all__ = ["is_run", "read_run_json", "run_classes", "held_out_samples", "fine_tuned_layers", "training_done",
-           "CORRUPTIONS_FILE", "corruptions_result"]
+           "CORRUPTIONS_FILE", "corruptions_result", "TENSORBOARD_DIR"]
 
 _REQUIRED = object()
 
 CORRUPTIONS_FILE = "corruptions.json"  # written by tlcore.adversarial.corruptions through models.run
+# The run's TensorBoard logs (tlcore.training.tensorboard_log writes them, models.run moves them in with the run).
+# Nothing of Transfer Lab reads them back: they are for `tensorboard --logdir`.
+TENSORBOARD_DIR = "tensorboard"
 
 
 def is_run(folder: str | Path) -> bool:

@@ -35,8 +35,9 @@ from ..models.classifier import build_classifier, build_head
 from ..backbones.registry import create_backbone, get_spec
 from ..data.resample import check_resample, resample_indices
 from ..models.run import load_run, save_run
-from ..models.run_files import read_run_json
+from ..models.run_files import TENSORBOARD_DIR, read_run_json
 from .tape_loop import TapeTrainer, check_clip_norm
+from .tensorboard_log import RunLog, staged_logs, write_run_logs
 
 __all__ = ["train", "fine_tune", "validate_config", "weights_key", "ImageBatches", "held_out_results"]
 
@@ -337,6 +338,12 @@ def held_out_results(predict, paths, labels, y, idx, classes) -> tuple[dict, lis
     return metrics, predictions
 
 
+def _log_name(out) -> str:
+    """The run's name in TensorBoard's HParams: its folder and the one above (a job's ``<job>/run``)."""
+    path = Path(out).absolute()
+    return f"{path.parent.name}/{path.name}"
+
+
 def _done(config: TrainConfig, fine_tuned: bool, class_weight) -> Done:
     """What this training did, for the diagnosis's remedies (run_files.training_done reads it back)."""
     return Done(fine_tuned=fine_tuned, augmented=bool(config.augment), class_weighted=class_weight is not None,
@@ -546,12 +553,21 @@ def train(
     )
     if out is not None:  # metrics.json gets the timings so far; the returned total includes saving
         model = classifier or build_classifier(get_backbone(), head)  # building the backbone says so itself
-        phase(SAVING)
         run_config = {"backbone": spec.name, "weights": config.weights, "input_size": size,
                       "train": asdict(config), "fine_tuned": classifier is not None}
         split_list = [{"path": p, "label": s.label, "split": sp} for p, s, sp in zip(saved_paths, samples, splits)]
-        save_run(out, model, classes, run_config, summary,
-                 extra={"samples.json": split_list, "predictions.json": predictions})
+        # The projector's photos: a head-only run's by their cached features, a fine-tuned one's by its backbone
+        # (under a strategy, the classifier's copy of it).
+        log = RunLog(_log_name(out), history, asdict(config), size, classes, metrics,
+                     [(p, s.label, sp) for p, s, sp in zip(saved_paths, samples, splits)],
+                     fine_tuned_layers=len(fine_tuned_layers), features=x if classifier is None else None,
+                     embed=(lambda px: classifier.get_layer(spec.name)(px, training=False)) if classifier else None)
+        with staged_logs(out) as logs:
+            summary["warnings"] += write_run_logs(logs, log, on_phase=phase)
+            phase(SAVING)
+            save_run(out, model, classes, run_config, summary,
+                     extra={"samples.json": split_list, "predictions.json": predictions},
+                     folders={TENSORBOARD_DIR: logs})
         checkpoints.finish()
         summary["run_dir"] = str(out)
     summary["seconds"] = {**summary["seconds"], "total": round(time.perf_counter() - t_start, 3)}
@@ -593,6 +609,7 @@ def fine_tune(
     # The run's own settings (head epochs, lr, class weights, ...), with this call's fine-tuning settings on top.
     known = {f.name for f in fields(TrainConfig)}
     saved = {k: tuple(v) if k == "split" else v for k, v in run.config.get("train", {}).items() if k in known}
+    earlier_fine_tune_lr = saved.get("fine_tune_lr") if run.config.get("fine_tuned") else None
     tuning = {k: getattr(config, k) for k in FINE_TUNE_SETTINGS}
     config = TrainConfig(**{**asdict(config), **saved, **tuning, "backbone": run.spec.name,
                             "weights": saved.get("weights", "imagenet")})
@@ -645,9 +662,18 @@ def fine_tune(
     run_config = {**run.config, "train": asdict(config), "fine_tuned": True}
     run_config.pop("classes", None)
     run_config.pop("tlcore_version", None)
-    phase(SAVING)
-    save_run(out, classifier, classes, run_config, summary,
-             extra={"samples.json": samples, "predictions.json": predictions})
+    # The run's log continues: its epochs are copied and this fine-tuning's follow (all of them for a run
+    # saved without logs, its fine-tuning epochs at its own rate).
+    log = RunLog(_log_name(out), history, asdict(config), size, classes, metrics,
+                 [(s["path"], s["label"], s["split"]) for s in samples], fine_tuned_layers=len(layers),
+                 new_from=len(previous.get("history", [])) + 1, earlier_fine_tune_lr=earlier_fine_tune_lr,
+                 embed=lambda px: classifier.get_layer(run.spec.name)(px, training=False))  # the strategy's copy
+    with staged_logs(out) as logs:
+        summary["warnings"] += write_run_logs(logs, log, parent=Path(run_dir) / TENSORBOARD_DIR, on_phase=phase)
+        phase(SAVING)
+        save_run(out, classifier, classes, run_config, summary,
+                 extra={"samples.json": samples, "predictions.json": predictions},
+                 folders={TENSORBOARD_DIR: logs})
     checkpoints.finish()
     summary["run_dir"] = str(out)
     return summary
