@@ -39,6 +39,16 @@ def session_cache(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_worker(session_cache):
+    """Each test process starts its warm worker (tlcore.jobs.warm) at once, as the dashboard does when it starts:
+    its jobs then fork from it instead of importing TensorFlow each (a job started before it is ready starts its
+    own process, as on a server; tests/core/test_warm.py tests both)."""
+    from tlcore.jobs.warm import warm_up
+
+    warm_up()
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own feature/zip cache and log folder."""
