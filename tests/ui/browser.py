@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -46,26 +47,25 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def dashboard(cache_dir: Path, timeout: float = 120):
-    """Start ``streamlit run app.py`` on a free port; yields its base URL."""
+def local_server(command: Callable[[int], list[str]], ready: Callable[[str], bool], log_path: Path, what: str,
+                 timeout: float = 120, **popen):
+    """Run ``command(port)`` on a free port of this machine until the block ends; yields its base URL once
+    ``ready(base)`` is true (polled twice a second; an ``OSError`` or ``ValueError`` counts as not yet). Its
+    output goes to ``log_path``; ``what`` names it when it does not start."""
     port = _free_port()
-    env = {**os.environ, "TLCORE_CACHE_DIR": str(cache_dir)}
-    log = open(Path(cache_dir) / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(command(port), stdout=log, stderr=subprocess.STDOUT, **popen)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
+                if ready(base):
+                    break
+            except (OSError, ValueError):
                 pass
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"the dashboard did not start; see {log.name}")
+                raise RuntimeError(f"{what} did not start; see {log.name}")
             time.sleep(0.5)
         yield base
     finally:
@@ -75,6 +75,21 @@ def dashboard(cache_dir: Path, timeout: float = 120):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def _healthy(base: str) -> bool:
+    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+        return r.status == 200
+
+
+@contextlib.contextmanager
+def dashboard(cache_dir: Path, timeout: float = 120):
+    """Start ``streamlit run app.py`` on a free port; yields its base URL."""
+    command = lambda port: [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),  # noqa: E731
+                            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    with local_server(command, _healthy, Path(cache_dir) / "streamlit.log", "the dashboard", timeout, cwd=ROOT,
+                      env={**os.environ, "TLCORE_CACHE_DIR": str(cache_dir)}) as base:
+        yield base
 
 
 def _cmdline(pid: str) -> str:

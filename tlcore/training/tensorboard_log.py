@@ -131,10 +131,10 @@ def write_run_logs(folder: str | Path, log: RunLog, parent: str | Path | None = 
         importlib.import_module("tensorboard.plugins.hparams.api")  # the tensorboard package, checked once
     except Exception as exc:  # noqa: BLE001 - e.g. the tensorboard package missing
         return [_incomplete(["scalars", "hparams", "images", "projector"], f"{type(exc).__name__}: {exc}")]
-    inherited = False
+    inherited: list[bool] = []
     if parent is not None:
-        inherited = _inherit(Path(parent), folder)
-    first = log.new_from if inherited else 1
+        attempt("scalars", lambda: inherited.append(_inherit(Path(parent), folder)))
+    first = log.new_from if any(inherited) else 1
     attempt("scalars", lambda: _write_epochs(tf, folder, [e for e in log.history if _epoch(e) >= first], log))
     attempt("hparams", lambda: _write_hparams(tf, folder, log))
     attempt("images", lambda: _write_run_summaries(tf, folder, log))
