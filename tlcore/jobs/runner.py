@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..io.errors import TLError
+from ..io.paths import tlcore_environment
 from ..io.quota import check_room
 from .events import DONE, ERROR, WAITING
 from .warm import spawn
@@ -110,9 +111,7 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
         errors = open(job_dir / "stderr.log", "wb")
         # The caller's working directory, so relative paths in ARGS mean what they mean to the caller;
         # tlcore is found through PYTHONPATH.
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
-               ADMISSION_ENV: admission.environment()}
+        env = {**tlcore_environment(), ADMISSION_ENV: admission.environment()}
         try:
             # A job that runs at once starts from the warm worker (TensorFlow imported already, tlcore.jobs.warm);
             # one that must wait for a slot is a small process of its own until its turn.

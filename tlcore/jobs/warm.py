@@ -31,6 +31,7 @@ import threading
 from pathlib import Path
 
 from ..io.env import whole_number
+from ..io.paths import tlcore_environment
 
 __all__ = ["ENV", "enabled", "warm_up", "ready", "spawn", "send_message", "receive_message"]
 
@@ -97,8 +98,7 @@ def warm_up() -> None:
         folder = Path(tempfile.mkdtemp(prefix="tlcore-warm-"))  # 0700: no other user can reach the socket
         read_end, write_end = os.pipe()  # the warm worker leaves when this process (the write end) is gone
         os.set_inheritable(write_end, False)
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        env = tlcore_environment()
         try:
             proc = subprocess.Popen([sys.executable, "-m", "tlcore.cli.warm_worker", str(folder / _SOCKET)],
                                     stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,

@@ -34,6 +34,7 @@ from typing import Callable, ContextManager
 
 from ..io.env import positive_number
 from ..io.errors import TLError
+from ..io.paths import tlcore_environment
 from ..io.produced import is_recorded, model_digest, record_digest
 
 __all__ = ["digest_of", "is_trusted", "ensure_checked", "check_in_worker", "check_seconds", "check_mb", "main"]
@@ -130,8 +131,7 @@ def check_in_worker(path: str | Path) -> None:
     path = Path(path)
     name = _name(path)
     seconds, mb = check_seconds(), check_mb()
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    env = tlcore_environment()
     with _CHECKS, tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(_worker_argv(path, mb, seconds), stdin=subprocess.DEVNULL,
