@@ -213,7 +213,7 @@ def sample_train_evaluate(page, base: str, shots: Path, train_timeout_ms: int = 
 def _main_alerts(page, kind: str) -> list[str]:
     """The texts of the page's main-area alerts of ``kind`` (Warning, Error, Info, Success); the sidebar's
     checklist is advice about the project, not an alarm raised by what the user just did."""
-    return [a.inner_text() for a in page.locator(f"[data-testid=stMain] [data-testid=stAlertContent{kind}]").all()]
+    return page.locator(f"[data-testid=stMain] [data-testid=stAlertContent{kind}]").all_inner_texts()
 
 
 def watch_job(page, done_text: str, timeout_s: float = 300, every_s: float = 0.25) -> list[tuple[float, str]]:
@@ -224,10 +224,9 @@ def watch_job(page, done_text: str, timeout_s: float = 300, every_s: float = 0.2
     while time.time() - start < timeout_s:
         if page.locator(f"text={done_text}").count():
             return seen
-        try:
-            texts = [p.inner_text() for p in page.locator("[data-testid=stMain] [data-testid=stProgress]").all()]
-        except Exception:  # noqa: BLE001 - the fragment redrew while it was read: read again
-            texts = []
+        # all_inner_texts reads what is there now: reading each bar with inner_text() waited the default 120 s
+        # for a bar that the fragment's last redraw had removed (a walk that stalled two minutes after "Done").
+        texts = page.locator("[data-testid=stMain] [data-testid=stProgress]").all_inner_texts()
         text = " | ".join(t for t in texts if t.strip())
         if text and (not seen or seen[-1][1] != text):
             seen.append((round(time.time() - start, 2), text))
