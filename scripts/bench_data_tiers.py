@@ -82,7 +82,7 @@ def embed(paths: list[str], labels: list[str], classes: list[str], copy: int = 0
     from tlcore.training.config import TrainConfig
     from tlcore.training.engine import fast_encoder
     from tlcore.training.features import FeatureCache, extract_features
-    from tlcore.training.pipeline import weights_key
+    from tlcore.training.frozen import weights_key
 
     size = get_spec(BACKBONE).input_size
     key = weights_key(BACKBONE, "imagenet")

@@ -117,7 +117,7 @@ def seed_lite0_engine(tmp_path_factory) -> Path:
 
     from tlcore.training.engine import convert_backbone, engine_path
     from tlcore.backbones.registry import DEFAULT_BACKBONE, create_backbone, get_spec
-    from tlcore.training.pipeline import weights_key
+    from tlcore.training.frozen import weights_key
 
     spec = get_spec(DEFAULT_BACKBONE)
     # The workers of one xdist run share the parent of their temporary folders; a plain run has its own.

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tlcore.models.run as run_mod
+import tlcore.training.frozen as frozen_mod
 import tlcore.training.pipeline as train_mod
 from tests.conftest import SMALL_INPUT, make_image_folder, write_image
 from tests.core.test_cli import assert_user_error, last_json, run_cli
@@ -35,7 +36,7 @@ def only(warnings, code):
 @pytest.fixture
 def standin(monkeypatch):
     """A small conv backbone named like Lite0, for training and for reloading runs (fast, fine-tunable)."""
-    monkeypatch.setattr(train_mod, "create_backbone", lite0_standin)
+    monkeypatch.setattr(frozen_mod, "create_backbone", lite0_standin)
     monkeypatch.setattr(run_mod, "create_backbone", lite0_standin)
 
 

@@ -35,17 +35,17 @@ def crash_after(n: int, seen: list):
 
 @pytest.fixture
 def colour_backbone(monkeypatch):
-    import tlcore.training.pipeline as train_mod
+    import tlcore.training.frozen as frozen_mod
 
-    monkeypatch.setattr(train_mod, "create_backbone", lambda name, weights=None, input_shape=None, pooling="avg":
+    monkeypatch.setattr(frozen_mod, "create_backbone", lambda name, weights=None, input_shape=None, pooling="avg":
                         mean_colour_backbone(input_shape or (224, 224, 3)))
 
 
 @pytest.fixture
 def conv_backbone(monkeypatch):
-    import tlcore.training.pipeline as train_mod
+    import tlcore.training.frozen as frozen_mod
 
-    monkeypatch.setattr(train_mod, "create_backbone", lambda name, weights=None, input_shape=None, pooling="avg":
+    monkeypatch.setattr(frozen_mod, "create_backbone", lambda name, weights=None, input_shape=None, pooling="avg":
                         small_conv_backbone(input_shape or (224, 224, 3)))
 
 

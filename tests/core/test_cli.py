@@ -58,14 +58,14 @@ def assert_user_error(code, stdout, stderr, *fragments):
 def trained(tmp_path_factory, run_standin):
     """One `train --json` run shared by the tests below, of the Lite0-named stand-in (the real Lite0 is
     trained by the CLI in test_jobs' and the dashboard's worker processes); reloaded as one too."""
-    import tlcore.training.pipeline as train_mod
+    import tlcore.training.frozen as frozen_mod
     from tests.core.test_finetune import lite0_standin
 
     root = tmp_path_factory.mktemp("cli")
     data = make_image_folder(root / "data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))  # module scope: outside the autouse fixture
-        mp.setattr(train_mod, "create_backbone", lite0_standin)
+        mp.setattr(frozen_mod, "create_backbone", lite0_standin)
         code, stdout, stderr = run_cli(["train", data, "--out", root / "run", "--weights", "none", "--input-size", str(SMALL_INPUT),
                                         "--epochs", "2", "--json"])
     return SimpleNamespace(code=code, stdout=stdout, stderr=stderr, data=data, run=root / "run",
@@ -404,10 +404,10 @@ def read_progress(path):
 def standin(monkeypatch):
     """A small, fast backbone named and sized like Lite0, for training and for reloading runs."""
     import tlcore.models.run as run_mod
-    import tlcore.training.pipeline as train_mod
+    import tlcore.training.frozen as frozen_mod
     from tests.core.test_finetune import lite0_standin
 
-    monkeypatch.setattr(train_mod, "create_backbone", lite0_standin)
+    monkeypatch.setattr(frozen_mod, "create_backbone", lite0_standin)
     monkeypatch.setattr(run_mod, "create_backbone", lite0_standin)
 
 

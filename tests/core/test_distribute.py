@@ -103,12 +103,12 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import numpy as np
 
 import tlcore.models.run as run_mod
-import tlcore.training.pipeline as train_mod
+import tlcore.training.frozen as frozen_mod
 from tests.core.test_finetune import lite0_standin
 from tlcore.cli import main
 from tlcore.models.run import load_run
 
-train_mod.create_backbone = run_mod.create_backbone = lite0_standin
+frozen_mod.create_backbone = run_mod.create_backbone = lite0_standin
 data, root = Path(sys.argv[1]), Path(sys.argv[2])
 # Dropout 0: dropout masks are drawn per replica, so with dropout the runs would differ by chance. A barely
 # trained head leaves fine-tuning real gradients to follow (near-zero ones would leave Adam following float noise).
@@ -187,11 +187,11 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import tlcore.models.run as run_mod
-import tlcore.training.pipeline as train_mod
+import tlcore.training.frozen as frozen_mod
 from tests.core.test_finetune import lite0_standin
 from tlcore.cli import main
 
-train_mod.create_backbone = run_mod.create_backbone = lite0_standin
+frozen_mod.create_backbone = run_mod.create_backbone = lite0_standin
 data, root = Path(sys.argv[1]), Path(sys.argv[2])
 out = io.StringIO()
 with redirect_stdout(out):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import tlcore.models.run as run_mod
+import tlcore.training.frozen as frozen_mod
 import tlcore.training.pipeline as train_mod
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.io.errors import TLError
@@ -68,7 +69,7 @@ class Builds:
 @pytest.fixture
 def standin(monkeypatch):
     builds = Builds(lite0_standin)
-    monkeypatch.setattr(train_mod, "create_backbone", builds)
+    monkeypatch.setattr(frozen_mod, "create_backbone", builds)
     monkeypatch.setattr(run_mod, "create_backbone", lite0_standin)
     return builds
 
@@ -345,7 +346,7 @@ def cached_vectors(cache_root):
 
 
 def test_augmented_training_uses_three_times_the_training_features(image_folder, monkeypatch, fit_inputs, seed):
-    monkeypatch.setattr(train_mod, "create_backbone", mean_colour_backbone)
+    monkeypatch.setattr(frozen_mod, "create_backbone", mean_colour_backbone)
     plain = train(image_folder, TrainConfig(weights="imagenet", epochs=1))
     augmented = train(image_folder, TrainConfig(weights="imagenet", epochs=1, augment=True, augment_copies=2))
     (x0, y0), (x1, y1) = fit_inputs
@@ -363,7 +364,7 @@ def test_augmented_training_uses_three_times_the_training_features(image_folder,
 
 def test_augmented_features_are_cached(image_folder, monkeypatch, isolated_cache, seed):
     builds = Builds(mean_colour_backbone)
-    monkeypatch.setattr(train_mod, "create_backbone", builds)
+    monkeypatch.setattr(frozen_mod, "create_backbone", builds)
     config = TrainConfig(weights="imagenet", epochs=1, augment=True, augment_copies=2)
 
     first = train(image_folder, config)
@@ -392,7 +393,7 @@ def test_augmented_features_are_cached(image_folder, monkeypatch, isolated_cache
 @pytest.mark.parametrize("copies", [0, 11, 1.5])
 def test_invalid_augment_copies(image_folder, monkeypatch, copies):
     builds = Builds(mean_colour_backbone)
-    monkeypatch.setattr(train_mod, "create_backbone", builds)
+    monkeypatch.setattr(frozen_mod, "create_backbone", builds)
     with pytest.raises(TLError) as info:
         train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, augment=True, augment_copies=copies))
     assert repr(copies) in str(info.value)

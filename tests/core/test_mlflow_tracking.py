@@ -25,7 +25,7 @@ def tracked(tmp_path_factory, run_standin):
     with ``$MLFLOW_TRACKING_URI``, and that exported to float32 TFLite with its bundle, all logged to one SQLite
     store (artifacts beside it). The Lite0-named stand-in of test_cli trains, and runs reload as it for the whole
     module (``run_standin``): what is logged does not depend on the backbone's size."""
-    import tlcore.training.pipeline as train_mod
+    import tlcore.training.frozen as frozen_mod
     from tests.core.test_finetune import lite0_standin
 
     root = tmp_path_factory.mktemp("mlflow")
@@ -34,7 +34,7 @@ def tracked(tmp_path_factory, run_standin):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))  # module scope: outside the autouse fixture
         mp.delenv(TRACKING_URI_ENV, raising=False)
-        mp.setattr(train_mod, "create_backbone", lite0_standin)
+        mp.setattr(frozen_mod, "create_backbone", lite0_standin)
         mp.chdir(root)  # anything MLflow put in the working folder would be found here
         code, stdout, stderr = run_cli(["train", data, "--out", root / "run", "--weights", "none", "--input-size",
                                         SMALL_INPUT, "--epochs", "2", "--fine-tune-layers", "2",

@@ -23,14 +23,14 @@ CLASSES = ("blue", "red")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, run_standin):
     """A run of the Lite0-shaped stand-in trained on red and blue photos (reloaded as the stand-in too)."""
-    import tlcore.training.pipeline as train_mod
+    import tlcore.training.frozen as frozen_mod
     from tests.core.test_finetune import lite0_standin
 
     root = tmp_path_factory.mktemp("suggest")
     data = make_image_folder(root / "data", n_per_class=10, classes=CLASSES)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))  # module scope: outside the autouse fixture
-        mp.setattr(train_mod, "create_backbone", lite0_standin)
+        mp.setattr(frozen_mod, "create_backbone", lite0_standin)
         code, _, stderr = run_cli(["train", data, "--out", root / "run", "--weights", "none",
                                    "--input-size", str(SMALL_INPUT), "--epochs", "40", "--split", "0.8,0.2,0",
                                    "--json"])

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-import tlcore.training.pipeline as train_mod
+import tlcore.training.frozen as frozen_mod
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_finetune import mean_colour_backbone
@@ -30,7 +30,7 @@ def epoch_logs():
 @pytest.fixture
 def colour_backbone(monkeypatch):
     """Features = mean RGB: the colour classes are clearly separable even from a handful of photos."""
-    monkeypatch.setattr(train_mod, "create_backbone", mean_colour_backbone)
+    monkeypatch.setattr(frozen_mod, "create_backbone", mean_colour_backbone)
 
 
 # The loop itself ------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_few_shot_tape_run_resumes_exactly_after_a_crash(tmp_path, colour_backbo
 ])
 def test_bad_loop_settings_fail_before_any_work(image_folder, monkeypatch, changes, shown):
     built = []
-    monkeypatch.setattr(train_mod, "create_backbone", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(frozen_mod, "create_backbone", lambda *a, **k: built.append(a))
     with pytest.raises(TLError) as info:
         train(image_folder, TrainConfig(weights=None, input_size=SMALL_INPUT, **changes))
     assert shown in str(info.value) and "\n" not in str(info.value)

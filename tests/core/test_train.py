@@ -1,6 +1,6 @@
 """train(): progress, summary, splits, warnings, validation, fine-tuning and the feature cache.
 
-Most tests swap ``tlcore.training.pipeline.create_backbone`` for a tiny Keras model, which keeps them fast and
+Most tests swap ``tlcore.training.frozen.create_backbone`` for a tiny Keras model, which keeps them fast and
 makes their features meaningful: with random weights the real backbones' activations vanish
 (about 1e-12 after Lite0's 16 blocks), so nothing would be learnable from them. The real backbone
 is used with ``weights=None`` where learning does not matter, and with ImageNet weights in the
@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-import tlcore.training.pipeline as train_mod
+import tlcore.training.frozen as frozen_mod
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tlcore.io.errors import TLError
 from tlcore.models.classifier import unfreeze_top_layers
@@ -50,7 +50,7 @@ def small_conv_backbone(input_shape):
 
 
 class BackboneRecorder:
-    """Stands in for ``tlcore.training.pipeline.create_backbone``: counts builds and keeps each model with a
+    """Stands in for ``tlcore.training.frozen.create_backbone``: counts builds and keeps each model with a
     snapshot of its weights taken at creation time."""
 
     def __init__(self, build=None):
@@ -74,7 +74,7 @@ class BackboneRecorder:
 def recorder(monkeypatch):
     def install(build=None):
         rec = BackboneRecorder(build)
-        monkeypatch.setattr(train_mod, "create_backbone", rec)
+        monkeypatch.setattr(frozen_mod, "create_backbone", rec)
         return rec
 
     return install

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tlcore.training.pipeline as train_mod
+import tlcore.training.frozen as frozen_mod
 from tests.conftest import CLASS_COLOURS, make_image_folder
 from tlcore.data.images import load_image
 from tlcore.training.config import TrainConfig
@@ -122,7 +122,7 @@ def test_odd_but_valid_images_decode_to_their_class_colour(mixed_folder):
 
 def test_training_on_a_mixed_folder_keeps_the_good_and_reports_the_broken(mixed_folder, monkeypatch):
     root, odd, broken = mixed_folder
-    monkeypatch.setattr(train_mod, "create_backbone", lambda name, weights=None, input_shape=None, pooling="avg":
+    monkeypatch.setattr(frozen_mod, "create_backbone", lambda name, weights=None, input_shape=None, pooling="avg":
                         mean_colour_backbone(input_shape or (224, 224, 3)))
     summary = train(root, TrainConfig(weights=None, epochs=2, batch_size=8, split=(0.5, 0.25, 0.25)))
 

@@ -1,4 +1,5 @@
-"""``backbones``, ``check``, ``leaderboard``, ``bench``, ``project`` and ``gc``: the workbench around training."""
+"""``backbones``, ``check``, ``leaderboard``, ``bench``, ``prepare``, ``project`` and ``gc``: the workbench around
+training."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ _DATA_HELP = "folder of class folders, folder with train/ val/ [test/], or a .zi
 
 
 def add_parsers(sub) -> None:
-    """The ``backbones``, ``check``, ``leaderboard``, ``bench``, ``project`` and ``gc`` commands."""
+    """The ``backbones``, ``check``, ``leaderboard``, ``bench``, ``prepare``, ``project`` and ``gc`` commands."""
     from ..training.config import TrainConfig
 
     p = sub.add_parser("backbones", help="list the available backbones")
@@ -24,6 +25,11 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("bench", help="measure extraction speed, head training, TFLite latency and memory on DATA")
     p.add_argument("data", help="folder (or .zip) of class folders, as for train")
     add_settings(p, TrainConfig, ("input_size",))  # what a smaller (or larger) input costs and gains
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("prepare", help="convert a backbone for this machine's fast engine now, once (the dashboard "
+                                       "does it for the default backbone when it starts, before any job needs it)")
+    add_settings(p, TrainConfig, ("backbone", "weights", "input_size"))
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("check", help="check a dataset's health: counts, duplicates, leaks across splits, imbalance, bias")
@@ -78,6 +84,20 @@ def _bench(args):
     if not args.json:
         for key, value in result.items():
             print(f"{key:<40} {value}")
+    return result
+
+
+def _prepare(args):
+    import time
+
+    from ..training.frozen import prepare_engine
+
+    start = time.perf_counter()
+    path = prepare_engine(args.backbone, args.weights, args.input_size)
+    result = {"backbone": args.backbone, "engine": str(path) if path else None,
+              "seconds": round(time.perf_counter() - start, 2)}
+    if not args.json:
+        print(f"engine: {result['engine'] or 'none (this backbone runs with Keras)'} ({result['seconds']} s)")
     return result
 
 
@@ -210,5 +230,5 @@ def _gc(args):
     return result
 
 
-COMMANDS = {"backbones": _backbones, "bench": _bench, "check": _check, "leaderboard": _leaderboard,
+COMMANDS = {"backbones": _backbones, "bench": _bench, "prepare": _prepare, "check": _check, "leaderboard": _leaderboard,
             "project": _project, "gc": _gc}

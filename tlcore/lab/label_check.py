@@ -14,10 +14,10 @@ import numpy as np
 
 from ..analysis.embedding_map import project
 from ..analysis.labels import FOLDS, check_folds, find_label_issues
-from ..backbones.registry import DEFAULT_BACKBONE, get_spec
+from ..backbones.registry import DEFAULT_BACKBONE
 from ..data.datasets import Dataset, load_dataset
 from ..io.errors import TLError
-from ..jobs.events import LOADING, SCORING, PhaseCallback, no_phase
+from ..jobs.events import SCORING, PhaseCallback, no_phase
 from ..training.features import FeatureCache, extract_features
 
 __all__ = ["feature_key", "cached_features", "embed_photos", "check_labels", "map_points"]
@@ -25,11 +25,10 @@ __all__ = ["feature_key", "cached_features", "embed_photos", "check_labels", "ma
 
 def feature_key(backbone: str = DEFAULT_BACKBONE, weights: str | None = "imagenet", input_size: int | None = None):
     """The feature cache's key for ``backbone`` (as a training run with these settings keys it) and its input size."""
-    from ..training.pipeline import weights_key
+    from ..training.frozen import FrozenBackbone
 
-    spec = get_spec(backbone)
-    size = input_size or spec.input_size
-    return weights_key(spec.name, weights, None if size == spec.input_size else size), size
+    frozen = FrozenBackbone(backbone, weights, input_size)
+    return frozen.key, frozen.size
 
 
 def cached_features(paths: Sequence[str], key: str | None, cache: FeatureCache | None = None):
@@ -58,23 +57,12 @@ def embed_photos(paths: Sequence[str], backbone: str = DEFAULT_BACKBONE, weights
     """Every photo's embedding ``(n, d)``, in the order of ``paths``, through the feature cache (the training
     pipeline's encoder when one is missing). An unreadable photo is refused with :class:`TLError`: a label
     check that silently leaves photos out would call the rest clean."""
-    import keras
+    from ..training.frozen import FrozenBackbone
 
-    from ..backbones.registry import create_backbone
-    from ..training.engine import fast_encoder
-
-    key, size = feature_key(backbone, weights, input_size)
-    held: list = []
-
-    def get_backbone():
-        if not held:
-            (on_phase or no_phase)(LOADING)
-            keras.utils.set_random_seed(0)  # random weights (tests) embed the same way every time
-            held.append(create_backbone(backbone, weights=weights, input_shape=(size, size, 3)))
-        return held[0]
-
-    result = extract_features(list(paths), key, lambda: fast_encoder(get_backbone, key, size, on_phase=on_phase),
-                              size, cache if cache is not None else FeatureCache(), on_progress=on_extract)
+    # Seed 0: random weights (tests) embed the same way every time.
+    frozen = FrozenBackbone(backbone, weights, input_size, 0, on_phase)
+    result = extract_features(list(paths), frozen.key, frozen.encoder,
+                              frozen.size, cache if cache is not None else FeatureCache(), on_progress=on_extract)
     if result.skipped:
         bad = result.skipped[0]
         more = f" (and {len(result.skipped) - 1} more)" if len(result.skipped) > 1 else ""

@@ -15,10 +15,13 @@ path must never fail a user's run.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -140,13 +143,56 @@ def fast_encoder(get_backbone: Callable[[], object], backbone_key: str | None, i
     path = engine_path(backbone_key, input_size)
     if path is None:
         return keras_encoder(get_backbone())
-    if path.is_file():
-        try:
-            encoder = TFLiteEncoder(path, num_threads)
-            touch(path)  # used now: the cache drops the least recently used engines first
-            return encoder
-        except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt below
-            log.warning("cached engine %s cannot be loaded; converting the backbone again", path, exc_info=True)
+    cached = _cached(path, num_threads)
+    if cached is not None:
+        return cached
+    # One process converts; others that need the same engine meanwhile (the server's start preparing it, a team's
+    # first jobs) wait for it and load its file instead of converting it again.
+    with _converting(path, on_phase):
+        cached = _cached(path, num_threads)  # converted by the process that held the lock
+        if cached is not None:
+            return cached
+        return _convert(get_backbone, path, backbone_key, input_size, num_threads, on_phase)
+
+
+def _cached(path: Path, num_threads: int | None) -> Encoder | None:
+    if not path.is_file():
+        return None
+    try:
+        encoder = TFLiteEncoder(path, num_threads)
+        touch(path)  # used now: the cache drops the least recently used engines first
+        return encoder
+    except Exception:  # noqa: BLE001 - a damaged cache file is converted again
+        log.warning("cached engine %s cannot be loaded; converting the backbone again", path, exc_info=True)
+        return None
+
+
+@contextmanager
+def _converting(path: Path, on_phase: PhaseCallback | None):
+    """Hold the engine's conversion lock (saying PREPARING while another process holds it). Without a lock (a
+    read-only cache) the caller converts as before: only time is lost."""
+    fd = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        log.info("no conversion lock for %s; converting without one", path)
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                if on_phase is not None:
+                    on_phase(PREPARING)  # the wait is the preparation another process is doing
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing releases the lock
+
+
+def _convert(get_backbone, path: Path, backbone_key: str, input_size: int, num_threads: int | None,
+             on_phase: PhaseCallback | None) -> Encoder:
     backbone = get_backbone()
     if on_phase is not None:
         on_phase(PREPARING)

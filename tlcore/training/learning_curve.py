@@ -22,16 +22,16 @@ import keras
 import numpy as np
 
 from ..analysis.learning_curve import CurveFit, fit_learning_curve
-from ..backbones.registry import DEFAULT_BACKBONE, create_backbone, get_spec
+from ..backbones.registry import DEFAULT_BACKBONE, get_spec
 from ..data.datasets import Dataset, assign_splits, check_classes, load_dataset, stratified_split
 from ..io.errors import TLError
 from ..io.settings import check_settings, setting
-from ..jobs.events import LEARNING_CURVE, LOADING, PhaseCallback, no_phase
+from ..jobs.events import LEARNING_CURVE, PhaseCallback, no_phase
 from ..models.classifier import build_head
 from .config import MAX_INPUT_SIZE, MIN_INPUT_SIZE, TrainConfig
 from .features import FeatureCache, extract_features
 from .head_fit import HeadTrainer
-from .pipeline import weights_key
+from .frozen import FrozenBackbone
 
 __all__ = ["LearningCurveConfig", "CURVE_SETTINGS", "learning_curve", "curve_from_features", "stratified_subsets",
            "check_curve_config", "learning_curve_args", "GROWTH", "MIN_GAIN"]
@@ -256,25 +256,14 @@ def learning_curve(source, config: LearningCurveConfig = LearningCurveConfig(),
     t_start = time.perf_counter()
     check_curve_config(config)
     phase = on_phase or no_phase
-    spec = get_spec(config.backbone)
-    size = config.input_size or spec.input_size
+    frozen = FrozenBackbone(config.backbone, config.weights, config.input_size, config.seed, phase)
+    spec, size = frozen.spec, frozen.size
     dataset = source if isinstance(source, Dataset) else load_dataset(source)
     classes = dataset.classes
     check_classes(dataset.samples, classes, "a learning curve")
-    backbone_key = weights_key(spec.name, config.weights, None if size == spec.input_size else size)
-
-    def get_backbone():
-        phase(LOADING)
-        keras.utils.set_random_seed(config.seed)
-        return create_backbone(spec.name, weights=config.weights, input_shape=(size, size, 3))
-
-    def get_encoder():
-        from .engine import fast_encoder
-
-        return fast_encoder(get_backbone, backbone_key, size, on_phase=phase)
 
     paths = [s.path for s in dataset.samples]
-    feats = extract_features(paths, backbone_key, get_encoder, size, cache or FeatureCache(), on_progress=on_extract)
+    feats = extract_features(paths, frozen.key, frozen.encoder, size, cache or FeatureCache(), on_progress=on_extract)
     t_embed = time.perf_counter() - t_start
     samples = [dataset.samples[i] for i in feats.kept]
     check_classes(samples, classes, "a learning curve")

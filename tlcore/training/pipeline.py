@@ -1,7 +1,6 @@
 """Transfer learning in two phases: a head on cached features, then optional fine-tuning."""
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -25,21 +24,21 @@ from ..data.datasets import Dataset, assign_splits, check_classes, load_dataset,
 from ..analysis.diagnosis import Done, diagnose
 from .distribute import build_for_fit, check_strategy, fine_tuning_classifier, make_strategy
 from ..io.errors import TLError
-from ..jobs.events import AUGMENTING, EVALUATING, FINE_TUNING, LOADING, SAVING, TRAINING, PhaseCallback, no_phase
+from ..jobs.events import AUGMENTING, EVALUATING, FINE_TUNING, SAVING, TRAINING, PhaseCallback, no_phase
 from ..analysis.evaluate import classification_metrics
 from .features import FeatureCache, extract_features
+from .frozen import FrozenBackbone
 from .head_fit import HeadTrainer
 from ..data.images import load_image
 from .ledger import fingerprint_test_set
 from ..models.classifier import build_classifier, build_head
-from ..backbones.registry import create_backbone, get_spec
 from ..data.resample import check_resample, resample_indices
 from ..models.run import load_run, save_run
 from ..models.run_files import TENSORBOARD_DIR, read_run_json
 from .tape_loop import TapeTrainer, check_clip_norm
 from .tensorboard_log import RunLog, staged_logs, write_run_logs
 
-__all__ = ["train", "fine_tune", "validate_config", "weights_key", "ImageBatches", "held_out_results"]
+__all__ = ["train", "fine_tune", "validate_config", "ImageBatches", "held_out_results"]
 
 EpochCallback = Callable[[int, dict], None]
 
@@ -71,22 +70,6 @@ def _advice(config: TrainConfig) -> list[dict]:
 def _augment_config(config: TrainConfig) -> AugmentConfig:
     s = float(config.augment_strength)
     return AugmentConfig(brightness=s, contrast=s, saturation=s)
-
-
-def weights_key(name: str, weights, size: int | None = None) -> str | None:
-    """Identity of the backbone's weights (and of an input ``size`` other than the backbone's own) for the
-    feature cache; None = do not cache."""
-    if weights is None:
-        return None  # random weights differ on every build
-    if weights == "imagenet":
-        key = f"{name}|imagenet"
-    else:
-        path = Path(weights)
-        if not path.is_file():
-            raise TLError(f"weights file {str(path)!r} does not exist; pass imagenet, none or a file path")
-        key = f"{name}|file:{hashlib.sha256(path.read_bytes()).hexdigest()}"
-    # The default size keeps the key it always had, so caches made before the option stay valid.
-    return key if size is None else f"{key}|{size}px"
 
 
 class _Progress(keras.callbacks.Callback):
@@ -415,28 +398,15 @@ def train(
     # Made before any TensorFlow work: TensorFlow refuses a multi-worker strategy made later.
     strategy = make_strategy(config.strategy) if config.fine_tune_layers > 0 else None
     checkpoints = _start_checkpoints(out, resume, _checkpoint_settings(config))
-    spec = get_spec(config.backbone)
-    size = config.input_size or spec.input_size
+    # The frozen backbone runs as a cached TFLite engine (Keras for random weights or on failure); random-init
+    # backbones are seeded, so they are reproducible too.
+    frozen = FrozenBackbone(config.backbone, config.weights, config.input_size, config.seed, phase)
+    spec, size, backbone_key = frozen.spec, frozen.size, frozen.key
+    get_backbone, get_encoder = frozen.model, frozen.encoder
     warnings = _advice(config)
     dataset = source if isinstance(source, Dataset) else load_dataset(source)
     classes = dataset.classes
-    backbone_key = weights_key(spec.name, config.weights, None if size == spec.input_size else size)
     cache = cache if cache is not None else FeatureCache()
-
-    backbone_holder: list[keras.Model] = []
-
-    def get_backbone() -> keras.Model:
-        if not backbone_holder:
-            phase(LOADING)
-            keras.utils.set_random_seed(config.seed)  # random-init backbones are reproducible too
-            backbone_holder.append(create_backbone(spec.name, weights=config.weights, input_shape=(size, size, 3)))
-        return backbone_holder[0]
-
-    def get_encoder():
-        # The frozen backbone runs as a cached TFLite engine (Keras for random weights or on failure).
-        from .engine import fast_encoder
-
-        return fast_encoder(get_backbone, backbone_key, size, on_phase=phase)
 
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]

@@ -13,7 +13,8 @@ processes), so:
 - what the process holds once its libraries are imported is frozen out of the collector
   (``gc.freeze``): the collection after each run then only walks what the runs made, which
   it still frees;
-- the warm worker that starts jobs is started (:mod:`tlcore.jobs.warm`).
+- the warm worker that starts jobs is started (:mod:`tlcore.jobs.warm`), and the default backbone's engine is
+  prepared (:func:`tlcore.training.frozen.prepare_in_background`).
 """
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ def prepare_process() -> None:
 
     if runtime.exists():
         from tlcore.jobs.warm import warm_up
+        from tlcore.training.frozen import prepare_in_background
 
         warm_up()
+        # The default backbone's engine is converted now, not inside the first user's first job.
+        prepare_in_background()
     _prepared = True
