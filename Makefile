@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_learning_curve.py
 	$(PY) scripts/bench_corruptions.py
 	$(PY) scripts/bench_labels.py
+	$(PY) scripts/bench_click_to_done.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache node_modules

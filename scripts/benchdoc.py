@@ -19,7 +19,8 @@ section, `scripts/bench_export.py` the export section, `scripts/bench_attack.py`
 adversarial section, `scripts/bench_perf.py` the performance section, `scripts/bench_data_tiers.py`
 the data tiers section, `scripts/bench_suggest.py` the labelling help section, `scripts/bench_labels.py` the
 suspicious labels section, `scripts/bench_learning_curve.py` the learning curve section and
-`scripts/bench_corruptions.py` the everyday corruptions section. Each script replaces only
+`scripts/bench_corruptions.py` the everyday corruptions section, `scripts/bench_click_to_done.py` the click to
+"Done" after a server start. Each script replaces only
 the text between its own `<!-- bench:... -->` markers; do not edit by hand.
 """
 
