@@ -29,11 +29,12 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
 
 
-def replace_section(name: str, body: str, doc: Path = DOC) -> str:
-    """Put ``body`` between the markers of section ``name`` in ``doc`` and return the file's new text."""
+def replace_section(name: str, body: str, doc: Path = DOC, header: str = HEADER) -> str:
+    """Put ``body`` between the markers of section ``name`` in ``doc`` (a new file starts with ``header``) and
+    return the file's new text."""
     start, end = markers(name)
     block = f"{start}\n{body.strip()}\n{end}"
-    text = doc.read_text(encoding="utf-8") if doc.is_file() else HEADER
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else header
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
