@@ -115,7 +115,19 @@ def main() -> None:
          ok(b["int8_latency_ratio"] <= 0.7)),
         ("peak_rss_mb (training process)", b["peak_rss_mb"], "", ""),
         ("time_to_first_model_seconds (CLI train, cold)", b["time_to_first_model_seconds"], "", ""),
+        ("decode_images_per_s, one core / all cores", "{one_core} / {all_cores}".format(**b["decode_images_per_s"]),
+         "", ""),
+        *((f"engine_images_per_s {name}, one thread / all cores", "{one_thread} / {all_cores}".format(**rates), "", "")
+          for name, rates in b["engine_images_per_s"].items()),
+        (f"limit_images_per_s (c/(1/d + 1/e), {b['extract_engine']} engine)", b["limit_images_per_s"], "", ""),
+        ("extract_fraction_of_limit", b["extract_fraction_of_limit"], ">= 0.85 (issue 20)",
+         ok((b["extract_fraction_of_limit"] or 0) >= 0.85)),
     ]
+    flags = ", ".join(f for f, present in b["cpu"]["flags"].items() if present) or "none of those reported"
+    x = b["extraction"] or {}
+    accuracies = (f"float32 head {x['val_accuracy_float32']:.1%}, INT8 head {x['val_accuracy_int8']:.1%} on INT8 "
+                  f"features and {x['val_accuracy_int8_head_on_float32']:.1%} on float32 features "
+                  f"({x['n_val']} validation photos)" if "val_accuracy_int8" in x else x.get("reason", "not checked"))
     table = "\n".join(f"| {name} | {value} | {target} | {met} |" for name, value, target, met in rows)
     mem = ("not measured (--skip-10k)" if memory is None else
            f"{memory['peak_rss_mb']} MB peak for the training process on {memory['images']} generated "
@@ -142,6 +154,12 @@ resizing (about 5 ms per photo on one core) sharing the same two cores, and, on 
 other processes (load average {load_before:.1f} before the run, {load_after:.1f} after).
 
 {int8_note(b['int8_latency_ratio'], b['tflite_float32_mb'], b['tflite_int8_mb'])}
+
+Measured limit (issue 20, item 6): CPU {b['cpu']['model']} with {flags}. `limit_images_per_s` is
+`c / (1/d + 1/e)`: c = {b['cpu_count']} cores, d = one-core decoding rate, e = one-thread rate of the engine
+the extraction used ({b['extract_engine']}); each photo costs 1/d + 1/e core-seconds however the work is
+split, so no extractor on these cores does better. Extraction reached {b['extract_fraction_of_limit']} of it.
+INT8 choice of the first training run: {x.get('engine', 'float32')} ({accuracies}).
 
 Memory while embedding many images: {mem}.
 """

@@ -36,6 +36,9 @@ def session_cache(tmp_path_factory):
     model under the cache): never the real ``~/.cache/tlcore`` of whoever runs the tests."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TLCORE_CACHE_DIR", str(tmp_path_factory.mktemp("session-cache")))
+        # Every test runs as on a CPU without int8 dot products, whatever this machine has, so results and times
+        # do not depend on it; tests of INT8 extraction name the flags they want (tests/core/test_int8_choice.py).
+        mp.setenv("TLCORE_CPU_FLAGS", "")
         yield
 
 

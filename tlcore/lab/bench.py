@@ -13,7 +13,27 @@
   resampled with a little noise when there are fewer);
 - ``tflite_float32_latency_ms`` and ``tflite_int8_latency_ms``: one image, median, from the
   trained model's exports;
-- ``peak_rss_mb``: the training process's peak resident memory.
+- ``peak_rss_mb``: the training process's peak resident memory;
+- the parts of extraction, each alone, on the same photos at the same size (at most
+  :data:`PART_PHOTOS` of them, decoded once and kept in memory; each the best of :data:`PART_REPEATS`
+  passes, so a busy moment lowers no part): ``decode_images_per_s`` (files to uint8 arrays as the
+  extractor does it: read, SHA-256, decode and resize) on one core and on all ``cpu_count`` cores (a
+  thread per core), and ``engine_images_per_s``, the backbone engine the extraction used (file from
+  the first run) on pre-decoded arrays, with one thread and with all cores' threads, for float32 and,
+  when made, INT8;
+- ``limit_images_per_s``: the most any extractor could do on these cores, ``c / (1/d + 1/e)`` with
+  ``c`` cores, ``d`` the one-core decoding rate and ``e`` the one-thread rate of the engine the
+  extraction used. Every photo costs ``1/d + 1/e`` core-seconds whatever the split between decoding and
+  inference, and more threads never make a core do more work per second (the all-core rates measured
+  are at most ``c`` times the one-core ones), so ``c`` cores finish at most ``c / (1/d + 1/e)`` photos
+  a second: an upper bound, reached only if decoding and inference share the cores with no loss. Not
+  the engine's all-core rate alone: decoding is not free, it runs on the same cores;
+- ``extract_fraction_of_limit``: ``extract_images_per_s / limit_images_per_s`` (target at least 0.85);
+- ``cpu``: the model name, the flags that decide the engines' speed (``avx2``, ``avx512f``,
+  ``avx512_vnni``, ``avx_vnni``, ``amx_int8``, ARM's ``asimddp``) and whether it has int8 dot
+  products; ``extraction``: the first run's INT8 choice (engine, reason, the float32 and INT8 heads'
+  validation accuracies, see :mod:`tlcore.training.int8_choice`) and ``extract_engine``, the engine of
+  the second run, the one ``extract_images_per_s`` measures.
 
 Every stage runs at the backbone's own input size, or at ``--input-size`` (what a smaller input costs and gains).
 
@@ -36,7 +56,12 @@ import numpy as np
 
 from ..io.errors import TLError
 
-__all__ = ["run_bench", "baseline_keras_predict"]
+__all__ = ["run_bench", "baseline_keras_predict", "PART_PHOTOS", "PART_REPEATS", "extraction_limit",
+           "measure_parts"]
+
+# Photos the parts are measured on (decoded arrays are kept in memory: 500 at 224 px are 75 MB).
+PART_PHOTOS = 500
+PART_REPEATS = 3
 
 Progress = Callable[[str, dict], None]
 
@@ -94,6 +119,74 @@ def _head_seconds(features: np.ndarray, labels: np.ndarray, n: int = 2000, epoch
     return time.perf_counter() - start
 
 
+def extraction_limit(cores: int, decode_per_core: float, engine_per_core: float) -> float:
+    """Images/s at most on ``cores`` cores when each photo costs ``1/decode_per_core + 1/engine_per_core``
+    core-seconds (see the module's docstring)."""
+    return cores / (1 / decode_per_core + 1 / engine_per_core)
+
+
+def _best_rate(run: Callable[[], int], repeats: int = PART_REPEATS) -> float:
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        n = run()
+        rates.append(n / (time.perf_counter() - start))
+    return max(rates)
+
+
+def _decode(path: str, size: int) -> np.ndarray:
+    import hashlib
+
+    from ..data.images import decode_image
+
+    data = Path(path).read_bytes()
+    hashlib.sha256(data).hexdigest()  # the extractor hashes each file it decodes (its cache key)
+    return decode_image(data, size)
+
+
+def measure_parts(paths: list[str], size: int, engines: dict[str, Path], cores: int,
+                  repeats: int = PART_REPEATS) -> dict:
+    """Decoding alone (one core, ``cores`` threads) and each engine file of ``engines`` (name -> file) alone on
+    the decoded photos (one thread, ``cores`` threads), in images/s; unreadable photos are left out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..data.images import ImageDecodeError
+    from ..training.engine import TFLiteEncoder
+
+    def decodable(path):
+        try:
+            return _decode(path, size)
+        except (OSError, ImageDecodeError):
+            return None
+
+    pairs = [(p, im) for p, im in ((p, decodable(p)) for p in paths) if im is not None]
+    if not pairs:
+        raise TLError("the benchmark found no decodable photo to measure decoding and the engine on")
+    good = [p for p, _ in pairs]
+    batch = np.stack([im for _, im in pairs])
+    del pairs
+
+    def decode_all(pool=None) -> int:
+        return len(list(pool.map(lambda p: _decode(p, size), good) if pool else (_decode(p, size) for p in good)))
+
+    parts = {"decode_images_per_s": {"one_core": _best_rate(decode_all, repeats)}}
+    with ThreadPoolExecutor(cores) as pool:
+        parts["decode_images_per_s"]["all_cores"] = _best_rate(lambda: decode_all(pool), repeats)
+    parts["engine_images_per_s"] = {}
+    for name, file in engines.items():
+        rates = {}
+        for label, threads in (("one_thread", 1), ("all_cores", cores)):
+            encoder = TFLiteEncoder(file, threads)
+            encoder(batch[:2])  # warm-up: XNNPACK packs its weights on the first invoke
+            rates[label] = _best_rate(lambda: len(encoder(batch)), repeats)
+        parts["engine_images_per_s"][name] = rates
+    return parts
+
+
+def _rounded(tree):
+    return {k: _rounded(v) if isinstance(v, dict) else round(v, 1) for k, v in tree.items()}
+
+
 def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: str | Path | None = None,
               input_size: int | None = None) -> dict:
     """Measure every figure listed in this module's docstring on the photos in ``data``, with the default backbone
@@ -102,7 +195,12 @@ def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: s
     from ..export.formats import ExportConfig, export_formats
     from ..backbones.registry import DEFAULT_BACKBONE, create_backbone, get_spec
 
+    from ..io.cpus import REPORTED_FLAGS, cpu_flags, cpu_model, int8_dot_product, usable_cpus
+    from ..training.engine import engine_path, int8_engine_path
+    from ..training.pipeline import weights_key
+
     progress = on_progress or (lambda stage, logs: None)
+    cores = usable_cpus()
     dataset = load_dataset(data)
     paths = [s.path for s in dataset.samples]
     labels = np.array([dataset.classes.index(s.label) for s in dataset.samples])
@@ -117,8 +215,15 @@ def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: s
         computed, extract_s = second["features"]["computed"], second["seconds"]["extract"]
         peak_mb = max(peak_mb, peak2_mb)
 
-        progress("baseline", {"images": len(paths)})
+        progress("parts", {"images": min(len(paths), PART_PHOTOS)})
         size = input_size or spec.input_size
+        key = weights_key(spec.name, "imagenet", None if size == spec.input_size else size)
+        # The engine files the training runs made in the bench's own cache.
+        files = {"float32": tmp / "cache" / "engines" / engine_path(key, size).name,
+                 "int8": tmp / "cache" / "engines" / int8_engine_path(key, size).name}
+        parts = measure_parts(paths[:PART_PHOTOS], size, {k: f for k, f in files.items() if f.is_file()}, cores)
+
+        progress("baseline", {"images": len(paths)})
         backbone = create_backbone(spec.name, weights="imagenet", input_shape=(size, size, 3))
         features, baseline_rate = baseline_keras_predict(paths, size, backbone)
 
@@ -131,6 +236,11 @@ def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: s
         latency = {e["format"]: e["verification"]["latency_ms"] for e in exported["exports"]}
         size_mb = {e["format"]: e["size_bytes"] / 1e6 for e in exported["exports"]}
     extract_rate = computed / extract_s if extract_s > 0 else None
+    used = second.get("extraction", {}).get("engine", "float32")
+    engine_rates = parts["engine_images_per_s"].get(used)
+    limit = (extraction_limit(cores, parts["decode_images_per_s"]["one_core"], engine_rates["one_thread"])
+             if engine_rates else None)
+    flags = cpu_flags()
     return {
         "images": len(paths),
         "backbone": spec.name,
@@ -138,6 +248,13 @@ def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: s
         "extract_images_per_s": round(extract_rate, 1) if extract_rate else None,
         "baseline_keras_predict_images_per_s": round(baseline_rate, 1),
         "extract_speedup": round(extract_rate / baseline_rate, 2) if extract_rate else None,
+        "extract_engine": used,
+        "limit_images_per_s": round(limit, 1) if limit else None,
+        "extract_fraction_of_limit": round(extract_rate / limit, 3) if limit and extract_rate else None,
+        **_rounded(parts),
+        "extraction": result.get("extraction"),
+        "cpu": {"model": cpu_model(), "flags": {f: f in flags for f in REPORTED_FLAGS},
+                "int8_dot_product": int8_dot_product(flags)},
         "head_train_seconds": round(head_s, 3),
         "tflite_float32_latency_ms": round(latency["tflite-float32"], 2),
         "tflite_int8_latency_ms": round(latency["tflite-int8"], 2),
@@ -147,5 +264,5 @@ def run_bench(data: str | Path, on_progress: Progress | None = None, work_dir: s
         "peak_rss_mb": round(peak_mb, 1),
         "time_to_first_model_seconds": round(wall, 1),
         "val_accuracy": result["val_accuracy"],
-        "cpu_count": os.cpu_count(),
+        "cpu_count": cores,
     }

@@ -72,6 +72,11 @@ class TrainConfig:
     input_size: int | None = setting(None, "side of the square input in pixels (default: the backbone's own, 224 for "
                                            "Lite0); smaller is faster and less accurate", minimum=MIN_INPUT_SIZE,
                                      maximum=MAX_INPUT_SIZE, unit="pixels", metavar="PX", label="input size")
+    int8_extraction: bool = setting(True, "where the CPU has int8 dot products (VNNI, AMX), embed with an INT8 copy "
+                                          "of the backbone when a head on its features keeps validation accuracy "
+                                          "within 0.5 points of float32", option="--no-int8-extraction",
+                                    flag_help="always embed with the float32 backbone, even where INT8 would be "
+                                              "faster", label="INT8 extraction")
 
 
 # What fine_tune() takes from its config; everything else comes from the saved run.

@@ -35,7 +35,8 @@ from ..jobs.events import PREPARING, PhaseCallback
 from .features import DECODE_VERSION
 from ..io.paths import default_cache_dir
 
-__all__ = ["ENGINE_VERSION", "TFLiteEncoder", "convert_backbone", "engine_path", "fast_encoder", "keras_encoder"]
+__all__ = ["ENGINE_VERSION", "TFLiteEncoder", "convert_backbone", "convert_backbone_int8", "engine_path",
+           "fast_encoder", "int8_encoder", "int8_engine_path", "keras_encoder"]
 
 log = logging.getLogger("tlcore")
 
@@ -211,3 +212,69 @@ def _convert(get_backbone, path: Path, backbone_key: str, input_size: int, num_t
     except OSError:  # a read-only cache only costs the next run a conversion
         log.warning("could not cache the converted backbone at %s", path, exc_info=True)
     return engine
+
+
+# INT8 engine ---------------------------------------------------------------------------------
+# Kept apart from the float32 engine above: a different file name (``.int8.tflite``, another hash), features keyed
+# by the file's own content (it depends on the calibration photos), and it is only ever asked for by
+# tlcore.training.int8_choice, which decides whether its features are good enough.
+
+
+def int8_engine_path(backbone_key: str | None, input_size: int) -> Path | None:
+    """Where the INT8 engine of ``backbone_key`` is cached (never the float32 engine's file); ``None`` when the
+    backbone is uncacheable."""
+    if not backbone_key:
+        return None
+    identity = "|".join([backbone_key, str(input_size), DECODE_VERSION, ENGINE_VERSION, _version("tensorflow"), "int8"])
+    return default_cache_dir() / "engines" / f"{hashlib.sha256(identity.encode()).hexdigest()[:24]}.int8.tflite"
+
+
+def convert_backbone_int8(backbone, calibration: np.ndarray) -> bytes:
+    """Convert a Keras backbone to INT8 TFLite bytes (every weight and activation 8-bit, float32 pixels in and
+    features out, as the float32 engine) calibrated on ``calibration``, uint8 images ``(n, H, W, 3)``."""
+    from ..models.conversion import convert_tflite, export_saved_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="tlcore-engine-int8-"))
+    try:
+        export_saved_model(backbone, tmp / "batch1", batch=1)
+        return convert_tflite(tmp / "batch1", "tflite-int8", calibration=calibration)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def int8_encoder(get_backbone: Callable[[], object], backbone_key: str, input_size: int,
+                 get_calibration: Callable[[], np.ndarray], num_threads: int | None = None,
+                 on_phase: PhaseCallback | None = None) -> tuple[TFLiteEncoder, str] | None:
+    """The INT8 engine of the backbone and its identity (the first 16 hex digits of the file's SHA-256, for
+    feature cache keys), or ``None`` when it cannot be had (logged): a faster path must never fail a run.
+
+    A cached file is loaded as is; otherwise the backbone is converted with ``get_calibration()`` (uint8
+    images) and the file written atomically to :func:`int8_engine_path`. ``on_phase(PREPARING)`` is said
+    before a conversion.
+    """
+    path = int8_engine_path(backbone_key, input_size)
+    if path is None:
+        return None
+    if path.is_file():
+        try:
+            data = path.read_bytes()
+            encoder = TFLiteEncoder(data, num_threads)
+            touch(path)
+            return encoder, hashlib.sha256(data).hexdigest()[:16]
+        except Exception:  # noqa: BLE001 - a damaged file is converted again below
+            log.warning("cached INT8 engine %s cannot be loaded; converting the backbone again", path, exc_info=True)
+    try:
+        backbone = get_backbone()
+        calibration = get_calibration()
+        if on_phase is not None:
+            on_phase(PREPARING)
+        data = convert_backbone_int8(backbone, calibration)
+        encoder = TFLiteEncoder(data, num_threads)
+    except Exception:  # noqa: BLE001 - the converter raises many types; float32 still works
+        log.warning("could not make the INT8 engine of %s; extracting with float32", backbone_key, exc_info=True)
+        return None
+    try:
+        write_bytes_atomic(path, data)
+    except OSError:
+        log.warning("could not cache the INT8 engine at %s", path, exc_info=True)
+    return encoder, hashlib.sha256(data).hexdigest()[:16]

@@ -29,6 +29,7 @@ from ..analysis.evaluate import classification_metrics
 from .features import FeatureCache, extract_features
 from .frozen import FrozenBackbone
 from .head_fit import HeadTrainer
+from .int8_choice import check_int8, plan_extraction
 from ..data.images import load_image
 from .ledger import fingerprint_test_set
 from ..models.classifier import build_classifier, build_head
@@ -410,7 +411,11 @@ def train(
 
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]
-    feats = extract_features(paths, backbone_key, get_encoder, size, cache, on_progress=on_extract)
+    # INT8 where the CPU has int8 dot products and an earlier check passed (tlcore.training.int8_choice).
+    plan = plan_extraction(config, backbone_key, size)
+    feature_key, encoder_of = ((plan.feature_key, lambda: plan.encoder) if plan.engine == "int8"
+                               else (backbone_key, get_encoder))
+    feats = extract_features(paths, feature_key, encoder_of, size, cache, on_progress=on_extract)
     samples = [dataset.samples[i] for i in feats.kept]
     skipped = dataset.skipped + feats.skipped
     check_classes(samples, classes, "the data")
@@ -444,14 +449,19 @@ def train(
     checkpoints.bind_data((s.path, s.label, sp) for s, sp in zip(samples, splits))
 
     x = feats.features
+    if plan.check:  # first run of this backbone on an int8 CPU: INT8 checked against these float32 features
+        plan, x = check_int8(plan, get_backbone, backbone_key, size, [s.path for s in samples], x, y, idx,
+                             len(classes), config, cache, on_phase=phase)
+        if plan.engine == "int8":
+            feature_key, encoder_of = plan.feature_key, lambda: plan.encoder
     x_train, y_train = x[idx["train"]], y[idx["train"]]
     if config.augment:
         train_paths = [samples[i].path for i in idx["train"]]
         for copy in range(1, config.augment_copies + 1):
-            key = f"{backbone_key}|{_augment_key(config, copy)}" if backbone_key else None
+            key = f"{feature_key}|{_augment_key(config, copy)}" if feature_key else None
             counted = lambda done, total, copy=copy: phase(AUGMENTING, done=done, total=total, copy=copy,  # noqa: E731
                                                            copies=config.augment_copies)
-            aug = extract_features(train_paths, key, get_encoder, size, cache, on_progress=counted,
+            aug = extract_features(train_paths, key, encoder_of, size, cache, on_progress=counted,
                                    transform=_augmenter(config.seed, copy, _augment_config(config)))
             x_train = np.concatenate([x_train, aug.features])
             y_train = np.concatenate([y_train, y[idx["train"]][aug.kept]])
@@ -516,6 +526,7 @@ def train(
         fine_tuned_layers=fine_tuned_layers,
         replicas=classifier.distribute_strategy.num_replicas_in_sync if classifier is not None else 1,
         features={"cache_hits": feats.cache_hits, "computed": feats.computed},
+        extraction=plan.report,
         seconds={"extract": round(t_extract, 3), "train": round(t_train, 3),
                  "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)},
         skipped=skipped,

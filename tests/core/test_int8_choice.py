@@ -1,0 +1,211 @@
+"""INT8 extraction: CPU-flag detection, the accuracy rule, the automatic choice and its fall-backs (issue 20, item 6).
+
+Logic tests name the CPU flags they want (``TLCORE_CPU_FLAGS``), so they run on every machine, AVX2 ones included.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_image_folder
+from tests.core.test_engine import KEY, SIZE, Builds, tiny_backbone
+from tlcore.io.cpus import cpu_flags, cpu_model, int8_dot_product
+from tlcore.training import engine, int8_choice
+from tlcore.training.config import TrainConfig
+from tlcore.training.engine import int8_engine_path, engine_path
+from tlcore.training.features import FeatureCache, extract_features
+from tlcore.training.int8_choice import check_int8, keeps_accuracy, plan_extraction, verdict_path
+
+XEON = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_vnni avx_vnni amx_tile amx_int8
+"""
+EPYC_AVX2 = """processor\t: 0
+model name\t: AMD EPYC 7B12
+flags\t\t: fpu sse2 avx avx2 fma
+"""
+ARM = """processor\t: 0
+Features\t: fp asimd evtstrm aes crc32 asimddp
+CPU part\t: 0xd0c
+"""
+VNNI = frozenset({"avx2", "avx512f", "avx512_vnni"})
+
+
+# CPU flags -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, dot, model", [(XEON, True, "Intel(R) Xeon(R) Processor"),
+                                              (EPYC_AVX2, False, "AMD EPYC 7B12"),
+                                              (ARM, True, "0xd0c"), ("", False, "unknown")])
+def test_cpu_flags_and_int8_dot_products_from_cpuinfo(text, dot, model):
+    flags = cpu_flags(text)
+    assert int8_dot_product(flags) is dot
+    assert cpu_model(text) == model
+    assert ("avx2" in flags) is ("avx2" in text)
+
+
+def test_flags_variable_replaces_the_cpus_own(monkeypatch):
+    monkeypatch.setenv("TLCORE_CPU_FLAGS", "AVX2 avx_vnni")
+    assert cpu_flags() == {"avx2", "avx_vnni"} and int8_dot_product(cpu_flags())
+    monkeypatch.setenv("TLCORE_CPU_FLAGS", "")  # the tests' default: a CPU without int8 dot products
+    assert cpu_flags() == frozenset() and not int8_dot_product(cpu_flags())
+    assert cpu_flags(EPYC_AVX2) == {"fpu", "sse2", "avx", "avx2", "fma"}  # given text wins over the variable
+
+
+# The rule --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("f32, i8, i8_on_f32, passed", [
+    (0.948, 0.948, 0.948, True),
+    (0.948, 0.944, 0.946, True),     # -0.4 points
+    (0.90, 0.895, 0.895, True),      # exactly -0.5 points: kept
+    (0.948, 0.941, 0.948, False),    # -0.7 on INT8 features
+    (0.948, 0.948, 0.941, False),    # the saved model (float32 backbone) would lose 0.7
+    (0.90, 0.95, None, True),        # better is fine; no float32 check given
+    (0.5, 0.49, None, False)])
+def test_keeps_accuracy_within_half_a_point(f32, i8, i8_on_f32, passed):
+    assert keeps_accuracy(f32, i8, i8_on_f32) is passed
+
+
+def test_rule_on_generated_heads_counts_photos():
+    # 153 validation photos: one photo is 0.65 points, so losing one fails and matching passes.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 153)
+    correct = lambda wrong: np.mean(np.where(np.arange(153) < wrong, 1 - y, y) == y)  # noqa: E731
+    assert keeps_accuracy(correct(8), correct(8), correct(8))
+    assert not keeps_accuracy(correct(8), correct(9), correct(8))
+    assert keeps_accuracy(correct(8), correct(7), correct(8))
+
+
+# The plan ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config, key, flags, reason", [
+    (TrainConfig(int8_extraction=False), KEY, VNNI, "turned off"),
+    (TrainConfig(), KEY, frozenset({"avx2", "fma"}), "no int8 dot-product"),
+    (TrainConfig(), None, VNNI, "random weights"),
+    (TrainConfig(fine_tune_layers=3), KEY, VNNI, "fine-tuning")])
+def test_float32_when_int8_does_not_apply(config, key, flags, reason):
+    plan = plan_extraction(config, key, SIZE, flags)
+    assert plan.engine == "float32" and not plan.check and reason in plan.report["reason"]
+    assert plan.report["cpu_int8_dot_product"] is int8_dot_product(flags)
+
+
+def test_first_run_on_an_int8_cpu_checks():
+    plan = plan_extraction(TrainConfig(), KEY, SIZE, VNNI)
+    assert plan.check and plan.engine == "float32"
+
+
+# The check, on a tiny backbone and generated photos ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def backbone():
+    return tiny_backbone()
+
+
+@pytest.fixture
+def photos(tmp_path):
+    root = make_image_folder(tmp_path / "data", n_per_class=10, size=32)
+    paths = sorted(str(p) for p in Path(root).rglob("*.png"))
+    y = np.array([0 if "/red/" in p else 1 for p in paths])
+    idx = {"train": np.array([i for i in range(len(paths)) if i % 4]), "val": np.array(range(0, len(paths), 4))}
+    return paths, y, idx
+
+
+def float32_features(paths, backbone):
+    return extract_features(paths, KEY, lambda: engine.fast_encoder(Builds(backbone), KEY, SIZE), SIZE,
+                            FeatureCache()).features
+
+
+def run_check(backbone, photos, **config):
+    paths, y, idx = photos
+    x = float32_features(paths, backbone)
+    plan = plan_extraction(TrainConfig(epochs=30, **config), KEY, SIZE, VNNI)
+    assert plan.check
+    return check_int8(plan, Builds(backbone), KEY, SIZE, paths, x, y, idx, 2, TrainConfig(epochs=30, **config),
+                      FeatureCache()), x
+
+
+def test_int8_chosen_when_it_keeps_accuracy_and_remembered(backbone, photos):
+    (plan, x8), x = run_check(backbone, photos)
+    report = plan.report
+    assert report["checked"] == "this run" and report["n_val"] == 5
+    assert keeps_accuracy(report["val_accuracy_float32"], report["val_accuracy_int8"],
+                          report["val_accuracy_int8_head_on_float32"])
+    assert plan.engine == "int8" == report["engine"] and plan.feature_key.startswith(f"{KEY}|int8:")
+    assert x8.shape == x.shape and not np.array_equal(x8, x)  # INT8 features, not the float32 ones
+    # Its own file, never the float32 engine's; the verdict beside it names that file's content.
+    path = int8_engine_path(KEY, SIZE)
+    assert path.is_file() and path.name.endswith(".int8.tflite") and path != engine_path(KEY, SIZE)
+    assert json.loads(verdict_path(path).read_text())["passed"] is True
+    # The next run extracts with INT8 at once, from the cached file (nothing converted again).
+    later = plan_extraction(TrainConfig(), KEY, SIZE, VNNI)
+    assert later.engine == "int8" and later.report["checked"] == "an earlier run"
+    assert later.feature_key == plan.feature_key
+    np.testing.assert_array_equal(later.encoder(np.full((1, SIZE, SIZE, 3), 90, np.uint8)),
+                                  plan.encoder(np.full((1, SIZE, SIZE, 3), 90, np.uint8)))
+
+
+def test_float32_kept_when_int8_loses_accuracy(backbone, photos, monkeypatch):
+    real = int8_choice.head_val_accuracy
+
+    def worse_int8(x_train, *args):
+        accs = real(x_train, *args)
+        return accs if len(accs) == 1 else [a - 0.01 for a in accs]  # INT8's head: 1 point lower
+
+    monkeypatch.setattr(int8_choice, "head_val_accuracy", worse_int8)
+    (plan, features), x = run_check(backbone, photos)
+    assert plan.engine == "float32" and "lost more than 0.5 points" in plan.report["reason"]
+    assert features is x
+    later = plan_extraction(TrainConfig(), KEY, SIZE, VNNI)
+    assert later.engine == "float32" and later.report["checked"] == "an earlier run" and not later.check
+
+
+def test_a_failed_conversion_falls_back_to_float32(backbone, photos, monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(engine, "convert_backbone_int8", broken)
+    (plan, features), x = run_check(backbone, photos)
+    assert plan.engine == "float32" and "could not be made" in plan.report["reason"] and features is x
+    assert "could not make the INT8 engine" in caplog.text
+    assert not int8_engine_path(KEY, SIZE).exists()
+
+
+def test_no_validation_photos_means_float32(backbone, photos):
+    paths, y, idx = photos
+    (plan, _), _ = run_check(backbone, (paths, y, {"train": idx["train"], "val": np.array([], int)}))
+    assert plan.engine == "float32" and "no validation photos" in plan.report["reason"]
+
+
+# On the shared photos, through train() -----------------------------------------------------------
+
+HYMENOPTERA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "hymenoptera"
+
+
+@pytest.mark.slow
+def test_train_chooses_int8_on_the_shared_photos_when_the_cpu_has_dot_products(monkeypatch):
+    if not HYMENOPTERA.is_dir():
+        pytest.skip(f"the shared photos are not at {HYMENOPTERA}")
+    real = cpu_flags(Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else "")
+    if not int8_dot_product(real):
+        pytest.skip("this CPU has no int8 dot products (VNNI, AMX): INT8 extraction would not be used here")
+    monkeypatch.setenv("TLCORE_CPU_FLAGS", " ".join(sorted(real)))
+    from tlcore.training.pipeline import train
+
+    first = train(HYMENOPTERA)
+    report = first["extraction"]
+    assert report["checked"] == "this run" and report["n_val"] == 153 and report["cpu_int8_dot_product"]
+    passed = keeps_accuracy(report["val_accuracy_float32"], report["val_accuracy_int8"],
+                            report["val_accuracy_int8_head_on_float32"])
+    assert report["engine"] == ("int8" if passed else "float32")
+    assert first["val_accuracy"] == pytest.approx(report["val_accuracy_int8" if passed else "val_accuracy_float32"],
+                                                  abs=1e-4)  # the report rounds to 4 digits
+    # The second run extracts with the engine chosen, from an empty feature cache, without checking again.
+    second = train(HYMENOPTERA, cache=FeatureCache(Path(engine.default_cache_dir()) / "second"))
+    assert second["extraction"]["engine"] == report["engine"] and second["extraction"]["checked"] == "an earlier run"
+    assert second["features"]["computed"] == 398
+    assert second["val_accuracy"] == first["val_accuracy"]
+    print(json.dumps({"first": report, "second_extract_s": second["seconds"]["extract"],
+                      "first_extract_s": first["seconds"]["extract"]}))
