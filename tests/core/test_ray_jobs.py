@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tests.core.test_jobs import FINISHED, stderr_of, wait_for_event, wait_until_finished
+from tests.core.test_warm import _wait
 from tlcore.io.errors import TLError
 from tlcore.jobs import ray_jobs
 from tlcore.jobs.runner import job_meta, job_status, read_events, request_stop, start_job
@@ -55,16 +56,6 @@ def data(tmp_path):
 def _train(job: Path, data: Path, epochs: int) -> Path:
     return start_job(job, ["train", str(data), "--out", str(job / "run"), "--weights", "none", "--epochs",
                            str(epochs), "--input-size", str(SMALL_INPUT)])
-
-
-def _wait(condition, what: str, limit: float = 120.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"{what} did not happen within {limit:.0f} s")
 
 
 @contextmanager
@@ -115,13 +106,34 @@ def test_the_address_is_checked_and_blank_means_local(monkeypatch):
             ray_jobs.ray_address()
 
 
+def test_jobs_on_a_cluster_start_no_warm_worker(monkeypatch):
+    from tlcore.jobs import warm
+
+    monkeypatch.setenv(warm.ENV, "1")
+    monkeypatch.setenv(ray_jobs.ENV, "auto")
+    assert not warm.enabled()
+    monkeypatch.setenv(ray_jobs.ENV, "")
+    assert warm.enabled()
+
+
+def test_a_worker_that_ignores_its_stop_past_the_grace_period_is_killed(tmp_path):
+    stop_file = tmp_path / "STOP"
+    worker = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        stop_file.touch()
+        code, error = ray_jobs._wait(worker, stop_file, grace=0.2)
+    finally:
+        worker.kill()
+    assert code == -9 and error == "it did not stop within 0 s of the Stop and was ended"
+
+
 def test_a_training_job_waits_in_the_cluster_queue_runs_there_and_matches_a_local_run(on_cluster, data, tmp_path,
                                                                                      monkeypatch):
     job = tmp_path / "a" / "jobs" / "ray"
     with cpus_held(tmp_path / "hold"):
         _train(job, data, 2)
         meta = job_meta(job)
-        assert "pid" not in meta  # no process of this machine to look at
+        assert "pid" not in meta and "argv" not in meta  # no process of this machine, no command line to read back
         executor = meta["executor"]
         assert executor["engine"] == "ray" and executor["address"] == on_cluster.address
         assert len(executor["task"]) == 48 and executor["cpus"] == 1 and executor["gpus"] == 0
