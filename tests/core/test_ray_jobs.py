@@ -6,6 +6,7 @@ are occupied by small holder tasks where a test needs a job to wait in the queue
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ from tests.core.test_jobs import FINISHED, stderr_of, wait_for_event, wait_until
 from tests.core.test_warm import _wait
 from tlcore.io.errors import TLError
 from tlcore.jobs import ray_jobs
-from tlcore.jobs.runner import job_meta, job_status, read_events, request_stop, start_job
+from tlcore.jobs.runner import job_meta, job_status, new_job_dir, read_events, request_stop, start_job
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +73,7 @@ def cpus_held(folder: Path, n: int = 2):
         while not os.path.exists(release):
             clock.sleep(0.05)
 
-    holder = ray.remote(num_cpus=1)(hold)
+    holder = ray_jobs.connect().remote(num_cpus=1)(hold)  # on the cluster jobs go to, connected as they are
     refs = [holder.remote(str(folder / f"held-{i}"), str(release)) for i in range(n)]
     _wait(lambda: all((folder / f"held-{i}").exists() for i in range(n)), "the holders' start")
     try:
@@ -94,7 +95,7 @@ def _statuses_until_finished(job: Path) -> tuple[dict, list[str]]:
     return _wait(finished, f"the end of job {job.name}", 180.0), seen
 
 
-def test_the_address_is_checked_and_blank_means_local(monkeypatch):
+def test_the_address_is_checked_and_blank_means_local(monkeypatch, tmp_path):
     monkeypatch.setenv(ray_jobs.ENV, "  ")
     assert ray_jobs.ray_address() is None
     for good in ("auto", "ray://head.example:10001", "10.0.0.5:6379"):
@@ -104,6 +105,18 @@ def test_the_address_is_checked_and_blank_means_local(monkeypatch):
         monkeypatch.setenv(ray_jobs.ENV, bad)
         with pytest.raises(TLError, match=f"TLCORE_RAY_ADDRESS={bad!r} is not a Ray cluster address"):
             ray_jobs.ray_address()
+    # A job started with a bad address is that one sentence, and leaves no folder.
+    job = new_job_dir(tmp_path / "jobs", "train")
+    with pytest.raises(TLError, match="is not a Ray cluster address"):
+        start_job(job, ["train", "data"])
+    assert not job.exists()
+    # Nothing listens there: one sentence at once (Ray itself would wait for minutes), and no folder either.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        monkeypatch.setenv(ray_jobs.ENV, f"127.0.0.1:{unused.getsockname()[1]}")
+        with pytest.raises(TLError, match="TLCORE_RAY_ADDRESS='127.0.0.1:[0-9]+' cannot be reached"):
+            start_job(job, ["train", "data"])
+    assert not job.exists()
 
 
 def test_jobs_on_a_cluster_start_no_warm_worker(monkeypatch):
@@ -137,7 +150,8 @@ def test_a_training_job_waits_in_the_cluster_queue_runs_there_and_matches_a_loca
         executor = meta["executor"]
         assert executor["engine"] == "ray" and executor["address"] == on_cluster.address
         assert len(executor["task"]) == 48 and executor["cpus"] == 1 and executor["gpus"] == 0
-        assert job_status(job)["status"] == "waiting"  # every CPU is taken: it is in the cluster's queue
+        status = job_status(job)
+        assert status["status"] == "waiting" and status["slots"] == 2  # every CPU is taken: it is in Ray's queue
         assert not read_events(job) and not (job / "started.json").exists()
         # The session's one waiting job: another start of this session is refused, and leaves no folder.
         with pytest.raises(TLError, match="this session already has a job waiting"):

@@ -68,13 +68,30 @@ def connect():
     with _lock:
         import ray
 
-        if not ray.is_initialized():
-            try:
-                ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                reason = " ".join(str(exc).split())[:200]
-                raise TLError(f"the Ray cluster {ENV}={address!r} cannot be reached: {reason}") from None
+        if ray.is_initialized() and _remote.get("address") == address:
+            return ray
+        _check_reachable(address)  # ray.init waits minutes for an address nobody answers at
+        if ray.is_initialized():  # connected elsewhere (the variable changed): its tasks are not ours
+            ray.shutdown()
+            _remote.clear()
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise TLError(f"the Ray cluster {ENV}={address!r} cannot be reached: {reason}") from None
+        _remote["address"] = address
         return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """One sentence at once when nothing listens at a ``HOST:PORT`` address (``auto`` is Ray's to find)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise TLError(f"the Ray cluster {ENV}={address!r} cannot be reached ({exc.strerror or exc})") from None
 
 
 def _resources(ray) -> tuple[int, int]:
@@ -95,6 +112,7 @@ def submit(job_dir: str | Path, args: list[str], env: dict[str, str], record) ->
     job_dir = Path(job_dir)
     (job_dir / STARTED).unlink(missing_ok=True)  # a resumed job's previous task
     cpus, gpus = _resources(ray)
+    slots = max(1, int(ray.cluster_resources().get("CPU", cpus)) // cpus)  # jobs the cluster runs at once
     with _lock:
         if "fn" not in _remote:
             _remote["fn"] = ray.remote(_run_on_node)
@@ -107,7 +125,7 @@ def submit(job_dir: str | Path, args: list[str], env: dict[str, str], record) ->
     with _lock:
         _tasks[task] = entry
     threading.Thread(target=_follow, args=(task, entry, record), daemon=True, name=f"ray-{job_dir.name}").start()
-    return {"engine": "ray", "address": ray_address(), "task": task, "cpus": cpus, "gpus": gpus,
+    return {"engine": "ray", "address": ray_address(), "task": task, "cpus": cpus, "gpus": gpus, "slots": slots,
             "owner": {"host": socket.gethostname(), "pid": os.getpid(), "since": _process_start(os.getpid())}}
 
 

@@ -106,14 +106,18 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
     from .slots import ADMISSION_ENV, admit
 
     job_dir = Path(job_dir).absolute()
-    if ray_jobs.ray_address() is not None:
+    try:
+        on_cluster = ray_jobs.ray_address() is not None
+    except TLError:
+        _forget_unstarted(job_dir)
+        raise
+    if on_cluster:
         return _start_on_cluster(job_dir, args, kind, meta)
     try:
         _check_room(job_dir)
         admission = admit(job_dir.parent)
     except TLError:
-        if job_dir.parent.name == "jobs" and job_dir.is_dir() and not (job_dir / _META).exists():
-            shutil.rmtree(job_dir, ignore_errors=True)  # a new job that never started leaves nothing
+        _forget_unstarted(job_dir)
         raise
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +153,12 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
     return job_dir
 
 
+def _forget_unstarted(job_dir: Path) -> None:
+    """A new job that was refused leaves nothing: its folder goes unless it has a ``job.json`` (a resumed job)."""
+    if job_dir.parent.name == "jobs" and job_dir.is_dir() and not (job_dir / _META).exists():
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
 def _start_on_cluster(job_dir: Path, args: list[str], kind: str, meta: dict | None) -> Path:
     from .slots import ADMISSION_ENV, ON_CLUSTER, SESSION_WAITING
 
@@ -160,8 +170,7 @@ def _start_on_cluster(job_dir: Path, args: list[str], kind: str, meta: dict | No
         args = [*args, "--json", "--progress", str(job_dir / _EVENTS), "--stop-file", str(job_dir / _STOP)]
         executor = ray_jobs.submit(job_dir, args, {**tlcore_environment(), ADMISSION_ENV: ON_CLUSTER}, record_end)
     except TLError:
-        if job_dir.parent.name == "jobs" and job_dir.is_dir() and not (job_dir / _META).exists():
-            shutil.rmtree(job_dir, ignore_errors=True)  # a new job that never started leaves nothing
+        _forget_unstarted(job_dir)
         raise
     # The task may have started already; job.json is what job_status reads first, so it is written at once.
     (job_dir / _META).write_text(json.dumps({"kind": kind, "started": time.time(), **(meta or {}),
@@ -320,7 +329,8 @@ def _cluster_status(job_dir: Path, meta: dict, executor: dict, stopped: bool) ->
     """The status of a Ray job whose end is not recorded yet (no pid of this machine to look at)."""
     state = ray_jobs.task_state(job_dir, executor)
     if state == "queued":
-        return {**meta, "status": "stopping" if stopped else "waiting", "position": None, "slots": None}
+        return {**meta, "status": "stopping" if stopped else "waiting", "position": None,
+                "slots": executor.get("slots")}
     if state == "running":
         return {**meta, "status": "stopping" if stopped else "running"}
     if state == "lost":
