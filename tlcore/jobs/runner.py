@@ -7,6 +7,11 @@ a stop was asked for, ``STOP``. The worker is ``python -m tlcore`` itself, so
 the dashboard trains exactly as the CLI does, and a browser refresh or a
 widget click never touches it. Starting is admitted or refused by the caps of
 :mod:`tlcore.jobs.slots`; until its worker holds a running slot, a job is waiting.
+
+With ``$TLCORE_RAY_ADDRESS`` set, the same worker runs as a task on a Ray cluster instead
+(:mod:`tlcore.jobs.ray_jobs`): the cluster's queue replaces the slots, ``job.json`` names the task
+(``executor``) instead of a pid of this machine, and the task writes ``started.json`` when the cluster starts
+it (until then the job is waiting) and ``result.json`` when it ends, as here.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from pathlib import Path
 from ..io.errors import TLError
 from ..io.paths import tlcore_environment
 from ..io.quota import check_room
+from . import ray_jobs
 from .events import DONE, ERROR, WAITING
 from .warm import spawn
 
@@ -93,16 +99,25 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
     ``waiting``. ``job.json`` records no command line: nothing ever runs one read back from disk. A job that
     runs at once is forked from the warm worker when it is ready (:mod:`tlcore.jobs.warm`), else the process is
     started here; either way it has its own session, and its end is recorded in ``result.json``.
+
+    On a Ray cluster (``$TLCORE_RAY_ADDRESS``), the disk cap and the session's one waiting job still apply; the
+    job then waits in the cluster's queue, not for a slot here (:mod:`tlcore.jobs.ray_jobs`).
     """
     from .slots import ADMISSION_ENV, admit
 
     job_dir = Path(job_dir).absolute()
     try:
+        on_cluster = ray_jobs.ray_address() is not None
+    except TLError:
+        _forget_unstarted(job_dir)
+        raise
+    if on_cluster:
+        return _start_on_cluster(job_dir, args, kind, meta)
+    try:
         _check_room(job_dir)
         admission = admit(job_dir.parent)
     except TLError:
-        if job_dir.parent.name == "jobs" and job_dir.is_dir() and not (job_dir / _META).exists():
-            shutil.rmtree(job_dir, ignore_errors=True)  # a new job that never started leaves nothing
+        _forget_unstarted(job_dir)
         raise
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -138,31 +153,70 @@ def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: d
     return job_dir
 
 
+def _forget_unstarted(job_dir: Path) -> None:
+    """A new job that was refused leaves nothing: its folder goes unless it has a ``job.json`` (a resumed job)."""
+    if job_dir.parent.name == "jobs" and job_dir.is_dir() and not (job_dir / _META).exists():
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _start_on_cluster(job_dir: Path, args: list[str], kind: str, meta: dict | None) -> Path:
+    from .slots import ADMISSION_ENV, ON_CLUSTER, SESSION_WAITING
+
+    try:
+        _check_room(job_dir)
+        if any(job_status(other)["status"] == "waiting" for other in list_jobs(job_dir.parent) if other != job_dir):
+            raise TLError(SESSION_WAITING)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        args = [*args, "--json", "--progress", str(job_dir / _EVENTS), "--stop-file", str(job_dir / _STOP)]
+        executor = ray_jobs.submit(job_dir, args, {**tlcore_environment(), ADMISSION_ENV: ON_CLUSTER}, record_end)
+    except TLError:
+        _forget_unstarted(job_dir)
+        raise
+    # The task may have started already; job.json is what job_status reads first, so it is written at once.
+    (job_dir / _META).write_text(json.dumps({"kind": kind, "started": time.time(), **(meta or {}),
+                                             "executor": executor}), encoding="utf-8")
+    return job_dir
+
+
 def _wait_and_record(proc: subprocess.Popen, job_dir: Path) -> None:
     record_end(proc.pid, proc.wait(), job_dir)
 
 
-def record_end(pid: int, code: int, job_dir: Path) -> None:
+def record_end(pid: int, code: int, job_dir: Path, task: str | None = None, error: str | None = None) -> None:
     """Write ``result.json`` for the worker ``pid`` of ``job_dir`` that ended with status ``code`` (its
-    result from its last line of output, or its error from its last line of errors)."""
+    result from its last line of output, or its error from its last line of errors, unless ``error`` says it).
+    ``task``: the Ray task that ran it (:mod:`tlcore.jobs.ray_jobs`), whose record this is."""
     try:
-        _record(pid, code, Path(job_dir))
+        _record(pid, code, Path(job_dir), task, error)
     except OSError:
         # The job's folder went while its worker ended (deleted with its project or session, or by the cleaner):
         # there is nothing left to record the end in.
         log.info("job %s ended with status %s after its folder was removed", Path(job_dir).name, code)
 
 
-def _record(pid: int, code: int, job_dir: Path) -> None:
-    stdout = (job_dir / "stdout.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except FileNotFoundError:  # a Ray job taken out of the queue never had a worker
+        if not path.parent.is_dir():
+            raise
+        return []
+
+
+def _record(pid: int, code: int, job_dir: Path, task: str | None = None, error: str | None = None) -> None:
+    stdout = _lines(job_dir / "stdout.log")
     record = {"exit_code": code, "pid": pid}  # the pid: a resumed job must not read its predecessor's end
-    if code == 0 and stdout:
+    if task is not None:
+        record["task"] = task  # for a Ray job, the task plays that part
+    if error is not None:
+        record["error"] = error
+    elif code == 0 and stdout:
         try:
             record["result"] = json.loads(stdout[-1])
         except ValueError:
             pass
-    else:
-        lines = (job_dir / "stderr.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    elif code != 0:
+        lines = _lines(job_dir / "stderr.log")
         record["error"] = lines[-1].removeprefix("error: ") if lines else f"the worker ended with status {code}"
     tmp = job_dir / (_RESULT + ".tmp")
     tmp.write_text(json.dumps(record), encoding="utf-8")
@@ -243,8 +297,13 @@ def job_status(job_dir: str | Path) -> dict:
         record = json.loads((job_dir / _RESULT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         record = None
-    if record is not None and record.get("pid", meta.get("pid")) != meta.get("pid"):
+    executor = meta.get("executor") if isinstance(meta.get("executor"), dict) else {}
+    on_cluster = executor.get("engine") == "ray"
+    if record is not None and (record.get("task") != executor.get("task") if on_cluster else
+                               record.get("pid", meta.get("pid")) != meta.get("pid")):
         record = None  # written late by the reaper of a worker this job has since replaced (resume)
+    if record is None and on_cluster:
+        return _cluster_status(job_dir, meta, executor, stopped)
     if record is None:
         if _alive(int(meta.get("pid", -1))):
             if stopped:
@@ -266,9 +325,28 @@ def job_status(job_dir: str | Path) -> dict:
     return {**meta, "status": "failed", "error": record.get("error", "unknown error")}
 
 
+def _cluster_status(job_dir: Path, meta: dict, executor: dict, stopped: bool) -> dict:
+    """The status of a Ray job whose end is not recorded yet (no pid of this machine to look at)."""
+    state = ray_jobs.task_state(job_dir, executor)
+    if state == "queued":
+        return {**meta, "status": "stopping" if stopped else "waiting", "position": None,
+                "slots": executor.get("slots")}
+    if state == "running":
+        return {**meta, "status": "stopping" if stopped else "running"}
+    if state == "lost":
+        return {**meta, "status": "failed", "error": "the server that sent this job to the Ray cluster stopped, "
+                                                     "and the cluster ended the job with it"}
+    return {**meta, "status": "stopping" if stopped else "running"}  # ended: its end is being written
+
+
 def request_stop(job_dir: str | Path) -> None:
-    """Ask the worker to stop after the current epoch (it keeps what it has trained)."""
+    """Ask the worker to stop after the current epoch (it keeps what it has trained); a Ray job still in the
+    cluster's queue leaves it (:func:`tlcore.jobs.ray_jobs.stop`)."""
     (Path(job_dir) / _STOP).touch()
+    meta = job_meta(job_dir) or {}
+    executor = meta.get("executor")
+    if isinstance(executor, dict) and executor.get("engine") == "ray":
+        ray_jobs.stop(job_dir, executor)
 
 
 def list_jobs(root: str | Path) -> list[Path]:

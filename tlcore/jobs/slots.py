@@ -21,6 +21,9 @@ first instruction and the server process lets go of its copies. The worker waits
 (:func:`wait_turn`) before it imports anything heavy, so a waiting job holds no TensorFlow. Waiting
 for a running slot goes first come, first served: each worker in line holds a lock on its own
 ticket in ``queue/``, and a ticket whose lock can be taken belongs to a dead process and is thrown away.
+
+A job a Ray cluster runs (:mod:`tlcore.jobs.ray_jobs`) is admitted by the cluster's scheduler instead: its worker
+inherits :data:`ON_CLUSTER` as its admission and takes no place here.
 """
 from __future__ import annotations
 
@@ -35,13 +38,16 @@ from ..io.env import whole_number
 from ..io.errors import TLError
 from ..io.paths import default_cache_dir
 
-__all__ = ["DEFAULT_MAX_JOBS", "DEFAULT_MAX_WAITING", "ADMISSION_ENV", "max_jobs", "max_waiting", "slots_dir",
+__all__ = ["DEFAULT_MAX_JOBS", "DEFAULT_MAX_WAITING", "ADMISSION_ENV", "ON_CLUSTER", "SESSION_WAITING", "max_jobs", "max_waiting", "slots_dir",
            "Slot", "Held", "Admission", "try_acquire", "acquire", "admit", "wait_turn", "session_key"]
 
 DEFAULT_MAX_JOBS = 2
 DEFAULT_MAX_WAITING = 8
 _ENV, _WAITING_ENV = "TLCORE_MAX_JOBS", "TLCORE_MAX_WAITING"
 ADMISSION_ENV = "TLCORE_JOB_ADMISSION"  # the descriptors a worker inherits from start_job
+ON_CLUSTER = "cluster"  # that variable's value for a worker a Ray cluster scheduled: it holds no local place
+SESSION_WAITING = ("this session already has a job waiting for a free slot; wait until it starts, or stop it, "
+                   "before starting another")
 
 
 def max_jobs() -> int:
@@ -122,11 +128,12 @@ class Slot:
 class Held:
     """What a working job holds: its running slot and, for a dashboard job, its session's lock."""
 
-    def __init__(self, slot: Slot, session: Slot | None = None):
-        self.slot, self.session = slot, session
+    def __init__(self, slot: Slot | None, session: Slot | None = None):
+        self.slot, self.session = slot, session  # no slot: a job the Ray cluster admitted
 
     def release(self) -> None:
-        self.slot.release()
+        if self.slot is not None:
+            self.slot.release()
         if self.session is not None:
             self.session.release()
 
@@ -215,8 +222,10 @@ class Admission:
     """The places :func:`admit` gave a job: a running slot and its session's lock (it runs at once), or a
     waiting ticket (and maybe the session lock). Handed to the worker with :meth:`fds` and :meth:`environment`."""
 
-    def __init__(self, key: str, slot: Slot | None = None, session: Slot | None = None, ticket: Slot | None = None):
+    def __init__(self, key: str, slot: Slot | None = None, session: Slot | None = None, ticket: Slot | None = None,
+                 on_cluster: bool = False):
         self.key, self.slot, self.session, self.ticket = key, slot, session, ticket
+        self.on_cluster = on_cluster  # admitted by a Ray cluster's scheduler: no place to wait for here
 
     def _held(self) -> dict[str, Slot]:
         return {name: s for name, s in (("slot", self.slot), ("session", self.session), ("ticket", self.ticket))
@@ -252,6 +261,8 @@ class Admission:
         text = os.environ.pop(ADMISSION_ENV, None)
         if not text:
             return None
+        if text == ON_CLUSTER:
+            return cls("", on_cluster=True)
         spec = json.loads(text)
 
         def held(name, remove=False):
@@ -294,8 +305,7 @@ def admit(jobs_dir: str | Path) -> Admission:
     with _Mutex():
         waiting = _live_tickets(waiting_dir)
         if any(path.stem.split("-", 1)[-1] == key for path in waiting):
-            raise TLError("this session already has a job waiting for a free slot; wait until it starts, or stop "
-                          "it, before starting another")
+            raise TLError(SESSION_WAITING)
         fd = _try_lock(_session_lock(key))
         session = Slot(fd, _session_lock(key)) if fd is not None else None
         if session is not None and not _live_tickets(_queue()):  # nobody is in line before it
@@ -314,6 +324,8 @@ def wait_turn(admission: Admission, on_wait=None, should_stop=None, poll: float 
     """In the worker: wait until the job holds its session's lock and a running slot, then return them (the
     waiting ticket is given back). ``on_wait`` and ``should_stop`` as for :func:`acquire`; None when stopped."""
     try:
+        if admission.on_cluster:  # the cluster started it when it had room; a Stop that came first ends it here
+            return None if should_stop and should_stop() else Held(None)
         if admission.slot is not None:  # taken at admission: it runs at once
             return Held(admission.slot, admission.session)
         session, shown = admission.session, False

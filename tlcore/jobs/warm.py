@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..io.env import whole_number
 from ..io.paths import tlcore_environment
+from .ray_jobs import ENV as RAY_ENV
 
 __all__ = ["ENV", "enabled", "warm_up", "ready", "spawn", "send_message", "receive_message"]
 
@@ -47,8 +48,9 @@ _state: dict = {}  # "proc", "folder", "pipe": the warm worker this process star
 
 
 def enabled() -> bool:
-    """Whether jobs start from a warm worker (``$TLCORE_WARM_JOBS``, 1 by default; 0 turns it off)."""
-    return whole_number(ENV, 1, 0) > 0
+    """Whether jobs start from a warm worker (``$TLCORE_WARM_JOBS``, 1 by default; 0 turns it off). Never when jobs
+    run on a Ray cluster (``$TLCORE_RAY_ADDRESS``, :mod:`tlcore.jobs.ray_jobs`): this server runs none itself."""
+    return whole_number(ENV, 1, 0) > 0 and not os.environ.get(RAY_ENV, "").strip()
 
 
 def send_message(sock: socket.socket, payload: dict, fds: tuple[int, ...] = ()) -> None:
