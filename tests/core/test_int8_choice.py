@@ -5,6 +5,7 @@ Logic tests name the CPU flags they want (``TLCORE_CPU_FLAGS``), so they run on 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,11 @@ from tlcore.training import engine, int8_choice
 from tlcore.training.config import TrainConfig
 from tlcore.training.engine import int8_engine_path, engine_path
 from tlcore.training.features import FeatureCache, extract_features
-from tlcore.training.int8_choice import check_int8, keeps_accuracy, plan_extraction, verdict_path
+from tlcore.training.frozen import FrozenBackbone
+from tlcore.training.int8_choice import (check_int8, check_later, keeps_accuracy, plan_extraction, request_path,
+                                         verdict_path)
+from tests.core.test_cli import assert_user_error, last_json, run_cli
+from tests.core.test_frozen import NAME, tiny_registered  # noqa: F401 - a fixture
 
 XEON = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -179,6 +184,48 @@ def test_no_validation_photos_means_float32(backbone, photos):
     assert plan.engine == "float32" and "no validation photos" in plan.report["reason"]
 
 
+# The check after a first run, in a process of its own --------------------------------------------
+
+def test_a_first_run_hands_the_check_to_a_process_that_reads_its_request(tiny_registered, photos, monkeypatch):
+    monkeypatch.setenv("TLCORE_CPU_FLAGS", " ".join(sorted(VNNI)))
+    paths, y, idx = photos
+    config = TrainConfig(backbone=NAME, epochs=30)
+    frozen = FrozenBackbone(NAME)
+    extract_features(paths, frozen.key, frozen.encoder, frozen.size, FeatureCache())  # what the run extracted
+    plan = plan_extraction(config, frozen.key, frozen.size)
+    assert plan.check
+    report, start = check_later(plan, config, frozen.key, frozen.size, paths, y, idx, 2)
+    assert report["engine"] == "float32" and "checked in the background" in report["reason"] and callable(start)
+    request = request_path(int8_engine_path(frozen.key, frozen.size))
+    assert request.is_file() and not int8_engine_path(frozen.key, frozen.size).exists()  # nothing done in the run
+
+    # What start() runs in a process of its own, run here (where the tiny backbone is registered).
+    code, out, err = run_cli(["prepare", "--int8-check", request, "--json"])
+    assert code == 0, err
+    checked = last_json(out)
+    assert checked["checked"] == "this run" and checked["n_val"] == 5 and not request.exists()
+    later = plan_extraction(config, frozen.key, frozen.size)
+    assert later.engine == checked["engine"] and later.report["checked"] == "an earlier run"
+
+
+def test_a_check_request_is_read_from_the_engine_cache_only_and_in_its_own_shape(tmp_path, isolated_cache):
+    outside = tmp_path / "x.int8.check.json"
+    outside.write_text("{}")
+    assert_user_error(*run_cli(["prepare", "--int8-check", outside]), "outside")
+    assert_user_error(*run_cli(["prepare", "--int8-check", "missing.int8.check.json"]), "no INT8 check request")
+    bad = isolated_cache / "engines" / "bad.int8.check.json"
+    bad.parent.mkdir()
+    settings = {k: getattr(TrainConfig(), k) for k in ("backbone", "input_size", "seed", "epochs", "batch_size",
+                                                       "lr", "dropout")}
+    for body, says in [({"settings": settings, "paths": ["a.png"], "labels": [5], "train": [0], "val": [0],
+                         "classes": 2}, "is not one a training run wrote"),
+                       ({"settings": settings, "paths": ["a.png"], "labels": [0], "train": [3], "val": [0],
+                         "classes": 2}, "is not one a training run wrote"),
+                       ({"paths": []}, "cannot be read")]:
+        bad.write_text(json.dumps(body))
+        assert_user_error(*run_cli(["prepare", "--int8-check", bad]), says)
+
+
 # On the shared photos, through train() -----------------------------------------------------------
 
 HYMENOPTERA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "hymenoptera"
@@ -195,13 +242,24 @@ def test_train_chooses_int8_on_the_shared_photos_when_the_cpu_has_dot_products(m
     from tlcore.training.pipeline import train
 
     first = train(HYMENOPTERA)
-    report = first["extraction"]
-    assert report["checked"] == "this run" and report["n_val"] == 153 and report["cpu_int8_dot_product"]
+    assert first["extraction"]["engine"] == "float32" and "background" in first["extraction"]["reason"]
+    # The check runs after the run, in a process of its own: its verdict appears beside the INT8 engine.
+    from tlcore.training.frozen import FrozenBackbone
+
+    frozen = FrozenBackbone()
+    verdict = verdict_path(int8_engine_path(frozen.key, frozen.size))
+    request = request_path(int8_engine_path(frozen.key, frozen.size))
+    deadline = time.time() + 600  # a generous bound, not a timing: the check ends by writing its verdict
+    while not verdict.is_file() and time.time() < deadline:
+        time.sleep(0.5)
+    assert verdict.is_file(), request.with_suffix(".log").read_text()[-2000:]
+    report = json.loads(verdict.read_text())
+    assert report["n_val"] == 153
     passed = keeps_accuracy(report["val_accuracy_float32"], report["val_accuracy_int8"],
                             report["val_accuracy_int8_head_on_float32"])
-    assert report["engine"] == ("int8" if passed else "float32")
-    assert first["val_accuracy"] == pytest.approx(report["val_accuracy_int8" if passed else "val_accuracy_float32"],
-                                                  abs=1e-4)  # the report rounds to 4 digits
+    assert report["passed"] == passed
+    assert first["val_accuracy"] == pytest.approx(report["val_accuracy_float32"], abs=1e-4)  # rounded to 4 digits
+    report["engine"] = "int8" if passed else "float32"
     # The second run extracts with the engine chosen, from an empty feature cache, without checking again.
     second = train(HYMENOPTERA, cache=FeatureCache(Path(engine.default_cache_dir()) / "second"))
     assert second["extraction"]["engine"] == report["engine"] and second["extraction"]["checked"] == "an earlier run"

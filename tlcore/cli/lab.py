@@ -30,6 +30,9 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("prepare", help="convert a backbone for this machine's fast engine now, once (the dashboard "
                                        "does it for the default backbone when it starts, before any job needs it)")
     add_settings(p, TrainConfig, ("backbone", "weights", "input_size"))
+    p.add_argument("--int8-check", metavar="REQUEST",
+                   help="instead: finish the INT8 check a first training run asked for (REQUEST, in the cache's "
+                        "engines folder; see tlcore.training.int8_choice)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("check", help="check a dataset's health: counts, duplicates, leaks across splits, imbalance, bias")
@@ -92,6 +95,13 @@ def _prepare(args):
 
     from ..training.frozen import prepare_engine
 
+    if args.int8_check:
+        from ..training.int8_choice import run_check
+
+        report = run_check(args.int8_check)
+        if not args.json:
+            print(f"extraction: {report.get('engine')} ({report.get('reason', 'checked')})")
+        return report
     start = time.perf_counter()
     path = prepare_engine(args.backbone, args.weights, args.input_size)
     result = {"backbone": args.backbone, "engine": str(path) if path else None,

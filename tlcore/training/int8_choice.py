@@ -15,19 +15,29 @@ used there. Its features differ from float32's (by about 13% of their scale on a
    augmentation or resampling). INT8 passes when its head's validation accuracy, on INT8 features and on
    float32 features (what the saved model, whose backbone is the float32 Keras one, will see), is at most
    :data:`TOLERANCE_POINTS` below the float32 head's.
-3. The verdict is stored beside the INT8 engine file (with that file's hash) and the run continues with the
-   chosen features. Later runs of the backbone read the verdict: INT8 extracts at once when it passed, float32
-   when it did not; the report names the run that checked (``checked``: ``"this run"`` or ``"an earlier run"``).
-   Deleting the engine cache (``python -m tlcore gc``) or a new engine version checks again.
+3. The verdict is stored beside the INT8 engine file (with that file's hash). Later runs of the backbone read
+   the verdict: INT8 extracts at once when it passed, float32 when it did not; the report names the run that
+   checked (``checked``: ``"an earlier run"``). Deleting the engine cache (``python -m tlcore gc``) or a new
+   engine version checks again.
+
+Steps 1-2 take about half a minute (the conversion with its calibration), so a training run does not wait for
+them: the first run finishes with its float32 features and hands the check to a process of its own
+(:func:`check_later`, then :func:`run_check` in ``python -m tlcore prepare --int8-check REQUEST``), which reads
+the same photos' float32 features back from the cache. The first user's first click stays as fast as on a CPU
+without int8 instructions; runs after the check extract with INT8 if it passed.
 
 Any failure (conversion, loading, a photo decoded differently) falls back to float32, logged: a faster path must
 never fail a user's run. ``TrainConfig.int8_extraction`` (``--no-int8-extraction``) turns it off.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -36,6 +46,10 @@ import numpy as np
 
 from ..data.images import load_image
 from ..io.atomic import write_bytes_atomic
+from ..io.confine import confine
+from ..io.errors import TLError
+from ..io.paths import default_cache_dir, tlcore_environment
+from ..io.settings import check_settings
 from ..io.cpus import cpu_flags, int8_dot_product
 from ..jobs.events import PhaseCallback
 from ..models.classifier import build_head
@@ -44,7 +58,7 @@ from .features import FeatureCache, extract_features
 from .head_fit import HeadTrainer
 
 __all__ = ["TOLERANCE_POINTS", "CALIBRATION_PHOTOS", "Int8Plan", "keeps_accuracy", "plan_extraction", "check_int8",
-           "head_val_accuracy", "calibration_images", "verdict_path"]
+           "head_val_accuracy", "calibration_images", "verdict_path", "check_later", "run_check", "request_path"]
 
 log = logging.getLogger("tlcore")
 
@@ -208,3 +222,105 @@ def check_int8(plan: Int8Plan, get_backbone: Callable[[], object], backbone_key:
     if not passed:
         return float32("INT8 lost more than 0.5 points of validation accuracy")
     return Int8Plan(engine="int8", feature_key=key, encoder=encoder, report={**report, "engine": "int8"}), x8.features
+
+
+# The settings a check needs (the head's, and what names the backbone): the rest of a run's do not matter to it.
+_CHECK_SETTINGS = ("backbone", "input_size", "seed", "epochs", "batch_size", "lr", "dropout")
+
+
+def request_path(engine_file):
+    """Where a first run leaves its request for the INT8 check of ``engine_file`` (``<hash>.int8.check.json``)."""
+    return engine_file.with_suffix(".check.json")
+
+
+def check_later(plan: Int8Plan, config: TrainConfig, backbone_key: str, input_size: int, paths: list[str],
+                y: np.ndarray, idx: dict, n_classes: int) -> tuple[dict, Callable[[], None] | None]:
+    """A first run's INT8 check (a plan with ``check``), handed to a process of its own: ``(report, start)``,
+    this run's ``extraction`` report and the function that starts the check (the run calls it once it is saved,
+    so the check does not slow it down; None when there is nothing to start). Only ImageNet weights are
+    checked (the request names no weights file). A failure to start is logged: the next run asks again."""
+    from .engine import int8_engine_path
+
+    def float32(reason: str) -> tuple[dict, None]:
+        return {**plan.report, "engine": "float32", "reason": reason}, None
+
+    if config.weights != "imagenet":
+        return float32("INT8 is checked for ImageNet weights only")
+    if len(idx["val"]) == 0:
+        return float32("no validation photos to check INT8 on")
+    request = request_path(int8_engine_path(backbone_key, input_size))
+    body = {"settings": {name: getattr(config, name) for name in _CHECK_SETTINGS}, "paths": [str(p) for p in paths],
+            "labels": [int(v) for v in y], "train": [int(i) for i in idx["train"]], "val": [int(i) for i in idx["val"]],
+            "classes": int(n_classes)}
+    try:
+        write_bytes_atomic(request, json.dumps(body).encode())
+    except OSError:
+        log.warning("could not ask for the INT8 check of %s; the next run asks again", backbone_key, exc_info=True)
+        return float32("the INT8 check could not be asked for (see the log)")
+
+    def start() -> None:
+        try:
+            with open(request.with_suffix(".log"), "wb") as errors:
+                proc = subprocess.Popen([sys.executable, "-m", "tlcore", "prepare", "--int8-check", str(request),
+                                         "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=errors, env=tlcore_environment(), start_new_session=True)
+            log.info("INT8 check of %s runs in process %s", backbone_key, proc.pid)
+        except OSError:
+            log.warning("could not start the INT8 check of %s; the next run asks again", backbone_key, exc_info=True)
+
+    return {**plan.report, "engine": "float32", "reason": "INT8 is being checked in the background on this run's "
+            "photos; later runs use it if it keeps validation accuracy"}, start
+
+
+def _read_request(path) -> tuple[TrainConfig, list[str], np.ndarray, dict, int]:
+    """A check request, refused in one sentence unless every part has the shape :func:`check_later` writes."""
+    try:
+        body = json.loads(open(path, encoding="utf-8").read())
+        settings = {k: body["settings"][k] for k in _CHECK_SETTINGS}
+        paths, labels, n = body["paths"], body["labels"], body["classes"]
+        idx = {"train": body["train"], "val": body["val"]}
+        ok = (all(isinstance(p, str) for p in paths) and isinstance(n, int) and n >= 2
+              and len(labels) == len(paths) and all(isinstance(v, int) and 0 <= v < n for v in labels)
+              and all(isinstance(i, int) and 0 <= i < len(paths) for ids in idx.values() for i in ids))
+        config = TrainConfig(**settings) if ok else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TLError(f"INT8 check request {str(path)!r} cannot be read ({type(exc).__name__})") from None
+    if config is None:
+        raise TLError(f"INT8 check request {str(path)!r} is not one a training run wrote")
+    check_settings(config)
+    return config, paths, np.asarray(labels, dtype=np.int64), idx, n
+
+
+def run_check(request) -> dict:
+    """The background half of a first run's INT8 check: read the request (only one inside this machine's engine
+    cache), take the photos' float32 features from the cache and check INT8 on them (:func:`check_int8`), unless
+    another process checks it already or a verdict exists. Returns the report; the verdict is on disk."""
+    from .frozen import FrozenBackbone
+
+    request = confine(default_cache_dir() / "engines", request, "INT8 check request")
+    if not request.is_file():
+        raise TLError(f"there is no INT8 check request at {str(request)!r}; a first training run writes it")
+    lock = os.open(request.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return {"engine": "float32", "reason": "another process is checking INT8 already"}
+        config, paths, y, idx, n = _read_request(request)
+        frozen = FrozenBackbone(config.backbone, "imagenet", config.input_size, config.seed)
+        plan = plan_extraction(config, frozen.key, frozen.size)
+        if not plan.check:
+            report = plan.report
+        else:
+            cache = FeatureCache()
+            feats = extract_features(paths, frozen.key, frozen.encoder, frozen.size, cache)
+            if feats.kept != list(range(len(paths))):
+                report = {**plan.report, "engine": "float32",
+                          "reason": "some of the run's photos are gone; the next run checks again"}
+            else:
+                report = check_int8(plan, frozen.model, frozen.key, frozen.size, paths, feats.features, y, idx, n,
+                                    config, cache)[0].report
+        request.unlink(missing_ok=True)
+        return report
+    finally:
+        os.close(lock)

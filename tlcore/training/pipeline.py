@@ -29,7 +29,7 @@ from ..analysis.evaluate import classification_metrics
 from .features import FeatureCache, extract_features
 from .frozen import FrozenBackbone
 from .head_fit import HeadTrainer
-from .int8_choice import check_int8, plan_extraction
+from .int8_choice import check_later, plan_extraction
 from ..data.images import load_image
 from .ledger import fingerprint_test_set
 from ..models.classifier import build_classifier, build_head
@@ -449,11 +449,10 @@ def train(
     checkpoints.bind_data((s.path, s.label, sp) for s, sp in zip(samples, splits))
 
     x = feats.features
-    if plan.check:  # first run of this backbone on an int8 CPU: INT8 checked against these float32 features
-        plan, x = check_int8(plan, get_backbone, backbone_key, size, [s.path for s in samples], x, y, idx,
-                             len(classes), config, cache, on_phase=phase)
-        if plan.engine == "int8":
-            feature_key, encoder_of = plan.feature_key, lambda: plan.encoder
+    start_check = None
+    if plan.check:  # first run of this backbone on an int8 CPU: INT8 is checked on these photos, after this run
+        plan.report, start_check = check_later(plan, config, backbone_key, size, [s.path for s in samples], y, idx,
+                                               len(classes))
     x_train, y_train = x[idx["train"]], y[idx["train"]]
     if config.augment:
         train_paths = [samples[i].path for i in idx["train"]]
@@ -551,6 +550,8 @@ def train(
                      folders={TENSORBOARD_DIR: logs})
         checkpoints.finish()
         summary["run_dir"] = str(out)
+    if start_check is not None:
+        start_check()
     summary["seconds"] = {**summary["seconds"], "total": round(time.perf_counter() - t_start, 3)}
     return summary
 
