@@ -61,6 +61,27 @@ def test_waiting_text_is_translated(sid, workspace):
     assert expected in texts(at)
 
 
+@pytest.mark.parametrize("language, expected", [
+    ("en", "Waiting in the Ray cluster's queue until 2 CPU(s) are free for this job."),
+    ("fr", "En attente dans la file du cluster Ray, jusqu'à ce que 2 processeur(s) se libèrent pour cette tâche.")])
+def test_a_job_in_the_ray_clusters_queue_says_so(sid, workspace, monkeypatch, language, expected):
+    from tlcore.jobs import ray_jobs
+
+    # The task's state comes from the server's own handle on it (tlcore.jobs.ray_jobs); here: still queued.
+    monkeypatch.setattr(ray_jobs, "task_state", lambda job_dir, executor: "queued")
+    workspace.update_settings(language=language)
+    make_image_folder(workspace.data_dir, n_per_class=2)
+    job = workspace.jobs_dir / "run-queued"
+    job.mkdir(parents=True)
+    (job / "job.json").write_text(json.dumps({"kind": "train", "started": time.time(), "executor": {
+        "engine": "ray", "address": "127.0.0.1:6379", "task": "ab12", "cpus": 2, "gpus": 0, "slots": 1}}))
+    workspace.update_settings(current_job=str(job))
+    at = open_page("pages/3_Train.py", sid)
+    assert not at.exception
+    assert expected in texts(at)
+    assert "Waiting for a free training slot" not in " ".join(texts(at))
+
+
 def test_a_job_stopped_while_waiting_says_nothing_ran(sid, workspace):
     make_image_folder(workspace.data_dir, n_per_class=2)
     job = waiting_job(workspace)

@@ -140,7 +140,11 @@ def _draw(job_dir: Path) -> str:
 
 def show_waiting(job_dir: Path, status: dict) -> None:
     """A job in line for a free slot: why it has not started, its place, and Stop (it leaves the line)."""
-    st.info(t("job.waiting", slots=status.get("slots") or "?"))
+    executor = status.get("executor") if isinstance(status.get("executor"), dict) else {}
+    if executor.get("engine") == "ray":  # in the cluster's queue, not this server's line (tlcore.jobs.ray_jobs)
+        st.info(t("job.waiting_cluster", cpus=executor.get("cpus") or "?"))
+    else:
+        st.info(t("job.waiting", slots=status.get("slots") or "?"))
     if status.get("position"):
         st.caption(t("job.position", n=status["position"]))
     if st.button(t("train.stop"), key=f"stop_{job_dir.name}", icon=":material/stop:"):
