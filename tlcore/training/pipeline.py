@@ -28,6 +28,7 @@ from ..io.errors import TLError
 from ..jobs.events import AUGMENTING, EVALUATING, FINE_TUNING, LOADING, SAVING, TRAINING, PhaseCallback, no_phase
 from ..analysis.evaluate import classification_metrics
 from .features import FeatureCache, extract_features
+from .ray_extract import LOCAL_EXECUTOR, EncoderRecipe, RayExtraction
 from .head_fit import HeadTrainer
 from ..data.images import load_image
 from .ledger import fingerprint_test_set
@@ -381,6 +382,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
     on_phase: PhaseCallback | None = None,
+    ray_address: str | None = None,
 ) -> dict:
     """Train a classifier on ``source`` (any input :func:`load_dataset` accepts).
 
@@ -407,7 +409,8 @@ def train(
     :mod:`tlcore.training.alarms`). The test split is predicted and its accuracy
     reported (for scripts and the model card), but training is not a look at it:
     ``test_fingerprint`` identifies the test photos for :mod:`tlcore.training.ledger`,
-    which counts the looks a person takes.
+    which counts the looks a person takes. With ``ray_address`` the embeddings are computed on that Ray cluster
+    (:mod:`tlcore.training.ray_extract`), into the same cache; the summary's ``executor`` says where they were.
     """
     t_start = time.perf_counter()
     phase = on_phase or no_phase
@@ -438,9 +441,14 @@ def train(
 
         return fast_encoder(get_backbone, backbone_key, size, on_phase=phase)
 
+    # Issue 20: on a Ray cluster when one is named (each worker builds this encoder itself), else here.
+    ray = RayExtraction(ray_address, EncoderRecipe(spec.name, config.weights, size, backbone_key, config.seed)) \
+        if ray_address else None
+    extract = ray.extract if ray is not None else extract_features
+
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]
-    feats = extract_features(paths, backbone_key, get_encoder, size, cache, on_progress=on_extract)
+    feats = extract(paths, backbone_key, get_encoder, size, cache, on_progress=on_extract)
     samples = [dataset.samples[i] for i in feats.kept]
     skipped = dataset.skipped + feats.skipped
     check_classes(samples, classes, "the data")
@@ -481,7 +489,7 @@ def train(
             key = f"{backbone_key}|{_augment_key(config, copy)}" if backbone_key else None
             counted = lambda done, total, copy=copy: phase(AUGMENTING, done=done, total=total, copy=copy,  # noqa: E731
                                                            copies=config.augment_copies)
-            aug = extract_features(train_paths, key, get_encoder, size, cache, on_progress=counted,
+            aug = extract(train_paths, key, get_encoder, size, cache, on_progress=counted,
                                    transform=_augmenter(config.seed, copy, _augment_config(config)))
             x_train = np.concatenate([x_train, aug.features])
             y_train = np.concatenate([y_train, y[idx["train"]][aug.kept]])
@@ -546,6 +554,7 @@ def train(
         fine_tuned_layers=fine_tuned_layers,
         replicas=classifier.distribute_strategy.num_replicas_in_sync if classifier is not None else 1,
         features={"cache_hits": feats.cache_hits, "computed": feats.computed},
+        executor=ray.executor() if ray is not None else dict(LOCAL_EXECUTOR),
         seconds={"extract": round(t_extract, 3), "train": round(t_train, 3),
                  "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)},
         skipped=skipped,
