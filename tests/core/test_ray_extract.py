@@ -193,3 +193,14 @@ def test_the_variable_names_the_cluster_and_local_overrides_it(cluster, lite0_fi
 def test_a_bad_address_is_one_sentence(shared_cache, tmp_path, address, fragment):
     data = make_image_folder(tmp_path / "data", n_per_class=4)
     assert_user_error(*run_cli(_train_args(data, tmp_path / "run", "none") + ["--ray", address]), fragment)
+
+
+def test_the_address_comes_from_the_option_then_the_variable(monkeypatch):
+    from tlcore.training.ray_extract import ExecutorConfig, ray_address
+
+    monkeypatch.delenv(RAY_ADDRESS_ENV, raising=False)
+    assert ray_address() is None and ray_address(ExecutorConfig("local")) is None
+    assert ray_address(ExecutorConfig("ray://head:10001")) == "ray://head:10001"
+    monkeypatch.setenv(RAY_ADDRESS_ENV, "auto")
+    assert ray_address() == "auto" and ray_address(ExecutorConfig("10.0.0.5:6379")) == "10.0.0.5:6379"
+    assert ray_address(ExecutorConfig("local")) is None  # this machine, whatever the environment says
