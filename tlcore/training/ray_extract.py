@@ -38,7 +38,7 @@ from ..io.errors import TLError
 from ..io.paths import default_cache_dir
 from ..io.settings import setting
 from ..jobs.events import Ticker
-from .features import FeatureCache, FeatureResult
+from .features import FeatureCache, FeatureResult, collect_features
 
 __all__ = ["ExecutorConfig", "RAY_ADDRESS_ENV", "LOCAL_EXECUTOR", "ray_address", "check_address", "EncoderRecipe",
            "Embedder", "RayExtraction"]
@@ -281,8 +281,4 @@ class RayExtraction:
                 raise TLError(f"the Ray cluster at {self.address!r} could not compute the embeddings "
                               f"({_one_line(exc)})") from None
         report(total)
-        kept = sorted(vectors)
-        dim = next(iter(vectors.values())).shape[-1] if vectors else 0
-        features = np.stack([vectors[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)
-        skipped.sort(key=lambda s: s["path"])
-        return FeatureResult(features, kept, skipped, cache_hits=hits, computed=len(kept) - hits)
+        return collect_features(vectors, skipped, hits)
