@@ -21,8 +21,10 @@ from tlcore.io.settings import (as_positional, check_settings, option_name, sett
 from tlcore.lab.mlflow_tracking import TrackingConfig
 from tlcore.training.commands import FINETUNE_RENAMES, finetune_args, train_args
 from tlcore.training.config import FINE_TUNE_SETTINGS, TrainConfig
+from tlcore.training.ray_extract import ExecutorConfig
 
-CONFIGS = [TrainConfig, ExportConfig, AttackConfig, HardenConfig, IdealImageConfig, CorruptionConfig, TrackingConfig]
+CONFIGS = [TrainConfig, ExportConfig, AttackConfig, HardenConfig, IdealImageConfig, CorruptionConfig, TrackingConfig,
+           ExecutorConfig]
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,13 @@ COMMAND_SETTINGS = [
     ("check", TrainConfig, ["split", "seed"], ()),
     # --mlflow, on the commands whose runs are logged to MLflow
     *((command, TrackingConfig, ["mlflow_uri"], ()) for command in ("train", "finetune", "export")),
+    ("train", ExecutorConfig, ["ray"], ()),  # --ray, where the embeddings are computed
 ]
 
 
 @pytest.mark.parametrize("command, cls, names, suggested", COMMAND_SETTINGS,
-                         ids=[f"{c[0]}-{c[1].__name__}" if c[1] is TrackingConfig else c[0] for c in COMMAND_SETTINGS])
+                         ids=[f"{c[0]}-{c[1].__name__}" if c[1] in (TrackingConfig, ExecutorConfig) else c[0]
+                              for c in COMMAND_SETTINGS])
 def test_every_option_takes_its_default_and_help_from_its_field(command, cls, names, suggested):
     parser = _commands()[command]
     for name in names:

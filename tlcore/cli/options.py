@@ -123,7 +123,7 @@ def add_settings(p, cls, fields_: typing.Iterable[str], renames: dict[str, tuple
             p.add_argument(*options, dest=name, action="store_false" if default else "store_true",
                            help=about.flag_help if default else about.help)
             continue
-        help_text = about.help if start is None else f"{about.help} (default {_shown(start)})"
+        help_text = about.help if start is None or start == "" else f"{about.help} (default {_shown(start)})"
         extra = {"choices": about.choices} if about.choices else {}
         extra["metavar"] = about.metavar or options[0].lstrip("-").replace("-", "_").upper()
         p.add_argument(*options, dest=name, type=_value_type(cls, name), default=start, help=help_text, **extra)

@@ -127,6 +127,10 @@ def report_run(result, out) -> None:
     print(f"classes {', '.join(result['classes'])}; train {result['n_train']}, val {result['n_val']}, "
           f"test {result['n_test']}; val accuracy {val}, test accuracy {test}; "
           f"{result['seconds']['total']:.1f} s; saved to {out}")
+    ran = result.get("executor") or {}
+    if ran.get("engine") == "ray":  # issue 20: the embeddings were computed on a cluster
+        print(f"embeddings computed on the Ray cluster at {ran['address']} ({ran['nodes']} node(s), "
+              f"{ran['workers']} worker(s))")
     report_tracking(result)
 
 

@@ -22,6 +22,7 @@ has its worker killed (by the task itself, then by a forced cancel from here).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -35,7 +36,7 @@ from pathlib import Path
 from ..io.cpus import usable_cpus
 from ..io.errors import TLError
 
-__all__ = ["ENV", "STARTED", "GRACE", "ray_address", "connect", "submit", "task_state", "stop"]
+__all__ = ["ENV", "STARTED", "GRACE", "check_address", "ray_address", "connect", "submit", "task_state", "stop"]
 
 ENV = "TLCORE_RAY_ADDRESS"
 STARTED = "started.json"  # written by a job's task when the cluster starts it (its node and the time)
@@ -48,21 +49,26 @@ _tasks: dict[str, dict] = {}  # task id (hex) -> {"ref", "done" (threading.Event
 _remote: dict = {}  # the Ray remote function of _run_on_node, made once per process
 
 
-def ray_address() -> str | None:
-    """The Ray cluster jobs run on, ``$TLCORE_RAY_ADDRESS`` (``auto``, ``ray://HOST:PORT`` or a ``HOST:PORT`` GCS
-    address), or None when it is unset or blank (jobs run on this machine)."""
-    value = os.environ.get(ENV, "").strip()
-    if not value:
-        return None
+def check_address(value: str, source: str = ENV) -> str:
+    """``value`` when it has the form of a Ray cluster address (``auto``, ``ray://HOST:PORT`` or a ``HOST:PORT`` GCS
+    address), else :class:`TLError` naming ``source`` (the variable, or an option such as ``--ray``)."""
     match = _ADDRESS.fullmatch(value)
     if value != "auto" and not (match and 0 < int(match.group(2)) < 65536):
-        raise TLError(f"{ENV}={value!r} is not a Ray cluster address: give auto, ray://HOST:PORT or HOST:PORT")
+        raise TLError(f"{source}={value!r} is not a Ray cluster address: give auto, ray://HOST:PORT or HOST:PORT")
     return value
 
 
-def connect():
-    """The ``ray`` module, connected to the cluster of :func:`ray_address` (once per process)."""
-    address = ray_address()
+def ray_address() -> str | None:
+    """The Ray cluster jobs run on, ``$TLCORE_RAY_ADDRESS`` (see :func:`check_address`), or None when it is unset or
+    blank (jobs run on this machine). The one place the variable is read."""
+    value = os.environ.get(ENV, "").strip()
+    return check_address(value) if value else None
+
+
+def connect(address: str | None = None, source: str = ENV):
+    """The ``ray`` module, connected to the cluster at ``address`` (default :func:`ray_address`), once per process
+    and address; ``source`` names where the address came from in a refusal."""
+    address = address or ray_address()
     if address is None:
         raise TLError(f"no Ray cluster is set ({ENV} is empty)")
     with _lock:
@@ -70,20 +76,21 @@ def connect():
 
         if ray.is_initialized() and _remote.get("address") == address:
             return ray
-        _check_reachable(address)  # ray.init waits minutes for an address nobody answers at
-        if ray.is_initialized():  # connected elsewhere (the variable changed): its tasks are not ours
+        _check_reachable(address, source)  # ray.init waits minutes for an address nobody answers at
+        if ray.is_initialized():  # connected elsewhere (the address changed): its tasks are not ours
             ray.shutdown()
             _remote.clear()
         try:
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            # The workers' output stays in the cluster's logs: a --json line on stdout and one-line errors here.
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             reason = " ".join(str(exc).split())[:200]
-            raise TLError(f"the Ray cluster {ENV}={address!r} cannot be reached: {reason}") from None
+            raise TLError(f"the Ray cluster {source}={address!r} cannot be reached: {reason}") from None
         _remote["address"] = address
         return ray
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
+def _check_reachable(address: str, source: str = ENV, timeout: float = 5.0) -> None:
     """One sentence at once when nothing listens at a ``HOST:PORT`` address (``auto`` is Ray's to find)."""
     if address == "auto":
         return
@@ -91,7 +98,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise TLError(f"the Ray cluster {ENV}={address!r} cannot be reached ({exc.strerror or exc})") from None
+        raise TLError(f"the Ray cluster {source}={address!r} cannot be reached ({exc.strerror or exc})") from None
 
 
 def _resources(ray) -> tuple[int, int]:

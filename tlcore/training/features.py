@@ -24,7 +24,8 @@ from ..io.cpus import usable_cpus
 from ..data.images import ImageDecodeError, decode_image
 from ..io.paths import default_cache_dir
 
-__all__ = ["FeatureCache", "FeatureResult", "PREFETCH_BATCHES", "SLICE_SECONDS", "extract_features"]
+__all__ = ["FeatureCache", "FeatureResult", "PREFETCH_BATCHES", "SLICE_SECONDS", "collect_features",
+           "extract_features"]
 
 # Bump when decoding or resizing changes, so stale embeddings are never reused.
 DECODE_VERSION = "2"  # 2: transparent colours in L/RGB blended on white, 16-bit rounding
@@ -202,6 +203,12 @@ def extract_features(
             if not pending:  # PREFETCH_BATCHES = 0: strictly one batch after another
                 submit_next()
     report(total)
+    return collect_features(vectors, skipped, hits)
+
+
+def collect_features(vectors: dict[int, np.ndarray], skipped: list[dict], hits: int) -> FeatureResult:
+    """The :class:`FeatureResult` of an extraction: ``vectors`` by input index (``hits`` of them from the cache),
+    stacked in input order; ``skipped`` sorted by path (also used by :mod:`tlcore.training.ray_extract`)."""
     kept = sorted(vectors)
     dim = next(iter(vectors.values())).shape[-1] if vectors else 0
     features = np.stack([vectors[i] for i in kept]) if kept else np.zeros((0, dim), np.float32)

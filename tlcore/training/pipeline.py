@@ -28,8 +28,9 @@ from ..jobs.events import AUGMENTING, EVALUATING, FINE_TUNING, SAVING, TRAINING,
 from ..analysis.evaluate import classification_metrics
 from .features import FeatureCache, extract_features
 from .frozen import FrozenBackbone
+from .ray_extract import LOCAL_EXECUTOR, EncoderRecipe, RayExtraction
 from .head_fit import HeadTrainer
-from .int8_choice import check_later, plan_extraction
+from .int8_choice import Int8Plan, check_later, plan_extraction
 from ..data.images import load_image
 from .ledger import fingerprint_test_set
 from ..models.classifier import build_classifier, build_head
@@ -365,6 +366,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
     on_phase: PhaseCallback | None = None,
+    ray_address: str | None = None,
 ) -> dict:
     """Train a classifier on ``source`` (any input :func:`load_dataset` accepts).
 
@@ -391,7 +393,8 @@ def train(
     :mod:`tlcore.training.alarms`). The test split is predicted and its accuracy
     reported (for scripts and the model card), but training is not a look at it:
     ``test_fingerprint`` identifies the test photos for :mod:`tlcore.training.ledger`,
-    which counts the looks a person takes.
+    which counts the looks a person takes. With ``ray_address`` the embeddings are computed on that Ray cluster
+    (:mod:`tlcore.training.ray_extract`), into the same cache; the summary's ``executor`` says where they were.
     """
     t_start = time.perf_counter()
     phase = on_phase or no_phase
@@ -409,13 +412,20 @@ def train(
     classes = dataset.classes
     cache = cache if cache is not None else FeatureCache()
 
+    # Issue 20: on a Ray cluster when one is named (each worker builds this encoder itself), else here.
+    ray = RayExtraction(ray_address, EncoderRecipe(spec.name, config.weights, size, backbone_key, config.seed)) \
+        if ray_address else None
+    extract = ray.extract if ray is not None else extract_features
+
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]
-    # INT8 where the CPU has int8 dot products and an earlier check passed (tlcore.training.int8_choice).
-    plan = plan_extraction(config, backbone_key, size)
+    # INT8 where the CPU has int8 dot products and an earlier check passed (tlcore.training.int8_choice); a
+    # cluster's workers embed with the float32 engine.
+    plan = plan_extraction(config, backbone_key, size) if ray is None else Int8Plan(
+        report={"engine": "float32", "reason": "embedded on a Ray cluster, with the float32 engine"})
     feature_key, encoder_of = ((plan.feature_key, lambda: plan.encoder) if plan.engine == "int8"
                                else (backbone_key, get_encoder))
-    feats = extract_features(paths, feature_key, encoder_of, size, cache, on_progress=on_extract)
+    feats = extract(paths, feature_key, encoder_of, size, cache, on_progress=on_extract)
     samples = [dataset.samples[i] for i in feats.kept]
     skipped = dataset.skipped + feats.skipped
     check_classes(samples, classes, "the data")
@@ -460,7 +470,7 @@ def train(
             key = f"{feature_key}|{_augment_key(config, copy)}" if feature_key else None
             counted = lambda done, total, copy=copy: phase(AUGMENTING, done=done, total=total, copy=copy,  # noqa: E731
                                                            copies=config.augment_copies)
-            aug = extract_features(train_paths, key, encoder_of, size, cache, on_progress=counted,
+            aug = extract(train_paths, key, encoder_of, size, cache, on_progress=counted,
                                    transform=_augmenter(config.seed, copy, _augment_config(config)))
             x_train = np.concatenate([x_train, aug.features])
             y_train = np.concatenate([y_train, y[idx["train"]][aug.kept]])
@@ -526,6 +536,7 @@ def train(
         replicas=classifier.distribute_strategy.num_replicas_in_sync if classifier is not None else 1,
         features={"cache_hits": feats.cache_hits, "computed": feats.computed},
         extraction=plan.report,
+        executor=ray.executor() if ray is not None else dict(LOCAL_EXECUTOR),
         seconds={"extract": round(t_extract, 3), "train": round(t_train, 3),
                  "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)},
         skipped=skipped,
