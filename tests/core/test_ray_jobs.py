@@ -165,6 +165,9 @@ def test_a_training_job_waits_in_the_cluster_queue_runs_there_and_matches_a_loca
     assert events[-1]["type"] == "done" and events[-1]["result"] == status["result"]
     record = json.loads((job / "result.json").read_text())
     assert record["task"] == executor["task"] and record["exit_code"] == 0 and record["result"] == status["result"]
+    # It embedded its photos on its node, with the CPU it held: Ray Data workers would need CPUs of their own, which
+    # a full cluster's jobs hold, so every job would wait for them forever (tlcore.jobs.ray_jobs._run_on_node).
+    assert status["result"]["executor"] == {"engine": "local"}
 
     # The same job on this machine: the same result, to the last digit.
     monkeypatch.delenv(ray_jobs.ENV)

@@ -218,6 +218,10 @@ def _run_on_node(job_dir: str, args: list[str], env: dict[str, str], cwd: str, g
     tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}),
                    encoding="utf-8")
     os.replace(tmp, job / STARTED)
+    # The worker embeds its photos here, with the CPUs this task holds: Ray Data workers would each need CPUs of
+    # their own, and when the cluster's jobs hold them all, every job would wait for them forever (seen in the
+    # load simulation). `train --ray` from a shell spreads extraction over the cluster.
+    env = {k: v for k, v in env.items() if k != ENV}
     with open(job / "stdout.log", "wb") as out, open(job / "stderr.log", "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "tlcore", *args], stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
