@@ -16,7 +16,7 @@ ODD = TrainConfig(backbone="mobilenet_v2", weights=None, epochs=7, batch_size=8,
                   split=(0.6, 0.25, 0.15), seed=42, class_weights="balanced", fine_tune_layers=12,
                   fine_tune_epochs=4, fine_tune_lr=3e-5, patience=5, augment=True, augment_copies=3,
                   augment_strength=0.3, resample="oversample", early_stopping=False, strategy="mirrored",
-                  loop="tape", clip_norm=1.5, input_size=160)
+                  loop="tape", clip_norm=1.5, input_size=160, int8_extraction=False)
 
 
 def test_the_odd_config_differs_from_the_defaults_in_every_field():

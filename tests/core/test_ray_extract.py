@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tlcore.training.features import FeatureCache, extract_features
-from tlcore.training.pipeline import weights_key
+from tlcore.training.frozen import weights_key
 from tlcore.training.ray_extract import RAY_ADDRESS_ENV, EncoderRecipe, RayExtraction
 
 pytestmark = pytest.mark.slow
