@@ -5,7 +5,6 @@ Logic tests name the CPU flags they want (``TLCORE_CPU_FLAGS``), so they run on 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -232,38 +231,60 @@ HYMENOPTERA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "hym
 
 
 @pytest.mark.slow
-def test_train_chooses_int8_on_the_shared_photos_when_the_cpu_has_dot_products(monkeypatch):
+def test_int8_keeps_accuracy_on_the_shared_photos_and_later_runs_use_it(monkeypatch, lite0_engine_cached):
+    """The check a first run hands over (run_check), on the shared ants/bees photos and Lite0 at 224 px, here in
+    this process: the rule's verdict, and what later runs extract with."""
     if not HYMENOPTERA.is_dir():
         pytest.skip(f"the shared photos are not at {HYMENOPTERA}")
     real = cpu_flags(Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else "")
     if not int8_dot_product(real):
         pytest.skip("this CPU has no int8 dot products (VNNI, AMX): INT8 extraction would not be used here")
     monkeypatch.setenv("TLCORE_CPU_FLAGS", " ".join(sorted(real)))
-    from tlcore.training.pipeline import train
+    from tlcore.data.datasets import assign_splits, load_dataset
 
-    first = train(HYMENOPTERA)
-    assert first["extraction"]["engine"] == "float32" and "background" in first["extraction"]["reason"]
-    # The check runs after the run, in a process of its own: its verdict appears beside the INT8 engine.
-    from tlcore.training.frozen import FrozenBackbone
-
+    config = TrainConfig()
+    dataset = load_dataset(HYMENOPTERA)
     frozen = FrozenBackbone()
-    verdict = verdict_path(int8_engine_path(frozen.key, frozen.size))
-    request = request_path(int8_engine_path(frozen.key, frozen.size))
-    deadline = time.time() + 600  # a generous bound, not a timing: the check ends by writing its verdict
-    while not verdict.is_file() and time.time() < deadline:
-        time.sleep(0.5)
-    assert verdict.is_file(), request.with_suffix(".log").read_text()[-2000:]
-    report = json.loads(verdict.read_text())
-    assert report["n_val"] == 153
+    paths = [s.path for s in dataset.samples]
+    feats = extract_features(paths, frozen.key, frozen.encoder, frozen.size, FeatureCache())
+    assert feats.kept == list(range(len(paths)))
+    y = np.array([dataset.classes.index(s.label) for s in dataset.samples])
+    splits = assign_splits(dataset.samples, dataset.has_splits, config.split, config.seed)
+    idx = {sp: np.array([i for i, s in enumerate(splits) if s == sp], dtype=int) for sp in ("train", "val", "test")}
+    plan = plan_extraction(config, frozen.key, frozen.size)
+    assert plan.check
+    checked, _ = check_int8(plan, frozen.model, frozen.key, frozen.size, paths, feats.features, y, idx,
+                            len(dataset.classes), config, FeatureCache())
+    report = checked.report
+    assert report["checked"] == "this run" and report["n_val"] == 153 and report["cpu_int8_dot_product"]
     passed = keeps_accuracy(report["val_accuracy_float32"], report["val_accuracy_int8"],
                             report["val_accuracy_int8_head_on_float32"])
-    assert report["passed"] == passed
-    assert first["val_accuracy"] == pytest.approx(report["val_accuracy_float32"], abs=1e-4)  # rounded to 4 digits
-    report["engine"] = "int8" if passed else "float32"
-    # The second run extracts with the engine chosen, from an empty feature cache, without checking again.
-    second = train(HYMENOPTERA, cache=FeatureCache(Path(engine.default_cache_dir()) / "second"))
-    assert second["extraction"]["engine"] == report["engine"] and second["extraction"]["checked"] == "an earlier run"
-    assert second["features"]["computed"] == 398
-    assert second["val_accuracy"] == first["val_accuracy"]
-    print(json.dumps({"first": report, "second_extract_s": second["seconds"]["extract"],
-                      "first_extract_s": first["seconds"]["extract"]}))
+    assert checked.engine == report["engine"] == ("int8" if passed else "float32")
+    later = plan_extraction(config, frozen.key, frozen.size)
+    assert later.engine == checked.engine and later.report["checked"] == "an earlier run"
+    print(json.dumps(report))
+
+
+def test_train_hands_the_check_over_once_its_run_is_saved(tiny_registered, tmp_path, monkeypatch):
+    from tlcore.training.pipeline import train
+
+    monkeypatch.setenv("TLCORE_CPU_FLAGS", " ".join(sorted(VNNI)))
+    started = []
+
+    class Started:
+        pid = 1
+
+    def popen(argv, **kwargs):
+        started.append((argv, (tmp_path / "run" / "config.json").is_file()))
+        return Started()
+
+    monkeypatch.setattr(int8_choice.subprocess, "Popen", popen)
+    data = make_image_folder(tmp_path / "data", n_per_class=10, size=32)
+    result = train(data, TrainConfig(backbone=NAME, epochs=2), out=tmp_path / "run")
+    assert result["extraction"]["engine"] == "float32" and "background" in result["extraction"]["reason"]
+    (argv, saved_first), = started
+    assert argv[1:5] == ["-m", "tlcore", "prepare", "--int8-check"] and saved_first  # after the run is saved
+    # What that process runs, here (where the tiny backbone is registered).
+    code, out, err = run_cli(["prepare", "--int8-check", argv[5], "--json"])
+    assert code == 0, err
+    assert last_json(out)["checked"] == "this run" and not Path(argv[5]).exists()

@@ -215,19 +215,17 @@ def test_stop_takes_a_queued_job_out_of_the_queue_and_stops_a_running_one(on_clu
     assert (running / "run" / "config.json").is_file()  # what it trained is kept
 
 
-def test_without_the_variable_a_job_never_imports_ray(data, tmp_path):
+def test_without_the_variable_starting_a_job_never_imports_ray(data, tmp_path):
+    # The server's side (start_job and the status a page reads); that the job's own process, the train command,
+    # does not import Ray either is checked in test_ray_extract (a local run in a process of its own).
     script = textwrap.dedent(f"""
-        import os, sys, time
+        import os, sys
         os.environ.pop({ray_jobs.ENV!r}, None)
         os.environ["TLCORE_WARM_JOBS"] = "0"
         from tlcore.jobs.runner import job_status, start_job
-        job = start_job({str(tmp_path / "jobs" / "one")!r}, ["train", {str(data)!r}, "--out",
-                        {str(tmp_path / "run")!r}, "--weights", "none", "--epochs", "1", "--input-size", "{SMALL_INPUT}"])
-        deadline = time.monotonic() + 120
-        while job_status(job)["status"] not in {FINISHED!r} and time.monotonic() < deadline:
-            time.sleep(0.1)
-        print(job_status(job)["status"], "ray" in sys.modules)
+        job = start_job({str(tmp_path / "jobs" / "one")!r}, ["train", {str(tmp_path / "no-photos")!r}])
+        print(job_status(job)["status"] in ("running", "failed"), "ray" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
                          cwd=Path(__file__).resolve().parents[2])
-    assert out.stdout.split() == ["done", "False"], out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "False"], out.stderr[-2000:]
