@@ -151,7 +151,8 @@ def _module_group(nodeid: str) -> str:
             text = (Path(__file__).resolve().parents[1] / path).read_text(encoding="utf-8")
         except OSError:
             text = ""
-        _GROUPS[path] = "shared-export" if "shared_exports" in text else path
+        _GROUPS[path] = ("shared-export" if "shared_exports" in text else
+                         "ray-cluster" if "ray_cluster" in text else path)  # one Ray cluster for them all
     return _GROUPS[path]
 
 

@@ -26,25 +26,13 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKBONE = "efficientnet_lite0"
-STORE = 80 * 1024 * 1024  # bytes of object store per node: the vectors of a few photos need little
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """The address of a two-node Ray cluster on this machine; this process is its driver once a test connects."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    # Both nodes on this machine (Ray gives them its address, the one a remote driver would use).
-    node = {"num_cpus": 1, "object_store_memory": STORE}
-    started = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-    try:
-        started.add_node(**node)
-        started.wait_for_nodes(timeout=60)
-        yield started.address
-    finally:
-        ray.shutdown()
-        started.shutdown()
+def cluster(ray_cluster):
+    """The address of the two-node Ray cluster on this machine (tests/core/conftest.py); this process is its
+    driver once a test connects."""
+    return ray_cluster.address
 
 
 @pytest.fixture(scope="module")

@@ -26,21 +26,12 @@ from tlcore.jobs.runner import job_meta, job_status, new_job_dir, read_events, r
 pytestmark = pytest.mark.slow
 
 ray = pytest.importorskip("ray")
-_MB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """Two Ray nodes of one CPU each on this machine; this test process is connected to them."""
-    from ray.cluster_utils import Cluster
-
-    small = {"num_cpus": 1, "object_store_memory": 80 * _MB}
-    cluster = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
-    cluster.add_node(**small)
-    cluster.wait_for_nodes()
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+def cluster(ray_cluster):
+    """Two Ray nodes of one CPU each on this machine (tests/core/conftest.py)."""
+    return ray_cluster
 
 
 @pytest.fixture
