@@ -152,7 +152,7 @@ def _module_group(nodeid: str) -> str:
         except OSError:
             text = ""
         _GROUPS[path] = ("shared-export" if "shared_exports" in text else
-                         "ray-cluster" if "ray_cluster" in text else path)  # one Ray cluster for them all
+                         "ray-cluster" if "def cluster(ray_cluster)" in text else path)  # one Ray cluster for all
     return _GROUPS[path]
 
 
