@@ -11,6 +11,8 @@ from tests.core.test_engine import SIZE, tiny_backbone
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tlcore.backbones import registry
 from tlcore.backbones.registry import BackboneSpec
+from tlcore.io import paths
+from tlcore.io import paths
 from tlcore.training import engine, frozen
 from tlcore.training.engine import TFLiteEncoder, engine_path, fast_encoder
 from tlcore.training.frozen import FrozenBackbone, engine_ready, prepare_engine, prepare_in_background
@@ -82,7 +84,7 @@ def test_a_conversion_under_way_is_waited_for_and_not_repeated(tiny_registered, 
 
 def test_the_server_start_prepares_only_what_is_missing(tiny_registered, monkeypatch):
     started = []
-    monkeypatch.setattr(frozen.subprocess, "Popen", lambda argv, **kw: started.append((argv, kw)) or _Ended())
+    monkeypatch.setattr(paths.subprocess, "Popen", lambda argv, **kw: started.append((argv, kw)) or _Ended())
     monkeypatch.setattr(frozen, "engine_ready", lambda: False)
     assert isinstance(prepare_in_background(), _Ended)
     argv, kw = started[0]
@@ -94,7 +96,7 @@ def test_the_server_start_prepares_only_what_is_missing(tiny_registered, monkeyp
 
 
 class _Ended:
-    returncode = 0
+    returncode, pid = 0, 1
 
     def wait(self):
         return 0

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import make_image_folder
 from tests.core.test_engine import KEY, SIZE, Builds, tiny_backbone
+from tlcore.io import paths
 from tlcore.io.cpus import cpu_flags, cpu_model, int8_dot_product
 from tlcore.training import engine, int8_choice
 from tlcore.training.config import TrainConfig
@@ -237,13 +238,16 @@ def test_train_hands_the_check_over_once_its_run_is_saved(tiny_registered, tmp_p
     started = []
 
     class Started:
-        pid = 1
+        pid, returncode = 1, 0
+
+        def wait(self):
+            return 0
 
     def popen(argv, **kwargs):
         started.append((argv, (tmp_path / "run" / "config.json").is_file()))
         return Started()
 
-    monkeypatch.setattr(int8_choice.subprocess, "Popen", popen)
+    monkeypatch.setattr(paths.subprocess, "Popen", popen)
     data = make_image_folder(tmp_path / "data", n_per_class=10, size=32)
     result = train(data, TrainConfig(backbone=NAME, epochs=2), out=tmp_path / "run")
     assert result["extraction"]["engine"] == "float32" and "background" in result["extraction"]["reason"]

@@ -63,11 +63,17 @@ def engine_path(backbone_key: str | None, input_size: int) -> Path | None:
     (name and weights), the input size, the decoding and engine versions and
     the converter's version.
     """
+    return _engine_file(backbone_key, input_size)
+
+
+def _engine_file(backbone_key: str | None, input_size: int, *variant: str) -> Path | None:
+    """The engine file named by the hash of all it depends on, ``variant`` included (``int8``) and in its name."""
     if not backbone_key:
         return None  # random weights differ on every build
-    identity = "|".join([backbone_key, str(input_size), DECODE_VERSION, ENGINE_VERSION, _version("tensorflow")])
+    identity = "|".join([backbone_key, str(input_size), DECODE_VERSION, ENGINE_VERSION, _version("tensorflow"),
+                         *variant])
     name = hashlib.sha256(identity.encode()).hexdigest()[:24]
-    return default_cache_dir() / "engines" / f"{name}.tflite"
+    return default_cache_dir() / "engines" / ".".join([name, *variant, "tflite"])
 
 
 def keras_encoder(backbone) -> Encoder:
@@ -223,10 +229,7 @@ def _convert(get_backbone, path: Path, backbone_key: str, input_size: int, num_t
 def int8_engine_path(backbone_key: str | None, input_size: int) -> Path | None:
     """Where the INT8 engine of ``backbone_key`` is cached (never the float32 engine's file); ``None`` when the
     backbone is uncacheable."""
-    if not backbone_key:
-        return None
-    identity = "|".join([backbone_key, str(input_size), DECODE_VERSION, ENGINE_VERSION, _version("tensorflow"), "int8"])
-    return default_cache_dir() / "engines" / f"{hashlib.sha256(identity.encode()).hexdigest()[:24]}.int8.tflite"
+    return _engine_file(backbone_key, input_size, "int8")
 
 
 def convert_backbone_int8(backbone, calibration: np.ndarray) -> bytes:

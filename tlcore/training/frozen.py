@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 from ..backbones.registry import DEFAULT_BACKBONE, create_backbone, get_spec
 from ..io.errors import TLError
-from ..io.paths import default_cache_dir, tlcore_environment
+from ..io.paths import default_cache_dir, start_tlcore
 from ..jobs.events import LOADING, PhaseCallback, no_phase
 
 __all__ = ["FrozenBackbone", "weights_key", "prepare_engine", "engine_ready", "prepare_in_background"]
@@ -90,7 +87,7 @@ def prepare_engine(name: str = DEFAULT_BACKBONE, weights: str | None = "imagenet
     return path if path is not None and path.is_file() else None
 
 
-def prepare_in_background() -> subprocess.Popen | None:
+def prepare_in_background():
     """At a server's start: when the default backbone's engine is not cached yet, convert it in a process of its
     own (``python -m tlcore prepare``, its errors in ``engines/prepare.log``) and return that process; a job that
     needs the engine meanwhile waits for it instead of converting it again (:func:`tlcore.training.engine.
@@ -98,20 +95,9 @@ def prepare_in_background() -> subprocess.Popen | None:
     try:
         if engine_ready():
             return None
-        folder = default_cache_dir() / "engines"
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "prepare.log", "wb") as errors:  # the last start's only
-            proc = subprocess.Popen([sys.executable, "-m", "tlcore", "prepare", "--json"], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=errors, env=tlcore_environment(),
-                                    start_new_session=True)
-    except (OSError, TLError) as exc:
+    except TLError as exc:
         log.warning("could not start preparing the default backbone (%s); the first job will", exc)
         return None
-
-    def reap() -> None:  # no zombie; a failure only means the first job converts, as before
-        if proc.wait() != 0:
-            log.warning("preparing the default backbone failed (status %s); see %s", proc.returncode,
-                        folder / "prepare.log")
-
-    threading.Thread(target=reap, daemon=True).start()
-    return proc
+    # A failure only means that the first job converts it, as before.
+    return start_tlcore(["prepare", "--json"], default_cache_dir() / "engines" / "prepare.log",
+                        "preparing the default backbone")

@@ -36,8 +36,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -48,7 +46,7 @@ from ..data.images import load_image
 from ..io.atomic import write_bytes_atomic
 from ..io.confine import confine
 from ..io.errors import TLError
-from ..io.paths import default_cache_dir, tlcore_environment
+from ..io.paths import default_cache_dir, start_tlcore
 from ..io.settings import check_settings
 from ..io.cpus import cpu_flags, int8_dot_product
 from ..jobs.events import PhaseCallback
@@ -259,14 +257,8 @@ def check_later(plan: Int8Plan, config: TrainConfig, backbone_key: str, input_si
         return float32("the INT8 check could not be asked for (see the log)")
 
     def start() -> None:
-        try:
-            with open(request.with_suffix(".log"), "wb") as errors:
-                proc = subprocess.Popen([sys.executable, "-m", "tlcore", "prepare", "--int8-check", str(request),
-                                         "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=errors, env=tlcore_environment(), start_new_session=True)
-            log.info("INT8 check of %s runs in process %s", backbone_key, proc.pid)
-        except OSError:
-            log.warning("could not start the INT8 check of %s; the next run asks again", backbone_key, exc_info=True)
+        start_tlcore(["prepare", "--int8-check", str(request), "--json"], request.with_suffix(".log"),
+                     f"the INT8 check of {backbone_key}")
 
     return {**plan.report, "engine": "float32", "reason": "INT8 is being checked in the background on this run's "
             "photos; later runs use it if it keeps validation accuracy"}, start

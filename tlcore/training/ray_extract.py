@@ -33,7 +33,7 @@ import numpy as np
 
 from ..data.images import ImageDecodeError, decode_image
 from ..io.errors import TLError
-from ..io.paths import default_cache_dir
+from ..io.paths import default_cache_dir, tlcore_environment
 from ..io.settings import setting
 from ..jobs.events import Ticker
 from ..jobs.ray_jobs import ENV as RAY_ADDRESS_ENV
@@ -154,9 +154,7 @@ class Embedder:
 def _worker_environment() -> dict:
     """What the workers' processes need: this tlcore first on their path, the driver's cache folder (for the
     converted backbone)."""
-    root = str(Path(__file__).resolve().parents[2])
-    return {"env_vars": {"PYTHONPATH": f"{root}{os.pathsep}${{PYTHONPATH}}",
-                         "TLCORE_CACHE_DIR": str(default_cache_dir())}}
+    return {"env_vars": {"PYTHONPATH": tlcore_environment()["PYTHONPATH"], "TLCORE_CACHE_DIR": str(default_cache_dir())}}
 
 
 class RayExtraction:
