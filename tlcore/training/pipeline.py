@@ -323,6 +323,23 @@ def held_out_results(predict, paths, labels, y, idx, classes) -> tuple[dict, lis
     return metrics, predictions
 
 
+def _embedder(classifier, name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Pixels to features by the ``classifier``'s backbone layer ``name``, in inference mode, traced once on first
+    use (a failure then is the projector's, which never fails a run): called eagerly, batch by batch, it embedded
+    the projector's photos about three times slower (6.5 s against 2 s for 100 photos of Lite0 at 224 pixels)."""
+    import tensorflow as tf
+
+    traced = []
+
+    def embed(pixels):
+        if not traced:
+            backbone = classifier.get_layer(name)
+            traced.append(tf.function(lambda px: backbone(px, training=False), reduce_retracing=True))
+        return traced[0](pixels)
+
+    return embed
+
+
 def _log_name(out) -> str:
     """The run's name in TensorBoard's HParams: its folder and the one above (a job's ``<job>/run``)."""
     path = Path(out).absolute()
@@ -552,7 +569,7 @@ def train(
         log = RunLog(_log_name(out), history, asdict(config), size, classes, metrics,
                      [(p, s.label, sp) for p, s, sp in zip(saved_paths, samples, splits)],
                      fine_tuned_layers=len(fine_tuned_layers), features=x if classifier is None else None,
-                     embed=(lambda px: classifier.get_layer(spec.name)(px, training=False)) if classifier else None)
+                     embed=_embedder(classifier, spec.name) if classifier else None)
         with staged_logs(out) as logs:
             summary["warnings"] += write_run_logs(logs, log, on_phase=phase)
             phase(SAVING)
@@ -660,7 +677,7 @@ def fine_tune(
     log = RunLog(_log_name(out), history, asdict(config), size, classes, metrics,
                  [(s["path"], s["label"], s["split"]) for s in samples], fine_tuned_layers=len(layers),
                  new_from=len(previous.get("history", [])) + 1, earlier_fine_tune_lr=earlier_fine_tune_lr,
-                 embed=lambda px: classifier.get_layer(run.spec.name)(px, training=False))  # the strategy's copy
+                 embed=_embedder(classifier, run.spec.name))  # the strategy's copy
     with staged_logs(out) as logs:
         summary["warnings"] += write_run_logs(logs, log, parent=Path(run_dir) / TENSORBOARD_DIR, on_phase=phase)
         phase(SAVING)
