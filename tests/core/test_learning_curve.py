@@ -235,7 +235,13 @@ def test_cli_without_json_prints_the_table_and_the_promise(tmp_path):
      "too few for the smallest share (10%) to hold one"),
     (lambda root: make_image_folder(root, n_per_class=1), "no validation photos"),
 ])
-def test_cli_bad_data_is_one_sentence_with_status_2(tmp_path, make, words):
+def test_cli_bad_data_is_one_sentence_with_status_2(tmp_path, monkeypatch, make, words):
+    import tlcore.training.frozen as frozen
+
+    def never(*args, **kwargs):
+        raise AssertionError("the backbone was built for data no curve can be measured on")
+
+    monkeypatch.setattr(frozen, "create_backbone", never)  # refused before any photo is embedded
     data = tmp_path / "data"
     make(data)
     code, out, err = run_cli(["learning-curve", data, "--json", *CLI_FAST])

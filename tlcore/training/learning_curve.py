@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -134,6 +134,26 @@ def _extrapolated(fit: CurveFit, now: float, photos: float) -> dict:
             "gain": round(expected - now, 4)}
 
 
+def _check_curve_data(y: np.ndarray, train_ids, val_ids, classes: Sequence[str], config: LearningCurveConfig) -> None:
+    """Raise :class:`TLError` when no curve can be measured on these labels and splits (one class, no validation
+    photo, a class too small for the smallest share to hold one of its photos)."""
+    n_classes = len(classes)
+    if n_classes < 2:
+        raise TLError(f"a learning curve needs at least two classes; found {', '.join(map(repr, classes)) or 'none'}")
+    if len(val_ids) == 0:
+        raise TLError("there are no validation photos to score the heads on; add photos or give the validation "
+                      "split a share")
+    y_train = y[train_ids]
+    counts = np.bincount(y_train, minlength=n_classes)
+    smallest = min(config.fractions)
+    short = [k for k in range(n_classes) if smallest * counts[k] < 1]
+    if short:
+        k = short[0]
+        need = math.ceil(1 / smallest)
+        raise TLError(f"class {classes[k]!r} has {counts[k]} training photo(s), too few for the smallest share "
+                      f"({smallest:.0%}) to hold one; add photos to reach {need} or raise the smallest fraction")
+
+
 def curve_from_features(x: np.ndarray, y: np.ndarray, train_ids: np.ndarray, val_ids: np.ndarray,
                         classes: list[str], config: LearningCurveConfig = LearningCurveConfig(),
                         standardize: bool = False, on_phase: PhaseCallback | None = None,
@@ -153,21 +173,10 @@ def curve_from_features(x: np.ndarray, y: np.ndarray, train_ids: np.ndarray, val
     """
     check_curve_config(config)
     phase = on_phase or no_phase
+    _check_curve_data(y, train_ids, val_ids, classes, config)
     n_classes = len(classes)
-    if n_classes < 2:
-        raise TLError(f"a learning curve needs at least two classes; found {', '.join(map(repr, classes)) or 'none'}")
-    if len(val_ids) == 0:
-        raise TLError("there are no validation photos to score the heads on; add photos or give the validation "
-                      "split a share")
     y_train, y_val = y[train_ids], y[val_ids]
     counts = np.bincount(y_train, minlength=n_classes)
-    smallest = min(config.fractions)
-    short = [k for k in range(n_classes) if smallest * counts[k] < 1]
-    if short:
-        k = short[0]
-        need = math.ceil(1 / smallest)
-        raise TLError(f"class {classes[k]!r} has {counts[k]} training photo(s), too few for the smallest share "
-                      f"({smallest:.0%}) to hold one; add photos to reach {need} or raise the smallest fraction")
     head_config = TrainConfig(epochs=config.epochs)
     steps = config.epochs * math.ceil(len(train_ids) / head_config.batch_size)
     fractions = sorted(config.fractions)
@@ -262,6 +271,11 @@ def learning_curve(source, config: LearningCurveConfig = LearningCurveConfig(),
     classes = dataset.classes
     check_classes(dataset.samples, classes, "a learning curve")
 
+    # The checks on the photos as listed, before any is embedded: a folder no curve can be measured on is refused at
+    # once, not after minutes of embedding. They run again on the photos that could be read.
+    declared = assign_splits(dataset.samples, dataset.has_splits, config.split, config.seed)
+    _check_curve_data(np.array([classes.index(s.label) for s in dataset.samples], dtype=int),
+                      *(np.flatnonzero(np.array(declared) == sp) for sp in ("train", "val")), classes, config)
     paths = [s.path for s in dataset.samples]
     feats = extract_features(paths, frozen.key, frozen.encoder, size, cache or FeatureCache(), on_progress=on_extract)
     t_embed = time.perf_counter() - t_start
