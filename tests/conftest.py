@@ -140,11 +140,13 @@ def seed_lite0_engine(tmp_path_factory) -> Path:
 
 
 _GROUPS: dict[str, str] = {}  # test file -> its worker group
+RAY_TESTS = "tests/core/cluster/"
 
 
 def _module_group(nodeid: str) -> str:
-    """The worker group of a test: its file, or "shared-export" for the files that read the session's
-    shared export (test_export.shared_exports), so that it is built once."""
+    """The worker group of a test: its file; "shared-export" for the files that read the session's shared export
+    (test_export.shared_exports), so that it is built once; "ray-cluster" for the folder of the Ray tests, which
+    share one cluster (tests/core/cluster/conftest.py)."""
     path = nodeid.split("::", 1)[0]
     if path not in _GROUPS:
         try:
@@ -152,7 +154,7 @@ def _module_group(nodeid: str) -> str:
         except OSError:
             text = ""
         _GROUPS[path] = ("shared-export" if "shared_exports" in text else
-                         "ray-cluster" if "def cluster(ray_cluster)" in text else path)  # one Ray cluster for all
+                         "ray-cluster" if path.startswith(RAY_TESTS) else path)
     return _GROUPS[path]
 
 

@@ -46,6 +46,10 @@ def test_each_file_is_one_worker_group_and_the_shared_export_readers_are_one():
     assert {_module_group(f"tests/core/{name}.py::test_x") for name in readers} == {"shared-export"}
     assert _module_group("tests/core/test_data.py::test_a[1]") == "tests/core/test_data.py"
     assert _module_group("tests/ui/test_pages.py::test_b") == "tests/ui/test_pages.py"
+    # The Ray tests share the cluster of their folder (package-scoped: stopped when the worker leaves the folder).
+    ray_files = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "tests" / "core" / "cluster").glob("test_*.py"))
+    assert len(ray_files) == 2 and {_module_group(f"{f}::test_x") for f in ray_files} == {"ray-cluster"}
+    assert _module_group("tests/ui/test_waiting_and_errors.py::test_c") == "tests/ui/test_waiting_and_errors.py"
 
 
 class _Item:

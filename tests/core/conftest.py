@@ -36,21 +36,3 @@ def standin_export_run(tmp_path_factory, name: str):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TLCORE_CACHE_DIR", str(root / "cache"))
         yield root, make_export_run(root, backbone=lite0_standin)
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """Two Ray nodes of one CPU each on this machine (a small object store each), started once for the modules
-    that use them; the scheduler (tests/conftest.py) runs those modules on one worker, one after the other."""
-    ray = pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
-
-    node = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
-    started = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-    try:
-        started.add_node(**node)
-        started.wait_for_nodes(timeout=60)
-        yield started
-    finally:
-        ray.shutdown()
-        started.shutdown()

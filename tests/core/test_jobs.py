@@ -37,7 +37,7 @@ def wait_until_finished(job_dir, limit=180.0):
             seen.append(status["status"])
         if status["status"] in FINISHED:
             return status, seen
-        time.sleep(0.2)
+        time.sleep(0.1)
     pytest.fail(f"job {job_dir} still {seen[-1]} after {limit:.0f} s; stderr: {stderr_of(job_dir)}")
 
 

@@ -68,7 +68,7 @@ def wait_for_job(job: Path, limit: float = 300) -> dict:
     """Poll a job until it is no longer waiting, running or stopping (or ``limit`` seconds pass); its status."""
     deadline = time.time() + limit
     while job_status(job)["status"] in LIVE and time.time() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
     return job_status(job)
 
 
