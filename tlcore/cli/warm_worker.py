@@ -75,7 +75,7 @@ def _become_worker(request: dict, fds: list[int], own: list[int], settled: int) 
         os.close(out)
         os.close(err)
         env = dict(request["env"])
-        if ADMISSION_ENV in env:
+        if ADMISSION_ENV in env and locks:  # a job on a Ray cluster holds no lock here (its variable says so)
             env[ADMISSION_ENV] = Admission.renumbered(env[ADMISSION_ENV], dict(zip(request["fds"], locks)))
         for fd in locks:
             os.set_inheritable(fd, True)  # as a started process's pass_fds would be, for what the job starts

@@ -3,8 +3,9 @@ to the cluster instead of starting it on this machine.
 
 A job is one Ray task (:func:`submit`) that asks for the CPUs a local job gets (and one GPU when the cluster has
 any), waits in the cluster's queue instead of the local slots (:mod:`tlcore.jobs.slots`), and on its node runs the
-same ``python -m tlcore ARGS`` a local job runs, with the working directory and environment ``start_job`` gives,
-its output in the job folder's ``stdout.log`` and ``stderr.log``; when that process ends, the task records its end
+same ``python -m tlcore ARGS`` a local job runs (forked from its node's warm worker when this server has one ready
+there, :mod:`tlcore.jobs.ray_warm`), with the working directory and environment ``start_job`` gives, its output in
+the job folder's ``stdout.log`` and ``stderr.log``; when that process ends, the task records its end
 with the runner's own ``record_end``, so ``result.json`` is the same as a local job's. The task writes
 :data:`STARTED` in the job folder when it begins: until then the job is waiting in the queue.
 
@@ -34,9 +35,11 @@ import time
 from pathlib import Path
 
 from ..io.cpus import usable_cpus
+from . import ray_warm
 from ..io.errors import TLError
 
-__all__ = ["ENV", "STARTED", "GRACE", "check_address", "ray_address", "connect", "submit", "task_state", "stop"]
+__all__ = ["ENV", "STARTED", "GRACE", "check_address", "ray_address", "connect", "submit", "warm_up_nodes", "task_state",
+           "stop"]
 
 ENV = "TLCORE_RAY_ADDRESS"
 STARTED = "started.json"  # written by a job's task when the cluster starts it (its node and the time)
@@ -80,6 +83,7 @@ def connect(address: str | None = None, source: str = ENV):
         if ray.is_initialized():  # connected elsewhere (the address changed): its tasks are not ours
             ray.shutdown()
             _remote.clear()
+            ray_warm.forget()
         try:
             # The workers' output stays in the cluster's logs: a --json line on stdout and one-line errors here.
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level=logging.WARNING)
@@ -120,13 +124,15 @@ def submit(job_dir: str | Path, args: list[str], env: dict[str, str], record) ->
     (job_dir / STARTED).unlink(missing_ok=True)  # a resumed job's previous task
     cpus, gpus = _resources(ray)
     slots = max(1, int(ray.cluster_resources().get("CPU", cpus)) // cpus)  # jobs the cluster runs at once
+    warm_nodes = _warm_nodes(ray, env.get("PYTHONPATH", ""))
     with _lock:
         if "fn" not in _remote:
             _remote["fn"] = ray.remote(_run_on_node)
     # No retry: a job whose node died is failed, never run twice into the same folder.
     options = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": 0, "name": f"tlcore-{job_dir.name}",
                "runtime_env": {"env_vars": {"PYTHONPATH": env.get("PYTHONPATH", "")}}}
-    ref = _remote["fn"].options(**options).remote(str(job_dir), list(args), dict(env), os.getcwd(), GRACE, record)
+    ref = _remote["fn"].options(**options).remote(str(job_dir), list(args), dict(env), os.getcwd(), GRACE, record,
+                                                  warm_nodes)
     task = ref.task_id().hex()
     entry = {"ref": ref, "done": threading.Event(), "job": job_dir}
     with _lock:
@@ -134,6 +140,35 @@ def submit(job_dir: str | Path, args: list[str], env: dict[str, str], record) ->
     threading.Thread(target=_follow, args=(task, entry, record), daemon=True, name=f"ray-{job_dir.name}").start()
     return {"engine": "ray", "address": ray_address(), "task": task, "cpus": cpus, "gpus": gpus, "slots": slots,
             "owner": {"host": socket.gethostname(), "pid": os.getpid(), "since": _process_start(os.getpid())}}
+
+
+def _warm_nodes(ray, pythonpath: str) -> str | None:
+    """This server's warm workers on the nodes (:mod:`tlcore.jobs.ray_warm`), started on any node that has none
+    yet: the name their actors start with, or None when jobs start cold (``$TLCORE_WARM_JOBS=0``)."""
+    from . import warm
+
+    if not warm.wanted():
+        return None
+    try:
+        ray_warm.ensure_warm_nodes(ray, pythonpath)
+    except Exception as exc:  # noqa: BLE001 - the jobs still run, each in a process of its own
+        log.warning("no warm workers on the Ray cluster's nodes (%s)", exc)
+        return None
+    return ray_warm.warm_prefix()
+
+
+def warm_up_nodes() -> None:
+    """Start this server's warm workers on the cluster's nodes in the background (the server's start calls it, as
+    it starts the local warm worker), so that the first jobs find them ready; a failure is logged, never raised."""
+    from ..io.paths import tlcore_environment
+
+    def start():
+        try:
+            _warm_nodes(connect(), tlcore_environment().get("PYTHONPATH", ""))
+        except Exception as exc:  # noqa: BLE001 - e.g. the cluster unreachable: its jobs will say so
+            log.warning("the Ray cluster's warm workers were not started (%s)", exc)
+
+    threading.Thread(target=start, daemon=True, name="tlcore-ray-warm").start()
 
 
 def _follow(task: str, entry: dict, record) -> None:
@@ -208,8 +243,10 @@ def stop(job_dir: str | Path, executor: dict) -> None:
 
 # On the node ----------------------------------------------------------------------------------------------------
 
-def _run_on_node(job_dir: str, args: list[str], env: dict[str, str], cwd: str, grace: float, record) -> int:
-    """The task: say it started, run the job's worker, record its end (ended or interrupted by a cancel)."""
+def _run_on_node(job_dir: str, args: list[str], env: dict[str, str], cwd: str, grace: float, record,
+                 warm_nodes: str | None = None) -> int:
+    """The task: say it started, run the job's worker (forked by this node's warm worker when the server has one
+    ready here, ``warm_nodes`` naming its actors), record its end (ended or interrupted by a cancel)."""
     import ray
 
     job = Path(job_dir)
@@ -223,8 +260,10 @@ def _run_on_node(job_dir: str, args: list[str], env: dict[str, str], cwd: str, g
     # load simulation). `train --ray` from a shell spreads extraction over the cluster.
     env = {k: v for k, v in env.items() if k != ENV}
     with open(job / "stdout.log", "wb") as out, open(job / "stderr.log", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "tlcore", *args], stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+        proc = (ray_warm.spawn_on_node(warm_nodes, args, env, cwd, out.fileno(), err.fileno()) if warm_nodes else None)
+        if proc is None:
+            proc = subprocess.Popen([sys.executable, "-m", "tlcore", *args], stdout=out, stderr=err,
+                                    stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
     error = None
     try:
         code, error = _wait(proc, job / "STOP", grace)
@@ -240,7 +279,7 @@ def _run_on_node(job_dir: str, args: list[str], env: dict[str, str], cwd: str, g
     return code
 
 
-def _wait(proc: subprocess.Popen, stop_file: Path, grace: float) -> tuple[int, str | None]:
+def _wait(proc, stop_file: Path, grace: float) -> tuple[int, str | None]:
     """The worker's exit status (and an error when it was killed for not stopping within ``grace`` s of a Stop)."""
     asked = None
     while True:
@@ -255,7 +294,7 @@ def _wait(proc: subprocess.Popen, stop_file: Path, grace: float) -> tuple[int, s
             return proc.wait(), f"it did not stop within {grace:.0f} s of the Stop and was ended"
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # its own session: the worker and anything it started
     except ProcessLookupError:

@@ -34,7 +34,7 @@ from ..io.env import whole_number
 from ..io.paths import tlcore_environment
 from .ray_jobs import ENV as RAY_ENV
 
-__all__ = ["ENV", "enabled", "warm_up", "ready", "spawn", "send_message", "receive_message"]
+__all__ = ["ENV", "enabled", "wanted", "warm_up", "ready", "spawn", "socket_path", "ask", "send_message", "receive_message"]
 
 ENV = "TLCORE_WARM_JOBS"
 _SOCKET = "warm.sock"
@@ -50,7 +50,13 @@ _state: dict = {}  # "proc", "folder", "pipe": the warm worker this process star
 def enabled() -> bool:
     """Whether jobs start from a warm worker (``$TLCORE_WARM_JOBS``, 1 by default; 0 turns it off). Never when jobs
     run on a Ray cluster (``$TLCORE_RAY_ADDRESS``, :mod:`tlcore.jobs.ray_jobs`): this server runs none itself."""
-    return whole_number(ENV, 1, 0) > 0 and not os.environ.get(RAY_ENV, "").strip()
+    return wanted() and not os.environ.get(RAY_ENV, "").strip()
+
+
+def wanted() -> bool:
+    """Whether jobs should start warm at all (``$TLCORE_WARM_JOBS``): here, or on a Ray cluster's nodes
+    (:mod:`tlcore.jobs.ray_warm`)."""
+    return whole_number(ENV, 1, 0) > 0
 
 
 def send_message(sock: socket.socket, payload: dict, fds: tuple[int, ...] = ()) -> None:
@@ -89,7 +95,13 @@ def receive_message(sock: socket.socket) -> tuple[dict, list[int]]:
 
 def warm_up() -> None:
     """Start this server's warm worker unless it runs already or is turned off (it imports TensorFlow in the
-    background; until it is ready, :func:`spawn` returns None)."""
+    background; until it is ready, :func:`spawn` returns None). With jobs on a Ray cluster, start this server's
+    warm workers on the cluster's nodes instead (:mod:`tlcore.jobs.ray_warm`)."""
+    if wanted() and os.environ.get(RAY_ENV, "").strip():
+        from .ray_jobs import warm_up_nodes
+
+        warm_up_nodes()
+        return
     if not enabled():
         return
     with _lock:
@@ -161,13 +173,27 @@ def spawn(args: list[str], env: dict[str, str], job_dir: Path, stdout: int, stde
     if ready() is None:
         warm_up()  # starts it unless it is importing already
         return None
+    return ask(socket_path(), args, env, job_dir, stdout, stderr, fds)
+
+
+def socket_path() -> Path | None:
+    """The socket of this process's warm worker once it takes jobs (:func:`ready`), else None."""
+    folder = _state.get("folder")
+    return folder / _SOCKET if folder is not None and ready() is not None else None
+
+
+def ask(path: Path | None, args: list[str], env: dict[str, str], job_dir: Path, stdout: int, stderr: int,
+        fds: tuple[int, ...] = (), cwd: str | None = None) -> int | None:
+    """Ask the warm worker listening on ``path`` for a job's worker, as :func:`spawn` describes (``cwd``: its working
+    directory, this process's by default); the worker's pid, or None when it could not (the caller starts one)."""
+    if path is None:
+        return None
     try:
-        path = _state["folder"] / _SOCKET
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(30)
             sock.connect(str(path))
-            send_message(sock, {"args": list(args), "env": dict(env), "cwd": os.getcwd(), "job_dir": str(job_dir),
-                                "fds": list(fds)}, (stdout, stderr, *fds))
+            send_message(sock, {"args": list(args), "env": dict(env), "cwd": cwd or os.getcwd(),
+                                "job_dir": str(job_dir), "fds": list(fds)}, (stdout, stderr, *fds))
             reply, extra = receive_message(sock)
         for fd in extra:
             os.close(fd)

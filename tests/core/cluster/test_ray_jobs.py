@@ -6,6 +6,7 @@ are occupied by small holder tasks where a test needs a job to wait in the queue
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tests.core.test_jobs import FINISHED, stderr_of, wait_for_event, wait_until_finished
-from tests.core.test_warm import _wait
+from tests.core.test_warm import _parent, _wait
 from tlcore.io.errors import TLError
 from tlcore.jobs import ray_jobs
 from tlcore.jobs.runner import job_meta, job_status, new_job_dir, read_events, request_stop, start_job
@@ -193,10 +194,15 @@ def test_stop_takes_a_queued_job_out_of_the_queue_and_stops_a_running_one(on_clu
         assert status["status"] == "stopped" and not status.get("result")
         assert not (queued / "started.json").exists() and not (queued / "run").exists() and not read_events(queued)
 
+    # Once the server's warm workers on the nodes are ready (started with its first job), a job's worker is forked
+    # by its node's warm worker instead of importing TensorFlow (tlcore.jobs.ray_warm); a Stop reaches it all the same.
+    _wait(_warm_workers_ready, "the warm workers of the nodes")
     running = tmp_path / "b" / "jobs" / "running"
     _train(running, data, 500)
     wait_for_event(running, "epoch")
     assert job_status(running)["status"] == "running"
+    worker = _worker_writing(running / "stdout.log")
+    assert "tlcore.cli.warm_worker" in _cmdline(_parent(worker))
     request_stop(running)
     assert job_status(running)["status"] in ("stopping", "stopped")
     status, _ = _statuses_until_finished(running)
@@ -204,6 +210,32 @@ def test_stop_takes_a_queued_job_out_of_the_queue_and_stops_a_running_one(on_clu
     epochs = [e for e in read_events(running) if e["type"] == "epoch"]
     assert 1 <= len(epochs) < 500 and len(status["result"]["history"]) == len(epochs)
     assert (running / "run" / "config.json").is_file()  # what it trained is kept
+    assert json.loads((running / "result.json").read_text())["pid"] == worker
+
+
+def _warm_workers_ready() -> bool:
+    from tlcore.jobs import ray_warm
+
+    names = [f"{ray_warm.warm_prefix()}-{n['NodeID'][:16]}" for n in ray.nodes() if n.get("Alive")]
+    try:
+        return all(ray.get(ray.get_actor(name, namespace="tlcore").socket.remote(), timeout=10) for name in names)
+    except ValueError:  # an actor not made yet
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _worker_writing(log: Path) -> int:
+    """The pid of the process whose standard output is ``log``: the job's worker (its task's output is Ray's)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "fd" / "1") == str(log):
+                return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no process writes {log}")
 
 
 def test_without_the_variable_starting_a_job_never_imports_ray(data, tmp_path):
