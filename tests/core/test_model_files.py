@@ -26,8 +26,10 @@ import tlcore.models.model_check as model_check
 from tests.core.conftest import standin_export_run
 from tests.core.test_cli import assert_user_error, last_json, run_cli
 from tests.core.test_export import CLASSES, SIZE
+from tests.core.test_warm import _wait
 from tlcore.backbones._common import load_weights_file
 from tlcore.io.errors import TLError
+from tlcore.jobs import warm
 from tlcore.export.formats import export_formats
 from tlcore.models.model_check import ensure_checked
 from tlcore.models.model_files import KerasFileModel, load_model_file, scan_keras_config
@@ -395,23 +397,26 @@ def test_an_h5_named_file_that_is_not_hdf5_is_not_a_model(tmp_path):
 
 
 # Opened in a worker first (tlcore.models.model_check) ------------------------------------------------------------
-# Two tests start the real worker (it imports TensorFlow: seconds each); the hang, runaway memory and crash
-# are simulated by replacing the worker's command line, so they check the server-side limits in a second.
+# Two tests start the real worker, `python -m tlcore check-model`: forked from the test process's warm worker, and
+# in a process of its own (which imports TensorFlow: seconds); the hang, runaway memory and crash are simulated by
+# replacing the worker's command line, so they check the server-side limits in a second.
 
 def spawned_workers(monkeypatch) -> list:
-    """Every process model_check starts, recorded so a test can see how it ended."""
-    procs, real = [], subprocess.Popen
+    """Every worker model_check starts (a Popen, or a warm worker's Forked), recorded so a test can see how it
+    ended."""
+    procs, real = [], model_check._start
 
     def record(*args, **kwargs):
         procs.append(real(*args, **kwargs))
         return procs[-1]
 
-    monkeypatch.setattr(model_check.subprocess, "Popen", record)
+    monkeypatch.setattr(model_check, "_start", record)
     return procs
 
 
 def fake_worker(monkeypatch, code: str) -> list:
-    """Run ``python -c code`` in place of the worker; the processes started."""
+    """Run ``python -c code`` in place of the worker (a process of its own); the processes started."""
+    monkeypatch.setenv(warm.ENV, "0")
     monkeypatch.setattr(model_check, "_worker_argv", lambda path, mb, seconds: [sys.executable, "-c", code])
     return spawned_workers(monkeypatch)
 
@@ -422,9 +427,10 @@ def test_a_foreign_model_passes_the_worker_then_loads_and_is_checked_once(export
     model = rewrite_zip(exported.keras, tmp_path / "colleague.keras", {"tlcore.json": None})
     shutil.copy(exported.keras.with_name("labels.txt"), tmp_path / "labels.txt")
     assert not is_trusted(model)
+    _wait(warm.ready, "the warm worker's start")  # the check is forked from it: no TensorFlow import
     procs = spawned_workers(monkeypatch)
     ensure_checked(model)
-    assert len(procs) == 1 and procs[0].returncode == 0
+    assert len(procs) == 1 and isinstance(procs[0], warm.Forked) and procs[0].returncode == 0
     assert is_trusted(model)
     ensure_checked(model)  # recorded: no second worker
     assert len(procs) == 1
@@ -447,8 +453,11 @@ def test_a_run_whose_config_makes_it_allocate_without_bound_is_refused_at_the_me
     (run / "config.json").write_text(json.dumps({**config, "classes": ["a", "b"], "input_size": 20000}))
     assert not is_trusted(run)
     monkeypatch.setenv("TLCORE_MODEL_CHECK_MB", "1500")
+    monkeypatch.setenv(warm.ENV, "0")  # the worker as a process of its own: `python -m tlcore check-model`
+    procs = spawned_workers(monkeypatch)
     with pytest.raises(TLError) as info:
         ensure_checked(run)
+    assert isinstance(procs[0], subprocess.Popen) and procs[0].args[1:4] == ["-m", "tlcore", "check-model"]
     assert str(info.value) == (f"{str(run)!r} is refused: opening it in the process that checks model files "
                                "needed more than 1500 MB of memory")
     assert not is_trusted(run)
@@ -524,3 +533,22 @@ def test_a_registered_name_from_another_module_is_still_refused():
     layer = {"class_name": "Standardize", "module": "evil.model", "registered_name": "tlcore>Standardize", "config": {}}
     with pytest.raises(TLError, match="evil.model"):
         scan_keras_config({"class_name": "Functional", "module": "keras", "config": {"layers": [layer]}})
+
+
+def test_the_check_model_command_refuses_in_one_sentence(tmp_path):
+    # The worker's own command, run as the dashboard runs it (forked from the warm worker), but read by a person.
+    from tlcore.io.paths import tlcore_environment
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"TFL3 not a model at all")
+    (tmp_path / "labels.txt").write_text("a\nb\n", encoding="utf-8")
+    folder = tmp_path / "worker"
+    folder.mkdir()
+    _wait(warm.ready, "the warm worker's start")
+    with open(folder / "stdout.log", "wb") as out, open(folder / "stderr.log", "wb") as err:
+        pid = warm.spawn(["check-model", str(bad)], tlcore_environment(), folder, out.fileno(), err.fileno())
+    assert pid is not None
+    assert warm.Forked(pid, folder).wait(timeout=120) == 2
+    lines = (folder / "stderr.log").read_text(encoding="utf-8").strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: '") and "bad.tflite' is not a TFLite model" in lines[0]
+    assert (folder / "stdout.log").read_text(encoding="utf-8") == ""

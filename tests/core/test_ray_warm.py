@@ -1,6 +1,7 @@
-"""A job's worker forked by a Ray node's warm worker (tlcore.jobs.ray_warm.ForkedWorker), waited on as a child would
-be: its exit status from the warm worker's record, a timeout like Popen's, and an end that no record follows.
-(The fork itself, on a real two-node cluster: tests/core/cluster/test_ray_jobs.py.)"""
+"""A process forked by a warm worker (tlcore.jobs.warm.Forked: a Ray node's job worker, a model check), waited on
+as a child would be: its exit status from the warm worker's record, a timeout like Popen's, and an end that no
+record follows. (The fork on a real two-node cluster: tests/core/cluster/test_ray_jobs.py; a model check:
+tests/core/test_model_files.py.)"""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tlcore.jobs import ray_warm
+from tlcore.jobs import ray_warm, warm
 
 
 def _ended_pid() -> int:
@@ -21,22 +22,22 @@ def _ended_pid() -> int:
 def test_the_exit_status_is_the_warm_workers_record_of_that_pid(tmp_path):
     pid = _ended_pid()
     (tmp_path / "result.json").write_text(json.dumps({"exit_code": 3, "pid": pid}), encoding="utf-8")
-    worker = ray_warm.ForkedWorker(pid, tmp_path)
+    worker = warm.Forked(pid, tmp_path, remove=True)
     assert worker.poll() == 3 and worker.wait() == 3 and worker.returncode == 3
     assert not tmp_path.exists()  # the task's folder for the record is removed once read
 
 
 def test_a_record_of_another_pid_is_not_this_workers_end(tmp_path, monkeypatch):
-    monkeypatch.setattr(ray_warm.ForkedWorker, "_LATE", 0.2)
+    monkeypatch.setattr(warm.Forked, "_LATE", 0.2)
     pid = _ended_pid()
     (tmp_path / "result.json").write_text(json.dumps({"exit_code": 0, "pid": pid + 1}), encoding="utf-8")
-    worker = ray_warm.ForkedWorker(pid, tmp_path)
+    worker = warm.Forked(pid, tmp_path, remove=True)
     assert worker.poll() is None
     assert worker.wait() == -1  # gone, and the record never came: the warm worker died with it
 
 
 def test_a_running_worker_times_out_as_popen_does(tmp_path):
-    worker = ray_warm.ForkedWorker(os.getpid(), tmp_path)  # alive for as long as this test runs
+    worker = warm.Forked(os.getpid(), tmp_path)  # alive for as long as this test runs
     with pytest.raises(subprocess.TimeoutExpired):
         worker.wait(timeout=0.1)
     assert worker.returncode is None

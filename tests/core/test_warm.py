@@ -25,6 +25,14 @@ def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def _cmdline(pid: int | str) -> str:
+    """The command line of process ``pid`` as one string ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _wait(condition, what: str, limit: float = 120.0):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:

@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from tests.core.test_warm import _cmdline
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -90,13 +92,6 @@ def dashboard(cache_dir: Path, timeout: float = 120):
     with local_server(command, _healthy, Path(cache_dir) / "streamlit.log", "the dashboard", timeout, cwd=ROOT,
                       env={**os.environ, "TLCORE_CACHE_DIR": str(cache_dir)}) as base:
         yield base
-
-
-def _cmdline(pid: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def warm_worker_of(base: str) -> int | None:

@@ -27,8 +27,9 @@ def _formats(text: str) -> list[str]:
 
 
 def add_parsers(sub) -> None:
-    """The ``evaluate``, ``predict``, ``suggest`` and ``export`` commands."""
+    """The ``evaluate``, ``predict``, ``suggest``, ``export`` and ``check-model`` commands."""
     from ..export.formats import FORMATS, ExportConfig
+    from ..models.model_check import DEFAULT_MB, DEFAULT_SECONDS
     from ..models.suggest import SuggestConfig
 
     p = sub.add_parser("evaluate", help="evaluate a run (or an exported .keras, .tflite or .onnx) on labelled data; "
@@ -70,6 +71,15 @@ def add_parsers(sub) -> None:
                                                    "and example scripts")
     tracking_option(p)
     job_options(p)
+
+    p = sub.add_parser("check-model", help="open a model file from elsewhere as the dashboard does before trusting it: "
+                                           "in this process, limited in memory and time, with one prediction (the "
+                                           "dashboard runs this in a process of its own)")
+    p.add_argument("run_dir", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("--max-mb", type=float, default=DEFAULT_MB, help="memory limit in MB (default %(default)g)")
+    p.add_argument("--max-seconds", type=float, default=DEFAULT_SECONDS,
+                   help="time limit in seconds (default %(default)g)")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON, a refusal included")
 
 
 def _labelled_probs(run, data):
@@ -233,4 +243,17 @@ def _report_exports(result) -> None:
     report_tracking(result)
 
 
-COMMANDS = {"evaluate": _evaluate, "predict": _predict, "suggest": _suggest, "export": _export}
+def _check_model(args):
+    from ..models.model_check import check_here, refusal_of
+
+    verdict = check_here(args.run_dir, args.max_mb, args.max_seconds)
+    if args.json:
+        return verdict  # the dashboard reads it, a refusal included
+    if not verdict.get("ok"):
+        raise TLError(refusal_of(args.run_dir, verdict, args.max_mb))
+    print(f"{args.run_dir} opens and predicts: {verdict['classes']} classes at {verdict['input_size']} px")
+    return verdict
+
+
+COMMANDS = {"evaluate": _evaluate, "predict": _predict, "suggest": _suggest, "export": _export,
+            "check-model": _check_model}

@@ -147,7 +147,7 @@ def _warm_nodes(ray, pythonpath: str) -> str | None:
     yet: the name their actors start with, or None when jobs start cold (``$TLCORE_WARM_JOBS=0``)."""
     from . import warm
 
-    if not warm.wanted():
+    if not warm.enabled():
         return None
     try:
         ray_warm.ensure_warm_nodes(ray, pythonpath)

@@ -13,16 +13,13 @@ they run the code the server imported, and a restarted server starts new ones.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import tempfile
 import threading
-import time
 from pathlib import Path
 
-__all__ = ["WarmNode", "warm_prefix", "ensure_warm_nodes", "forget", "spawn_on_node", "ForkedWorker"]
+__all__ = ["WarmNode", "warm_prefix", "ensure_warm_nodes", "forget", "spawn_on_node"]
 
 _NAMESPACE = "tlcore"
 _lock = threading.Lock()
@@ -43,10 +40,9 @@ class WarmNode:
     """A Ray actor: its node's warm worker (:mod:`tlcore.jobs.warm`), started at once and held while it lives."""
 
     def __init__(self):
-        from . import ray_jobs, warm
+        from . import warm
 
-        os.environ.pop(ray_jobs.ENV, None)  # this process runs no job on a cluster: its forks run here
-        os.environ[warm.ENV] = "1"
+        os.environ[warm.ENV] = "1"  # the server that made this actor wants warm jobs
         warm.warm_up()
 
     def socket(self) -> str | None:
@@ -82,10 +78,11 @@ def forget() -> None:
 
 
 def spawn_on_node(prefix: str, args: list[str], env: dict[str, str], cwd: str, stdout: int,
-                  stderr: int) -> ForkedWorker | None:
+                  stderr: int):
     """In a job's task: have the warm worker of this node (of the server whose actors are named ``prefix``) fork
     the job's worker, ``python -m tlcore ARGS`` in ``cwd`` with ``env``, its output on ``stdout`` and ``stderr``.
-    None when this node has no warm worker ready (the caller starts the worker itself)."""
+    A :class:`tlcore.jobs.warm.Forked`, or None when this node has no warm worker ready (the caller starts the
+    worker itself)."""
     import ray
 
     from . import warm
@@ -104,41 +101,4 @@ def spawn_on_node(prefix: str, args: list[str], env: dict[str, str], cwd: str, s
     if pid is None:
         os.rmdir(ends)
         return None
-    return ForkedWorker(pid, ends)
-
-
-class ForkedWorker:
-    """A job's worker forked by its node's warm worker: not this process's child, so its exit status is read from
-    the record the warm worker writes when it reaps it. Waits as :class:`subprocess.Popen` does."""
-
-    _LATE = 5.0  # seconds between the worker's end and the warm worker's record of it, at most
-
-    def __init__(self, pid: int, ends: Path):
-        self.pid, self._ends, self.returncode = pid, ends, None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                record = json.loads((self._ends / "result.json").read_text(encoding="utf-8"))
-                if record.get("pid") == self.pid:
-                    self.returncode = int(record["exit_code"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        import subprocess
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        gone = None
-        while self.poll() is None:
-            if not Path(f"/proc/{self.pid}").exists():
-                gone = gone or time.monotonic()
-                if time.monotonic() - gone > self._LATE:  # the warm worker died with it: no record will come
-                    self.returncode = -1
-                    break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"tlcore worker {self.pid}", timeout)
-            time.sleep(0.05)
-        shutil.rmtree(self._ends, ignore_errors=True)
-        return self.returncode
+    return warm.Forked(pid, ends, remove=True)

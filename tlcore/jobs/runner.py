@@ -32,11 +32,11 @@ from ..io.paths import tlcore_environment
 from ..io.quota import check_room
 from . import ray_jobs
 from .events import DONE, ERROR, WAITING
-from .warm import spawn
+from .warm import spawn, warm_up
 
 log = logging.getLogger("tlcore")
 
-__all__ = ["new_job_dir", "start_job", "record_end", "read_events", "job_meta", "job_status", "request_stop", "list_jobs",
+__all__ = ["new_job_dir", "start_job", "warm_up_workers", "record_end", "read_events", "job_meta", "job_status", "request_stop", "list_jobs",
            "EventWriter", "LIVE"]
 
 # A job in one of these states still has a worker process (waiting for a slot, working, or ending).
@@ -86,6 +86,20 @@ def _check_room(job_dir: Path) -> None:
     jobs = job_dir.parent
     if jobs.name == "jobs" and (jobs.parent / "data").is_dir():  # <workspace>/jobs/<job>
         check_room(jobs.parent, 0, "no new job can start")
+
+
+def warm_up_workers() -> None:
+    """When the server starts: start the warm workers its jobs will fork from (:mod:`tlcore.jobs.warm`), its own, or
+    one on each node of the Ray cluster its jobs run on (:func:`tlcore.jobs.ray_jobs.warm_up_nodes`). In the
+    background; a bad cluster address is left for the first job's start to say in one sentence."""
+    try:
+        on_cluster = ray_jobs.ray_address() is not None
+    except TLError:
+        return
+    if on_cluster:
+        ray_jobs.warm_up_nodes()
+    else:
+        warm_up()
 
 
 def start_job(job_dir: str | Path, args: list[str], kind: str = "train", meta: dict | None = None) -> Path:

@@ -23,18 +23,20 @@ import atexit
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from ..io.env import whole_number
 from ..io.paths import tlcore_environment
-from .ray_jobs import ENV as RAY_ENV
 
-__all__ = ["ENV", "enabled", "wanted", "warm_up", "ready", "spawn", "socket_path", "ask", "send_message", "receive_message"]
+__all__ = ["ENV", "enabled", "warm_up", "ready", "spawn", "socket_path", "ask", "Forked", "send_message",
+           "receive_message"]
 
 ENV = "TLCORE_WARM_JOBS"
 _SOCKET = "warm.sock"
@@ -48,14 +50,9 @@ _state: dict = {}  # "proc", "folder", "pipe": the warm worker this process star
 
 
 def enabled() -> bool:
-    """Whether jobs start from a warm worker (``$TLCORE_WARM_JOBS``, 1 by default; 0 turns it off). Never when jobs
-    run on a Ray cluster (``$TLCORE_RAY_ADDRESS``, :mod:`tlcore.jobs.ray_jobs`): this server runs none itself."""
-    return wanted() and not os.environ.get(RAY_ENV, "").strip()
-
-
-def wanted() -> bool:
-    """Whether jobs should start warm at all (``$TLCORE_WARM_JOBS``): here, or on a Ray cluster's nodes
-    (:mod:`tlcore.jobs.ray_warm`)."""
+    """Whether jobs start from a warm worker (``$TLCORE_WARM_JOBS``, 1 by default; 0 turns it off): this server's
+    own, or, when jobs run on a Ray cluster, one on each node (:mod:`tlcore.jobs.ray_warm`; the runner decides
+    which, :func:`tlcore.jobs.runner.warm_up_workers`)."""
     return whole_number(ENV, 1, 0) > 0
 
 
@@ -95,13 +92,7 @@ def receive_message(sock: socket.socket) -> tuple[dict, list[int]]:
 
 def warm_up() -> None:
     """Start this server's warm worker unless it runs already or is turned off (it imports TensorFlow in the
-    background; until it is ready, :func:`spawn` returns None). With jobs on a Ray cluster, start this server's
-    warm workers on the cluster's nodes instead (:mod:`tlcore.jobs.ray_warm`)."""
-    if wanted() and os.environ.get(RAY_ENV, "").strip():
-        from .ray_jobs import warm_up_nodes
-
-        warm_up_nodes()
-        return
+    background; until it is ready, :func:`spawn` returns None)."""
     if not enabled():
         return
     with _lock:
@@ -202,3 +193,40 @@ def ask(path: Path | None, args: list[str], env: dict[str, str], job_dir: Path, 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("the warm worker did not start a job (%s); starting its own process", exc)
         return None
+
+
+class Forked:
+    """A process a warm worker forked (:func:`ask`, with ``ends`` as its folder): not this process's child, so its
+    exit status is read from the record the warm worker writes in ``ends`` when it reaps it. Waits as
+    :class:`subprocess.Popen` does; ``remove``: the folder is removed once the status is read."""
+
+    _LATE = 5.0  # seconds between the worker's end and the warm worker's record of it, at most
+
+    def __init__(self, pid: int, ends: Path, remove: bool = False):
+        self.pid, self._ends, self._remove, self.returncode = pid, Path(ends), remove, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                record = json.loads((self._ends / "result.json").read_text(encoding="utf-8"))
+                if record.get("pid") == self.pid:
+                    self.returncode = int(record["exit_code"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        gone = None
+        while self.poll() is None:
+            if not Path(f"/proc/{self.pid}").exists():
+                gone = gone or time.monotonic()
+                if time.monotonic() - gone > self._LATE:  # the warm worker died with it: no record will come
+                    self.returncode = -1
+                    break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"forked process {self.pid}", timeout)
+            time.sleep(0.05)
+        if self._remove:
+            shutil.rmtree(self._ends, ignore_errors=True)
+        return self.returncode

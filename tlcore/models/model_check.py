@@ -3,9 +3,11 @@
 The dashboard's server process is shared by every user: a crafted model file parsed there (HDF5,
 Keras, the TFLite interpreter are native code) could crash it, hang it or exhaust its memory for
 everyone. So before the dashboard loads a model this server did not produce (:mod:`tlcore.io.produced`),
-:func:`ensure_checked` runs ``python -m tlcore.models.model_check PATH`` with the very loader the dashboard
-uses (:func:`tlcore.models.model_files.load_model_file`) and one prediction on a blank image. The worker
-limits itself before it touches the file (``RLIMIT_DATA``, which counts heap and anonymous maps but
+:func:`ensure_checked` runs ``python -m tlcore check-model PATH`` (:func:`check_here`) with the very loader the
+dashboard uses (:func:`tlcore.models.model_files.load_model_file`) and one prediction on a blank image, in a
+process forked from the server's warm worker when it is ready (:mod:`tlcore.jobs.warm`: TensorFlow is imported
+already, so a check takes a fraction of a second), else in a new one. The worker limits itself before it touches
+the file (``RLIMIT_DATA``, which counts heap and anonymous maps but
 not the address space TensorFlow merely reserves, so it fits where ``RLIMIT_AS`` does not; CPU time;
 no core file); the server kills its whole process group when the wall-clock limit passes or its
 resident memory goes over the limit. Only a file that passed is recorded (checked once) and loaded
@@ -37,7 +39,8 @@ from ..io.errors import TLError
 from ..io.paths import tlcore_environment
 from ..io.produced import is_recorded, model_digest, record_digest
 
-__all__ = ["digest_of", "is_trusted", "ensure_checked", "check_in_worker", "check_seconds", "check_mb", "main"]
+__all__ = ["digest_of", "is_trusted", "ensure_checked", "check_in_worker", "check_here", "refusal_of", "check_seconds",
+           "check_mb", "DEFAULT_MB", "DEFAULT_SECONDS"]
 
 log = logging.getLogger("tlcore")
 
@@ -101,9 +104,25 @@ def _name(path: Path) -> str:
     return str(path) if path.is_dir() else path.name
 
 
+def _check_args(path: Path, mb: float, seconds: float) -> list[str]:
+    return ["check-model", str(path.absolute()), "--max-mb", f"{mb:g}", "--max-seconds", f"{seconds:g}", "--json"]
+
+
 def _worker_argv(path: Path, mb: float, seconds: float) -> list[str]:
-    return [sys.executable, "-m", "tlcore.models.model_check", str(path.absolute()), "--max-mb", f"{mb:g}",
-            "--max-seconds", f"{seconds:g}"]
+    return [sys.executable, "-m", "tlcore", *_check_args(path, mb, seconds)]
+
+
+def _start(path: Path, mb: float, seconds: float, env: dict[str, str], folder: Path, out, err):
+    """The checking process, its output on the files ``out`` and ``err`` in ``folder``: forked by this server's warm
+    worker when it has one ready (TensorFlow imported already: the check takes a fraction of a second instead of
+    the seconds a new process spends importing it), else a new process. Either waits as a Popen does."""
+    from ..jobs import warm
+
+    pid = warm.spawn(_check_args(path, mb, seconds), env, folder, out.fileno(), err.fileno())
+    if pid is not None:
+        return warm.Forked(pid, folder)
+    return subprocess.Popen(_worker_argv(path, mb, seconds), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                            env=env, start_new_session=True)
 
 
 def _rss_bytes(pid: int) -> int:
@@ -118,7 +137,7 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the group: nothing the worker started outlives it
     except (ProcessLookupError, PermissionError):
@@ -132,45 +151,52 @@ def check_in_worker(path: str | Path) -> None:
     name = _name(path)
     seconds, mb = check_seconds(), check_mb()
     env = tlcore_environment()
-    with _CHECKS, tempfile.TemporaryFile() as errors:
+    with _CHECKS, tempfile.TemporaryDirectory(prefix="tlcore-check-") as folder:
+        folder = Path(folder)
         try:
-            proc = subprocess.Popen(_worker_argv(path, mb, seconds), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=errors, env=env, start_new_session=True)
+            with open(folder / "stdout.log", "wb") as out, open(folder / "stderr.log", "wb") as err:
+                proc = _start(path, mb, seconds, env, folder, out, err)
         except OSError as exc:
             raise TLError(f"cannot start the process that checks model files ({exc.strerror or exc})") from None
-        over = None
-        with proc:
-            try:
-                over = _watch(proc, seconds, mb)
-            except BaseException:  # never leave a worker behind, whatever stops this thread
-                _kill(proc)
-                raise
-            verdict = _read_verdict(proc.stdout.read(_MAX_VERDICT)) if over is None else None
-        passed = verdict is not None and verdict.get("ok") is True and proc.returncode == 0
+        try:
+            over = _watch(proc, seconds, mb)
+        except BaseException:  # never leave a worker behind, whatever stops this thread
+            _kill(proc)
+            raise
+        verdict = _read_verdict(_tail(folder / "stdout.log", _MAX_VERDICT)) if over is None else None
+        code = proc.returncode
+        passed = verdict is not None and verdict.get("ok") is True and code == 0
         if not passed:
-            errors.seek(0, os.SEEK_END)
-            errors.seek(max(0, errors.tell() - 4000))
-            log.warning("model check of %s refused (exit %s, %s): %s", path, proc.returncode, over or verdict,
-                        errors.read().decode("utf-8", "replace"))
-    if passed:
-        return
+            log.warning("model check of %s refused (exit %s, %s): %s", path, code, over or verdict,
+                        _tail(folder / "stderr.log", 4000).decode("utf-8", "replace"))
+    if not passed:
+        raise TLError(_refusal(name, verdict, over, code, seconds, mb))
+
+
+def _tail(path: Path, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - size))
+        return f.read()
+
+
+def _refusal(name: str, verdict: dict | None, over: str | None, code: int, seconds: float, mb: float) -> str:
+    """The one sentence for a model that did not pass: over a limit, the worker's own reason, a crash, or no pass."""
     if over == "time":
-        raise TLError(f"{name!r} is refused: opening it in the process that checks model files took more than "
-                      f"{seconds:g} s")
+        return (f"{name!r} is refused: opening it in the process that checks model files took more than "
+                f"{seconds:g} s")
     if over == "memory" or (verdict is not None and verdict.get("memory")):
-        raise TLError(f"{name!r} is refused: opening it in the process that checks model files needed more than "
-                      f"{mb:g} MB of memory")
+        return (f"{name!r} is refused: opening it in the process that checks model files needed more than "
+                f"{mb:g} MB of memory")
     if verdict is not None and not verdict.get("ok") and isinstance(verdict.get("error"), str):
-        raise TLError(verdict["error"])
-    code = proc.returncode
+        return verdict["error"]
     if code < 0:
         how = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
-        raise TLError(f"{name!r} is refused: it crashed the process that checks model files ({how})")
-    raise TLError(f"{name!r} is refused: the process that checks model files ended without passing it "
-                  f"(exit {code})")
+        return f"{name!r} is refused: it crashed the process that checks model files ({how})"
+    return f"{name!r} is refused: the process that checks model files ended without passing it (exit {code})"
 
 
-def _watch(proc: subprocess.Popen, seconds: float, mb: float) -> str | None:
+def _watch(proc, seconds: float, mb: float) -> str | None:
     """Wait for the worker; kill it when it passes the time or memory limit. ``"time"``, ``"memory"`` or None."""
     deadline = time.monotonic() + seconds
     while True:
@@ -235,24 +261,26 @@ def _open(path: Path) -> dict:
     return {"ok": True, "classes": len(model.classes), "input_size": size}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tlcore.models.model_check PATH --max-mb MB --max-seconds S``: one JSON verdict line on stdout."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m tlcore.models.model_check")
-    parser.add_argument("path")
-    parser.add_argument("--max-mb", type=float, default=DEFAULT_MB)
-    parser.add_argument("--max-seconds", type=float, default=DEFAULT_SECONDS)
-    args = parser.parse_args(argv)
-    _limit_self(args.max_mb, args.max_seconds)
-    # The verdict goes to the real stdout; anything the loaders print goes to stderr (the server's log).
-    verdict_out = os.fdopen(os.dup(1), "w")
+def check_here(path: str | Path, mb: float = DEFAULT_MB, seconds: float = DEFAULT_SECONDS) -> dict:
+    """In the checking process (``python -m tlcore check-model``): limit this process to ``mb`` megabytes and
+    ``seconds`` (no core file), then open ``path`` as the dashboard would and predict once; the verdict,
+    ``{"ok": true, "classes", "input_size"}`` or ``{"ok": false, "error"?, "memory"?}``. Whatever the loaders print
+    on standard output goes to standard error while they run: the verdict is the last line the command prints."""
+    for value, option in ((mb, "--max-mb"), (seconds, "--max-seconds")):
+        if not value > 0:
+            raise TLError(f"{option} {value:g} is not allowed; give a number above 0")
+    _limit_self(mb, seconds)
+    sys.stdout.flush()
+    real_stdout = os.dup(1)
     os.dup2(2, 1)
-    verdict = _open(Path(args.path))
-    verdict_out.write(json.dumps(verdict) + "\n")
-    verdict_out.flush()
-    return 0 if verdict.get("ok") else 1
+    try:
+        return _open(Path(path))
+    finally:
+        sys.stdout.flush()
+        os.dup2(real_stdout, 1)
+        os.close(real_stdout)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def refusal_of(path: str | Path, verdict: dict, mb: float) -> str:
+    """The sentence a refused ``verdict`` of :func:`check_here` gives (the dashboard's own wording)."""
+    return _refusal(_name(Path(path)), verdict, None, 0, DEFAULT_SECONDS, mb)

@@ -59,10 +59,10 @@ def prepare_process() -> None:
     from streamlit import runtime
 
     if runtime.exists():
-        from tlcore.jobs.warm import warm_up
+        from tlcore.jobs.runner import warm_up_workers
         from tlcore.training.frozen import prepare_in_background
 
-        warm_up()
+        warm_up_workers()
         # The default backbone's engine is converted now, not inside the first user's first job.
         prepare_in_background()
     _prepared = True

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import SMALL_INPUT, make_image_folder
 from tests.core.test_jobs import FINISHED, stderr_of, wait_for_event, wait_until_finished
-from tests.core.test_warm import _parent, _wait
+from tests.core.test_warm import _cmdline, _parent, _wait
 from tlcore.io.errors import TLError
 from tlcore.jobs import ray_jobs
 from tlcore.jobs.runner import job_meta, job_status, new_job_dir, read_events, request_stop, start_job
@@ -111,14 +111,19 @@ def test_the_address_is_checked_and_blank_means_local(monkeypatch, tmp_path):
     assert not job.exists()
 
 
-def test_jobs_on_a_cluster_start_no_warm_worker(monkeypatch):
-    from tlcore.jobs import warm
+def test_a_server_on_a_cluster_warms_its_nodes_not_this_machine(monkeypatch):
+    from tlcore.jobs import runner
 
-    monkeypatch.setenv(warm.ENV, "1")
+    started = []
+    monkeypatch.setattr(runner, "warm_up", lambda: started.append("here"))
+    monkeypatch.setattr(ray_jobs, "warm_up_nodes", lambda: started.append("nodes"))
     monkeypatch.setenv(ray_jobs.ENV, "auto")
-    assert not warm.enabled()
+    runner.warm_up_workers()
     monkeypatch.setenv(ray_jobs.ENV, "")
-    assert warm.enabled()
+    runner.warm_up_workers()
+    monkeypatch.setenv(ray_jobs.ENV, "not an address")  # left for the first job to say
+    runner.warm_up_workers()
+    assert started == ["nodes", "here"]
 
 
 def test_a_worker_that_ignores_its_stop_past_the_grace_period_is_killed(tmp_path):
@@ -221,10 +226,6 @@ def _warm_workers_ready() -> bool:
         return all(ray.get(ray.get_actor(name, namespace="tlcore").socket.remote(), timeout=10) for name in names)
     except ValueError:  # an actor not made yet
         return False
-
-
-def _cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def _worker_writing(log: Path) -> int:
