@@ -26,10 +26,11 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from .inference import traced_inference
 from ..io.errors import TLError
 from ..io.model_safety import HDF5_MAGIC, refuse_code
 
@@ -61,10 +62,13 @@ class KerasFileModel:
     input_size: int
     path: Path
     config: dict = field(default_factory=dict)
+    _inference: Callable | None = field(default=None, init=False, repr=False, compare=False)
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for a float32 batch of RGB pixels 0..255, shape ``(n, size, size, 3)``."""
-        return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)))
+        if self._inference is None:
+            self._inference = traced_inference(self.model)
+        return self._inference(images)
 
     def predict_files(self, paths: Sequence[str], batch_size: int = 16, on_progress=None):
         """Probabilities for each decodable file; returns ``(probs, kept indices, skipped)``; ``on_progress(done,

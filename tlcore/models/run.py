@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,6 +25,7 @@ from ..io.atomic import recover_dir, staged_dir, write_bytes_atomic
 from ..io.errors import TLError
 from ..data.images import ImageDecodeError, load_image
 from .classifier import build_classifier, build_head
+from .inference import traced_inference
 from ..io.produced import model_digest, record_digest
 from ..backbones.registry import BackboneSpec, create_backbone, get_spec
 from .run_files import read_run_json
@@ -60,9 +61,13 @@ class RunModel(FilePredictions):
         """The square image size the model was built at."""
         return int(self.config.get("input_size", self.spec.input_size))
 
+    _inference: Callable | None = field(default=None, init=False, repr=False, compare=False)
+
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for a float32 batch of RGB pixels 0..255, shape ``(n, size, size, 3)``."""
-        return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)))
+        if self._inference is None:
+            self._inference = traced_inference(self.model)
+        return self._inference(images)
 
 
 def predict_image_files(predict_batch: Callable[[np.ndarray], np.ndarray], size: int, n_classes: int,

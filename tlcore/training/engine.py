@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..models.inference import traced_inference
 from ..io.atomic import write_bytes_atomic
 from ..io.cache_use import touch
 from ..io.cpus import usable_cpus
@@ -77,15 +78,9 @@ def _engine_file(backbone_key: str | None, input_size: int, *variant: str) -> Pa
 
 
 def keras_encoder(backbone) -> Encoder:
-    """The plain Keras path: the backbone in inference mode on float pixels, traced once for any batch size.
-    (``predict_on_batch`` traced again for each new batch size, and the extraction's batches vary: about half a
-    second each time, most of a small run's extraction.)"""
-    import tensorflow as tf
-
-    shape = [None, *backbone.input_shape[1:]]
-    run = tf.function(lambda pixels: backbone(pixels, training=False),
-                      input_signature=[tf.TensorSpec(shape, tf.float32)])
-    return lambda batch: np.asarray(run(np.asarray(batch, np.float32)), np.float32)
+    """The plain Keras path: the backbone in inference mode on float pixels, traced once for any batch size (the
+    extraction's batches vary; tracing again for each was most of a small run's extraction)."""
+    return traced_inference(backbone)
 
 
 def convert_backbone(backbone) -> bytes:
@@ -151,7 +146,7 @@ def fast_encoder(get_backbone: Callable[[], object], backbone_key: str | None, i
     the backbone is converted, checked against Keras on a probe image and
     written atomically to :func:`engine_path`. Uncacheable backbones
     (``backbone_key`` None), failed conversions and engines that disagree
-    with Keras use ``predict_on_batch``; the reason is logged. ``on_phase(PREPARING)`` is called before the
+    with Keras use :func:`keras_encoder`; the reason is logged. ``on_phase(PREPARING)`` is called before the
     conversion (seconds, once per backbone and machine), so a follower knows why embedding waits.
     """
     path = engine_path(backbone_key, input_size)
