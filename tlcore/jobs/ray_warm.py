@@ -19,7 +19,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["WarmNode", "warm_prefix", "ensure_warm_nodes", "forget", "spawn_on_node"]
+__all__ = ["WarmNode", "warm_prefix", "ensure_warm_nodes", "forget", "node_socket", "spawn_on_node"]
 
 _NAMESPACE = "tlcore"
 _lock = threading.Lock()
@@ -77,6 +77,18 @@ def forget() -> None:
         _actors.clear()
 
 
+def node_socket(node_id: str, prefix: str | None = None) -> str | None:
+    """The socket of the warm worker on node ``node_id`` (of the server whose actors are named ``prefix``, this one
+    by default), or None while it is not ready or when there is none."""
+    import ray
+
+    try:
+        actor = ray.get_actor(_name(prefix or warm_prefix(), node_id), namespace=_NAMESPACE)
+        return ray.get(actor.socket.remote(), timeout=10)
+    except Exception:  # noqa: BLE001 - no actor there (yet), or it is gone
+        return None
+
+
 def spawn_on_node(prefix: str, args: list[str], env: dict[str, str], cwd: str, stdout: int,
                   stderr: int):
     """In a job's task: have the warm worker of this node (of the server whose actors are named ``prefix``) fork
@@ -87,11 +99,7 @@ def spawn_on_node(prefix: str, args: list[str], env: dict[str, str], cwd: str, s
 
     from . import warm
 
-    try:
-        actor = ray.get_actor(_name(prefix, ray.get_runtime_context().get_node_id()), namespace=_NAMESPACE)
-        path = ray.get(actor.socket.remote(), timeout=10)
-    except Exception:  # noqa: BLE001 - no actor here (yet), or it is gone: a process of its own, as before
-        return None
+    path = node_socket(ray.get_runtime_context().get_node_id(), prefix)
     if not path:
         return None
     # The warm worker records the end of what it forks in a folder: this task's own, not the job's, whose

@@ -34,6 +34,7 @@ from .int8_choice import Int8Plan, check_later, plan_extraction
 from ..data.images import load_image
 from .ledger import fingerprint_test_set
 from ..models.classifier import build_classifier, build_head
+from ..models.inference import traced_inference
 from ..data.resample import check_resample, resample_indices
 from ..models.run import load_run, save_run
 from ..models.run_files import TENSORBOARD_DIR, read_run_json
@@ -327,14 +328,11 @@ def _embedder(classifier, name: str) -> Callable[[np.ndarray], np.ndarray]:
     """Pixels to features by the ``classifier``'s backbone layer ``name``, in inference mode, traced once on first
     use (a failure then is the projector's, which never fails a run): called eagerly, batch by batch, it embedded
     the projector's photos about three times slower (6.5 s against 2 s for 100 photos of Lite0 at 224 pixels)."""
-    import tensorflow as tf
-
     traced = []
 
     def embed(pixels):
         if not traced:
-            backbone = classifier.get_layer(name)
-            traced.append(tf.function(lambda px: backbone(px, training=False), reduce_retracing=True))
+            traced.append(traced_inference(classifier.get_layer(name)))
         return traced[0](pixels)
 
     return embed

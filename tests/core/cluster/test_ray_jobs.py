@@ -221,11 +221,7 @@ def test_stop_takes_a_queued_job_out_of_the_queue_and_stops_a_running_one(on_clu
 def _warm_workers_ready() -> bool:
     from tlcore.jobs import ray_warm
 
-    names = [f"{ray_warm.warm_prefix()}-{n['NodeID'][:16]}" for n in ray.nodes() if n.get("Alive")]
-    try:
-        return all(ray.get(ray.get_actor(name, namespace="tlcore").socket.remote(), timeout=10) for name in names)
-    except ValueError:  # an actor not made yet
-        return False
+    return all(ray_warm.node_socket(n["NodeID"]) for n in ray.nodes() if n.get("Alive"))
 
 
 def _worker_writing(log: Path) -> int:
