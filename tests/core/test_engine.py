@@ -205,6 +205,24 @@ def test_prefetch_gives_the_same_result_as_one_batch_at_a_time(monkeypatch, tmp_
     assert (res.cache_hits, res.computed) == (0, len(paths) - len(bad))
 
 
+def test_engine_extraction_runs_on_one_thread_copies_and_matches_the_engine(monkeypatch, tmp_path, mixed_paths,
+                                                                           backbone, conversions):
+    """A TFLite engine is copied per extraction thread (``replicas``): the features are the engine's own on the
+    same decoded photos, skipped files are reported, and the copies really are independent one-thread engines."""
+    paths, bad = mixed_paths
+    encoder = fast_encoder(Builds(backbone), KEY, SIZE)
+    made, original = [], TFLiteEncoder.replicas
+    monkeypatch.setattr(TFLiteEncoder, "replicas", lambda self, n: made.extend(original(self, n)) or made[-n:])
+    res = extract_features(paths, "k", lambda: encoder, SIZE, FeatureCache(tmp_path / "c"))
+    good = [p for p in paths if p not in bad]
+    assert [paths[i] for i in res.kept] == good
+    assert sorted(s["path"] for s in res.skipped) == sorted(bad)
+    assert len(made) == features._decode_workers() and all(m is not encoder for m in made)
+    assert all(m.interpreter is not encoder.interpreter for m in made)
+    expected = encoder(np.stack([load_image(p, SIZE) for p in good]))
+    np.testing.assert_allclose(res.features, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
 def test_next_batch_decodes_while_the_encoder_runs(tmp_path):
     folder = make_image_folder(tmp_path / "data", n_per_class=8, size=8)
     paths = sorted(str(p) for p in folder.rglob("*.png"))

@@ -1,13 +1,16 @@
 """Feature extraction and its on-disk cache, with a cheap counting encoder instead of a backbone."""
 from __future__ import annotations
 
+import hashlib
 import shutil
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.conftest import CLASS_COLOURS, make_image_folder, write_image
+from tlcore.training import features
 from tlcore.training.features import FeatureCache, extract_features
 
 SIZE = 16  # the encoder sees images resized to SIZE x SIZE
@@ -283,3 +286,122 @@ def test_only_broken_files_gives_an_empty_result(tmp_path, cache):
     assert res.kept == [] and res.features.shape[0] == 0
     assert [s["path"] for s in res.skipped] == [str(bad)]
     assert enc.images_seen == 0
+
+
+# Encoders with replicas (TFLite engines): one copy per thread ------------------------------
+
+class Replicated:
+    """An encoder offering ``replicas(n)``, as a TFLite engine does: each copy records the threads that call it and
+    the photos it embeds; the shared encoder itself must then never be called."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.copies: list[dict] = []
+        self.fail_after = fail_after
+        self.lock = threading.Lock()
+        self.embedded = 0
+
+    def __call__(self, batch):
+        raise AssertionError("the shared encoder was called although it has replicas")
+
+    def replicas(self, n):
+        def copy(record):
+            def encode(batch):
+                assert batch.dtype == np.uint8 and len(batch) == 1
+                with self.lock:
+                    record["threads"].add(threading.get_ident())
+                    record["photos"] += 1
+                    self.embedded += 1
+                    if self.fail_after is not None and self.embedded > self.fail_after:
+                        raise RuntimeError("engine failed")
+                return batch.reshape(1, -1, 3).mean(axis=1)
+            return encode
+
+        records = [{"threads": set(), "photos": 0} for _ in range(n)]
+        self.copies.extend(records)
+        return [copy(r) for r in records]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_replicated_encoder_embeds_each_photo_once_on_copies_each_used_by_one_thread(
+        monkeypatch, tmp_path, cache, workers):
+    monkeypatch.setattr(features, "_decode_workers", lambda: workers)
+    folder = make_image_folder(tmp_path / "data", n_per_class=5)
+    good = sorted(str(p) for p in folder.rglob("*.png"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(open(good[0], "rb").read()[:60])
+    paths = good[:4] + [str(broken)] + good[4:] + [str(tmp_path / "missing.png")]
+    encoder, events = Replicated(), []
+    res = extract_features(paths, "bb|imagenet", lambda: encoder, SIZE, cache,
+                           on_progress=lambda d, t: events.append(d))
+    assert len(encoder.copies) == workers
+    assert all(len(c["threads"]) <= 1 for c in encoder.copies)  # a copy is never shared between threads
+    assert sum(c["photos"] for c in encoder.copies) == len(good)  # each photo once
+    assert [paths[i] for i in res.kept] == good  # input order, whatever thread finished first
+    np.testing.assert_allclose(res.features, np.stack([mean_colour(p) for p in good]), atol=1e-3)
+    assert sorted(s["path"] for s in res.skipped) == sorted([str(broken), str(tmp_path / "missing.png")])
+    assert (res.cache_hits, res.computed) == (0, len(good)) and len(npy_files(cache)) == len(good)
+    assert events == sorted(events) and events[-1] == len(paths)
+    again = extract_features(paths, "bb|imagenet", lambda: Replicated(), SIZE, cache)
+    assert again.cache_hits == len(good)
+    np.testing.assert_array_equal(again.features, res.features)
+
+
+def test_replicas_are_no_more_than_the_photos_to_embed(monkeypatch, tmp_path, cache, image_folder):
+    monkeypatch.setattr(features, "_decode_workers", lambda: 4)
+    one = [str(sorted(image_folder.rglob("*.png"))[0])]
+    encoder = Replicated()
+    extract_features(one, "bb|imagenet", lambda: encoder, SIZE, cache)
+    assert len(encoder.copies) == 1
+
+
+def test_a_failing_replica_raises_on_the_callers_thread_and_stops_the_others(monkeypatch, tmp_path, paths, cache):
+    monkeypatch.setattr(features, "_decode_workers", lambda: 2)
+    encoder = Replicated(fail_after=3)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        extract_features(paths, "bb|imagenet", lambda: encoder, SIZE, cache)
+    # The others stop after the photo they were on: far fewer attempts than photos.
+    assert encoder.embedded <= 3 + 2 < len(paths)  # one failing attempt per thread at most
+
+
+def test_replicas_hold_one_decoded_photo_per_thread(monkeypatch, tmp_path, cache):
+    monkeypatch.setattr(features, "_decode_workers", lambda: 2)
+    rng = np.random.default_rng(1)
+    paths = [str(write_image(tmp_path / "many" / f"{k}.png", (k % 256, 90, 160), size=4, rng=rng))
+             for k in range(300)]
+    lock, state = threading.Lock(), {"decoded": 0, "max_alive": 0}
+    encoder = Replicated()
+
+    def transform(image, sha):
+        with lock:
+            state["decoded"] += 1
+            state["max_alive"] = max(state["max_alive"], state["decoded"] - encoder.embedded)
+        return image
+
+    res = extract_features(paths, "k", lambda: encoder, 4, cache, transform=transform)
+    assert res.computed == len(paths)
+    assert state["max_alive"] <= 2
+
+
+def test_embedding_starts_while_later_files_are_still_being_looked_up(tmp_path, paths):
+    """The lookups (read, hash, cache) run ahead on their own thread: the first photo is embedded before the
+    last file's lookup ends, instead of after every lookup (a big dataset waited for all of them)."""
+    embedded = threading.Event()
+    waited = []
+
+    class SlowLastLookup(FeatureCache):
+        def get(self, backbone_key, content_sha):
+            if content_sha == last_sha:
+                waited.append(embedded.wait(timeout=30))
+            return super().get(backbone_key, content_sha)
+
+    last_sha = hashlib.sha256(open(paths[-1], "rb").read()).hexdigest()
+
+    class Signals(Replicated):  # an engine's copies take photos one at a time, as the lookups find them
+        def replicas(self, n):
+            def signal(encode):
+                return lambda batch: (embedded.set(), encode(batch))[1]
+            return [signal(encode) for encode in super().replicas(n)]
+
+    res = extract_features(paths, "bb|imagenet", Signals, SIZE, SlowLastLookup(tmp_path / "c"))
+    assert waited == [True]
+    assert res.computed == len(paths) and res.kept == list(range(len(paths)))

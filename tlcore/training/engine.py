@@ -105,6 +105,7 @@ class TFLiteEncoder:
     def __init__(self, model: str | Path | bytes, num_threads: int | None = None):
         from ..models.tflite_model import interpreter_class
 
+        self._model = model
         source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
         self.interpreter = interpreter_class()(**source, num_threads=num_threads or usable_cpus())
         self.interpreter.allocate_tensors()
@@ -126,6 +127,12 @@ class TFLiteEncoder:
             self.interpreter.invoke()
             out[k] = self.interpreter.get_tensor(self._out["index"])[0]
         return out
+
+    def replicas(self, n: int) -> list[TFLiteEncoder]:
+        """``n`` independent one-thread copies of this engine, one per extraction thread: each thread then decodes
+        and embeds its own photos with no hand-over, which keeps both cores busy where one shared interpreter
+        with two threads left them waiting on each other (see docs/BENCHMARKS.md, extraction at the limit)."""
+        return [TFLiteEncoder(self._model, 1) for _ in range(n)]
 
 
 def _agrees(engine: Encoder, backbone, input_size: int) -> float:

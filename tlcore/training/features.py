@@ -7,11 +7,14 @@ photos, never calls the backbone again.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
+import queue
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,9 +34,11 @@ __all__ = ["FeatureCache", "FeatureResult", "PREFETCH_BATCHES", "SLICE_SECONDS",
 DECODE_VERSION = "2"  # 2: transparent colours in L/RGB blended on white, 16-bit rounding
 # Batches decoded ahead of the encoder: one hides decoding behind inference; more only costs memory.
 PREFETCH_BATCHES = 1
-# About how long one call of the encoder may take: the progress count moves between calls, so a slow
-# backbone gets fewer photos at once (the TFLite engine runs one photo per invoke anyway).
+# About how long one call of a shared encoder (Keras) may take: the progress count moves between calls, so a
+# slow backbone gets fewer photos at once. Engines with replicas embed one photo per call anyway.
 SLICE_SECONDS = 0.5
+# Files looked up in the cache per round of the lookup threads.
+LOOKUP_CHUNK = 256
 
 
 class FeatureCache:
@@ -41,6 +46,7 @@ class FeatureCache:
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_cache_dir() / "features"
+        self._folders: set[Path] = set()  # folders this instance made: one mkdir each, not one per photo
 
     def _path(self, backbone_key: str, content_sha: str) -> Path:
         folder = hashlib.sha256(f"{backbone_key}|{DECODE_VERSION}".encode()).hexdigest()[:16]
@@ -60,11 +66,23 @@ class FeatureCache:
 
     def put(self, backbone_key: str, content_sha: str, vector: np.ndarray) -> None:
         path = self._path(backbone_key, content_sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write-then-rename: a crash or a concurrent run never leaves a half file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        data = io.BytesIO()
+        np.save(data, np.asarray(vector, np.float32), allow_pickle=False)
+        # Write-then-rename: a crash or a concurrent run never leaves a half file. The temporary name is this
+        # process's and thread's own (cheaper than mkstemp, which an extraction paid once per photo).
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        for attempt in (1, 2):
+            if attempt == 2 or path.parent not in self._folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(path.parent)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+                break
+            except FileNotFoundError:  # the folder was removed since (the cache's clean-up): made again
+                if attempt == 2:
+                    raise
         with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(vector, np.float32), allow_pickle=False)
+            f.write(data.getbuffer())
         os.replace(tmp, path)
 
 
@@ -116,67 +134,223 @@ def extract_features(
     before embedding (augmentation); it must be deterministic for a given
     sha and be part of ``backbone_key``, since the cache trusts the key.
 
-    Decoding runs in a thread pool, one batch ahead of the encoder, so the
-    two overlap; at most ``1 + PREFETCH_BATCHES`` batches of decoded images
-    exist at once, whatever the number of files.
+    An encoder with ``replicas(n)`` (a TFLite engine) is copied once per
+    thread, and each thread decodes and embeds its own photos; any other
+    encoder (Keras) is shared, fed batches decoded one batch ahead by a
+    thread pool. Either way memory holds a bounded number of decoded photos,
+    whatever the number of files.
     """
     total = len(paths)
     report = Ticker(on_progress, total, clock=clock)
     report(0)  # at once: a follower learns the count before the first file is even read
     vectors: dict[int, np.ndarray] = {}
     skipped: list[dict] = []
-    # Only (index, sha) is kept for files to embed: their bytes are read again by the decoder,
-    # so memory does not grow with the dataset.
-    todo: list[tuple[int, str]] = []
-    for i, path in enumerate(paths):
-        data, error = _read(path)
-        if error:
-            skipped.append({"path": str(path), "reason": error})
-        else:
-            sha = hashlib.sha256(data).hexdigest()
-            del data
-            hit = cache.get(backbone_key, sha) if cache is not None and backbone_key else None
-            if hit is not None:
-                vectors[i] = hit
-            else:
-                todo.append((i, sha))
+    use_cache = cache is not None and bool(backbone_key)
+
+    def progress() -> None:  # on the caller's thread only (the Ticker is not shared)
         report(len(vectors) + len(skipped))
-    hits = len(vectors)
-    done = hits + len(skipped)
-    encoder = get_encoder() if todo else None
-    slices = _Slices(batch_size, clock)
 
-    def decode(item):
-        i, sha = item
-        data, error = _read(paths[i])
+    def skip(i: int, reason: str) -> None:
+        skipped.append({"path": str(paths[i]), "reason": reason})
+
+    lookups = _Lookups(paths, lambda sha: cache.get(backbone_key, sha) if use_cache else None, vectors, skip)
+    lookups.start()
+    try:
+        first = lookups.first_miss(progress)
+        if first is not None:
+            encoder = get_encoder()
+
+            def decode(item):
+                i, sha = item
+                data, error = _read(paths[i])
+                if error:
+                    return i, sha, None, error
+                # The file may have changed since it was hashed: cache under what was really embedded.
+                sha = hashlib.sha256(data).hexdigest()
+                try:
+                    image = decode_image(data, input_size)
+                    return i, sha, transform(image, sha) if transform else image, None
+                except ImageDecodeError as exc:
+                    return i, sha, None, str(exc)
+
+            def save(sha: str, vec: np.ndarray) -> None:
+                if use_cache:
+                    cache.put(backbone_key, sha, vec)
+
+            def keep(i: int, vec: np.ndarray) -> None:
+                vectors[i] = vec
+
+            items = lookups.misses(first)
+            copies = getattr(encoder, "replicas", None)
+            if copies is not None:
+                encoders = copies(min(_decode_workers(), lookups.misses_at_most()))
+                _each_on_own_engine(items, decode, encoders, save, keep, skip, progress)
+            else:
+                _batched(items, decode, encoder, batch_size, _Slices(batch_size, clock), save, keep, skip, progress)
+    finally:
+        lookups.stop()
+    report(total)
+    return collect_features(vectors, skipped, lookups.hits)
+
+
+class _Lookups:
+    """The first stage of an extraction, on a thread of its own: read and hash every file and look it up in the
+    cache (a few threads at once: reading and hashing release the GIL). Hits go into ``vectors``, unreadable
+    files to ``skip``; the files to embed come out of :meth:`misses` as ``(index, sha)`` while the lookups go
+    on, so embedding starts with the first miss instead of after the last lookup. Only ``(index, sha)`` is kept
+    for a file to embed: its bytes are read again by the decoder, so memory does not grow with the dataset."""
+
+    _END = object()
+
+    def __init__(self, paths, cached, vectors: dict, skip):
+        self.paths, self.cached, self.vectors, self.skip = paths, cached, vectors, skip
+        self.hits = self.missed = 0
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.done, self.stopped = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, name="feature-lookups", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop looking files up (after an error downstream) and wait for the thread."""
+        self.stopped.set()
+        self.thread.join()
+
+    def _look_up(self, i: int):
+        data, error = _read(self.paths[i])
         if error:
-            return i, sha, None, error
-        # The file may have changed since it was hashed: cache under what was really embedded.
+            return i, None, None, error
         sha = hashlib.sha256(data).hexdigest()
+        return i, sha, self.cached(sha), None
+
+    def _run(self) -> None:
         try:
-            image = decode_image(data, input_size)
-            return i, sha, transform(image, sha) if transform else image, None
-        except ImageDecodeError as exc:
-            return i, sha, None, str(exc)
+            total = len(self.paths)
+            with ThreadPoolExecutor(max_workers=_decode_workers()) as pool:
+                # In chunks: the pending lookups stay few however many files there are.
+                for start in range(0, total, LOOKUP_CHUNK):
+                    if self.stopped.is_set():
+                        break
+                    for i, sha, hit, error in pool.map(self._look_up, range(start, min(total, start + LOOKUP_CHUNK))):
+                        if error:
+                            self.skip(i, error)
+                        elif hit is not None:
+                            self.vectors[i] = hit
+                            self.hits += 1
+                        else:
+                            self.missed += 1
+                            self.queue.put((i, sha))
+        except BaseException as exc:  # noqa: BLE001 - raised again where the misses are taken
+            self.queue.put(exc)
+        finally:
+            self.done.set()
+            self.queue.put(self._END)
 
-    def embed(ready: list) -> None:
-        batch = np.stack([img for _, _, img in ready])
-        feats = slices.encode(encoder, batch)
-        del batch
-        for (i, sha, _img), vec in zip(ready, feats):
-            vectors[i] = vec
-            if cache is not None and backbone_key:
-                cache.put(backbone_key, sha, vec)
+    def _take(self, progress=None):
+        """The next miss, or None after the last; ``progress()`` is called every few tenths of a second of
+        waiting, so the count of hits moves during a long run of them."""
+        while True:
+            try:
+                got = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                if progress:
+                    progress()
+                continue
+            if got is self._END:
+                self.queue.put(got)  # for whoever asks next (several embedding threads may)
+                return None
+            if isinstance(got, BaseException):
+                raise got
+            return got
 
-    chunks = iter(range(0, len(todo), batch_size))
+    def first_miss(self, progress) -> tuple[int, str] | None:
+        """The first file to embed, or None when every file was a hit or unreadable (then no encoder is built)."""
+        first = self._take(progress)
+        progress()
+        return first
+
+    def misses(self, first: tuple[int, str]):
+        """``first``, then every other file to embed as it is found (safe to share between threads under a lock)."""
+        yield first
+        while (item := self._take()) is not None:
+            yield item
+
+    def misses_at_most(self) -> int:
+        """How many files there are to embed at most: the count once the lookups are over, else all the files."""
+        return max(1, self.missed) if self.done.is_set() else len(self.paths)
+
+
+def _each_on_own_engine(items, decode, encoders, save, keep, skip, progress) -> None:
+    """Embed ``items`` on threads that each decode a photo and embed it on an engine of their own (one thread
+    each), taking the next photo when done: no thread waits for another, so the cores stay busy with decoding
+    and inference alike. ``save`` (the cache write) runs on those threads; ``keep``, ``skip`` and ``progress``
+    on the caller's. Memory holds one decoded photo per thread."""
+    lock = threading.Lock()
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+    finished = object()
+
+    def work(encode) -> None:
+        try:
+            while not stop.is_set():
+                with lock:
+                    item = next(items, None)
+                if item is None:
+                    break
+                i, sha, image, error = decode(item)
+                vec = None
+                if error is None:
+                    vec = encode(image[None])[0]
+                    save(sha, vec)
+                results.put((i, vec, error))
+        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+            results.put(exc)
+        results.put(finished)
+
+    with ThreadPoolExecutor(max_workers=len(encoders)) as pool:
+        for encode in encoders:
+            pool.submit(work, encode)
+        try:
+            running = len(encoders)
+            while running:
+                got = results.get()
+                if got is finished:
+                    running -= 1
+                    continue
+                if isinstance(got, BaseException):
+                    raise got
+                i, vec, error = got
+                if error is None:
+                    keep(i, vec)
+                else:
+                    skip(i, error)
+                progress()
+        finally:
+            stop.set()  # on an error the other threads end after their current photo
+
+
+def _batched(items, decode, encoder, batch_size, slices, save, keep, skip, progress) -> None:
+    """Embed ``items`` with one shared ``encoder`` (Keras, or any encoder without replicas): decoding runs in a
+    thread pool, one batch ahead of the encoder, so the two overlap; at most ``1 + PREFETCH_BATCHES`` batches of
+    decoded images exist at once, and the encoder gets slices of a batch so the count moves within it."""
     pending: deque[list[Future]] = deque()
     with ThreadPoolExecutor(max_workers=_decode_workers()) as pool:
 
         def submit_next() -> bool:
-            start = next(chunks, None)
-            if start is not None:
-                pending.append([pool.submit(decode, item) for item in todo[start:start + batch_size]])
-            return start is not None
+            chunk = list(islice(items, batch_size))
+            if chunk:
+                pending.append([pool.submit(decode, item) for item in chunk])
+            return bool(chunk)
+
+        def embed(ready: list) -> None:
+            batch = np.stack([img for _, _, img in ready])
+            feats = slices.encode(encoder, batch)
+            del batch
+            for (i, sha, _img), vec in zip(ready, feats):
+                keep(i, vec)
+                save(sha, vec)
+            progress()
 
         submit_next()
         while pending:
@@ -185,25 +359,20 @@ def extract_features(
             # encoded, and nothing further is queued until the encoder has taken this batch.
             while len(pending) < PREFETCH_BATCHES and submit_next():
                 pass
-            # Photos are taken as they are decoded, a slice at a time, so the count moves within a batch.
             ready: list = []
             for k, future in enumerate(futures):
                 i, sha, img, err = future.result()
                 if err is not None:
-                    skipped.append({"path": str(paths[i]), "reason": err})
-                    done += 1
+                    skip(i, err)
+                    progress()
                 else:
                     ready.append((i, sha, img))
                 if ready and (len(ready) >= slices.size or k == len(futures) - 1):
                     embed(ready)
-                    done += len(ready)
                     ready = []
-                report(done)
             del futures
             if not pending:  # PREFETCH_BATCHES = 0: strictly one batch after another
                 submit_next()
-    report(total)
-    return collect_features(vectors, skipped, hits)
 
 
 def collect_features(vectors: dict[int, np.ndarray], skipped: list[dict], hits: int) -> FeatureResult:
