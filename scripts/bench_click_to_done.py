@@ -9,18 +9,16 @@ Writes its section of docs/BENCHMARKS.md. Usage: ``python scripts/bench_click_to
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-from benchdoc import replace_section
+from benchdoc import cpu_description, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tlcore.io.cpus import REPORTED_FLAGS, cpu_flags, cpu_model  # noqa: E402  (tlcore from this checkout)
 
 DATA = ROOT.parent / "shared" / "datasets" / "hymenoptera"
 TARGET_S = 10.0
@@ -96,7 +94,6 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"the shared photos are not at {DATA}; see ../shared/datasets/README")
     r = measure()
-    model, flags = cpu_model(), ", ".join(f for f in REPORTED_FLAGS if f in cpu_flags()) or "none of those reported"
     verdict = "within" if r["click_to_done_s"] <= TARGET_S else "over"
     body = f"""## Dashboard: click Train to "Done" after a server start, {r['photos']} photos
 
@@ -108,7 +105,7 @@ started the warm worker and the default backbone's engine preparation, both read
 first page was requested (a user arriving earlier waits for the preparation instead of converting again).
 The job's phases, in seconds after the click: {r['phases']}. Result: {r['done_text']}
 
-- CPU (/proc/cpuinfo): {model}; vector flags: {flags}; {os.cpu_count()} cores
+- CPU: {cpu_description()}
 """
     replace_section("click_to_done", body)
     print(body)

@@ -17,7 +17,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from benchdoc import replace_section
+from benchdoc import cpu_description, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "hymenoptera"
@@ -25,17 +25,13 @@ OUT = ROOT / "docs" / "BENCHMARKS.md"
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+    """The machine a benchmark ran on: its CPU (:func:`benchdoc.cpu_description`), memory and Python."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         mem_kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
         mem = f"{mem_kb / 1024 / 1024:.0f} GB RAM"
     except (OSError, StopIteration, ValueError):
         mem = "unknown RAM"
-    return f"{cpu}, {os.cpu_count()} cores, {mem}, no GPU, Python {platform.python_version()}"
+    return f"{cpu_description()}, {mem}, no GPU, Python {platform.python_version()}"
 
 
 def run_cli(args: list[str], cache: Path) -> tuple[dict, float]:

@@ -26,23 +26,6 @@ from benchdoc import replace_section
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "hymenoptera"
 REL_DATA = "../shared/datasets/hymenoptera"
-# The instruction-set flags that decide TensorFlow's CPU kernels (the rest of /proc/cpuinfo's list does not).
-SIMD_PREFIXES = ("sse4", "avx", "fma", "amx", "f16c")
-
-
-def cpu_flags() -> tuple[str, str]:
-    """The CPU's model name and its vector-instruction flags, from /proc/cpuinfo."""
-    model, flags = "unknown", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = [f for f in value.split() if f.startswith(SIMD_PREFIXES)]
-    except OSError:
-        pass
-    return model, " ".join(flags) or "unknown"
 
 
 def pct(x: float) -> str:
@@ -74,7 +57,6 @@ def main() -> int:
         print("measuring the corruptions ...", flush=True)
         result, wall = run_cli(["corruptions", str(run_dir)], cache)
     load_after = os.getloadavg()[0]
-    model, flags = cpu_flags()
 
     by = {(r["corruption"], r["severity"]): r["accuracy"] for r in result["results"]}
     rows = []
@@ -105,7 +87,6 @@ seed {result['settings']['seed']} plus the photo's index. The severities are `SE
 
 - Date: {date.today().isoformat()}
 - Machine: {machine()}
-- CPU (/proc/cpuinfo): {model}; vector flags: {flags}
 - Times: {trained_line}corruptions command {wall:.0f} s wall, of which {result['seconds']:.1f} s measuring
   ({result['n']} photos x 22 passes, clean and 21 corrupted: {per_image:.1f} ms per photo and pass, corrupting and
   predicting in batches of {result['settings']['batch_size']})

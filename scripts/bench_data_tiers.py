@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,18 +34,7 @@ SAMPLE_SIZES = (5, 10, 20, 40)  # the sample has 40 per class
 SAMPLE_HELD_OUT = 100  # fresh shapes per class to score the sample's heads on
 BACKBONE = "efficientnet_lite0"
 
-from benchdoc import replace_section  # noqa: E402  (scripts/ is this file's folder)
-
-
-def cpu() -> str:
-    """The CPU's model name (lscpu) and whether it has AVX-512, for the figures' context."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        out = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.lower().startswith(("model name", "model name:"))), "unknown CPU")
-    return f"{name}, {'with' if 'avx512f' in out else 'without'} AVX-512"
+from benchdoc import cpu_description, replace_section  # noqa: E402  (scripts/ is this file's folder)
 
 
 def files(source: Path, split: str | None = None) -> tuple[list[str], list[str]]:
@@ -246,7 +233,7 @@ These figures ground the tiers of `tlcore/data/advice.py`, which the Data page, 
 (`python -m tlcore check`), the training alarm `few_images`, the checklist and the README all use.
 
 - Date: {date.today().isoformat()}
-- CPU: {cpu()}, {os.cpu_count()} cores; run time {seconds:.0f} s, embedding included (a head trains in
+- CPU: {cpu_description()}; run time {seconds:.0f} s, embedding included (a head trains in
   about {statistics.fmean(r['seconds_per_head'] for r in hym):.2f} s on cached features)
 
 ### Ants vs bees (`../shared/datasets/hymenoptera`), scored on all {len(y_val)} photos of `val/`

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -28,17 +27,7 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "datasets" / "hymenoptera"
 FLIPPED = 0.10
 
-from benchdoc import replace_section  # noqa: E402  (scripts/ is this file's folder)
-
-
-def cpu() -> tuple[str, str]:
-    """The CPU's model name and its vector flags (from /proc/cpuinfo), for the figures' context."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                "unknown CPU")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    vector = [f for f in flags if f.startswith(("avx", "fma", "amx", "sse4"))]
-    return name, " ".join(sorted(vector)) or "none listed"
+from benchdoc import cpu_description, replace_section  # noqa: E402  (scripts/ is this file's folder)
 
 
 def one_draw(x, y, classes, paths, seed: int) -> dict:
@@ -91,7 +80,6 @@ def main() -> None:
     worst = min(r["precision"] for r in rows)
     recall_all = statistics.fmean(r["recall_all"] for r in rows)
     seconds = statistics.fmean(r["seconds"] for r in rows)
-    name, flags = cpu()
     body = f"""## Suspicious labels: flipped labels found among ants and bees
 
 `scripts/bench_labels.py`: the {len(y)} training photos of `../shared/datasets/hymenoptera/train`
@@ -109,7 +97,7 @@ for each of {args.draws} seeds) moved to the other class; `python -m tlcore chec
 | seconds for the check on cached embeddings | {seconds:.2f} | {max(r['seconds'] for r in rows):.2f} |
 
 - Date: {date.today().isoformat()}
-- CPU: {name}, {os.cpu_count()} cores; flags {flags}
+- CPU: {cpu_description()}
 - Embedding the {len(y)} photos took {embed_seconds:.1f} s ({'feature cache warm' if embed_seconds < 5 else 'an empty feature cache: the backbone built and converted, every photo embedded'});
   their embedding map (`tlcore.analysis.embedding_map.project`: PCA to 50 dimensions, then t-SNE) {map_seconds:.1f} s
 """

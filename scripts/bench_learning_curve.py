@@ -20,20 +20,9 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchdoc import ROOT, replace_section  # noqa: E402  (scripts/ is this file's folder)
+from benchdoc import ROOT, cpu_description, replace_section  # noqa: E402  (scripts/ is this file's folder)
 
 DATA = ROOT.parent / "shared" / "datasets" / "hymenoptera"
-# The flags that decide how fast the backbone and the heads run here.
-FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
-
-
-def cpu() -> str:
-    """The CPU's model name, its logical CPUs and its vector flags among :data:`FLAGS`, from /proc/cpuinfo."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    have = [f for f in FLAGS if f in flags]
-    return f"{model}, {os.cpu_count()} logical CPUs, flags {' '.join(have) or 'none of ' + ', '.join(FLAGS)}"
 
 
 def run(data: Path, cache: Path) -> tuple[dict, float]:
@@ -90,7 +79,7 @@ scored on the {warm['n_val']} validation photos. Measured by `scripts/bench_lear
 - Time, cached ({warm['cache_hits']} embeddings from the cache, as after training on these photos): **{warm_s:.1f} s**
   wall clock, of which {warm['seconds']['total']:.1f} s of work ({warm['seconds']['heads']:.1f} s for the heads); the
   rest is the process start and TensorFlow's import. The two runs' curves are {same}.
-- CPU: {cpu()}.
+- CPU: {cpu_description()}.
 """
     replace_section("learning_curve", body)
     print(body)

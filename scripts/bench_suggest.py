@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import tempfile
@@ -28,19 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "datasets" / "hymenoptera"
 
-from benchdoc import replace_section  # noqa: E402  (scripts/ is this file's folder)
+from benchdoc import cpu_description, replace_section  # noqa: E402  (scripts/ is this file's folder)
 
 ROUND = 100  # the Data page's photos per round (ui/views/suggest.py, MAX_PHOTOS)
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile")
-
-
-def cpu() -> dict:
-    """The CPU's model name, its core count and the vector flags that matter to TensorFlow, from /proc/cpuinfo."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                "unknown CPU")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return {"name": name, "cores": os.cpu_count(), "flags": [f for f in CPU_FLAGS if f in flags]}
 
 
 def link_folder(root: Path, files: dict[str, list[Path]]) -> Path:
@@ -96,12 +85,11 @@ def measure(labelled: int, seed: int = 0) -> dict:
         "threshold": {"value": config.threshold, "n": len(sure), "accuracy": sum(sure) / len(sure) if sure else None},
         "mistakes_in_first_quarter": sum(not r for r in right[:len(right) // 4]), "mistakes": sum(not r for r in right),
         "seconds": seconds, "seconds_per_photo": seconds / len(photos), "batch_size": config.batch_size,
-        "load_seconds": load_seconds, "train_seconds": train_seconds, "cpu": cpu(), "date": date.today().isoformat(),
+        "load_seconds": load_seconds, "train_seconds": train_seconds, "cpu": cpu_description(), "date": date.today().isoformat(),
     }
 
 
 def section(r: dict) -> str:
-    c = r["cpu"]
     return f"""## Labelling help: suggestions for unlabelled photos
 
 `scripts/bench_suggest.py`: a Lite0 run (offline ImageNet weights, `TrainConfig` defaults, split 80/20/0) trained
@@ -111,7 +99,7 @@ on {r['labelled_per_class']} photos per class drawn from `train/` of `../shared/
 the Data page's "Labelling help" panel give them.
 
 - Date: {r['date']}
-- CPU: {c['name']}, {c['cores']} cores, flags {', '.join(c['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}
+- CPU: {r['cpu']}
 
 | | photos | suggestions right |
 |---|---|---|

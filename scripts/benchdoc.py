@@ -25,6 +25,21 @@ the text between its own `<!-- bench:... -->` markers; do not edit by hand.
 """
 
 
+def cpu_description() -> str:
+    """The CPU a benchmark ran on, as every section states it: model, usable cores and the flags that decide
+    inference speed, read by ``tlcore.io.cpus`` (the one reader of /proc/cpuinfo)."""
+    import sys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tlcore.io.cpus import REPORTED_FLAGS, cpu_flags, cpu_model, int8_dot_product, usable_cpus
+
+    flags = cpu_flags()
+    have = ", ".join(f for f in REPORTED_FLAGS if f in flags) or "none of " + ", ".join(REPORTED_FLAGS)
+    dot = "with" if int8_dot_product(flags) else "without"
+    return f"{cpu_model()}, {usable_cpus()} cores, flags {have} ({dot} int8 dot products)"
+
+
 def markers(name: str) -> tuple[str, str]:
     return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
 

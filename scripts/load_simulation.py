@@ -158,13 +158,11 @@ def main() -> None:
     parser.add_argument("--mode", choices=("local", "ray", "both"), default="both")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "scripts"))
-    from tlcore.io.cpus import REPORTED_FLAGS, cpu_flags, cpu_model
-    from benchdoc import replace_section
+    from benchdoc import cpu_description, replace_section
 
     modes = ("local", "ray") if args.mode == "both" else (args.mode,)
     results = [run_mode(mode, args.sessions) for mode in modes]
     print(json.dumps(results, indent=1, default=str))
-    model, flags = cpu_model(), ", ".join(f for f in REPORTED_FLAGS if f in cpu_flags()) or "none of those reported"
     refusals = sorted({m for r in results for m in r["refusal_messages"]})
     body = "\n".join([
         f"## Simulated load: {args.sessions} sessions start training on the sample at once",
@@ -179,7 +177,7 @@ def main() -> None:
         "",
         "Refused with: " + ("; ".join(f'"{m}"' for m in refusals) if refusals else "none refused."),
         "",
-        f"- CPU (/proc/cpuinfo): {model}; vector flags: {flags}; {os.cpu_count()} cores",
+        f"- CPU: {cpu_description()}",
     ])
     replace_section("load", body, doc=DOC, header=HEADER)
     print(body)
