@@ -19,34 +19,11 @@ from bench_core import DATA, machine, run_cli
 from benchdoc import replace_section
 
 N_GENERATED = 10_000
-GFLOP_PER_IMAGE = 0.81  # EfficientNet-Lite0 at 224 px
 
 
-def vector_width() -> tuple[str, int]:
-    """The CPU's widest float vector unit and its float32 FLOP per cycle per core (two FMA pipes)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        flags = []
-    if "avx512f" in flags:
-        return "AVX-512", 64
-    if "avx2" in flags and "fma" in flags:
-        return "AVX2 with FMA (no AVX-512)", 32
-    return "SSE", 8
-
-
-def has_int8_dot_product() -> bool:
-    """Whether the CPU has VNNI, the int8 dot-product instructions INT8 inference relies on for its speed."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
-
-
-def int8_note(ratio: float, float32_mb: float, int8_mb: float) -> str:
-    """Why INT8 is or is not faster than float32 on this CPU."""
-    if has_int8_dot_product():
+def int8_note(ratio: float, float32_mb: float, int8_mb: float, dot_product: bool) -> str:
+    """Why INT8 is or is not faster than float32 on this CPU (``dot_product``: it has int8 dot products)."""
+    if dot_product:
         return f"INT8 takes {ratio:.2f}x the float32 time on this CPU, which has VNNI int8 dot-product instructions."
     return (f"INT8 takes {ratio:.2f}x the float32 time. This CPU has no VNNI (AVX-512 VNNI or AVX-VNNI) "
             "int8 dot-product instructions: XNNPACK's int8 kernels for AVX2 widen the values to 16 bits and "
@@ -54,19 +31,6 @@ def int8_note(ratio: float, float32_mb: float, int8_mb: float) -> str:
             f"{float32_mb / int8_mb:.1f}x smaller ({float32_mb:.1f} MB to {int8_mb:.1f} MB) but not faster "
             "here. The 0.7x target needs a CPU with int8 dot products (VNNI on x86, dot-product "
             "instructions on ARM).")
-
-
-def compute_limit() -> tuple[str, float]:
-    """Images/s if both cores did nothing but the backbone's multiply-adds at their nominal clock."""
-    unit, flop_per_cycle = vector_width()
-    try:
-        mhz = max(float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("cpu MHz"))
-    except (OSError, ValueError):
-        mhz = 2450.0
-    cores = os.cpu_count() or 1
-    return (f"{unit}, {cores} cores at {mhz / 1000:.2f} GHz",
-            cores * mhz * 1e6 * flop_per_cycle / (GFLOP_PER_IMAGE * 1e9))
 
 
 def cli(args: list[str], cache: Path) -> tuple[dict, float, float]:
@@ -101,7 +65,6 @@ def main() -> None:
         load_after = os.getloadavg()[0]
         memory = None if "--skip-10k" in sys.argv else generated_memory(tmp)
     b = bench
-    cpu, limit = compute_limit()
     ok = lambda cond: "yes" if cond else "**no**"  # noqa: E731
     rows = [
         ("extract_images_per_s", b["extract_images_per_s"], ">= 150 and >= 1.5x baseline",
@@ -145,15 +108,12 @@ backbone {b['backbone']}; every figure from the same run, see `tlcore/lab/bench.
 |---|---|---|---|
 {table}
 
-Extraction reaches {b['extract_images_per_s'] / limit:.0%} of this CPU's compute limit of about
-{limit:.0f} images/s ({GFLOP_PER_IMAGE} GFLOP per image; {cpu}). The issue's 390 images/s assumes two
-AVX-512 cores; this machine's vector units are half as wide. What bounds extraction: the backbone
-itself (TFLite with XNNPACK: {b['tflite_float32_latency_ms']} ms per image on both cores, so at most
-{1000 / b['tflite_float32_latency_ms']:.0f} images/s even with no decoding at all), JPEG decoding and
-resizing (about 5 ms per photo on one core) sharing the same two cores, and, on a shared machine,
-other processes (load average {load_before:.1f} before the run, {load_after:.1f} after).
+What bounds extraction: the backbone itself (TFLite with XNNPACK: {b['tflite_float32_latency_ms']} ms per image
+for the exported float32 model, {b['tflite_int8_latency_ms']} ms for INT8) and JPEG decoding and resizing sharing the
+same cores; on a shared machine, other processes too (load average {load_before:.1f} before the run,
+{load_after:.1f} after).
 
-{int8_note(b['int8_latency_ratio'], b['tflite_float32_mb'], b['tflite_int8_mb'])}
+{int8_note(b['int8_latency_ratio'], b['tflite_float32_mb'], b['tflite_int8_mb'], b['cpu']['int8_dot_product'])}
 
 Measured limit (issue 20, item 6): CPU {b['cpu']['model']} with {flags}. `limit_images_per_s` is
 `c / (1/d + 1/e)`: c = {b['cpu_count']} cores, d = one-core decoding rate, e = one-thread rate of the engine
