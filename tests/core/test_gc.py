@@ -88,9 +88,9 @@ def five_entries(cache):
     now = time.time()
     paths = {
         "zips/aaa": entry(cache, "zips/aaa", 100_000, 30, now),
-        "features/k/ab/ab1.npy": entry(cache, "features/k/ab/ab1.npy", 100_000, 20, now),
+        "features/k/ab1.npy": entry(cache, "features/k/ab1.npy", 100_000, 20, now),
         "engines/e1.tflite": entry(cache, "engines/e1.tflite", 100_000, 10, now),
-        "features/k/cd/cd2.npy": entry(cache, "features/k/cd/cd2.npy", 100_000, 5, now),
+        "features/k/cd2.npy": entry(cache, "features/k/cd2.npy", 100_000, 5, now),
         "engines/e2.tflite": entry(cache, "engines/e2.tflite", 100_000, 1 / 24 / 60, now),  # a minute ago
     }
     return now, paths
@@ -101,12 +101,12 @@ def test_the_shared_caches_are_trimmed_to_their_limit_least_recently_used_first(
     monkeypatch.setenv("TLCORE_CACHE_MB", str(250_000 / MB))
     result = gc.collect(now=now)
     removed = [e["path"] for e in result["cache"]["removed"]]
-    assert removed == ["zips/aaa", "features/k/ab/ab1.npy", "engines/e1.tflite"]  # oldest first, then enough
+    assert removed == ["zips/aaa", "features/k/ab1.npy", "engines/e1.tflite"]  # oldest first, then enough
     assert [e["idle_days"] for e in result["cache"]["removed"]] == [30, 20, 10]
     assert result["cache"]["before_bytes"] == 500_000
     assert result["cache"]["after_bytes"] == 200_000 <= result["cache"]["limit_bytes"] == 250_000
     assert result["freed_bytes"] == 300_000
-    assert [rel for rel, p in paths.items() if p.exists()] == ["features/k/cd/cd2.npy", "engines/e2.tflite"]
+    assert [rel for rel, p in paths.items() if p.exists()] == ["features/k/cd2.npy", "engines/e2.tflite"]
     assert not list((cache / "zips").iterdir())  # nothing left aside either
 
 
@@ -141,7 +141,7 @@ def test_under_the_limit_nothing_is_removed(cache, five_entries):
 def test_debris_of_interrupted_writes_is_removed_whatever_the_limit(cache):
     now = time.time()
     stale = [entry(cache, "zips/.extract-dead", 10, 1, now), entry(cache, "zips/.gc-aaa-1234", 10, 0, now),
-             entry(cache, "features/k/ab/.x.npy.tmp", 10, 1, now), entry(cache, "engines/.e.tflite.x.tmp", 10, 1, now)]
+             entry(cache, "features/k/ab1.npy.1.2.tmp", 10, 1, now), entry(cache, "engines/.e.tflite.x.tmp", 10, 1, now)]
     fresh = entry(cache, "zips/.extract-running", 10, 0, now)  # an extraction in progress
     kept = entry(cache, "zips/bbb", 10, 30, now)
     result = gc.collect(now=now)
@@ -303,7 +303,7 @@ def test_cli_gc_json_shows_then_frees(cache, monkeypatch):
     now = time.time()
     ws = session(cache, "old", 30, now, photo_bytes=2000)
     stale = entry(cache, "zips/aaa", 100_000, 30, now)
-    entry(cache, "features/k/ab/ab1.npy", 100_000, 1, now)
+    entry(cache, "features/k/ab1.npy", 100_000, 1, now)
     monkeypatch.setenv("TLCORE_CACHE_MB", str(150_000 / MB))
     code, out, err = run_cli(["gc", "--dry-run", "--json"])
     assert code == 0, err
@@ -404,3 +404,16 @@ def test_deleting_a_saved_project(tmp_path):
         gc.remove_project(ws, "../../etc")
     with pytest.raises(TLError, match="^there is no saved project 'mine' in this session$"):
         gc.remove_project(ws, "mine")
+
+
+def test_a_sub_folder_of_the_earlier_feature_layout_is_one_entry_removed_whole(cache, monkeypatch):
+    """Before 2026-12-06 the feature cache had a folder per two hex digits (features/<backbone>/<xx>/<sha>.npy); such
+    a folder is never read again, and the clean-up removes it whole as it ages, beside today's flat entries."""
+    now = time.time()
+    old = entry(cache, "features/k/ab/ab1.npy", 100_000, 20, now)
+    os.utime(old.parent, (now - 20 * 86400, now - 20 * 86400))
+    new = entry(cache, "features/k/cd2.npy", 100_000, 1, now)
+    monkeypatch.setenv("TLCORE_CACHE_MB", str(150_000 / MB))
+    result = gc.collect(now=now)
+    assert [e["path"] for e in result["cache"]["removed"]] == ["features/k/ab"]
+    assert not old.parent.exists() and new.exists()

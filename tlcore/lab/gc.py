@@ -3,7 +3,7 @@
 What the server keeps under ``$TLCORE_CACHE_DIR`` (:func:`tlcore.io.paths.default_cache_dir`):
 
 - the shared caches ``zips/`` (ZIP extractions of the CLI, one folder per archive content),
-  ``features/`` (one ``.npy`` embedding per backbone and photo content) and ``engines/``
+  ``features/`` (one ``.npy`` embedding per backbone and photo content, laid out by :func:`tlcore.training.features.cache_entries`) and ``engines/``
   (converted TFLite backbones). Together they are kept under ``$TLCORE_CACHE_MB``; the entries
   used longest ago go first. Recency is a file's mtime (atime is unreliable: ``noatime`` mounts),
   refreshed by :func:`touch` when an entry is reused.
@@ -38,6 +38,7 @@ from ..jobs.runner import LIVE, job_status, list_jobs
 from ..io.paths import default_cache_dir
 from .project import project_path
 from ..io.quota import disk_usage, file_stats
+from ..training.features import cache_entries
 
 __all__ = ["CACHES", "GRACE_SECONDS", "cache_limit_mb", "session_days", "interval_minutes", "touch", "hold",
            "release", "mark_seen", "last_seen", "collect", "summary", "run_pass", "Cleaner", "start_periodic",
@@ -141,10 +142,7 @@ def _cache_entries(root: Path) -> list[tuple[float, int, Path]]:
     entries = []
     for name in CACHES:
         folder = root / name
-        if name == "features":  # features/<backbone>/<xx>/<sha>.npy
-            paths = [f for b in _children(folder) for x in _children(b) for f in _children(x)]
-        else:
-            paths = _children(folder)
+        paths = cache_entries(folder) if name == "features" else _children(folder)  # the feature cache's layout
         for path in paths:
             try:
                 mtime = path.lstat().st_mtime

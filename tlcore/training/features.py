@@ -6,6 +6,7 @@ photos, never calls the backbone again.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -27,8 +28,8 @@ from ..io.cpus import usable_cpus
 from ..data.images import ImageDecodeError, decode_image
 from ..io.paths import default_cache_dir
 
-__all__ = ["FeatureCache", "FeatureResult", "PREFETCH_BATCHES", "SLICE_SECONDS", "collect_features",
-           "extract_features"]
+__all__ = ["FeatureCache", "FeatureResult", "PREFETCH_BATCHES", "SLICE_SECONDS", "cache_entries",
+           "collect_features", "extract_features"]
 
 # Bump when decoding or resizing changes, so stale embeddings are never reused.
 DECODE_VERSION = "2"  # 2: transparent colours in L/RGB blended on white, 16-bit rounding
@@ -46,11 +47,10 @@ class FeatureCache:
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_cache_dir() / "features"
-        self._folders: set[Path] = set()  # folders this instance made: one mkdir each, not one per photo
+        self._folders: set[str] = set()  # folders this instance made: one mkdir each, not one per write
 
     def _path(self, backbone_key: str, content_sha: str) -> Path:
-        folder = hashlib.sha256(f"{backbone_key}|{DECODE_VERSION}".encode()).hexdigest()[:16]
-        return self.root / folder / content_sha[:2] / f"{content_sha}.npy"
+        return self.root / _folder(backbone_key) / f"{content_sha}.npy"
 
     def get(self, backbone_key: str, content_sha: str) -> np.ndarray | None:
         """The cached embedding, or None; a hit is marked as used (the cache drops the least recently used)."""
@@ -65,25 +65,63 @@ class FeatureCache:
         return vector
 
     def put(self, backbone_key: str, content_sha: str, vector: np.ndarray) -> None:
-        path = self._path(backbone_key, content_sha)
-        data = io.BytesIO()
-        np.save(data, np.asarray(vector, np.float32), allow_pickle=False)
+        vector = np.ascontiguousarray(vector, np.float32)
+        folder = os.path.join(self.root, _folder(backbone_key))
+        path = os.path.join(folder, f"{content_sha}.npy")
         # Write-then-rename: a crash or a concurrent run never leaves a half file. The temporary name is this
-        # process's and thread's own (cheaper than mkstemp, which an extraction paid once per photo).
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        # process's and thread's own. Plain os calls and a ready-made header: extraction threads call this once
+        # per photo, and every bit of Python here is time they hold the GIL from each other.
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        data = _npy_header(vector.shape) + vector.tobytes()
         for attempt in (1, 2):
-            if attempt == 2 or path.parent not in self._folders:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._folders.add(path.parent)
+            if attempt == 2 or folder not in self._folders:
+                os.makedirs(folder, exist_ok=True)
+                self._folders.add(folder)
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
                 break
             except FileNotFoundError:  # the folder was removed since (the cache's clean-up): made again
                 if attempt == 2:
                     raise
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.getbuffer())
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
+
+
+@functools.lru_cache(maxsize=256)
+def _folder(backbone_key: str) -> str:
+    # One flat folder per backbone: a sub-folder per two hex digits made a first run create up to 256 folders
+    # per key (and per augmented copy), which cost more than writing the embeddings (0.2 s for 400 photos).
+    return hashlib.sha256(f"{backbone_key}|{DECODE_VERSION}".encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """The .npy header of a float32 array of ``shape`` (what ``np.save`` writes before the data)."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+def cache_entries(root: str | Path) -> list[Path]:
+    """Every entry of the feature cache folder ``root`` (``<backbone>/<sha>.npy``, and temporary files a crash left)
+    for the clean-up (:mod:`tlcore.lab.gc`); a sub-folder the earlier layout left (``<backbone>/<xx>/``) is one
+    entry, removed whole."""
+    entries = []
+    for backbone in _listing(Path(root)):
+        entries += _listing(backbone)
+    return entries
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
+    except OSError:
+        return []
 
 
 @dataclass
