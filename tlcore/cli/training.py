@@ -22,7 +22,7 @@ def add_parsers(sub) -> None:
     p.add_argument("data", help="folder of class folders, folder with train/ val/ [test/], or a .zip of either")
     p.add_argument("--out", required=True, help="run directory to write")
     add_settings(p, TrainConfig, [f.name for f in fields(TrainConfig)])
-    add_settings(p, ExecutorConfig, ["ray"])  # where the embeddings are computed (issue 20)
+    add_settings(p, ExecutorConfig, [f.name for f in fields(ExecutorConfig)])  # where embeddings are computed
     tracking_option(p)
     resume_option(p)
     job_options(p)
@@ -46,11 +46,12 @@ def _train(args):
     from ..lab.mlflow_tracking import log_training
     from ..training.config import TrainConfig
     from ..training.pipeline import train
-    from ..training.ray_extract import ExecutorConfig, ray_address
+    from ..training.ray_extract import ExecutorConfig, ray_address, spare_rule
 
     config = config_from_args(TrainConfig, args, [f.name for f in fields(TrainConfig)])
     uri = tracking_of(args)
-    cluster = ray_address(config_from_args(ExecutorConfig, args, ["ray"]))  # --ray, else $TLCORE_RAY_ADDRESS
+    executor = config_from_args(ExecutorConfig, args, [f.name for f in fields(ExecutorConfig)])
+    cluster = ray_address(executor)  # --ray, else $TLCORE_RAY_ADDRESS
     events, on_extract, on_epoch, should_stop = callbacks(args)
     on_phase = phase_callback(args, events)
     start = {"command": "train", "epochs": config.epochs,
@@ -58,7 +59,8 @@ def _train(args):
     resume_event(events, args, args.out, lambda found: len(found.history))
     return run_with_events(args, events, start, lambda: log_training(uri, "train", train(
         args.data, config, out=args.out, on_epoch=on_epoch, on_extract=on_extract, should_stop=should_stop,
-        resume=args.resume, on_phase=on_phase, ray_address=cluster), on_phase=on_phase))
+        resume=args.resume, on_phase=on_phase, ray_address=cluster, ray_spare=spare_rule(executor)),
+        on_phase=on_phase))
 
 
 def _finetune(args):

@@ -38,10 +38,11 @@ from ..io.cpus import usable_cpus
 from . import ray_warm
 from ..io.errors import TLError
 
-__all__ = ["ENV", "STARTED", "GRACE", "check_address", "ray_address", "connect", "submit", "warm_up_nodes", "task_state",
+__all__ = ["ENV", "JOB_ENV", "in_cluster_job", "STARTED", "GRACE", "check_address", "ray_address", "connect", "submit", "warm_up_nodes", "task_state",
            "stop"]
 
 ENV = "TLCORE_RAY_ADDRESS"
+JOB_ENV = "TLCORE_RAY_JOB"  # "1" in a job's worker that a cluster's task started: it holds that task's CPUs
 STARTED = "started.json"  # written by a job's task when the cluster starts it (its node and the time)
 GRACE = 60.0  # seconds a running job has, after its Stop, to end by itself before its worker is killed
 _CANCELLED = "it was stopped on the Ray cluster before it could save its work"
@@ -59,6 +60,11 @@ def check_address(value: str, source: str = ENV) -> str:
     if value != "auto" and not (match and 0 < int(match.group(2)) < 65536):
         raise TLError(f"{source}={value!r} is not a Ray cluster address: give auto, ray://HOST:PORT or HOST:PORT")
     return value
+
+
+def in_cluster_job() -> bool:
+    """Whether this process is a job's worker that a Ray cluster's task started (it holds that task's CPUs)."""
+    return os.environ.get(JOB_ENV) == "1"
 
 
 def ray_address() -> str | None:
@@ -255,10 +261,10 @@ def _run_on_node(job_dir: str, args: list[str], env: dict[str, str], cwd: str, g
     tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}),
                    encoding="utf-8")
     os.replace(tmp, job / STARTED)
-    # The worker embeds its photos here, with the CPUs this task holds: Ray Data workers would each need CPUs of
-    # their own, and when the cluster's jobs hold them all, every job would wait for them forever (seen in the
-    # load simulation). `train --ray` from a shell spreads extraction over the cluster.
-    env = {k: v for k, v in env.items() if k != ENV}
+    # The worker keeps the cluster's address and is told it runs in this task: a training job with many photos
+    # borrows the cluster's free CPUs for its embeddings, and only those (tlcore.training.ray_extract.spare_rule),
+    # else embeds with the CPUs this task holds.
+    env = {**env, JOB_ENV: "1"}
     with open(job / "stdout.log", "wb") as out, open(job / "stderr.log", "wb") as err:
         proc = (ray_warm.spawn_on_node(warm_nodes, args, env, cwd, out.fileno(), err.fileno()) if warm_nodes else None)
         if proc is None:

@@ -28,7 +28,7 @@ from ..jobs.events import AUGMENTING, EVALUATING, FINE_TUNING, SAVING, TRAINING,
 from ..analysis.evaluate import classification_metrics
 from .features import FeatureCache, extract_features
 from .frozen import FrozenBackbone
-from .ray_extract import LOCAL_EXECUTOR, EncoderRecipe, RayExtraction
+from .ray_extract import LOCAL_EXECUTOR, EncoderRecipe, RayExtraction, Spare, too_few_to_borrow
 from .head_fit import HeadTrainer
 from .int8_choice import Int8Plan, check_later, plan_extraction
 from ..data.images import load_image
@@ -382,6 +382,7 @@ def train(
     resume: bool = False,
     on_phase: PhaseCallback | None = None,
     ray_address: str | None = None,
+    ray_spare: Spare | None = None,
 ) -> dict:
     """Train a classifier on ``source`` (any input :func:`load_dataset` accepts).
 
@@ -409,7 +410,8 @@ def train(
     reported (for scripts and the model card), but training is not a look at it:
     ``test_fingerprint`` identifies the test photos for :mod:`tlcore.training.ledger`,
     which counts the looks a person takes. With ``ray_address`` the embeddings are computed on that Ray cluster
-    (:mod:`tlcore.training.ray_extract`), into the same cache; the summary's ``executor`` says where they were.
+    (:mod:`tlcore.training.ray_extract`), into the same cache, on its free CPUs only under a ``ray_spare`` rule (a job
+    the cluster runs); the summary's ``executor`` says where they were.
     """
     t_start = time.perf_counter()
     phase = on_phase or no_phase
@@ -427,17 +429,22 @@ def train(
     classes = dataset.classes
     cache = cache if cache is not None else FeatureCache()
 
-    # Issue 20: on a Ray cluster when one is named (each worker builds this encoder itself), else here.
-    ray = RayExtraction(ray_address, EncoderRecipe(spec.name, config.weights, size, backbone_key, config.seed)) \
-        if ray_address else None
+    # Issue 20: on a Ray cluster when one is named (each worker builds this encoder itself), else here. A job the
+    # cluster runs (ray_spare) borrows the cluster's free CPUs only for many photos; with fewer it is a local run.
+    local_executor = dict(LOCAL_EXECUTOR)
+    if ray_address and ray_spare is not None and len(dataset.samples) < ray_spare.photos:
+        ray_address, local_executor = None, {**LOCAL_EXECUTOR, "reason": too_few_to_borrow(ray_spare)}
+    ray = RayExtraction(ray_address, EncoderRecipe(spec.name, config.weights, size, backbone_key, config.seed),
+                        ray_spare) if ray_address else None
     extract = ray.extract if ray is not None else extract_features
 
     t0 = time.perf_counter()
     paths = [s.path for s in dataset.samples]
     # INT8 where the CPU has int8 dot products and an earlier check passed (tlcore.training.int8_choice); a
-    # cluster's workers embed with the float32 engine.
+    # cluster's workers embed with the float32 engine, and so does a run whose photos may go to them.
     plan = plan_extraction(config, backbone_key, size) if ray is None else Int8Plan(
-        report={"engine": "float32", "reason": "embedded on a Ray cluster, with the float32 engine"})
+        report={"engine": "float32", "reason": "embedded on a Ray cluster, or here when it had no room, with the "
+                                               "float32 engine its workers use"})
     feature_key, encoder_of = ((plan.feature_key, lambda: plan.encoder) if plan.engine == "int8"
                                else (backbone_key, get_encoder))
     feats = extract(paths, feature_key, encoder_of, size, cache, on_progress=on_extract)
@@ -551,7 +558,7 @@ def train(
         replicas=classifier.distribute_strategy.num_replicas_in_sync if classifier is not None else 1,
         features={"cache_hits": feats.cache_hits, "computed": feats.computed},
         extraction=plan.report,
-        executor=ray.executor() if ray is not None else dict(LOCAL_EXECUTOR),
+        executor=ray.executor() if ray is not None else local_executor,
         seconds={"extract": round(t_extract, 3), "train": round(t_train, 3),
                  "fine_tune": round(t_fine, 3), "total": round(time.perf_counter() - t_start, 3)},
         skipped=skipped,

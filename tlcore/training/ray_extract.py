@@ -34,13 +34,13 @@ import numpy as np
 from ..data.images import ImageDecodeError, decode_image
 from ..io.errors import TLError
 from ..io.paths import default_cache_dir, tlcore_environment
-from ..io.settings import setting
+from ..io.settings import check_settings, setting
 from ..jobs.events import Ticker
 from ..jobs.ray_jobs import ENV as RAY_ADDRESS_ENV
-from .features import FeatureCache, FeatureResult, collect_features
+from .features import FeatureCache, FeatureResult, collect_features, extract_features
 
-__all__ = ["ExecutorConfig", "RAY_ADDRESS_ENV", "LOCAL_EXECUTOR", "ray_address", "EncoderRecipe",
-           "Embedder", "RayExtraction"]
+__all__ = ["ExecutorConfig", "Spare", "RAY_ADDRESS_ENV", "LOCAL_EXECUTOR", "ray_address", "spare_rule",
+           "too_few_to_borrow", "EncoderRecipe", "Embedder", "RayExtraction"]
 
 log = logging.getLogger("tlcore")
 
@@ -57,6 +57,21 @@ class ExecutorConfig:
     ray: str = setting("", f"compute the embeddings on the Ray cluster at ADDRESS (auto, host:port or "
                            f"ray://host:port); default ${RAY_ADDRESS_ENV}; on this machine when neither is set, "
                            "or with --ray local", metavar="ADDRESS")
+    ray_spare_photos: int = setting(2000, "a job the Ray cluster runs spreads its embeddings over the cluster's free "
+                                          "CPUs, one per this many photos to embed; with fewer photos, or no CPU "
+                                          "free, it embeds them with the CPUs it holds", minimum=1, unit="photos",
+                                    metavar="N")
+    ray_spare_wait: float = setting(20.0, "seconds a job on a Ray cluster waits for the free CPUs it counted before "
+                                          "embedding with its own instead", minimum=0, metavar="SECONDS")
+
+
+@dataclass(frozen=True)
+class Spare:
+    """How a job the cluster runs borrows the cluster's free CPUs (:class:`ExecutorConfig`'s two ``ray_spare_``
+    settings): one per ``photos`` photos to embed, waited for at most ``wait`` seconds."""
+
+    photos: int
+    wait: float
 
 
 def ray_address(config: ExecutorConfig = ExecutorConfig()) -> str | None:
@@ -69,6 +84,25 @@ def ray_address(config: ExecutorConfig = ExecutorConfig()) -> str | None:
     if text == "local":
         return None
     return check_address(text, "--ray") if text else jobs_address()
+
+
+def spare_rule(config: ExecutorConfig = ExecutorConfig()) -> Spare | None:
+    """For a job a Ray cluster runs (it holds its CPUs there) with no ``--ray`` of its own: its :class:`Spare`
+    rule. Its embeddings then go to the cluster only on CPUs nobody holds: Ray Data workers that asked for CPUs
+    the way a job does would wait for the very CPUs the cluster's jobs hold, and with every job waiting so, none
+    would ever end (the load simulation ran into exactly that). None for any other run."""
+    from ..jobs.ray_jobs import in_cluster_job
+
+    if (config.ray or "").strip() or not in_cluster_job():
+        return None
+    check_settings(config)
+    return Spare(config.ray_spare_photos, config.ray_spare_wait)
+
+
+def too_few_to_borrow(spare: Spare) -> str:
+    """Why a job under ``spare`` embedded with its own CPUs: too few photos."""
+    return (f"fewer than {spare.photos} photos to embed (--ray-spare-photos): quicker with the job's own CPUs "
+            "than starting workers on the cluster")
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -163,10 +197,12 @@ class RayExtraction:
     own from ``recipe``); :meth:`executor` says where it ran. Connects on first use; an address that is not a
     reachable Ray cluster is a :class:`TLError`."""
 
-    def __init__(self, address: str, recipe: EncoderRecipe):
-        self.address, self.recipe = address, recipe
+    def __init__(self, address: str, recipe: EncoderRecipe, spare: Spare | None = None):
+        self.address, self.recipe, self.spare = address, recipe, spare
         self.workers: set[str] = set()
         self._ray = None
+        self.on_cluster = spare is None  # a spare-CPU run says "ray" only once the cluster embedded something
+        self.local_reason = ""  # why a spare-CPU run embedded with its own CPUs
 
     def _cluster(self):
         if self._ray is None:
@@ -174,7 +210,10 @@ class RayExtraction:
         return self._ray
 
     def executor(self) -> dict:
-        """``{"engine": "ray", "address", "nodes" (alive in the cluster), "workers" (that embedded photos)}``."""
+        """``{"engine": "ray", "address", "nodes" (alive in the cluster), "workers" (that embedded photos)}``, or
+        for a job that embedded with its own CPUs ``{"engine": "local", "reason"}``."""
+        if not self.on_cluster:
+            return {**LOCAL_EXECUTOR, "reason": self.local_reason or "nothing was left to embed"}
         ray = self._cluster()
         address = ray.get_runtime_context().gcs_address if self.address == "auto" else self.address
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
@@ -185,9 +224,14 @@ class RayExtraction:
                 on_progress: Callable[[int, int], None] | None = None,
                 transform: Callable[[np.ndarray, str], np.ndarray] | None = None) -> FeatureResult:
         """Embed every decodable file in ``paths`` on the cluster; the result and the cache entries are those
-        :func:`~tlcore.training.features.extract_features` gives (``input_size`` must be the recipe's)."""
+        :func:`~tlcore.training.features.extract_features` gives (``input_size`` must be the recipe's). Under a
+        :class:`Spare` rule the photos to embed go to the cluster's free CPUs, else to ``get_encoder()`` here."""
         if input_size is not None and input_size != self.recipe.input_size:
             raise ValueError(f"input size {input_size} differs from the recipe's {self.recipe.input_size}")
+        if self.spare is not None and len(paths) < self.spare.photos:  # not worth connecting to the cluster
+            self.local_reason = self.local_reason or too_few_to_borrow(self.spare)
+            return extract_features(paths, backbone_key, get_encoder, self.recipe.input_size, cache, batch_size,
+                                    on_progress, transform)
         total = len(paths)
         report = Ticker(on_progress, total)
         report(0)  # at once, before connecting: a follower learns the count
@@ -210,15 +254,26 @@ class RayExtraction:
             report(len(vectors) + len(skipped))
         hits = len(vectors)
         done = hits + len(skipped)
+        room = None
+        if todo and self.spare is not None:
+            room = self._spare_room(len(todo))
+            if room is None:  # embedded here, with the CPUs this job holds
+                here = extract_features([t["path"] for t in todo], backbone_key, get_encoder, self.recipe.input_size,
+                                        cache, batch_size, lambda n, _: report(done + n), transform)
+                vectors.update((todo[k]["index"], vec) for k, vec in zip(here.kept, here.features))
+                skipped += here.skipped
+                todo = []
         if todo:
-            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            cpus = room[1] if room else max(1, int(ray.cluster_resources().get("CPU", 1)))
             chunk = max(1, min(batch_size, math.ceil(len(todo) / (cpus * BATCHES_PER_WORKER))))
             blocks = math.ceil(len(todo) / chunk)
+            placed = {"scheduling_strategy": _in_group(room[0])} if room else {}
             dataset = ray.data.from_items(todo, override_num_blocks=blocks).map_batches(
                 Embedder, fn_constructor_kwargs={"recipe": self.recipe, "transform": transform},
                 batch_size=chunk, batch_format="numpy", num_cpus=1,
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(cpus, blocks)),
-                runtime_env=_worker_environment())
+                runtime_env=_worker_environment(), **placed)
+            self.on_cluster = True
             try:
                 for out in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                     for i, sha, vec, error, worker in zip(out["index"], out["sha"], out["vector"], out["error"],
@@ -237,5 +292,39 @@ class RayExtraction:
             except Exception as exc:  # noqa: BLE001 - a worker's failure arrives as a Ray error of many kinds
                 raise TLError(f"the Ray cluster at {self.address!r} could not compute the embeddings "
                               f"({_one_line(exc)})") from None
+            finally:
+                if room:
+                    from ray.util.placement_group import remove_placement_group
+
+                    remove_placement_group(room[0])  # the borrowed CPUs go back at once
         report(total)
         return collect_features(vectors, skipped, hits)
+
+    def _spare_room(self, photos: int):
+        """``(placement group, CPUs)`` holding free CPUs of the cluster for this job's workers, one per
+        ``spare.photos`` photos, or None (with :attr:`local_reason` said) when there are too few photos, no CPU
+        is free, or the free ones were taken before ``spare.wait`` seconds passed. The group is what makes the
+        borrowing safe: it either has its CPUs or is given up, so no worker waits for a CPU a job holds."""
+        from ray.util.placement_group import placement_group, remove_placement_group
+
+        if photos < self.spare.photos:
+            self.local_reason = too_few_to_borrow(self.spare)
+            return None
+        free = int(self._cluster().available_resources().get("CPU", 0))
+        wanted = min(free, photos // self.spare.photos)
+        if wanted < 1:
+            self.local_reason = "no CPU of the Ray cluster was free: embedded with the job's own CPUs"
+            return None
+        group = placement_group([{"CPU": 1}] * wanted, strategy="SPREAD")
+        if not group.wait(timeout_seconds=self.spare.wait):
+            remove_placement_group(group)
+            self.local_reason = (f"the {wanted} free CPU(s) of the Ray cluster were taken before {self.spare.wait:g} s "
+                                 "passed: embedded with the job's own CPUs")
+            return None
+        return group, wanted
+
+
+def _in_group(group):
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return PlacementGroupSchedulingStrategy(group, placement_group_capture_child_tasks=True)

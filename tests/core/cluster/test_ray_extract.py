@@ -185,3 +185,57 @@ def test_the_address_comes_from_the_option_then_the_variable(monkeypatch):
     monkeypatch.setenv(RAY_ADDRESS_ENV, "auto")
     assert ray_address() == "auto" and ray_address(ExecutorConfig("10.0.0.5:6379")) == "10.0.0.5:6379"
     assert ray_address(ExecutorConfig("local")) is None  # this machine, whatever the environment says
+
+
+def test_only_a_job_the_cluster_runs_borrows_spare_cpus_and_its_settings_are_checked(monkeypatch):
+    from tlcore.io.errors import TLError
+    from tlcore.jobs.ray_jobs import JOB_ENV
+    from tlcore.training.ray_extract import ExecutorConfig, Spare, spare_rule
+
+    monkeypatch.delenv(JOB_ENV, raising=False)
+    assert spare_rule() is None  # a shell or a local job: --ray / the variable mean every photo on the cluster
+    monkeypatch.setenv(JOB_ENV, "1")
+    assert spare_rule() == Spare(2000, 20.0)
+    assert spare_rule(ExecutorConfig(ray_spare_photos=50, ray_spare_wait=3)) == Spare(50, 3)
+    assert spare_rule(ExecutorConfig("auto")) is None  # its own --ray: as asked
+    with pytest.raises(TLError, match="ray spare photos must be a whole number of photos >= 1, got 0"):
+        spare_rule(ExecutorConfig(ray_spare_photos=0))
+
+
+def test_spare_cpus_taken_before_the_wait_ends_are_given_up_and_the_photos_embedded_here(cluster, lite0_file,
+                                                                                        shared_cache, tmp_path,
+                                                                                        monkeypatch):
+    """The free CPUs counted are gone (every CPU of the cluster is held, though the count said two were free): the
+    placement group is given up after its wait, not waited for, and the photos are embedded here, the same as a
+    local run."""
+    import ray
+
+    from tests.core.cluster.test_ray_jobs import cpus_held
+    from tlcore.jobs import ray_jobs
+    from tlcore.training.ray_extract import Spare
+
+    monkeypatch.setenv(RAY_ADDRESS_ENV, cluster)
+    made = recipe(lite0_file)
+    paths = sorted(str(p) for p in make_image_folder(tmp_path / "data", n_per_class=3).rglob("*.png"))
+    run = RayExtraction(cluster, made, Spare(photos=2, wait=1.0))
+    ray_jobs.connect(cluster)
+    with cpus_held(tmp_path / "hold"):
+        monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0})
+        got = run.extract(paths, made.backbone_key, made.encoder, SMALL_INPUT, FeatureCache(tmp_path / "c"))
+    assert run.executor() == {"engine": "local", "reason": "the 2 free CPU(s) of the Ray cluster were taken before "
+                                                           "1 s passed: embedded with the job's own CPUs"}
+    assert all(g["state"] == "REMOVED" for g in ray.util.placement_group_table().values())
+    local = extract_features(paths, made.backbone_key, made.encoder, SMALL_INPUT, FeatureCache(tmp_path / "l"))
+    assert got.kept == local.kept
+    np.testing.assert_array_equal(got.features, local.features)
+
+
+def test_a_spare_rule_with_fewer_photos_than_it_asks_never_connects(lite0_file, shared_cache, tmp_path):
+    from tlcore.training.ray_extract import Spare
+
+    made = recipe(lite0_file)
+    paths = sorted(str(p) for p in make_image_folder(tmp_path / "data", n_per_class=2).rglob("*.png"))
+    run = RayExtraction("127.0.0.1:1", made, Spare(photos=100, wait=1.0))  # nothing listens there
+    got = run.extract(paths, made.backbone_key, made.encoder, SMALL_INPUT, FeatureCache(tmp_path / "c"))
+    assert got.computed == len(paths)
+    assert run.executor()["engine"] == "local" and "fewer than 100 photos" in run.executor()["reason"]

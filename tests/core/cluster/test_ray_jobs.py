@@ -162,9 +162,9 @@ def test_a_training_job_waits_in_the_cluster_queue_runs_there_and_matches_a_loca
     assert events[-1]["type"] == "done" and events[-1]["result"] == status["result"]
     record = json.loads((job / "result.json").read_text())
     assert record["task"] == executor["task"] and record["exit_code"] == 0 and record["result"] == status["result"]
-    # It embedded its photos on its node, with the CPU it held: Ray Data workers would need CPUs of their own, which
-    # a full cluster's jobs hold, so every job would wait for them forever (tlcore.jobs.ray_jobs._run_on_node).
-    assert status["result"]["executor"] == {"engine": "local"}
+    # It embedded its 12 photos on its node, with the CPU it held: too few to borrow the cluster's free CPUs for.
+    executed = status["result"]["executor"]
+    assert executed["engine"] == "local" and "fewer than 2000 photos to embed" in executed["reason"]
 
     # The same job on this machine: the same result, to the last digit.
     monkeypatch.delenv(ray_jobs.ENV)
@@ -176,10 +176,49 @@ def test_a_training_job_waits_in_the_cluster_queue_runs_there_and_matches_a_loca
     assert ours["val_accuracy"] == theirs["val_accuracy"] and ours["history"] == theirs["history"]
     for name in ("predictions.json", "samples.json", "metrics.json"):
         ran, here = (json.loads((folder / "run" / name).read_text()) for folder in (job, local))
-        if name == "metrics.json":  # all but how long it took
+        if name == "metrics.json":  # all but how long it took and why it embedded where it did
             assert ran.pop("seconds") and here.pop("seconds")
+            assert ran.pop("executor") == executed and here.pop("executor") == {"engine": "local"}
         assert ran == here, name
 
+
+def _train_borrowing(job: Path, data: Path) -> Path:
+    """A training job that borrows one free CPU of the cluster per 4 photos to embed (12 photos: up to 3)."""
+    return start_job(job, ["train", str(data), "--out", str(job / "run"), "--weights", "none", "--epochs", "1",
+                           "--input-size", str(SMALL_INPUT), "--ray-spare-photos", "4", "--ray-spare-wait", "30"])
+
+
+def test_a_job_with_many_photos_embeds_them_on_the_clusters_free_cpu_with_ray_data(on_cluster, data, tmp_path,
+                                                                                  monkeypatch):
+    """Issue 20, item 2: a job the cluster runs holds one CPU; the other node's CPU is free, so its embeddings go
+    there through Ray Data (a placement group holds that CPU for the job's worker, then gives it back), and the
+    run is the one a local job makes."""
+    job = tmp_path / "a" / "jobs" / "borrow"
+    _train_borrowing(job, data)
+    status, _ = _statuses_until_finished(job)
+    assert status["status"] == "done", (status, stderr_of(job))
+    executed = status["result"]["executor"]
+    assert executed == {"engine": "ray", "address": on_cluster.address, "nodes": 2, "workers": 1}, executed
+    assert all(g["state"] == "REMOVED" for g in ray.util.placement_group_table().values())  # the CPU went back
+
+    monkeypatch.delenv(ray_jobs.ENV)
+    local = tmp_path / "b" / "jobs" / "local"
+    _train_borrowing(local, data)
+    local_status, _ = wait_until_finished(local)
+    assert local_status["status"] == "done", (local_status, stderr_of(local))
+    assert local_status["result"]["executor"] == {"engine": "local"}
+    ours, theirs = status["result"], local_status["result"]
+    assert ours["val_accuracy"] == theirs["val_accuracy"] and ours["history"] == theirs["history"]
+
+
+def test_a_job_embeds_with_its_own_cpu_when_no_cpu_of_the_cluster_is_free(on_cluster, data, tmp_path):
+    job = tmp_path / "jobs" / "own"
+    with cpus_held(tmp_path / "hold", n=1):  # the job gets the other CPU; none is left to borrow
+        _train_borrowing(job, data)
+        status, _ = _statuses_until_finished(job)
+    assert status["status"] == "done", (status, stderr_of(job))
+    assert status["result"]["executor"] == {
+        "engine": "local", "reason": "no CPU of the Ray cluster was free: embedded with the job's own CPUs"}
 
 def test_a_failing_job_on_the_cluster_is_failed_with_its_one_sentence(on_cluster, tmp_path):
     job = tmp_path / "jobs" / "bad"
