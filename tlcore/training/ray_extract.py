@@ -1,7 +1,7 @@
 """Embedding extraction on a Ray cluster with Ray Data (issue 20): the same vectors, into the same cache.
 
-``python -m tlcore train DATA --ray ADDRESS`` (or ``$TLCORE_RAY_ADDRESS``, for jobs started on a cluster) sends
-the photos that are not in the feature cache to the cluster as a Ray Data dataset of ``(index, path, content
+``python -m tlcore train DATA --ray ADDRESS`` (or ``$TLCORE_RAY_ADDRESS``; a job the cluster runs borrows only
+its free CPUs, see :func:`spare_rule`) sends the photos that are not in the feature cache to the cluster as a Ray Data dataset of ``(index, path, content
 sha)`` rows. ``map_batches`` runs :class:`Embedder`, a callable class, so each Ray worker builds ONE encoder (the
 local path's :func:`~tlcore.training.engine.fast_encoder`, from the backbone's name, weights, input size and
 seed: :class:`EncoderRecipe`) and reads, decodes, augments and embeds its batches itself. The driver reads the
