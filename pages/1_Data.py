@@ -1,10 +1,13 @@
 """Data: classes and photos (upload, ZIP, webcam, sample), counts, split settings and the dataset's health."""
+import time
+
 import streamlit as st
 
 from tlcore.data.advice import data_tier, tier_values
 from ui.views import health as health_view
 from ui.views.suggest import show_labelling_help
 from ui.views import labels as label_view
+from ui.views.camera import camera_recorder
 from ui.views.photos import show_class_photos
 from ui.frame import state
 from ui.frame.layout import guard, t
@@ -63,10 +66,17 @@ if classes:
                 st.session_state["last_upload"] = (len(added), rejected)
                 st.rerun()
         with cam:
-            shot = st.camera_input(t("data.camera"), key=f"cam_{st.session_state.get('cam_round', 0)}")
-            if shot is not None:
-                ws.add_files(target, [(f"webcam_{st.session_state.get('cam_round', 0)}.jpg", shot.getvalue())])
-                st.session_state["cam_round"] = st.session_state.get("cam_round", 0) + 1
+            st.write(t("data.camera", name=target))
+            recording = camera_recorder("camera_recorder")
+            if recording is not None and recording.bad:
+                st.error(t("camera.bad"))
+            elif recording is not None and recording.error:
+                st.warning(t(f"camera.error_{recording.error}"))
+            elif recording is not None and state.first_sight_of_recording(recording.batch):
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                added, rejected = ws.add_files(target, [(f"camera_{stamp}_{i:03d}.jpg", frame)
+                                                        for i, frame in enumerate(recording.frames)])
+                st.session_state["last_upload"] = (len(added), rejected)
                 st.rerun()
         if "last_upload" in st.session_state:
             n, rejected = st.session_state.pop("last_upload")

@@ -26,6 +26,7 @@ from tlcore.training.config import LOOPS
 from ui.frame import access, i18n
 from ui.frame.chrome import WIDGET_TEXTS
 from ui.frame.i18n import LANGUAGES, catalog, translate
+from ui.views.camera import CAMERA_ERRORS, RECORDER_TEXTS
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCALES = ROOT / "ui" / "locales"
@@ -70,6 +71,8 @@ EXPANSIONS = {
     "adv.corrupt.{}": CORRUPTIONS,  # ui.views.adversarial.corruption_labels: each corruption's name on the chart
     "{}.fix": (),  # ui.views.advice asks for an alarm's fix only when the catalog has one
     "{}.details": (),  # ...and for its details likewise (tests/ui/test_alarms_view.py checks them against tlcore)
+    "camera.error_{}": CAMERA_ERRORS,  # what the browser says instead of frames (ui.views.camera)
+    "camera.{}": RECORDER_TEXTS,  # the texts the camera recorder draws in its frame
 }
 
 

@@ -21,7 +21,7 @@ from ui.frame import access
 
 __all__ = ["session_id", "admitted", "workspace", "language", "set_language", "backbone", "set_backbone", "split", "set_split",
            "finished_runs", "job_running", "current_job", "set_current_job", "training_jobs", "export_jobs",
-           "jobs_of", "exported_models", "attack_result", "set_attack_result"]
+           "jobs_of", "exported_models", "attack_result", "set_attack_result", "first_sight_of_recording"]
 
 _SID = "tl_session_id"
 
@@ -157,3 +157,12 @@ def finished_runs() -> list[tuple[Path, dict]]:
 def job_running() -> bool:
     """Whether one of this session's jobs is still live, waiting for a slot included (one at a time per session)."""
     return any(job_status(job)["status"] in LIVE for job in list_jobs(workspace().jobs_dir))
+
+
+def first_sight_of_recording(batch: str) -> bool:
+    """Whether the camera recording ``batch`` is new to this session (then it is remembered): the recorder's
+    value stays the same on every rerun until the next recording, and its frames must be added once."""
+    if st.session_state.get("tl_recording") == batch:
+        return False
+    st.session_state["tl_recording"] = batch
+    return True
