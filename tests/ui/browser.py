@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from tests.core.test_warm import _cmdline
+from tlcore.jobs.warm import ENV as WARM_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -85,12 +86,17 @@ def _healthy(base: str) -> bool:
 
 
 @contextlib.contextmanager
-def dashboard(cache_dir: Path, timeout: float = 120):
-    """Start ``streamlit run app.py`` on a free port; yields its base URL."""
+def dashboard(cache_dir: Path, timeout: float = 120, jobs: bool = True):
+    """Start ``streamlit run app.py`` on a free port; yields its base URL. ``jobs=False`` for a test that starts no
+    job: the server starts no warm worker (seconds of CPU the other tests need; a test that does not want the
+    default engine prepared either seeds it first, tests/conftest.py seed_lite0_engine)."""
     command = lambda port: [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),  # noqa: E731
                             "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    env = {**os.environ, "TLCORE_CACHE_DIR": str(cache_dir)}
+    if not jobs:
+        env[WARM_ENV] = "0"
     with local_server(command, _healthy, Path(cache_dir) / "streamlit.log", "the dashboard", timeout, cwd=ROOT,
-                      env={**os.environ, "TLCORE_CACHE_DIR": str(cache_dir)}) as base:
+                      env=env) as base:
         yield base
 
 

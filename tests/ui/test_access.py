@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import write_image
+from tests.conftest import seed_lite0_engine, write_image
 from tests.ui.browser import browser_page, dashboard, missing_browser_reason, wait_idle
 from tests.ui.conftest import ROOT, open_page, shown
 from tlcore.lab import sessions
@@ -198,14 +198,15 @@ def test_each_signed_in_user_gets_their_own_workspace_whatever_link_they_follow(
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.skipif(missing_browser_reason() is not None, reason=f"browser test skipped: {missing_browser_reason()}")
-def test_the_gate_in_a_browser(tmp_path, monkeypatch):
+def test_the_gate_in_a_browser(tmp_path, tmp_path_factory, monkeypatch):
     """The real server: a page's address with a made-up id shows the gate, the code opens that page, the
     address then works without the code, and the menu offers no Deploy, Rerun or Clear cache."""
     monkeypatch.setenv("TLCORE_ACCESS_CODE", CODE)  # the dashboard inherits the environment
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("TLCORE_CACHE_DIR", str(cache))  # this process reads the server's key, to check ids
-    with dashboard(cache) as base, browser_page() as page:
+    seed_lite0_engine(tmp_path_factory)  # nothing for the server to prepare: this test starts no job
+    with dashboard(cache, jobs=False) as base, browser_page() as page:
         page.goto(f"{base}/Data?s=0123456789abcdef0123456789abcdef")
         page.wait_for_selector(f"text={GATE_TITLE}")
         wait_idle(page)

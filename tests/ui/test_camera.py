@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import seed_lite0_engine
 from tests.ui.conftest import open_page
 from tests.ui.browser import browser_page, dashboard, missing_browser_reason, wait_idle
 from ui.views import camera
@@ -104,14 +105,16 @@ FAKE_CAMERA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-st
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.skipif(missing_browser_reason() is not None, reason=f"browser test skipped: {missing_browser_reason()}")
-def test_holding_the_button_records_the_fake_camera_into_the_class(tmp_path):
+def test_holding_the_button_records_the_fake_camera_into_the_class(tmp_path, tmp_path_factory, monkeypatch):
     """Chromium's fake camera: the live view plays, holding "Hold to record" counts frames as they come, and on
     release every one of them is in the class."""
     shots = Path(os.environ.get("TL_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
     cache = tmp_path / "cache"
     cache.mkdir()
-    with dashboard(cache) as base, browser_page(height=1500, extra_flags=FAKE_CAMERA) as page:
+    monkeypatch.setenv("TLCORE_CACHE_DIR", str(cache))
+    seed_lite0_engine(tmp_path_factory)  # nothing for the server to prepare: this test starts no job
+    with dashboard(cache, jobs=False) as base, browser_page(height=1500, extra_flags=FAKE_CAMERA) as page:
         page.goto(base)
         page.wait_for_selector("text=Start with the Data page")
         wait_idle(page)
