@@ -13,6 +13,7 @@ from ui.views.calibration import choose_threshold, show_answer
 from ui.views.heatmap import show_colour_scale
 from ui.charts.figures import probabilities_figure
 from ui.frame.layout import choose_run, guard, t
+from ui.views.live import live_camera
 from ui.views.page import setup
 from ui.views.model_upload import load_uploaded_model, uploaded_model
 from ui.frame.models import backbone_structure, exported_model, run_model
@@ -36,9 +37,30 @@ threshold_run = None if choice == "uploaded" else run_dir
 threshold = None
 if choice is not None:
     threshold = choose_threshold(threshold_run, key=f"threshold_{threshold_run.parent.name if threshold_run else 'file'}")
+
+
+def chosen_model():
+    """The model the radio names: the run's Keras model, one of its exported files, or the uploaded file."""
+    if choice == "uploaded":
+        return uploaded["model"]
+    return run_model(run_dir) if choice == "keras" else exported_model(Path(choice))
+
+
+# The camera classified continuously: in the browser with an ONNX export of the run, else on the server, slower.
+live = choice is not None and st.toggle(t("predict.live"), key="predict_live", help=t("predict.live_help"))
+if live:
+    with guard():
+        live_model = chosen_model()
+        onnx = Path(choice) if choice.endswith(".onnx") else next((p for p in exported if p.suffix == ".onnx"), None)
+        if choice == "uploaded":
+            onnx = None  # the uploaded model has no export of its own
+        st.caption(t("predict.live_browser", name=onnx.name) if onnx else t("predict.live_server"))
+        problem = live_camera("live_camera", list(live_model.classes), onnx, live_model)
+        if problem:
+            st.warning(t(f"camera.error_{problem}"))
 left, right = st.columns([1, 1])
 upload = left.file_uploader(t("predict.upload"), type=None)
-shot = right.camera_input(t("predict.camera"))
+shot = None if live else right.camera_input(t("predict.camera"))  # one camera at a time: the live view has it
 source = shot or upload
 with st.expander(t("predict.model_file"), expanded=not choices):
     model_file = st.file_uploader(t("predict.model_file_upload"), type=None, key="model_file",
@@ -54,10 +76,7 @@ if source is not None and choice is None:
     st.info(t("predict.no_model"))
 elif source is not None:
     with guard():
-        if choice == "uploaded":
-            model = uploaded["model"]
-        else:
-            model = run_model(run_dir) if choice == "keras" else exported_model(Path(choice))
+        model = chosen_model()
         try:
             image = decode_image(source.getvalue(), model.input_size)
         except ImageDecodeError as exc:

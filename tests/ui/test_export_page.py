@@ -229,3 +229,96 @@ def test_verification_table_names_the_exported_accuracy_of_tflite_and_onnx_rows_
     rows = _table({"exports": [onnx, old]})
     assert [r["exported accuracy"] for r in rows] == ["80.0%", "70.0%"]
     assert "TFLite accuracy" not in rows[0]
+
+
+# The live camera in a real browser, with the run's ONNX export (issue 21, item 2) ---------------------------------
+
+def write_y4m(path, frames: list, fps: int = 10):
+    """A raw video Chromium's fake camera plays in a loop (--use-file-for-fake-video-capture): RGB frames (H, W, 3)
+    as 4:2:0 YUV (BT.601 full range, what the C420jpeg header says)."""
+    import numpy as np
+
+    height, width = frames[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in frames:
+            r, g, b = (rgb[..., k].astype(np.float32) for k in range(3))
+            y = 0.299 * r + 0.587 * g + 0.114 * b
+            u = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+            v = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+            half = lambda c: c.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))  # noqa: E731
+            f.write(b"FRAME\n")
+            for plane in (y, half(u), half(v)):
+                f.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())
+    return path
+
+
+def shape_frames(seconds_each: int = 2, fps: int = 10, size=(240, 320)) -> tuple[list, list[str]]:
+    """Two coloured shapes in turn, the classes' own colours (tests/conftest.py CLASS_COLOURS): a red disc on red,
+    then a blue square on blue, ``seconds_each`` each; and the class each frame shows."""
+    import numpy as np
+
+    from tests.conftest import CLASS_COLOURS
+
+    rng = np.random.default_rng(0)
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    frames, shows = [], []
+    for name, inside in (("red", (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (h / 3) ** 2),
+                         ("blue", (abs(yy - h / 2) < h / 3) & (abs(xx - w / 2) < h / 3))):
+        colour = np.array(CLASS_COLOURS[name], np.float32)
+        for _ in range(seconds_each * fps):
+            frame = colour + rng.normal(0, 25, (h, w, 3))
+            frame[inside] = colour * 0.8 + rng.normal(0, 25, (int(inside.sum()), 3))
+            frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+            shows.append(name)
+    return frames, shows
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_live_camera_classifies_the_fake_video_in_the_browser(exported, tmp_path):
+    """Chromium plays a video of a red disc, then a blue square, as its camera: on the Predict page the live view
+    runs the run's ONNX export in the browser, and the top class follows the shape on screen."""
+    import os
+    from pathlib import Path
+
+    from tests.ui.browser import browser_page, dashboard, missing_browser_reason, wait_idle
+    from tests.ui.test_camera import FAKE_CAMERA
+
+    if missing_browser_reason() or missing_runtime():
+        pytest.skip(f"live camera test skipped: {missing_browser_reason() or missing_runtime()}")
+    sid, *_ = exported
+    shots = Path(os.environ.get("TL_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    frames, _ = shape_frames()
+    video = write_y4m(tmp_path / "shapes.y4m", frames)
+    cache = Path(os.environ["TLCORE_CACHE_DIR"])
+    flags = (*FAKE_CAMERA, f"--use-file-for-fake-video-capture={video}")
+    with dashboard(cache, jobs=False) as base, browser_page(height=1400, extra_flags=flags) as page:
+        page.goto(f"{base}/Predict?s={sid}")
+        wait_idle(page)
+        page.get_by_text("Live camera", exact=True).click()
+        wait_idle(page)
+        page.wait_for_selector("text=/Runs in your browser with .*\\.onnx/")
+        frame = page.frame_locator("iframe[title*=camera_live]")
+        frame.locator("text=/frames a second, in your browser/").wait_for(timeout=60_000)
+        samples = []  # (top class, the colour in the middle of the video at that moment)
+        for _ in range(80):  # 8 s: two turns of each shape
+            samples.append(frame.locator("body").evaluate(
+                """body => {
+                    const video = document.querySelector("video");
+                    const canvas = document.createElement("canvas");
+                    canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+                    const context = canvas.getContext("2d");
+                    context.drawImage(video, 0, 0);
+                    const [r, , b] = context.getImageData(canvas.width / 2, canvas.height / 2, 1, 1).data;
+                    return [body.dataset.top, r > b ? "red" : "blue"];
+                }"""))
+            page.wait_for_timeout(100)
+        page.screenshot(path=str(shots / "6_predict_live.png"))
+    tops = [top for top, _ in samples]
+    assert {"red", "blue"} <= set(tops), tops  # the prediction changes with the shape
+    for name in ("red", "blue"):  # and follows it: most of the moments a class is on top, its shape is shown
+        shown = [colour for top, colour in samples if top == name]
+        assert sum(c == name for c in shown) > len(shown) / 2, samples

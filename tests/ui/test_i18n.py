@@ -27,6 +27,7 @@ from ui.frame import access, i18n
 from ui.frame.chrome import WIDGET_TEXTS
 from ui.frame.i18n import LANGUAGES, catalog, translate
 from ui.views.camera import CAMERA_ERRORS, RECORDER_TEXTS
+from ui.views.live import LIVE_TEXTS
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCALES = ROOT / "ui" / "locales"
@@ -73,6 +74,7 @@ EXPANSIONS = {
     "{}.details": (),  # ...and for its details likewise (tests/ui/test_alarms_view.py checks them against tlcore)
     "camera.error_{}": CAMERA_ERRORS,  # what the browser says instead of frames (ui.views.camera)
     "camera.{}": RECORDER_TEXTS,  # the texts the camera recorder draws in its frame
+    "live.{}": LIVE_TEXTS,  # the texts the live camera draws in its frame
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import make_image_folder
+from ui.frame.i18n import translate
 from tests.ui.conftest import open_page, shown
 from tlcore.lab.workspace import Workspace
 
@@ -230,7 +231,8 @@ def test_predict_page_shows_grad_cam_for_the_keras_model(trained):
     at = open_page("pages/6_Predict.py", sid)
     at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
     assert not any(img.captions and img.captions[0].startswith("Where the model sees") for img in at.get("image"))
-    at.toggle[0].set_value(True).run()
+    assert at.toggle(key="predict_live").value is False  # the live camera is off until asked for
+    next(tg for tg in at.toggle if tg.label == translate("cam.show")).set_value(True).run()
     assert not at.exception
     chosen = at.selectbox[1].value  # the class whose evidence is shown: the predicted one by default
     captions = [c for img in at.get("image") for c in img.captions]
@@ -266,7 +268,7 @@ def test_predict_page_shows_feature_maps_of_a_chosen_layer(trained):
     sid, _ = trained
     at = open_page("pages/6_Predict.py", sid)
     at.file_uploader[0].set_value(("red.png", png(), "image/png")).run()
-    at.toggle[1].set_value(True).run()
+    next(tg for tg in at.toggle if tg.label == translate("maps.show")).set_value(True).run()
     assert not at.exception
     layers = at.select_slider[0].options
     assert len(layers) > 4

@@ -21,7 +21,8 @@ from typing import Sequence
 from ..io.atomic import staged_dir
 from ..io.errors import TLError
 
-__all__ = ["PAGE_FILES", "RUNTIME_FILES", "runtime_dir", "runtime_version", "missing_runtime", "write_web_folder"]
+__all__ = ["PAGE_FILES", "RUNTIME_FILES", "runtime_dir", "runtime_version", "missing_runtime", "copy_classifier",
+           "write_web_folder"]
 
 TEMPLATES = Path(__file__).with_name("templates") / "web"
 PAGE_FILES = ("index.html", "classify.js")
@@ -58,6 +59,20 @@ def missing_runtime() -> str | None:
     return None
 
 
+def copy_classifier(folder: str | Path) -> Path:
+    """Copy ``classify.js`` and ONNX Runtime Web's files into ``folder`` (which must exist): what a page needs to
+    classify in the browser with ``import ... from "./classify.js"`` (the web export, the dashboard's live camera);
+    a :class:`TLError` when the runtime is not installed."""
+    reason = missing_runtime()
+    if reason:
+        raise TLError(reason)
+    folder = Path(folder)
+    shutil.copyfile(TEMPLATES / "classify.js", folder / "classify.js")
+    for source, name in RUNTIME_FILES.items():
+        shutil.copyfile(runtime_dir() / source, folder / name)
+    return folder
+
+
 def write_web_folder(target: str | Path, onnx: bytes, classes: Sequence[str]) -> Path:
     """Write the browser folder at ``target`` (replacing it whole, never half-written) around the ONNX bytes
     ``onnx`` of a model with ``classes``; returns ``target``."""
@@ -66,10 +81,8 @@ def write_web_folder(target: str | Path, onnx: bytes, classes: Sequence[str]) ->
         raise TLError(reason)
     target = Path(target)
     with staged_dir(target) as tmp:
-        for name in PAGE_FILES:
-            shutil.copyfile(TEMPLATES / name, tmp / name)
-        for source, name in RUNTIME_FILES.items():
-            shutil.copyfile(runtime_dir() / source, tmp / name)
+        shutil.copyfile(TEMPLATES / "index.html", tmp / "index.html")
+        copy_classifier(tmp)
         (tmp / "model.onnx").write_bytes(onnx)
         (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
     return target
