@@ -28,6 +28,7 @@ def pages(lang: str) -> list:
             ("7_Export", "export.title", "Export"),
             ("8_Adversarial", "adv.title", "Adversarial"),
             ("9_Runs", "runs.title", "Runs"),
+            ("10_Demo", "demo.title", "Demo"),
         )
     ]
 

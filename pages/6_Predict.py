@@ -58,6 +58,8 @@ if live:
         problem = live_camera("live_camera", list(live_model.classes), onnx, live_model)
         if problem:
             st.warning(t(f"camera.error_{problem}"))
+        if choice != "uploaded":  # a run's demo: full screen, with a link for phones
+            st.page_link("pages/10_Demo.py", label=t("predict.demo"), icon=":material/present_to_all:")
 left, right = st.columns([1, 1])
 upload = left.file_uploader(t("predict.upload"), type=None)
 shot = None if live else right.camera_input(t("predict.camera"))  # one camera at a time: the live view has it

@@ -317,6 +317,30 @@ def test_the_live_camera_classifies_the_fake_video_in_the_browser(exported, tmp_
                 }"""))
             page.wait_for_timeout(100)
         page.screenshot(path=str(shots / "6_predict_live.png"))
+
+        # Demo mode: the presenter's full-screen page makes a link; another browser (a phone) opens it.
+        page.goto(f"{base}/Demo?s={sid}")
+        wait_idle(page)
+        demo = page.frame_locator("iframe[title*=camera_live]")
+        demo.locator("text=/frames a second, in your browser/").wait_for(timeout=60_000)
+        page.locator("[data-testid=stExpander] summary").click()
+        make = page.get_by_role("button", name="Make a link and a QR code")
+        make.wait_for(state="visible")
+        make.click()
+        page.wait_for_selector("[data-testid=stCode] code", timeout=60_000)
+        wait_idle(page, 500)
+        link = page.locator("[data-testid=stCode] code").inner_text().strip()
+        page.screenshot(path=str(shots / "10_demo.png"), full_page=True)
+        phone = page.context.browser.new_context(viewport={"width": 420, "height": 900}).new_page()
+        phone.goto(link)
+        wait_idle(phone)
+        live = phone.frame_locator("iframe[title*=camera_live]")
+        live.locator("text=/frames a second, in your browser/").wait_for(timeout=60_000)
+        phone_top = live.locator("body").get_attribute("data-top")
+        phone_text = phone.inner_text("body")
+        phone.screenshot(path=str(shots / "10_demo_phone.png"))
+    assert link.startswith(f"{base}/Demo?d=") and sid not in link
+    assert phone_top in ("red", "blue") and "Make a link" not in phone_text  # the run's camera, nothing else
     tops = [top for top, _ in samples]
     assert {"red", "blue"} <= set(tops), tops  # the prediction changes with the shape
     for name in ("red", "blue"):  # and follows it: most of the moments a class is on top, its shape is shown

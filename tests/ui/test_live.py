@@ -50,3 +50,48 @@ def test_the_live_camera_is_offered_and_says_where_it_runs(trained):
     # No ONNX export of this run yet: the server classifies, and the page says how to run it in the browser.
     assert translate("predict.live_server") in [c.value for c in at.caption]
     assert not [c for c in at.get("camera_input")]  # one camera at a time: the live view has it
+
+
+# The demo page (issue 21, item 3) ----------------------------------------------------------------------------------
+
+def test_the_demo_page_makes_a_link_that_shows_that_run_alone_in_another_session(trained, sid):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.ui.conftest import ROOT
+    from tlcore.lab.demos import find_demo
+
+    owner, job = trained
+    at = open_page("pages/10_Demo.py", owner)
+    assert not at.exception
+    assert not at.get("code")  # no link until one is asked for
+    next(b for b in at.button if b.label == translate("demo.make_link")).click().run()
+    assert not at.exception
+    link = at.get("code")[0].value
+    token = link.split("d=")[1]
+    assert "/Demo?d=" in link and owner not in link  # the session's id never leaves in a link
+    assert find_demo(token).run_dir == (job / "run").resolve()
+    assert len(at.get("image")) >= 1  # the QR code
+
+    phone = AppTest.from_file(str(ROOT / "pages/10_Demo.py"), default_timeout=60)
+    phone.query_params["s"] = sid  # another browser: its own session
+    phone.query_params["d"] = token
+    phone.run()
+    assert not phone.exception and not phone.error
+    assert not phone.selectbox  # no run to choose, nothing of the owner's session but this run's camera
+    assert not [b for b in phone.button if b.label == translate("demo.make_link")]
+
+    next(b for b in at.button if b.label == translate("demo.end")).click().run()
+    phone.run()
+    assert [e.value for e in phone.error] == [translate("demo.gone")]
+
+
+def test_a_made_up_demo_link_is_one_sentence(sid):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.ui.conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "pages/10_Demo.py"), default_timeout=60)
+    at.query_params["s"] = sid
+    at.query_params["d"] = "0" * 32
+    at.run()
+    assert not at.exception and [e.value for e in at.error] == [translate("demo.gone")]

@@ -51,9 +51,21 @@ class Workspace:
     @classmethod
     def for_session(cls, session_id: str, base: str | Path | None = None) -> "Workspace":
         """The workspace of ``session_id`` under ``base`` (default: the tlcore cache)."""
+        return cls(cls._folder(session_id, base))
+
+    @classmethod
+    def existing(cls, session_id, base: str | Path | None = None) -> "Workspace | None":
+        """The workspace of ``session_id`` if there is one, without making it: None for an id this server did not
+        issue, or whose workspace is gone (expired, deleted)."""
+        if not valid_session_id(session_id):
+            return None
+        folder = cls._folder(session_id, base)
+        return cls(folder) if folder.is_dir() else None
+
+    @staticmethod
+    def _folder(session_id: str, base: str | Path | None) -> Path:
         folder = sessions.folder_name(session_id)  # refuses, in one sentence, an id this server did not issue
-        base = Path(base) if base is not None else default_cache_dir() / "sessions"
-        return cls(base / folder)
+        return (Path(base) if base is not None else default_cache_dir() / "sessions") / folder
 
     # Classes -------------------------------------------------------------------------------
     def classes(self) -> list[str]:

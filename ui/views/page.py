@@ -30,15 +30,25 @@ def _leave_legacy_pages_mode() -> None:
         st.rerun()
 
 
-def setup(title_key: str) -> None:
-    """Page config, sidebar (language, session note, checklists) and the page title."""
+# A bare page (the demo) shows its content alone: no sidebar, no header, little margin.
+_BARE_CSS = ("<style>[data-testid=stSidebar], [data-testid=stSidebarCollapsedControl], [data-testid=stHeader] "
+             "{display: none;} .block-container {padding-top: 1rem;}</style>")
+
+
+def setup(title_key: str, bare: bool = False) -> None:
+    """Page config, sidebar (language, session note, checklists) and the page title; ``bare``: the access gate and
+    the page config alone, the sidebar and header hidden (a page to present full screen)."""
     _leave_legacy_pages_mode()
     attach_log_file()
-    st.set_page_config(page_title=f"Transfer Lab · {translate(title_key)}", page_icon="🔬", layout="wide")
+    st.set_page_config(page_title=f"Transfer Lab · {translate(title_key)}", page_icon="🔬", layout="wide",
+                       initial_sidebar_state="collapsed" if bare else "auto")
     state.session_id()  # the access gate: until this browser session is admitted, the page stops here
     style = widget_texts_css(state.language(), {key: t(f"widget.{key}") for key in WIDGET_TEXTS})
     if style:
         st.html(style)
+    if bare:
+        st.html(_BARE_CSS)
+        return
     with st.sidebar:
         current = state.language()
         codes = list(LANGUAGES)
