@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_suggest.py
 	$(PY) scripts/bench_learning_curve.py
 	$(PY) scripts/bench_corruptions.py
+	$(PY) scripts/bench_camera.py
 	$(PY) scripts/bench_labels.py
 	$(PY) scripts/bench_click_to_done.py
 

@@ -7,7 +7,8 @@ from tlcore.data.advice import data_tier, tier_values
 from ui.views import health as health_view
 from ui.views.suggest import show_labelling_help
 from ui.views import labels as label_view
-from ui.views.camera import camera_recorder
+from tlcore.io.settings import setting_info
+from ui.views.camera import RecordConfig, camera_recorder
 from ui.views.photos import show_class_photos
 from ui.frame import state
 from ui.frame.layout import guard, t
@@ -67,7 +68,9 @@ if classes:
                 st.rerun()
         with cam:
             st.write(t("data.camera", name=target))
-            recording = camera_recorder("camera_recorder")
+            rate = st.select_slider(t("camera.rate"), setting_info(RecordConfig, "frames_per_second").offered,
+                                    value=RecordConfig.frames_per_second, key="camera_rate")
+            recording = camera_recorder("camera_recorder", RecordConfig(frames_per_second=rate))
             if recording is not None and recording.bad:
                 st.error(t("camera.bad"))
             elif recording is not None and recording.error:

@@ -20,7 +20,7 @@ adversarial section, `scripts/bench_perf.py` the performance section, `scripts/b
 the data tiers section, `scripts/bench_suggest.py` the labelling help section, `scripts/bench_labels.py` the
 suspicious labels section, `scripts/bench_learning_curve.py` the learning curve section and
 `scripts/bench_corruptions.py` the everyday corruptions section, `scripts/bench_click_to_done.py` the click to
-"Done" after a server start. Each script replaces only
+"Done" after a server start, `scripts/bench_camera.py` the camera recording. Each script replaces only
 the text between its own `<!-- bench:... -->` markers; do not edit by hand.
 """
 

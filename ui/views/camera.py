@@ -36,7 +36,8 @@ RECORDER_TEXTS = ("hold", "recording", "count", "hint", *(f"error_{kind}" for ki
 class RecordConfig:
     """How the Data page's camera records."""
 
-    frames_per_second: int = setting(8, "frames recorded per second while the button is held", minimum=1, maximum=15)
+    frames_per_second: int = setting(8, "frames recorded per second while the button is held", minimum=1, maximum=15,
+                                     offered=(2, 5, 8, 10, 15))
     max_frames: int = setting(60, "frames one recording keeps at most", minimum=1, maximum=200)
     side: int = setting(480, "longest side of a recorded frame", minimum=64, maximum=1280, unit="pixels")
     quality: float = setting(0.9, "JPEG quality of a recorded frame", minimum=0.5, maximum=1.0)
