@@ -304,7 +304,7 @@ def test_the_live_camera_classifies_the_fake_video_in_the_browser(exported, tmp_
         frame = page.frame_locator("iframe[title*=camera_live]")
         frame.locator("text=/frames a second, in your browser/").wait_for(timeout=60_000)
         samples = []  # (top class, the colour in the middle of the video at that moment)
-        for _ in range(80):  # 8 s: two turns of each shape
+        for _ in range(50):  # 5 s or more: each shape at least once (2 s each, in turn)
             samples.append(frame.locator("body").evaluate(
                 """body => {
                     const video = document.querySelector("video");
