@@ -379,3 +379,47 @@ _READABLE_TEXT = """() => {
   hidden.forEach((e, i) => { e.style.display = before[i]; });
   return text;
 }"""
+
+
+# Chromium's fake camera (issue 21): a green test pattern, or a video file with --use-file-for-fake-video-capture.
+FAKE_CAMERA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+
+
+def record_class(page, base: str, name: str, frames: int, shots: Path | None = None) -> dict:
+    """On a new session's Data page, make class ``name`` and hold "Hold to record" until the recorder counts
+    ``frames`` frames, then release. Returns ``counted`` (frames counted at release), ``counted_s`` and ``added_s``
+    (seconds from the press to the count, and to the page's "Added N photo(s)"), ``added`` (N) and ``listed`` (the
+    class's line under "Your classes"). With ``shots``, screenshots while recording and after."""
+    page.goto(base)
+    page.wait_for_selector("text=Start with the Data page")
+    wait_idle(page)
+    sid = page.url.split("s=")[-1]
+    page.goto(f"{base}/Data?s={sid}")
+    wait_idle(page)
+    page.get_by_label("New class name").fill(name)
+    page.get_by_role("button", name="Add class").click()
+    wait_idle(page)
+    recorder = page.frame_locator("iframe[title*=camera_recorder]")
+    recorder.locator("#hold").wait_for(state="visible")
+    page.wait_for_function("() => !document.querySelector('iframe[title*=camera_recorder]')"
+                           ".contentDocument.querySelector('#hold').disabled")  # the camera is open
+    recorder.locator("#hold").hover()
+    pressed = time.perf_counter()
+    page.mouse.down()
+    count, counted = recorder.locator("#count"), 0
+    deadline = pressed + 60  # a busy machine slows the browser's timer: the count is waited for, not timed
+    while counted < frames and time.perf_counter() < deadline:
+        counted = int(count.inner_text().split()[0])
+        page.wait_for_timeout(50)
+    counted_s = time.perf_counter() - pressed
+    if shots is not None:
+        page.screenshot(path=str(shots / "1_data_camera_recording.png"))
+    page.mouse.up()
+    page.wait_for_selector("text=/Added \\d+ photo/")
+    added_s = time.perf_counter() - pressed
+    wait_idle(page, 500)
+    added = int(page.locator("text=/Added \\d+ photo/").inner_text().split()[1])
+    if shots is not None:
+        page.screenshot(path=str(shots / "1_data_camera.png"), full_page=True)
+    listed = page.locator(f"text=/^{name} \\(\\d+\\)$/").inner_text()
+    return {"counted": counted, "counted_s": counted_s, "added": added, "added_s": added_s, "listed": listed}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from PIL import Image
 
 from tests.conftest import seed_lite0_engine
 from tests.ui.conftest import open_page
-from tests.ui.browser import browser_page, dashboard, missing_browser_reason, wait_idle
+from tests.ui.browser import FAKE_CAMERA, browser_page, dashboard, missing_browser_reason, record_class
 from ui.views import camera
 from ui.views.camera import CAMERA_ERRORS, RecordConfig, Recording, read_recording
 
@@ -99,9 +98,6 @@ def test_a_camera_the_browser_refuses_is_one_sentence_and_nothing_is_added(sid, 
 
 # A real browser with a fake camera ----------------------------------------------------------------------------
 
-FAKE_CAMERA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.skipif(missing_browser_reason() is not None, reason=f"browser test skipped: {missing_browser_reason()}")
@@ -115,35 +111,6 @@ def test_holding_the_button_records_the_fake_camera_into_the_class(tmp_path, tmp
     monkeypatch.setenv("TLCORE_CACHE_DIR", str(cache))
     seed_lite0_engine(tmp_path_factory)  # nothing for the server to prepare: this test starts no job
     with dashboard(cache, jobs=False) as base, browser_page(height=1500, extra_flags=FAKE_CAMERA) as page:
-        page.goto(base)
-        page.wait_for_selector("text=Start with the Data page")
-        wait_idle(page)
-        sid = page.url.split("s=")[-1]
-        page.goto(f"{base}/Data?s={sid}")
-        wait_idle(page)
-        page.get_by_label("New class name").fill("toy")
-        page.get_by_role("button", name="Add class").click()
-        wait_idle(page)
-        recorder = page.frame_locator("iframe[title*=camera_recorder]")
-        hold = recorder.locator("#hold")
-        hold.wait_for(state="visible")
-        page.wait_for_function("() => !document.querySelector('iframe[title*=camera_recorder]')"
-                               ".contentDocument.querySelector('#hold').disabled")
-        hold.hover()
-        page.mouse.down()
-        count = recorder.locator("#count")
-        frames = 0
-        for _ in range(300):  # until 20 frames are counted (2.5 s at 8 a second), at most 30 s on a busy machine
-            frames = int(re.match(r"\d+", count.inner_text()).group())
-            if frames >= 20:
-                break
-            page.wait_for_timeout(100)
-        page.screenshot(path=str(shots / "1_data_camera_recording.png"))
-        page.mouse.up()
-        page.wait_for_selector("text=/Added \\d+ photo/")
-        wait_idle(page, 500)
-        added = int(re.search(r"Added (\d+) photo", page.locator("text=/Added \\d+ photo/").inner_text()).group(1))
-        page.screenshot(path=str(shots / "1_data_camera.png"), full_page=True)
-        expander = page.locator("text=/^toy \\(\\d+\\)$/").inner_text()
-    assert frames >= 20
-    assert added >= frames and expander == f"toy ({added})"  # every frame recorded is in the class, once
+        got = record_class(page, base, "toy", 20, shots)
+    assert got["counted"] >= 20
+    assert got["added"] >= got["counted"] and got["listed"] == f"toy ({got['added']})"  # every frame, once

@@ -283,8 +283,7 @@ def test_the_live_camera_classifies_the_fake_video_in_the_browser(exported, tmp_
     import os
     from pathlib import Path
 
-    from tests.ui.browser import browser_page, dashboard, missing_browser_reason, wait_idle
-    from tests.ui.test_camera import FAKE_CAMERA
+    from tests.ui.browser import FAKE_CAMERA, browser_page, dashboard, missing_browser_reason, wait_idle
 
     if missing_browser_reason() or missing_runtime():
         pytest.skip(f"live camera test skipped: {missing_browser_reason() or missing_runtime()}")
