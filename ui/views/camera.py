@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import streamlit as st
 import streamlit.components.v1 as components
@@ -19,11 +18,11 @@ import streamlit.components.v1 as components
 from tlcore.io.settings import setting
 
 from ui.frame.layout import t
+from ui.views.components import component_folder
 
 __all__ = ["RecordConfig", "Recording", "CAMERA_ERRORS", "RECORDER_TEXTS", "read_recording", "camera_recorder"]
 
-_FOLDER = Path(__file__).resolve().parents[1] / "components" / "camera_recorder"
-_recorder = components.declare_component("camera_recorder", path=str(_FOLDER))
+_recorder = components.declare_component("camera_recorder", path=str(component_folder("camera_recorder")))
 
 # What the browser may say instead of frames: no camera API outside localhost/HTTPS, permission refused, no
 # camera, anything else.

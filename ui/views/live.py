@@ -3,7 +3,7 @@
 In the browser where it can: the component (``ui/components/camera_live``) runs the run's ONNX export with ONNX
 Runtime Web and the web export's own preprocessing (``classify.js``), so ten people demoing at once put no load
 on the server. The component's folder is assembled once per server in the cache: its page beside
-``classify.js`` and the runtime's files (:func:`tlcore.export.web.copy_classifier`). The ONNX file is handed to
+``classify.js`` and the runtime's files (:func:`ui.views.components.component_folder`). The ONNX file is handed to
 this session's browser as a Streamlit media file (the way ``st.image`` hands over a photo: an address made from
 the file's digest, dropped when the session no longer shows it). Where the browser cannot (no ONNX export, no
 WebAssembly, no runtime on the server), the page classifies frames the component sends, at a reduced rate; what
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,20 +20,14 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from tlcore.data.images import ImageDecodeError, decode_image
-from tlcore.export.web import copy_classifier, runtime_version
-from tlcore.io.atomic import staged_dir
-from tlcore.io.errors import TLError
-from tlcore.io.paths import default_cache_dir
 from tlcore.io.settings import setting
 
 from ui.frame.layout import t
 from ui.views.camera import CAMERA_ERRORS, MAX_FRAME_BYTES
+from ui.views.components import component_folder
 
 __all__ = ["LiveConfig", "LIVE_TEXTS", "live_camera", "read_frame", "server_answer"]
 
-log = logging.getLogger("tlcore.ui")
-
-_PAGE = Path(__file__).resolve().parents[1] / "components" / "camera_live" / "index.html"
 LIVE_TEXTS = ("fps_browser", "fps_server")
 
 
@@ -49,23 +41,7 @@ class LiveConfig:
     top: int = setting(3, "classes shown as bars", minimum=1, maximum=10)
 
 
-def _component_folder() -> Path:
-    """The component's folder in the cache, made once per page and runtime version (never half-written); without
-    ONNX Runtime Web it holds the page alone, which then classifies on the server."""
-    page = _PAGE.read_bytes()
-    digest = hashlib.sha256(page + (runtime_version() or "none").encode()).hexdigest()[:12]
-    folder = default_cache_dir() / "components" / f"camera_live-{digest}"
-    if not (folder / "index.html").is_file():
-        with staged_dir(folder) as tmp:
-            (tmp / "index.html").write_bytes(page)
-            try:
-                copy_classifier(tmp)
-            except TLError as exc:
-                log.warning("live camera without ONNX Runtime Web (%s): it classifies on the server", exc)
-    return folder
-
-
-_live = components.declare_component("camera_live", path=str(_component_folder()))
+_live = components.declare_component("camera_live", path=str(component_folder("camera_live", classifier=True)))
 
 
 def read_frame(value, last: int) -> tuple[int, bytes] | None:
