@@ -1,5 +1,5 @@
 """The folders Streamlit serves this repository's components from (``ui/components``): each component's page beside
-``camera.js``, which the camera components share, and for a page that classifies in the browser, beside
+``camera.js`` and ``camera.css``, which the camera components share, and for a page that classifies in the browser, beside
 ``classify.js`` and ONNX Runtime Web's files too. Assembled once per server in the cache (a component's folder is
 all Streamlit serves it from), never half-written."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["component_folder"]
 log = logging.getLogger("tlcore.ui")
 
 SOURCES = Path(__file__).resolve().parents[1] / "components"
-SHARED = ("camera.js",)
+SHARED = ("camera.js", "camera.css")
 
 
 def component_folder(name: str, classifier: bool = False) -> Path:
