@@ -41,7 +41,7 @@ _CALLED = re.compile(r"""\b(?:t|translate|setup|choose_run|_section)\(\s*(["'])(
 # Any other literal shaped like a key of one of the catalog's groups, e.g. a key a helper returns
 # (calibration_view._direction); file names such as "job.json" aside.
 _SHAPED = re.compile(r"""(?<![\w])(["'])([a-z_]+(?:\.[a-z0-9_]+)+)\1""")
-_FILE_NAMES = (".json", ".jsonl", ".txt", ".py", ".js", ".tflite", ".keras", ".h5", ".zip", ".log", ".csv", ".png", ".jpg")
+_FILE_NAMES = (".json", ".jsonl", ".txt", ".py", ".js", ".css", ".tflite", ".keras", ".h5", ".zip", ".log", ".csv", ".png", ".jpg")
 # A key built at run time: t(f"diag.{code}.evidence", ...).
 _BUILT = re.compile(r"""\b(?:t|translate)\(\s*f(["'])(.*?)\1""")
 
